@@ -1,0 +1,3 @@
+"""audionode: an audio node server for Discord bots."""
+
+__version__ = "0.1.0"

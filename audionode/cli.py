@@ -1,0 +1,51 @@
+"""Command line: ``audionode run | voiceserver | doctor | demo | --version``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from audionode import __version__
+from audionode.config import Config, load_config
+from audionode.errors import ConfigError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="audionode", description="Audio node server for Discord bots.")
+    p.add_argument("--version", action="version", version=f"audionode {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    for name, help_ in (
+        ("run", "start the node"),
+        ("doctor", "check codecs, DAVE, yt-dlp and the port"),
+    ):
+        sp = sub.add_parser(name, help=help_)
+        sp.add_argument("--config", help="path to config.json")
+        sp.add_argument("--host")
+        sp.add_argument("--port", type=int)
+        sp.add_argument("--password")
+    return p
+
+
+def _load(args: argparse.Namespace) -> Config:
+    return load_config(
+        args.config,
+        overrides={"host": args.host, "port": args.port, "password": args.password},
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``audionode`` console script; returns the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        cfg = _load(args)
+    except ConfigError as e:
+        print(f"audionode: {e}", file=sys.stderr)
+        return 2
+    if args.command == "doctor":
+        from audionode.doctor import run_doctor
+
+        return run_doctor(cfg)
+    from audionode.server import run_forever
+
+    return run_forever(cfg)

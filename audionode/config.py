@@ -1,0 +1,219 @@
+"""Typed settings: ``config.json`` + ``AUDIONODE_*`` environment + command-line flags.
+
+Validated once at start-up; any problem raises :class:`ConfigError` whose message is one line
+naming the key and what was expected (the CLI turns it into exit code 2).
+
+Precedence (last wins): defaults → file → environment → flags. Environment names are
+``AUDIONODE_<KEY>`` for top-level keys and ``AUDIONODE_<SECTION>__<KEY>`` for keys in a section
+(``AUDIONODE_ENGINE__WORKERS=2``); plain ``PORT`` is honoured for platforms that set it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+from audionode.errors import ConfigError
+
+EXAMPLE_PASSWORD = "change-me"  # noqa: S105 - a known-bad value we refuse
+"""The password shipped in config.json.example; refused on any non-loopback address."""
+
+Port = Annotated[int, Meta(ge=0, le=65535)]
+Seconds = Annotated[float, Meta(gt=0)]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+class _Section(Struct, forbid_unknown_fields=True, kw_only=True):
+    """Base of every config section: unknown keys are errors, not silently ignored."""
+
+
+class EngineConfig(_Section):
+    """The data plane: worker processes and the opus encoder."""
+
+    workers: Annotated[int, Meta(ge=-1)] = -1
+    """Engine worker processes; -1 = CPU count - 1 (at least 1); 0 = in-process engine."""
+    bitrate: Annotated[int, Meta(ge=8000, le=510000)] = 128000
+    """Opus bitrate in bit/s when transcoding."""
+    complexity: Annotated[int, Meta(ge=0, le=10)] = 10
+    """libopus encoder complexity."""
+    crossfade: Annotated[float, Meta(ge=0, le=30)] = 0.0
+    """Default crossfade between tracks in seconds (0 = gapless)."""
+    preload: Annotated[float, Meta(ge=1, le=60)] = 5.0
+    """Seconds before the end of a track at which the next one is opened and buffered."""
+
+
+class HttpSourceConfig(_Section):
+    enabled: bool = True
+    allow_private: bool = False
+    """Allow loopback and private-network URLs (off by default: SSRF protection)."""
+    timeout: Seconds = 10.0
+
+
+class YtdlpSourceConfig(_Section):
+    enabled: bool = True
+    processes: Annotated[int, Meta(ge=1, le=32)] = 2
+    """Size of the extraction process pool."""
+    timeout: Seconds = 30.0
+    """Seconds an extraction may take before it is abandoned."""
+
+
+class LocalSourceConfig(_Section):
+    enabled: bool = False
+    roots: list[str] = msgspec.field(default_factory=list)
+    """Folders whose files may be played; nothing outside them is ever opened."""
+
+
+class SourcesConfig(_Section):
+    http: HttpSourceConfig = msgspec.field(default_factory=HttpSourceConfig)
+    ytdlp: YtdlpSourceConfig = msgspec.field(default_factory=YtdlpSourceConfig)
+    local: LocalSourceConfig = msgspec.field(default_factory=LocalSourceConfig)
+    plugins: list[str] = msgspec.field(default_factory=list)
+    """Module names to load from the repository's plugins/ folder, e.g. ["tone"]."""
+    plugins_dir: str = "plugins"
+
+
+class VoiceConfig(_Section):
+    """The node's Discord voice client."""
+
+    dave: bool = True
+    """Offer DAVE (max_dave_protocol_version 1). Discord closes non-DAVE clients with 4017."""
+    connect_timeout: Seconds = 10.0
+    udp_keepalive: Seconds = 5.0
+
+
+class VoiceServerConfig(_Section):
+    """The built-in Discord-compatible voice server (``audionode voiceserver``)."""
+
+    host: str = "127.0.0.1"
+    port: Port = 8001
+    """Voice gateway + LVSP websocket port."""
+    udp_port: Port = 0
+    """UDP media port; 0 picks a free one."""
+    public_ip: str = "127.0.0.1"
+    """The address voice clients are told to send UDP to."""
+    lvsp_token: str = ""
+    """The LVSP shared secret; the voice server refuses to start without one."""
+    dave_required: bool = True
+
+
+class Config(_Section):
+    """The whole node configuration; see README.md for every key."""
+
+    password: str
+    host: str = "127.0.0.1"
+    port: Port = 8000
+    heartbeat_interval: Seconds = 15.0
+    vc_timeout: Annotated[float, Meta(ge=0)] = 300.0
+    log_level: LogLevel = "INFO"
+    max_kept_events: Annotated[int, Meta(ge=1)] = 1000
+    """Events kept per session while no bot socket is attached; older ones are dropped."""
+    engine: EngineConfig = msgspec.field(default_factory=EngineConfig)
+    sources: SourcesConfig = msgspec.field(default_factory=SourcesConfig)
+    voice: VoiceConfig = msgspec.field(default_factory=VoiceConfig)
+    voiceserver: VoiceServerConfig = msgspec.field(default_factory=VoiceServerConfig)
+
+
+_AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$")
+_MISSING = re.compile(r"Object missing required field `(?P<field>[^`]+)`")
+_UNKNOWN = re.compile(r"Object contains unknown field `(?P<field>[^`]+)`")
+
+
+def _explain(err: msgspec.ValidationError) -> str:
+    """Rewrite msgspec's message as one line that leads with the config key."""
+    m = _AT.match(str(err))
+    msg, path = (m.group("msg"), m.group("path") or "") if m else (str(err), "")
+    key = path.lstrip(".")
+    if mm := _MISSING.match(msg):
+        key = f"{key}.{mm.group('field')}".lstrip(".")
+        return f"config key `{key}` is required (expected a string)"
+    if mm := _UNKNOWN.match(msg):
+        key = f"{key}.{mm.group('field')}".lstrip(".")
+        return f"config key `{key}` is unknown (see config.json.example for the valid keys)"
+    return f"config key `{key or '(root)'}`: {msg[0].lower()}{msg[1:]}"
+
+
+def _field_types(struct: type[Struct]) -> dict[str, Any]:
+    return {f.name: f.type for f in msgspec.structs.fields(struct)}
+
+
+def _env_value(raw: str, typ: Any) -> Any:
+    """Environment values are text: keep them for str fields, else parse as JSON or scalar."""
+    if typ is str:
+        return raw
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
+    top = _field_types(Config)
+    if "PORT" in env:
+        data["port"] = _env_value(env["PORT"], int)
+    for name, raw in env.items():
+        if not name.startswith("AUDIONODE_"):
+            continue
+        parts = name[len("AUDIONODE_") :].lower().split("__")
+        if len(parts) == 1 and parts[0] in top:
+            data[parts[0]] = _env_value(raw, top[parts[0]])
+        elif len(parts) == 2 and parts[0] in top and isinstance(top[parts[0]], type):
+            section = data.setdefault(parts[0], {})
+            if isinstance(section, dict):
+                sub = _field_types(top[parts[0]]).get(parts[1], Any)
+                section[parts[1]] = _env_value(raw, sub)
+        else:
+            raise ConfigError(f"environment variable {name} names no config key")
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ConfigError(f"config file {path}: cannot read ({e.strerror})") from None
+    except ValueError as e:
+        raise ConfigError(f"config file {path}: not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: expected a JSON object at the top level")
+    return data
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback literals (127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Build the validated :class:`Config`; raise :class:`ConfigError` with one clear line."""
+    data: dict[str, Any] = _read_file(Path(path)) if path is not None else {}
+    _apply_env(data, os.environ if env is None else env)
+    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        cfg = msgspec.convert(data, Config)
+    except msgspec.ValidationError as e:
+        raise ConfigError(_explain(e)) from None
+    if not cfg.password:
+        raise ConfigError("config key `password` must not be empty")
+    if cfg.password == EXAMPLE_PASSWORD and not is_loopback(cfg.host):
+        raise ConfigError(
+            f"config key `password`: the example password is refused on non-loopback host "
+            f"{cfg.host!r}; set a password of your own"
+        )
+    return cfg

@@ -1,0 +1,91 @@
+"""The exception tree of audionode.
+
+::
+
+    AudionodeError                 base of everything we raise on purpose
+    ├── ConfigError                start-up configuration is invalid (exit code 2)
+    ├── ClientError                the peer (bot, REST client) asked for something wrong: 4xx
+    │   ├── BadRequest             malformed input: names the field and what was expected (400)
+    │   ├── Unauthorized           no credentials (401)
+    │   ├── Forbidden              wrong credentials or not allowed (403)
+    │   ├── NotFound               the guild, voice client, track or route does not exist (404)
+    │   ├── Conflict               the request is valid but the state forbids it now (409)
+    │   └── NotIdentified          a control-socket op before IDENTIFY
+    └── RemoteError                something outside failed: a source, a voice server (502)
+        ├── SourceError            resolving or opening a track failed
+        └── VoiceError             the voice connection failed
+
+Local misuse (our own bugs) is not in this tree: it stays a plain Python exception and is
+logged with its traceback, while the peer only sees an ``INTERNAL`` error code.
+"""
+
+from __future__ import annotations
+
+
+class AudionodeError(Exception):
+    """Base class; ``code`` is the stable machine-readable name sent on the wire."""
+
+    code = "ERROR"
+    status = 500
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+    def to_wire(self) -> dict[str, str]:
+        """The uniform error object: ``{"code": ..., "message": ...}``."""
+        return {"code": self.code, "message": self.message}
+
+
+class ConfigError(AudionodeError):
+    code = "CONFIG"
+
+
+class ClientError(AudionodeError):
+    code = "BAD_REQUEST"
+    status = 400
+
+
+class BadRequest(ClientError):
+    code = "BAD_REQUEST"
+    status = 400
+
+
+class Unauthorized(ClientError):
+    code = "UNAUTHORIZED"
+    status = 401
+
+
+class Forbidden(ClientError):
+    code = "FORBIDDEN"
+    status = 403
+
+
+class NotFound(ClientError):
+    code = "NOT_FOUND"
+    status = 404
+
+
+class Conflict(ClientError):
+    code = "CONFLICT"
+    status = 409
+
+
+class NotIdentified(ClientError):
+    code = "NOT_IDENTIFIED"
+    status = 403
+
+
+class RemoteError(AudionodeError):
+    code = "REMOTE"
+    status = 502
+
+
+class SourceError(RemoteError):
+    code = "SOURCE_ERROR"
+
+
+class VoiceError(RemoteError):
+    code = "VOICE_ERROR"
