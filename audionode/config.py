@@ -16,7 +16,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import msgspec
 from msgspec import Meta, Struct
@@ -137,7 +137,17 @@ def _explain(err: msgspec.ValidationError) -> str:
     if mm := _UNKNOWN.match(msg):
         key = f"{key}.{mm.group('field')}".lstrip(".")
         return f"config key `{key}` is unknown (see config.json.example for the valid keys)"
+    if msg.startswith("Invalid enum value") and (choices := _literal_choices(key)):
+        msg = f"expected one of {', '.join(choices)}, got {msg.split(' ', 3)[3]}"
     return f"config key `{key or '(root)'}`: {msg[0].lower()}{msg[1:]}"
+
+
+def _literal_choices(key: str) -> list[str]:
+    """The allowed values of a Literal-typed key such as ``log_level``."""
+    typ: Any = Config
+    for part in key.split("."):
+        typ = _field_types(typ).get(part) if isinstance(typ, type) else None
+    return [str(v) for v in get_args(typ)] if get_origin(typ) is Literal else []
 
 
 def _field_types(struct: type[Struct]) -> dict[str, Any]:

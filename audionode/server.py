@@ -1,10 +1,111 @@
-"""Start-up and shutdown of the node (placeholder until the web app lands)."""
+"""Start-up and shutdown: one code path for ``audionode run`` and for the tests.
+
+The Sanic server is created inside our own event loop (``create_server``) rather than with
+``app.run()``: the control plane, and the in-process engine, share that loop, the port may be
+0 (ephemeral, for tests), and the tests start exactly what production starts.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
 from audionode.config import Config
+from audionode.service import NodeService
+from audionode.web.app import create_app
+
+log = logging.getLogger("audionode")
 
 
-def run_forever(cfg: Config) -> int:
-    """Run the node until interrupted; returns the process exit code."""
-    raise NotImplementedError("the HTTP server lands with issue 2")
+@dataclass(frozen=True, slots=True)
+class RunningNode:
+    """A started node: its service and the address it listens on."""
+
+    service: NodeService
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(512)
+    sock.setblocking(False)
+    return sock
+
+
+@contextlib.asynccontextmanager
+async def start_node(config: Config) -> AsyncIterator[RunningNode]:
+    """Start the node in the running loop; stop it when the block exits."""
+    service = NodeService(config)
+    app = create_app(service)
+    sock = _listen(config.host, config.port)
+    server: Any = await app.create_server(
+        sock=sock, return_asyncio_server=True, access_log=config.log_level == "DEBUG"
+    )
+    await server.startup()
+    await server.before_start()
+    await server.after_start()
+    port = sock.getsockname()[1]
+    try:
+        yield RunningNode(service, config.host, port)
+    finally:
+        await service.close()
+        await server.before_stop()
+        server.close()
+        await server.wait_closed()
+        await server.after_stop()
+        sock.close()
+
+
+def configure_logging(level: str) -> None:
+    """One line per record on stderr; secrets are never passed to the logger."""
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # Sanic's own loggers are noisy at INFO and duplicate our start-up line.
+    for name in ("sanic.root", "sanic.error", "sanic.server", "sanic.websockets"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+async def _serve(config: Config) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with start_node(config) as node:
+        log.info("audionode listening on %s", node.url)
+        await stop.wait()
+        log.info("shutting down")
+
+
+def run_forever(config: Config) -> int:
+    """Run the node until SIGINT/SIGTERM; returns the process exit code."""
+    configure_logging(config.log_level)
+    try:
+        import uvloop
+
+        runner: Any = uvloop.run
+    except ImportError:  # not on Linux: the stock loop is fine
+        runner = asyncio.run
+    try:
+        runner(_serve(config))
+    except OSError as e:
+        log.error("cannot listen on %s:%s: %s", config.host, config.port, e.strerror)
+        return 1
+    return 0

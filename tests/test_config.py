@@ -13,3 +13,30 @@ def test_defaults_need_only_a_password() -> None:
 def test_missing_password_is_named() -> None:
     with pytest.raises(ConfigError, match="`password` is required"):
         load_config(env={})
+
+
+def test_example_config_is_valid_and_complete() -> None:
+    import json
+    from pathlib import Path
+
+    import msgspec
+
+    root = Path(__file__).parent.parent
+    example = json.loads((root / "config.json.example").read_text())
+    defaults = msgspec.to_builtins(load_config(None, env={}, overrides={"password": "change-me"}))
+    assert example == defaults  # every key present, with its default
+
+    readme = (root / "README.md").read_text()
+
+    def keys(d: dict[str, object], prefix: str = "") -> list[str]:
+        out: list[str] = []
+        for k, v in d.items():
+            out += keys(v, f"{prefix}{k}.") if isinstance(v, dict) else [f"{prefix}{k}"]
+        return out
+
+    undocumented = [
+        k
+        for k in keys(example)
+        if f"`{k}`" not in readme and f"`{k.rsplit('.', 1)[-1]}`" not in readme
+    ]
+    assert undocumented == []

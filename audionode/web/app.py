@@ -1,0 +1,40 @@
+"""The Sanic application factory: routes, the auth check, the error mapping."""
+
+from __future__ import annotations
+
+import itertools
+
+from sanic import Request, Sanic
+from sanic.response import HTTPResponse
+
+from audionode.service import NodeService
+from audionode.web import discodo_ws, errors, status
+from audionode.web.auth import PUBLIC_PATHS, check_authorization
+
+_serial = itertools.count()
+
+
+async def _require_auth(request: Request) -> HTTPResponse | None:
+    # The control websocket authenticates itself so it can answer FORBIDDEN + close 4001.
+    if request.path in PUBLIC_PATHS or request.path == "/ws":
+        return None
+    check_authorization(
+        request.headers.get("authorization"), request.app.ctx.service.config.password
+    )
+    return None
+
+
+def create_app(service: NodeService) -> Sanic:  # type: ignore[type-arg]
+    """Build the app around ``service``. Several apps may live in one process (tests)."""
+    app: Sanic = Sanic(f"audionode_{next(_serial)}", configure_logging=False)  # type: ignore[type-arg]
+    # TouchUp rewrites Sanic's class methods once per process; with several apps it breaks.
+    app.config.TOUCHUP = False
+    app.config.REQUEST_MAX_SIZE = 1 << 20
+    app.config.WEBSOCKET_MAX_SIZE = 1 << 20
+    app.config.FALLBACK_ERROR_FORMAT = "json"
+    app.ctx.service = service
+    app.on_request(_require_auth)
+    errors.install(app)
+    app.blueprint(status.bp)
+    app.blueprint(discodo_ws.bp)
+    return app
