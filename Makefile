@@ -23,7 +23,7 @@ run: $(VENV)/.run-installed
 	$(BIN)/audionode run --config $(CONFIG)
 
 lint: $(VENV)/.dev-installed
-	$(BIN)/ruff check audionode tests plugins bench
+	$(BIN)/ruff check $(wildcard audionode tests plugins bench)
 	$(BIN)/mypy --strict audionode
 
 test: lint
