@@ -13,15 +13,15 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta, Struct
 
 from audionode.errors import ConfigError
+from audionode.validation import explain
 
 EXAMPLE_PASSWORD = "change-me"  # noqa: S105 - a known-bad value we refuse
 """The password shipped in config.json.example; refused on any non-loopback address."""
@@ -121,33 +121,14 @@ class Config(_Section):
     voiceserver: VoiceServerConfig = msgspec.field(default_factory=VoiceServerConfig)
 
 
-_AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$")
-_MISSING = re.compile(r"Object missing required field `(?P<field>[^`]+)`")
-_UNKNOWN = re.compile(r"Object contains unknown field `(?P<field>[^`]+)`")
-
-
 def _explain(err: msgspec.ValidationError) -> str:
-    """Rewrite msgspec's message as one line that leads with the config key."""
-    m = _AT.match(str(err))
-    msg, path = (m.group("msg"), m.group("path") or "") if m else (str(err), "")
-    key = path.lstrip(".")
-    if mm := _MISSING.match(msg):
-        key = f"{key}.{mm.group('field')}".lstrip(".")
+    """One line that leads with the config key."""
+    key, problem = explain(err, Config)
+    if problem == "is required":
         return f"config key `{key}` is required (expected a string)"
-    if mm := _UNKNOWN.match(msg):
-        key = f"{key}.{mm.group('field')}".lstrip(".")
+    if problem.startswith("is unknown"):
         return f"config key `{key}` is unknown (see config.json.example for the valid keys)"
-    if msg.startswith("Invalid enum value") and (choices := _literal_choices(key)):
-        msg = f"expected one of {', '.join(choices)}, got {msg.split(' ', 3)[3]}"
-    return f"config key `{key or '(root)'}`: {msg[0].lower()}{msg[1:]}"
-
-
-def _literal_choices(key: str) -> list[str]:
-    """The allowed values of a Literal-typed key such as ``log_level``."""
-    typ: Any = Config
-    for part in key.split("."):
-        typ = _field_types(typ).get(part) if isinstance(typ, type) else None
-    return [str(v) for v in get_args(typ)] if get_origin(typ) is Literal else []
+    return f"config key `{key or '(root)'}`: {problem}"
 
 
 def _field_types(struct: type[Struct]) -> dict[str, Any]:

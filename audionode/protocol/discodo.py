@@ -11,11 +11,12 @@ socket. Validation failures raise :class:`audionode.errors.BadRequest` naming th
 from __future__ import annotations
 
 import enum
-from typing import Any, Final, TypeVar
+from typing import Annotated, Any, Final, Literal, TypeVar
 
 import msgspec
 
 from audionode.errors import BadRequest
+from audionode.validation import explain
 
 _T = TypeVar("_T")
 
@@ -120,19 +121,17 @@ def decode_frame(data: str | bytes) -> tuple[str, Any]:
 
 
 def parse(payload: Any, typ: type[_T], what: str = "d") -> _T:
-    """Validate ``payload`` as ``typ``; errors name the field as ``d.<field>``.
+    """Validate ``payload`` as ``typ``; errors name the field as ``<what>.<field>``.
 
     Integers may arrive as strings (snowflakes), so conversion is lax on scalars only.
+    ``what=""`` names top-level fields bare (REST bodies: ``field `volume```).
     """
     try:
         return msgspec.convert(payload, typ, strict=False)
     except msgspec.ValidationError as e:
-        msg, _, path = str(e).partition(" - at `$")
-        field = (what + path.rstrip("`")) if path else what
-        if msg.startswith("Object missing required field"):
-            name = msg.split("`")[1]
-            raise BadRequest(f"field `{field}.{name}` is required") from None
-        raise BadRequest(f"field `{field}`: {msg[0].lower()}{msg[1:]}") from None
+        field, problem = explain(e, typ, what)
+        sep = " " if problem.startswith("is ") else ": "
+        raise BadRequest(f"field `{field or 'body'}`{sep}{problem}") from None
 
 
 def encode(op: str, d: Any = None) -> str:
@@ -148,3 +147,41 @@ def error_payload(code: str, message: str, **extra: Any) -> dict[str, Any]:
 def snowflake(value: int | None) -> str | None:
     """Ids leave the node as strings."""
     return None if value is None else str(value)
+
+
+# --- REST bodies (discodo-reference.md §3.2) ------------------------------------------------
+
+Volume = Annotated[float, msgspec.Meta(ge=0, le=5)]
+Crossfade = Annotated[float, msgspec.Meta(ge=0, le=30)]
+Position = Annotated[float, msgspec.Meta(ge=0)]
+
+
+class ContextBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    context: dict[str, Any]
+
+
+class OptionsBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    volume: Volume | msgspec.UnsetType = msgspec.UNSET
+    crossfade: Crossfade | msgspec.UnsetType = msgspec.UNSET
+    autoplay: bool | msgspec.UnsetType = msgspec.UNSET
+    filter: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
+
+
+class SeekBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    offset: Position
+
+
+class SkipBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    offset: Annotated[int, msgspec.Meta(ge=1)] = 1
+
+
+class RepeatBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    mode: Literal["off", "track", "queue"]
+
+
+class QueueItemBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``POST /queue/<index or tag>``: move it, set its context, set its start position."""
+
+    index: Annotated[int, msgspec.Meta(ge=0)] | msgspec.UnsetType = msgspec.UNSET
+    context: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
+    start_position: Position | msgspec.UnsetType = msgspec.UNSET

@@ -1,0 +1,54 @@
+"""One way to turn a msgspec validation failure into one clear line naming the field.
+
+Used by the config loader and by every wire-format parser, so a user sees the same style of
+message everywhere: ``field `volume`: expected `float` <= 5.0``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal, get_args, get_origin
+
+import msgspec
+
+_AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+
+
+def _resolve(root: Any, path: str) -> Any:
+    """The declared type at a dotted path under ``root`` (None when it cannot be followed)."""
+    typ = root
+    for part in filter(None, path.split(".")):
+        if not (isinstance(typ, type) and issubclass(typ, msgspec.Struct)):
+            return None
+        typ = {f.name: f.type for f in msgspec.structs.fields(typ)}.get(part)
+    return typ
+
+
+def _literal_choices(typ: Any) -> list[str]:
+    for arg in (typ, *get_args(typ)):
+        if get_origin(arg) is Literal:
+            return [str(v) for v in get_args(arg)]
+    return []
+
+
+def explain(err: msgspec.ValidationError, root: Any, prefix: str = "") -> tuple[str, str]:
+    """Return ``(field, problem)`` for ``err`` raised while converting to ``root``."""
+    m = _AT.match(str(err))
+    msg, path = (m.group("msg"), m.group("path") or "") if m else (str(err), "")
+    path = path.lstrip(".")
+    here = _resolve(root, path)
+    join = ".".join(p for p in (prefix, path) if p)
+    if msg.startswith(("Object missing required field", "Object contains unknown field")):
+        name = msg.split("`")[1]
+        field = ".".join(p for p in (join, name) if p)
+        if msg.startswith("Object missing"):
+            return field, "is required"
+        known = (
+            ", ".join(f.name for f in msgspec.structs.fields(here))
+            if isinstance(here, type) and issubclass(here, msgspec.Struct)
+            else ""
+        )
+        return field, f"is unknown (expected one of: {known})" if known else "is unknown"
+    if msg.startswith("Invalid enum value") and (choices := _literal_choices(here)):
+        return join, f"expected one of {', '.join(choices)}, got {msg.split(' ', 3)[3]}"
+    return join, f"{msg[0].lower()}{msg[1:]}"
