@@ -1,0 +1,166 @@
+"""The typed messages between ``player/`` (control plane) and ``engine/`` (data plane).
+
+They are msgspec structs tagged by class name, so the same values travel through an asyncio
+queue (``engine.workers = 0``) or a pipe to a worker process (msgpack), unchanged.
+Every message names its guild; the engine owns at most one voice connection and one pipeline
+per guild. Tracks are identified by a ``serial`` the player assigns, unique per guild, so late
+events about an old track can never be mistaken for the current one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+
+class _Msg(msgspec.Struct, tag=True, kw_only=True):
+    guild_id: int
+
+
+# --- commands: player → engine ------------------------------------------------------------
+
+
+class Connect(_Msg):
+    """Open (or, with changed credentials/channel, re-open) the guild's voice connection."""
+
+    user_id: int
+    channel_id: int
+    session_id: str
+    token: str
+    endpoint: str
+
+
+class Disconnect(_Msg):
+    """Close the voice connection and free the guild's pipeline."""
+
+
+class Play(_Msg):
+    """Play ``source`` now, replacing whatever plays (its end is reported as ``replaced``)."""
+
+    serial: int
+    source: Any
+    """A picklable/msgpack-able description of what to open (sources.api ``Playable``)."""
+    start_ms: int = 0
+    end_ms: int | None = None
+
+
+class Preload(_Msg):
+    """Open and buffer the next track so it follows gaplessly or with the crossfade."""
+
+    serial: int
+    source: Any
+    start_ms: int = 0
+    end_ms: int | None = None
+
+
+class Skip(_Msg):
+    """End the current track (``skipped``) and go on with the preloaded one, if any."""
+
+
+class Stop(_Msg):
+    """End the current track (``stopped``) and drop the preloaded one."""
+
+
+class Pause(_Msg):
+    pass
+
+
+class Resume(_Msg):
+    pass
+
+
+class Seek(_Msg):
+    position_ms: int
+
+
+class SetVolume(_Msg):
+    volume: float
+
+
+class SetFilters(_Msg):
+    filters: dict[str, Any]
+
+
+class SetCrossfade(_Msg):
+    seconds: float
+
+
+Command = (
+    Connect
+    | Disconnect
+    | Play
+    | Preload
+    | Skip
+    | Stop
+    | Pause
+    | Resume
+    | Seek
+    | SetVolume
+    | SetFilters
+    | SetCrossfade
+)
+
+# --- events: engine → player --------------------------------------------------------------
+
+
+class VoiceConnected(_Msg):
+    ssrc: int
+    mode: str
+    dave_protocol_version: int
+
+
+class VoiceClosed(_Msg):
+    """The voice connection closed; ``will_reconnect`` says whether the engine resumes it."""
+
+    code: int
+    reason: str
+    by_remote: bool
+    will_reconnect: bool
+
+
+class TrackStarted(_Msg):
+    """The track's first frame was actually sent (not when it was preloaded)."""
+
+    serial: int
+
+
+class TrackEnded(_Msg):
+    """``reason``: finished, skipped, stopped, replaced or error."""
+
+    serial: int
+    reason: str
+    message: str | None = None
+
+
+class TrackPosition(_Msg):
+    serial: int
+    position_ms: int
+
+
+class NeedNext(_Msg):
+    """The current track is within ``engine.preload`` (+ crossfade) of its end."""
+
+    serial: int
+
+
+class CommandFailed(_Msg):
+    """A command was refused (e.g. an invalid filter); nothing else changed."""
+
+    command: str
+    message: str
+
+
+Event = (
+    VoiceConnected
+    | VoiceClosed
+    | TrackStarted
+    | TrackEnded
+    | TrackPosition
+    | NeedNext
+    | CommandFailed
+)
+
+command_decoder = msgspec.msgpack.Decoder(Command)
+event_decoder = msgspec.msgpack.Decoder(Event)
+encoder = msgspec.msgpack.Encoder()

@@ -1,0 +1,38 @@
+"""Commands and events survive the worker-process carrier (msgpack) unchanged."""
+
+from audionode.engine import messages as m
+
+
+def test_every_command_round_trips() -> None:
+    commands = [
+        m.Connect(guild_id=1, user_id=2, channel_id=3, session_id="s", token="t", endpoint="e"),
+        m.Disconnect(guild_id=1),
+        m.Play(guild_id=1, serial=4, source={"url": "http://x"}, start_ms=5, end_ms=None),
+        m.Preload(guild_id=1, serial=5, source={"bytes": b"RIFF"}),
+        m.Skip(guild_id=1),
+        m.Stop(guild_id=1),
+        m.Pause(guild_id=1),
+        m.Resume(guild_id=1),
+        m.Seek(guild_id=1, position_ms=9),
+        m.SetVolume(guild_id=1, volume=0.5),
+        m.SetFilters(guild_id=1, filters={"timescale": {"speed": 1.2}}),
+        m.SetCrossfade(guild_id=1, seconds=2.0),
+    ]
+    for cmd in commands:
+        assert m.command_decoder.decode(m.encoder.encode(cmd)) == cmd
+
+
+def test_every_event_round_trips() -> None:
+    events = [
+        m.VoiceConnected(
+            guild_id=1, ssrc=7, mode="aead_aes256_gcm_rtpsize", dave_protocol_version=1
+        ),
+        m.VoiceClosed(guild_id=1, code=4014, reason="kicked", by_remote=True, will_reconnect=False),
+        m.TrackStarted(guild_id=1, serial=3),
+        m.TrackEnded(guild_id=1, serial=3, reason="finished"),
+        m.TrackPosition(guild_id=1, serial=3, position_ms=1000),
+        m.NeedNext(guild_id=1, serial=3),
+        m.CommandFailed(guild_id=1, command="SetFilters", message="bad"),
+    ]
+    for ev in events:
+        assert m.event_decoder.decode(m.encoder.encode(ev)) == ev
