@@ -7,8 +7,10 @@ It owns the sessions (identify, resume, takeover, VC_TIMEOUT) and the guild play
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,8 +18,10 @@ import psutil
 
 from audionode import __version__
 from audionode.config import Config
-from audionode.errors import NotFound
-from audionode.player.player import GuildPlayer
+from audionode.engine import messages as msg
+from audionode.errors import AudionodeError, NotFound
+from audionode.player.player import Callbacks, GuildPlayer, OpenRequest
+from audionode.player.queue import Entry
 from audionode.protocol.discodo import (
     CloseCode,
     DiscordDispatch,
@@ -50,6 +54,13 @@ class NodeService:
         self.config = config
         self.sessions: dict[SessionKey, Session] = {}
         self.started = time.monotonic()
+        self.engine_commands: asyncio.Queue[msg.Command] = asyncio.Queue()
+        """Commands for the engine; the in-process engine drains it (workers = 0)."""
+        self.opener: Callable[[Any], Awaitable[Any]] | None = None
+        """Turns a queued track into what the engine plays (set once sources are loaded)."""
+        self._keys = itertools.count(1)
+        self._by_key: dict[int, GuildPlayer] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         self._process = psutil.Process()
         self._process.cpu_percent(None)  # prime: the first reading is always 0.0
 
@@ -113,8 +124,16 @@ class NodeService:
     def _ensure_player(self, session: Session, guild_id: GuildId) -> GuildPlayer:
         found = session.players.get(guild_id)
         if found is None:
-            found = GuildPlayer(guild_id, crossfade=self.config.engine.crossfade)
+            key = next(self._keys)
+            callbacks = Callbacks(
+                emit=session.emit,
+                command=self.engine_commands.put_nowait,
+                open=lambda req: self._open(key, req),
+                describe=self.describe_entry,
+            )
+            found = GuildPlayer(guild_id, key, callbacks, crossfade=self.config.engine.crossfade)
             session.players[guild_id] = found
+            self._by_key[key] = found
             session.emit(Op.VC_CREATED, {"guild_id": snowflake(guild_id), "id": found.id})
         return found
 
@@ -124,8 +143,47 @@ class NodeService:
         self._drop_player(session, GuildId(guild_id))
 
     def _drop_player(self, session: Session, guild_id: GuildId) -> None:
-        session.players.pop(guild_id, None)
+        player = session.players.pop(guild_id, None)
+        if player is not None:
+            self._by_key.pop(player.key, None)
+            self.engine_commands.put_nowait(msg.Disconnect(player=player.key))
         session.emit(Op.VC_DESTROYED, {"guild_id": snowflake(guild_id)})
+
+    def describe_entry(self, entry: Entry[Any]) -> dict[str, Any]:
+        """A queue entry as the bot sees it (Discodo's AudioData/AudioSource dict)."""
+        track = entry.track
+        info: dict[str, Any] = dict(track) if isinstance(track, dict) else {"track": str(track)}
+        return {
+            **info,
+            "tag": entry.tag,
+            "context": entry.context,
+            "start_position": entry.start_position,
+        }
+
+    def _open(self, key: int, request: OpenRequest) -> None:
+        task = asyncio.get_running_loop().create_task(self._open_task(key, request))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _open_task(self, key: int, request: OpenRequest) -> None:
+        player = self._by_key.get(key)
+        if player is None:
+            return
+        if self.opener is None:
+            player.track_failed(request.serial, "no source is configured to open tracks")
+            return
+        try:
+            source = await self.opener(request.entry.track)
+        except AudionodeError as e:
+            player.track_failed(request.serial, e.message)
+        else:
+            player.track_opened(request.serial, source)
+
+    def on_engine_event(self, event: msg.Event) -> None:
+        """Route one engine event to its player (events of destroyed players are dropped)."""
+        player = self._by_key.get(event.player)
+        if player is not None:
+            player.on_engine_event(event)
 
     # --- Discord events forwarded by the bot -----------------------------------------------
 

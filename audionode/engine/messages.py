@@ -2,9 +2,11 @@
 
 They are msgspec structs tagged by class name, so the same values travel through an asyncio
 queue (``engine.workers = 0``) or a pipe to a worker process (msgpack), unchanged.
-Every message names its guild; the engine owns at most one voice connection and one pipeline
-per guild. Tracks are identified by a ``serial`` the player assigns, unique per guild, so late
-events about an old track can never be mistaken for the current one.
+Every message names its player by ``player``, a key unique in the node (two bots may share a
+guild, so the guild id alone is not enough); the engine owns at most one voice connection and
+one pipeline per player and shards players across workers by this key.
+Tracks are identified by a ``serial`` the player assigns, unique per player, so late events
+about an old track can never be mistaken for the current one.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import msgspec
 
 
 class _Msg(msgspec.Struct, tag=True, kw_only=True):
-    guild_id: int
+    player: int
 
 
 # --- commands: player → engine ------------------------------------------------------------
@@ -24,6 +26,7 @@ class _Msg(msgspec.Struct, tag=True, kw_only=True):
 class Connect(_Msg):
     """Open (or, with changed credentials/channel, re-open) the guild's voice connection."""
 
+    guild_id: int
     user_id: int
     channel_id: int
     session_id: str
@@ -52,6 +55,10 @@ class Preload(_Msg):
     source: Any
     start_ms: int = 0
     end_ms: int | None = None
+
+
+class CancelPreload(_Msg):
+    """Forget the preloaded track (the queue's head changed before it started)."""
 
 
 class Skip(_Msg):
@@ -91,6 +98,7 @@ Command = (
     | Disconnect
     | Play
     | Preload
+    | CancelPreload
     | Skip
     | Stop
     | Pause
