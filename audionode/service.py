@@ -7,6 +7,7 @@ It owns the sessions (identify, resume, takeover, VC_TIMEOUT) and the guild play
 from __future__ import annotations
 
 import asyncio
+import hmac
 import itertools
 import logging
 import time
@@ -19,7 +20,7 @@ import psutil
 from audionode import __version__
 from audionode.config import Config
 from audionode.engine import messages as msg
-from audionode.errors import AudionodeError, NotFound
+from audionode.errors import AudionodeError, BadRequest, Forbidden, NotFound
 from audionode.player.player import Callbacks, GuildPlayer, OpenRequest
 from audionode.player.queue import Entry
 from audionode.protocol.discodo import (
@@ -114,6 +115,24 @@ class NodeService:
 
     # --- players ----------------------------------------------------------------------
 
+    def resolve(
+        self, user_id: int, shard_id: int | None, guild_id: int, voice_client_id: str
+    ) -> tuple[Session, GuildPlayer]:
+        """Find the player a REST request names by its headers (discodo-reference.md §3.1)."""
+        session = self.sessions.get(session_key(user_id, shard_id))
+        if session is None:
+            raise NotFound(
+                f"no session for user {user_id} shard {shard_id}; IDENTIFY on /ws first",
+                code="SESSION_NOT_FOUND",
+            )
+        player = self.player(session, guild_id)
+        if not hmac.compare_digest(player.id.encode(), voice_client_id.encode()):
+            raise Forbidden(
+                "header `VoiceClient-ID` does not match this guild's voice client",
+                code="VOICE_CLIENT_ID_MISMATCH",
+            )
+        return session, player
+
     def player(self, session: Session, guild_id: int) -> GuildPlayer:
         """The guild's player or :class:`NotFound`."""
         found = session.players.get(GuildId(guild_id))
@@ -148,6 +167,12 @@ class NodeService:
             self._by_key.pop(player.key, None)
             self.engine_commands.put_nowait(msg.Disconnect(player=player.key))
         session.emit(Op.VC_DESTROYED, {"guild_id": snowflake(guild_id)})
+
+    def validate_filters(self, filters: dict[str, Any]) -> dict[str, Any]:
+        """Check a filter set before any player sees it (BadRequest naming the filter)."""
+        if filters:
+            raise BadRequest("field `filter`: filters are not available on this node yet")
+        return filters
 
     def describe_entry(self, entry: Entry[Any]) -> dict[str, Any]:
         """A queue entry as the bot sees it (Discodo's AudioData/AudioSource dict)."""
