@@ -12,12 +12,12 @@ import contextlib
 import logging
 import signal
 import socket
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 from audionode.config import Config
+from audionode.logs import configure_logging
 from audionode.service import NodeService
 from audionode.web.app import create_app
 
@@ -69,18 +69,6 @@ async def start_node(config: Config) -> AsyncIterator[RunningNode]:
         await server.wait_closed()
         await server.after_stop()
         sock.close()
-
-
-def configure_logging(level: str) -> None:
-    """One line per record on stderr; secrets are never passed to the logger."""
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # Sanic's own loggers are noisy at INFO and duplicate our start-up line.
-    for name in ("sanic.root", "sanic.error", "sanic.server", "sanic.websockets"):
-        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
 async def _serve(config: Config) -> None:

@@ -1,0 +1,88 @@
+"""Where engines run: in this process (``engine.workers = 0``) or in worker processes.
+
+Both hosts take the same typed commands and deliver the same typed events
+(``engine/messages.py``); only the carrier differs (a direct call scheduled on the loop versus
+msgpack frames over a socket pair to a worker process).
+
+An engine is anything built by an :data:`EngineFactory`: ``factory(config, emit)`` returns an
+object with ``handle(command)`` (synchronous, never blocking), ``async start()`` and
+``async close()``; it reports events through ``emit``. The factory is named by an import path
+(``"package.module:callable"``) so a worker process can build it after ``spawn``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from audionode.config import Config
+from audionode.engine import messages as msg
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FACTORY = "audionode.engine.engine:Engine"
+
+EventCallback = Callable[[msg.Event], None]
+
+
+class EngineCore(Protocol):
+    """What a host needs from an engine."""
+
+    def handle(self, command: msg.Command) -> None: ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+EngineFactory = Callable[[Config, EventCallback], EngineCore]
+
+
+def load_factory(path: str) -> EngineFactory:
+    """Import ``"module:attr"``."""
+    module, _, attr = path.partition(":")
+    factory: EngineFactory = getattr(importlib.import_module(module), attr)
+    return factory
+
+
+class EngineHost(Protocol):
+    """The control plane's handle on the data plane."""
+
+    def send(self, command: msg.Command) -> None:
+        """Queue a command; never blocks."""
+        ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+
+class LocalHost:
+    """The engine runs in this process and this event loop (tests, tiny deployments)."""
+
+    def __init__(self, config: Config, on_event: EventCallback, factory: str = DEFAULT_FACTORY):
+        self._loop = asyncio.get_running_loop()
+        self._on_event = on_event
+        self.engine = load_factory(factory)(config, self._emit)
+
+    def _emit(self, event: msg.Event) -> None:
+        # Scheduled, not called: an engine event must not re-enter the player mid-command.
+        self._loop.call_soon(self._on_event, event)
+
+    def send(self, command: msg.Command) -> None:
+        self._loop.call_soon(self.engine.handle, command)
+
+    async def start(self) -> None:
+        await self.engine.start()
+
+    async def close(self) -> None:
+        await self.engine.close()
+
+    def stats(self) -> dict[str, Any]:
+        stats = getattr(self.engine, "stats", None)
+        return {"workers": 0, "engine": stats() if callable(stats) else {}}
