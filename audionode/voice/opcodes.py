@@ -12,7 +12,7 @@ Structs accept unknown fields (clients add ``video``, ``streams``, ``codecs``...
 from __future__ import annotations
 
 import enum
-from typing import Final
+from typing import Final, NamedTuple
 
 import msgspec
 
@@ -344,3 +344,15 @@ PAYLOAD_TYPES: Final[dict[Op, type[msgspec.Struct]]] = {
     Op.DAVE_MLS_INVALID_COMMIT_WELCOME: DaveInvalidCommitWelcome,
 }
 """The ``d`` struct of each JSON op we model; others (9 Resumed = null, 12, 14-20, 32) are not."""
+
+
+class Outgoing(NamedTuple):
+    """A message some sans-I/O component wants sent on a voice websocket.
+
+    ``payload`` is the ``d`` struct for JSON ops (``None`` for a ``null`` d) and the raw payload
+    bytes (after the opcode byte) for binary ops in :data:`BINARY_OPS`. The gateway of the
+    sending side frames it (and, on the server side, assigns the ``seq``).
+    """
+
+    op: Op
+    payload: msgspec.Struct | bytes | None
