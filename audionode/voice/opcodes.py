@@ -5,8 +5,10 @@ Shared by the voice client (``VoiceGateway(side=CLIENT)``) and the built-in voic
 §2.2 (JSON DAVE ops). Snowflakes stay ``str`` here because that is how they travel; convert to
 ``int`` at the edge that needs numbers (DAVE, maps).
 
-Structs accept unknown fields (clients add ``video``, ``streams``, ``codecs``...) and omit
-``None``/default fields when encoded, so an optional field never goes out as ``null``.
+Structs accept unknown fields (clients add ``video``, ``streams``, ``codecs``...). Fields with a
+plain default are always encoded (peers such as discord.py index ``d['dave_protocol_version']``
+directly); truly optional fields default to ``msgspec.UNSET`` and are left out when unset, so
+nothing ever goes out as ``null``.
 """
 
 from __future__ import annotations
@@ -193,8 +195,12 @@ def is_bug(code: int | None) -> bool:
 # --- JSON payload structs (§1.3, §2.2). Fields named exactly as on the wire. ---------------------
 
 
-class _Payload(msgspec.Struct, omit_defaults=True):
+class _Payload(msgspec.Struct):
     pass
+
+
+UNSET: Final = msgspec.UNSET
+Unset = msgspec.UnsetType
 
 
 class Identify(_Payload):
@@ -205,7 +211,7 @@ class Identify(_Payload):
     session_id: str
     token: str
     max_dave_protocol_version: int = 0
-    channel_id: str | None = None  # v9 only
+    channel_id: str | Unset = UNSET  # v9 only
 
 
 class SelectProtocolData(_Payload):
@@ -245,8 +251,8 @@ class SessionDescription(_Payload):
     secret_key: list[int]
     dave_protocol_version: int = 0
     audio_codec: str = "opus"
-    video_codec: str | None = None
-    media_session_id: str | None = None
+    video_codec: str | Unset = UNSET
+    media_session_id: str | Unset = UNSET
 
 
 class Speaking(_Payload):
@@ -254,8 +260,8 @@ class Speaking(_Payload):
 
     speaking: int
     ssrc: int
-    delay: int | None = None
-    user_id: str | None = None
+    delay: int | Unset = UNSET
+    user_id: str | Unset = UNSET
 
 
 class HeartbeatAck(_Payload):
@@ -271,7 +277,7 @@ class Resume(_Payload):
     session_id: str
     token: str
     seq_ack: int = -1
-    channel_id: str | None = None  # v9 only
+    channel_id: str | Unset = UNSET  # v9 only
 
 
 class Hello(_Payload):
