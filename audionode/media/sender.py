@@ -1,0 +1,355 @@
+"""The real-time sender: one 20 ms clock for every voice connection of the process.
+
+ARCHITECTURE.md ("the sender never awaits the control plane, never decodes, never logs per
+packet") and issue 4 items 5-6; framing facts from docs/discord-voice.md §1.9 and §1.11.
+
+Each tick, on an absolute deadline (``deadline += 0.020`` on ``loop.time()``), the sender:
+
+1. drains the queued control commands (attach, play, pause, stop...) once;
+2. for every attached stream pops at most one ready frame from its frame source and hands it to
+   the stream's sink (``VoiceConnection.send_frame``: DAVE + RTP + AEAD + ``sendto``);
+3. reports "first frame of track N actually sent" through ``on_track_start``.
+
+Per stream the speaking state follows §1.11: speaking on is sent one tick *before* the first
+frame (so the websocket op 5 leaves before the UDP packet), five ``F8 FF FE`` silence frames
+follow every break in the audio (pause, stop, underrun), speaking off comes after them, and an
+8-byte UDP keepalive goes out after 5 s without any packet. When the clock falls more than
+``resync_after`` behind it skips the missed slots (counted as ``deficit``) instead of bursting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field, fields
+from typing import Final, Generic, Protocol, TypeVar
+
+from audionode.voice.packetizer import SILENCE_FRAME, SILENCE_FRAME_COUNT
+
+log = logging.getLogger(__name__)
+
+FRAME_INTERVAL: Final = 0.020
+"""Seconds per opus frame (§1.9: 960 samples at 48 kHz)."""
+RESYNC_AFTER: Final = 0.100
+"""Lateness beyond which the sender drops missed slots instead of catching up in a burst."""
+KEEPALIVE_INTERVAL: Final = 5.0
+"""Seconds without a packet before an idle stream sends a UDP keepalive (§1.11)."""
+
+K = TypeVar("K", bound=Hashable)
+
+
+class Frame(Protocol):
+    """One 20 ms opus frame as the sender needs it (``media.frames.Frame`` satisfies this)."""
+
+    @property
+    def opus(self) -> bytes: ...
+
+    @property
+    def track(self) -> int: ...
+
+    @property
+    def position_ms(self) -> int: ...
+
+
+class FrameSource(Protocol):
+    """Where a stream's frames come from (``media.frames.FrameBuffer``).
+
+    ``pop()`` is called at most once per tick from the event loop thread and must not block:
+    it returns the next frame, or ``None`` when none is ready (counted as ``nulled``).
+    """
+
+    def pop(self) -> Frame | None: ...
+
+
+class VoiceSink(Protocol):
+    """The connection side of a stream (``transport.voice_conn.VoiceConnection``).
+
+    All methods are synchronous and cheap; ``ready`` is false while the connection has no UDP
+    socket or transport key (connecting, reconnecting), and then the sender pops nothing.
+    """
+
+    @property
+    def ready(self) -> bool: ...
+
+    def send_frame(self, opus: bytes) -> None: ...
+
+    def set_speaking(self, on: bool) -> None: ...
+
+    def send_keepalive(self) -> None: ...
+
+
+@dataclass(slots=True)
+class SenderStats:
+    """Counters of one stream, or of all streams ever attached (:attr:`Sender.totals`)."""
+
+    sent: int = 0
+    """Audio frames handed to the sink."""
+    silence: int = 0
+    """``F8 FF FE`` frames sent after a break in the audio."""
+    nulled: int = 0
+    """Ticks in which a playing stream sent no audio (source empty or connection not ready)."""
+    deficit: int = 0
+    """Slots of a playing stream skipped because the clock resynced after falling behind."""
+    keepalives: int = 0
+    errors: int = 0
+    """Exceptions raised by the sink or source (the first is logged, the stream goes on)."""
+
+    def add(self, other: SenderStats) -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+
+@dataclass(slots=True)
+class _Stream:
+    sink: VoiceSink
+    source: FrameSource | None = None
+    playing: bool = False
+    speaking: bool = False
+    pending: Frame | None = None
+    """A frame popped while speaking was off: sent on the next tick, after op 5 went out."""
+    tail: int = 0
+    """Silence frames still owed after the last audio frame."""
+    track: int | None = None
+    last_packet: float = 0.0
+    stats: SenderStats = field(default_factory=SenderStats)
+
+
+TrackStartCallback = Callable[[K, int, int], None]
+"""``on_track_start(key, track, position_ms)``: called from the tick, must be cheap and never
+block (enqueue an event); exceptions are logged and swallowed."""
+
+
+class Sender(Generic[K]):
+    """One per engine process (one event loop): paces every attached stream on 20 ms deadlines.
+
+    Call :meth:`start` from the running loop, then :meth:`attach` a sink per connection and
+    :meth:`play` a frame source on it. All control methods only queue a command that the next
+    tick applies, so they are safe to call at any time from the loop thread (and, since
+    ``deque.append`` is atomic, from another thread). :meth:`close` stops the clock.
+    Tests may drive it without a clock by calling :meth:`step` with their own ``now``.
+    """
+
+    def __init__(
+        self,
+        on_track_start: TrackStartCallback[K] | None = None,
+        *,
+        interval: float = FRAME_INTERVAL,
+        resync_after: float = RESYNC_AFTER,
+        keepalive_interval: float = KEEPALIVE_INTERVAL,
+    ) -> None:
+        self.interval = interval
+        self.resync_after = resync_after
+        self.keepalive_interval = keepalive_interval
+        self.totals = SenderStats()
+        """Counters of all streams, including detached ones."""
+        self.ticks = 0
+        self.resyncs = 0
+        self._on_track_start = on_track_start
+        self._streams: dict[K, _Stream] = {}
+        self._commands: deque[Callable[[], None]] = deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._handle: asyncio.TimerHandle | None = None
+        self._deadline = 0.0
+
+    # --- control (queued, applied at the start of the next tick) ------------------------------
+
+    def attach(self, key: K, sink: VoiceSink) -> None:
+        """Add a connection under ``key`` (replacing any previous sink of that key)."""
+
+        def run() -> None:
+            self._streams[key] = _Stream(sink=sink)
+
+        self._commands.append(run)
+
+    def detach(self, key: K) -> None:
+        """Forget ``key``; nothing more is sent to its sink."""
+
+        def run() -> None:
+            self._streams.pop(key, None)
+
+        self._commands.append(run)
+
+    def play(self, key: K, source: FrameSource) -> None:
+        """Start sending frames from ``source``; the first frame of each track is reported."""
+
+        def apply(stream: _Stream) -> None:
+            stream.source, stream.playing, stream.pending, stream.track = source, True, None, None
+
+        self._command(key, apply)
+
+    def pause(self, key: K) -> None:
+        """Stop popping frames (five silence frames, then speaking off); :meth:`resume` goes on."""
+
+        def apply(stream: _Stream) -> None:
+            stream.playing = False
+
+        self._command(key, apply)
+
+    def resume(self, key: K) -> None:
+        """Continue popping frames from the current source after :meth:`pause`."""
+
+        def apply(stream: _Stream) -> None:
+            stream.playing = stream.source is not None
+
+        self._command(key, apply)
+
+    def stop(self, key: K) -> None:
+        """Drop the source (and any held frame); five silence frames, then speaking off."""
+
+        def apply(stream: _Stream) -> None:
+            stream.source, stream.playing, stream.pending, stream.track = None, False, None, None
+
+        self._command(key, apply)
+
+    def _command(self, key: K, apply: Callable[[_Stream], None]) -> None:
+        def run() -> None:
+            stream = self._streams.get(key)
+            if stream is not None:
+                apply(stream)
+
+        self._commands.append(run)
+
+    def stats(self, key: K) -> SenderStats | None:
+        """A copy of the counters of ``key``, or ``None`` when it is not attached."""
+        stream = self._streams.get(key)
+        if stream is None:
+            return None
+        copy = SenderStats()
+        copy.add(stream.stats)
+        return copy
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._streams
+
+    # --- clock --------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the 20 ms clock on the running loop (no-op if already started)."""
+        if self._handle is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._deadline = self._loop.time() + self.interval
+        self._handle = self._loop.call_at(self._deadline, self._tick)
+
+    def close(self) -> None:
+        """Stop the clock; queued commands are kept but not applied."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    @property
+    def running(self) -> bool:
+        return self._handle is not None
+
+    def _tick(self) -> None:
+        assert self._loop is not None
+        now = self._loop.time()
+        late = now - self._deadline
+        if late > self.resync_after:
+            # Bursting the missed frames would only queue them in the network; drop the slots
+            # and keep the phase of the clock.
+            skipped = int(late / self.interval)
+            self._deadline += skipped * self.interval
+            self.resyncs += 1
+            for stream in self._streams.values():
+                if stream.playing:
+                    stream.stats.deficit += skipped
+                    self.totals.deficit += skipped
+        self.step(now)
+        self._deadline += self.interval
+        self._handle = self._loop.call_at(self._deadline, self._tick)
+
+    def step(self, now: float) -> None:
+        """One tick's work at time ``now`` (seconds): apply commands, one frame per stream."""
+        self.ticks += 1
+        self._drain()
+        for key, stream in self._streams.items():
+            try:
+                self._step_stream(key, stream, now)
+            except Exception:
+                self._count_error(key, stream)
+
+    # --- per tick ----------------------------------------------------------------------------
+
+    def _drain(self) -> None:
+        commands = self._commands
+        while commands:
+            commands.popleft()()
+
+    def _step_stream(self, key: K, stream: _Stream, now: float) -> None:
+        sink = stream.sink
+        if not sink.ready:
+            if stream.playing:
+                self._null(stream)
+            return
+        if stream.playing and self._send_audio(key, stream, now):
+            return
+        if stream.tail:
+            self._send_silence(stream, now)
+        elif stream.speaking:
+            # Stopped while a frame was held for op 5: no audio went out, so no silence is owed.
+            sink.set_speaking(False)
+            stream.speaking = False
+        elif now - stream.last_packet >= self.keepalive_interval:
+            sink.send_keepalive()
+            stream.last_packet = now
+            stream.stats.keepalives += 1
+            self.totals.keepalives += 1
+
+    def _send_audio(self, key: K, stream: _Stream, now: float) -> bool:
+        """Send this tick's audio frame if there is one; False when the slot stays empty."""
+        frame = stream.pending
+        if frame is None:
+            assert stream.source is not None
+            frame = stream.source.pop()
+            if frame is None:
+                self._null(stream)
+                return False
+        if not stream.speaking:
+            # §1.11: op 5 must precede audio. It travels by websocket, the frame by UDP: hold
+            # the frame one tick so the op 5 write is out first.
+            stream.sink.set_speaking(True)
+            stream.speaking = True
+            stream.pending = frame
+            return True
+        stream.pending = None
+        stream.sink.send_frame(frame.opus)
+        stream.tail = SILENCE_FRAME_COUNT
+        stream.last_packet = now
+        stream.stats.sent += 1
+        self.totals.sent += 1
+        if frame.track != stream.track:
+            stream.track = frame.track
+            self._report_track(key, frame)
+        return True
+
+    def _send_silence(self, stream: _Stream, now: float) -> None:
+        stream.sink.send_frame(SILENCE_FRAME)
+        stream.tail -= 1
+        stream.last_packet = now
+        stream.stats.silence += 1
+        self.totals.silence += 1
+        if stream.tail == 0 and stream.speaking:
+            stream.sink.set_speaking(False)
+            stream.speaking = False
+
+    def _null(self, stream: _Stream) -> None:
+        stream.stats.nulled += 1
+        self.totals.nulled += 1
+
+    def _report_track(self, key: K, frame: Frame) -> None:
+        if self._on_track_start is None:
+            return
+        try:
+            self._on_track_start(key, frame.track, frame.position_ms)
+        except Exception:
+            log.exception("on_track_start(%r, %d) failed", key, frame.track)
+
+    def _count_error(self, key: K, stream: _Stream) -> None:
+        stream.stats.errors += 1
+        self.totals.errors += 1
+        # Not per packet: the first failure of a stream, then one line per 500.
+        if stream.stats.errors % 500 == 1:
+            log.exception("sender: stream %r failed (%d errors so far)", key, stream.stats.errors)
