@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import enum
 import struct
-from dataclasses import dataclass
 from typing import Final, NamedTuple
 
 from audionode.errors import VoiceError
@@ -43,8 +42,7 @@ class RtpError(VoiceError):
     """A datagram is not what the parser was asked to read; the message says what was wrong."""
 
 
-@dataclass(frozen=True, slots=True)
-class RtpHeader:
+class RtpHeader(NamedTuple):
     """A parsed RTP header (RFC 3550 §5.1) with the rtpsize view of the extension (§1.10).
 
     ``extension_profile``/``extension_words`` describe the 4-byte extension preamble when X=1;
