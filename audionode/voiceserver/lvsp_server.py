@@ -1,4 +1,4 @@
-"""The LVSP control websocket: an aiohttp driver around :class:`~audionode.protocol.lvsp.LvspConnection`.
+"""The LVSP control websocket: an aiohttp driver around ``protocol.lvsp.LvspConnection``.
 
 One :class:`LvspEndpoint` per voice server; :meth:`LvspEndpoint.handle` is the aiohttp handler.
 Protocol rules live in ``audionode/protocol/lvsp.py``; channel/voice-state rules in ``state.py``.
@@ -51,7 +51,7 @@ class LvspEndpoint:
         self._endpoint = endpoint
         self._interval_ms = heartbeat_interval_ms
         self._drop = drop_clients
-        self.sessions = sessions or LvspSessions()
+        self.sessions = LvspSessions() if sessions is None else sessions
         self._sockets: dict[LvspConnection, web.WebSocketResponse] = {}
 
     async def close_all(self) -> None:
@@ -98,8 +98,8 @@ class LvspEndpoint:
                 if msg.type is WSMsgType.TEXT:
                     events = conn.receive(msg.data, loop.time())
                 elif msg.type is WSMsgType.BINARY:
-                    events = [conn.fail(CloseCode.DECODE_ERROR, "binary frames are not LVSP",
-                                        loop.time())]
+                    why = "binary frames are not LVSP"
+                    events = [conn.fail(CloseCode.DECODE_ERROR, why, loop.time())]
                 else:
                     return  # closed by the client or a transport error
             close = await self._apply(conn, events)
@@ -136,7 +136,8 @@ class LvspEndpoint:
         if isinstance(old, LvspConnection) and old in self._sockets:
             # A half-open socket still held the session: it loses it (lvsp.md §3).
             old.connection_lost(asyncio.get_running_loop().time())
-            await self._sockets[old].close(code=CloseCode.GENERAL, message=b"session resumed elsewhere")
+            old_ws = self._sockets[old]
+            await old_ws.close(code=CloseCode.GENERAL, message=b"session resumed elsewhere")
         if not ev.resumed:
             for info in self._registry.snapshot():
                 conn.send_info(info)

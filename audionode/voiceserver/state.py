@@ -67,7 +67,7 @@ class VoiceState:
         )
 
 
-def _opt_id(value: str | None | object) -> int | None:
+def _opt_id(value: str | object | None) -> int | None:
     return int(value) if isinstance(value, str) else None
 
 
