@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import msgspec
@@ -215,6 +216,8 @@ class MemNet:
         self.clients: dict[int, MemClient] = {}
         self.to_server: deque[tuple[int, str | bytes]] = deque()
         self.to_clients: deque[tuple[int, str | bytes]] = deque()
+        self.drop: Callable[[int, str | bytes], bool] = lambda uid, frame: False
+        """Return True to lose a server→client frame (tests of missing replies)."""
         self.packets: dict[int, list[bytes]] = {}
         """Every datagram each client's packetizer produced, in order."""
 
@@ -242,7 +245,7 @@ class MemNet:
             if self.to_clients:
                 uid, frame = self.to_clients.popleft()
                 client = self.clients.get(uid)
-                if client is not None and client.online:
+                if client is not None and client.online and not self.drop(uid, frame):
                     self.to_server.extend((uid, f) for f in client.feed(frame))
             elif self.to_server:
                 uid, frame = self.to_server.popleft()
