@@ -5,14 +5,16 @@ Shared by the voice client (``VoiceGateway(side=CLIENT)``) and the built-in voic
 §2.2 (JSON DAVE ops). Snowflakes stay ``str`` here because that is how they travel; convert to
 ``int`` at the edge that needs numbers (DAVE, maps).
 
-Structs accept unknown fields (clients add ``video``, ``streams``, ``codecs``...) and omit
-``None``/default fields when encoded, so an optional field never goes out as ``null``.
+Structs accept unknown fields (clients add ``video``, ``streams``, ``codecs``...). Fields with a
+plain default are always encoded (peers such as discord.py index ``d['dave_protocol_version']``
+directly); truly optional fields default to ``msgspec.UNSET`` and are left out when unset, so
+nothing ever goes out as ``null``.
 """
 
 from __future__ import annotations
 
 import enum
-from typing import Final
+from typing import Final, NamedTuple
 
 import msgspec
 
@@ -193,8 +195,12 @@ def is_bug(code: int | None) -> bool:
 # --- JSON payload structs (§1.3, §2.2). Fields named exactly as on the wire. ---------------------
 
 
-class _Payload(msgspec.Struct, omit_defaults=True):
+class _Payload(msgspec.Struct):
     pass
+
+
+UNSET: Final = msgspec.UNSET
+Unset = msgspec.UnsetType
 
 
 class Identify(_Payload):
@@ -205,7 +211,7 @@ class Identify(_Payload):
     session_id: str
     token: str
     max_dave_protocol_version: int = 0
-    channel_id: str | None = None  # v9 only
+    channel_id: str | Unset = UNSET  # v9 only
 
 
 class SelectProtocolData(_Payload):
@@ -245,8 +251,8 @@ class SessionDescription(_Payload):
     secret_key: list[int]
     dave_protocol_version: int = 0
     audio_codec: str = "opus"
-    video_codec: str | None = None
-    media_session_id: str | None = None
+    video_codec: str | Unset = UNSET
+    media_session_id: str | Unset = UNSET
 
 
 class Speaking(_Payload):
@@ -254,8 +260,8 @@ class Speaking(_Payload):
 
     speaking: int
     ssrc: int
-    delay: int | None = None
-    user_id: str | None = None
+    delay: int | Unset = UNSET
+    user_id: str | Unset = UNSET
 
 
 class HeartbeatAck(_Payload):
@@ -271,7 +277,7 @@ class Resume(_Payload):
     session_id: str
     token: str
     seq_ack: int = -1
-    channel_id: str | None = None  # v9 only
+    channel_id: str | Unset = UNSET  # v9 only
 
 
 class Hello(_Payload):
@@ -344,3 +350,15 @@ PAYLOAD_TYPES: Final[dict[Op, type[msgspec.Struct]]] = {
     Op.DAVE_MLS_INVALID_COMMIT_WELCOME: DaveInvalidCommitWelcome,
 }
 """The ``d`` struct of each JSON op we model; others (9 Resumed = null, 12, 14-20, 32) are not."""
+
+
+class Outgoing(NamedTuple):
+    """A message some sans-I/O component wants sent on a voice websocket.
+
+    ``payload`` is the ``d`` struct for JSON ops (``None`` for a ``null`` d) and the raw payload
+    bytes (after the opcode byte) for binary ops in :data:`BINARY_OPS`. The gateway of the
+    sending side frames it (and, on the server side, assigns the ``seq``).
+    """
+
+    op: Op
+    payload: msgspec.Struct | bytes | None

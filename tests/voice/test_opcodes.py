@@ -13,11 +13,14 @@ from audionode.voice.opcodes import (
     PAYLOAD_TYPES,
     CloseAction,
     CloseCode,
+    Heartbeat,
+    Hello,
     Identify,
     Op,
     Ready,
     SelectProtocol,
     SelectProtocolData,
+    SessionDescription,
     Speaking,
     close_action,
     is_bug,
@@ -87,9 +90,18 @@ def test_identify_decodes_what_discord_py_sends_and_ignores_extra_fields() -> No
     }
     ident = msgspec.json.decode(json.dumps(wire), type=Identify)
     assert ident.user_id == "2" and ident.max_dave_protocol_version == 1
-    assert ident.channel_id is None
-    # Encoding never emits None fields (discord.py-style peers choke on null).
-    assert "channel_id" not in json.loads(msgspec.json.encode(ident))
+    assert ident.channel_id is msgspec.UNSET
+    # Unset optional fields are left out; plain defaults are always sent.
+    out = json.loads(msgspec.json.encode(Identify("1", "2", "s", "t")))
+    assert "channel_id" not in out and out["max_dave_protocol_version"] == 0
+
+
+def test_defaults_that_peers_index_directly_are_always_encoded() -> None:
+    sd = json.loads(msgspec.json.encode(SessionDescription("m", [0] * 32)))
+    assert sd == {"mode": "m", "secret_key": [0] * 32, "dave_protocol_version": 0,
+                  "audio_codec": "opus"}
+    assert json.loads(msgspec.json.encode(Hello(13750))) == {"heartbeat_interval": 13750, "v": 8}
+    assert json.loads(msgspec.json.encode(Heartbeat(5))) == {"t": 5, "seq_ack": -1}
 
 
 def test_speaking_both_directions_omit_the_other_side_fields() -> None:
