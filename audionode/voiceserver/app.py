@@ -27,7 +27,7 @@ from audionode.config import Config, VoiceServerConfig
 from audionode.errors import ConfigError
 from audionode.voiceserver.gateway_server import VoiceGatewayEndpoint
 from audionode.voiceserver.lvsp_server import LvspEndpoint
-from audionode.voiceserver.state import VoiceRegistry, VoiceState
+from audionode.voiceserver.state import VoiceRegistry
 from audionode.voiceserver.udp import Forwarder, open_forwarder
 
 log = logging.getLogger("audionode.voiceserver")
@@ -56,7 +56,7 @@ class VoiceServer:
             registry=self.registry,
             endpoint=lambda: self.endpoint,
             heartbeat_interval_ms=round(cfg.lvsp_heartbeat_interval * 1000),
-            drop_clients=self._drop_clients,
+            voice=self.gateway,
         )
         self._stats_token = (cfg.stats_token or cfg.lvsp_token).encode()
         self._runner: web.AppRunner | None = None
@@ -103,10 +103,6 @@ class VoiceServer:
         if self._udp is not None:
             self._udp.close()
             self._udp = None
-
-    async def _drop_clients(self, states: list[VoiceState]) -> None:
-        for state in states:
-            await self.gateway.disconnect(state)
 
     async def _stats(self, request: web.Request) -> web.Response:
         given = request.headers.get("Authorization", "").encode()

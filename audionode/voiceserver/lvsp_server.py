@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from typing import Protocol
 
 from aiohttp import WSMsgType, web
 
@@ -29,8 +30,14 @@ from audionode.voiceserver.state import VoiceRegistry, VoiceState
 
 log = logging.getLogger("audionode.voiceserver.lvsp")
 
-DropClients = Callable[[list[VoiceState]], Awaitable[None]]
-"""Disconnect the voice clients of these (removed or moved) voice states."""
+class VoiceClients(Protocol):
+    """What LVSP needs from the voice gateway side."""
+
+    async def disconnect(self, state: VoiceState) -> None:
+        """The voice state was removed or moved away: close its client (4014)."""
+
+    def refresh(self, state: VoiceState) -> None:
+        """The voice state's server mute/deaf/suppress may have changed."""
 
 
 class LvspEndpoint:
@@ -43,14 +50,14 @@ class LvspEndpoint:
         registry: VoiceRegistry,
         endpoint: Callable[[], str],
         heartbeat_interval_ms: int,
-        drop_clients: DropClients,
+        voice: VoiceClients,
         sessions: LvspSessions | None = None,
     ) -> None:
         self._token = token
         self._registry = registry
         self._endpoint = endpoint
         self._interval_ms = heartbeat_interval_ms
-        self._drop = drop_clients
+        self._voice = voice
         self.sessions = LvspSessions() if sessions is None else sessions
         self._sockets: dict[LvspConnection, web.WebSocketResponse] = {}
 
@@ -119,16 +126,27 @@ class LvspEndpoint:
                 if isinstance(ev.info, ChannelInfo):
                     result, gone = self._registry.apply_channel(ev.info)
                     conn.send_info(result)
-                    await self._drop(gone)
+                    for state in gone:
+                        await self._voice.disconnect(state)
                 else:
                     vinfo, dropped = self._registry.apply_voice(ev.info)
                     conn.send_info(vinfo)
-                    await self._drop([dropped] if dropped else [])
+                    await self._after_voice_change(vinfo.user_id, vinfo.guild_id, dropped)
             elif isinstance(ev, VstRequested):
                 state, moved = self._registry.request(ev.request)
                 conn.send_info(state.info())
-                await self._drop([moved] if moved else [])
+                if moved is not None:
+                    await self._voice.disconnect(moved)
         return None
+
+    async def _after_voice_change(
+        self, user_id: str, guild_id: object, dropped: VoiceState | None
+    ) -> None:
+        if dropped is not None:
+            await self._voice.disconnect(dropped)
+        for state in self._registry.states():
+            if str(state.user_id) == user_id:
+                self._voice.refresh(state)
 
     async def _authenticated(self, conn: LvspConnection, ev: Authenticated) -> None:
         log.info("LVSP session %s %s", ev.session.id, "resumed" if ev.resumed else "identified")

@@ -13,7 +13,7 @@ import json
 import struct
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 import davey
@@ -30,7 +30,7 @@ class Packet:
 
 
 class _Udp(asyncio.DatagramProtocol):
-    def __init__(self, member: TestMember) -> None:
+    def __init__(self, member: VoiceMember) -> None:
         self.member = member
         self.discovery: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
 
@@ -45,7 +45,7 @@ class _Udp(asyncio.DatagramProtocol):
 class _Dave:
     """The FrameEncryptor the packetizer calls: DAVE once the group is up, plain before."""
 
-    def __init__(self, member: TestMember) -> None:
+    def __init__(self, member: VoiceMember) -> None:
         self.member = member
 
     def encrypt_opus(self, frame: bytes) -> bytes:
@@ -58,7 +58,10 @@ class _Dave:
 
 
 @dataclass
-class TestMember:
+class VoiceMember:
+    live: ClassVar[list[VoiceMember]] = []
+    """Members not closed yet; the conftest closes leftovers after each test."""
+
     base_url: str
     server_id: str
     user_id: int
@@ -88,11 +91,13 @@ class TestMember:
     pending: dict[int, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        VoiceMember.live.append(self)
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._udp: asyncio.DatagramTransport | None = None
         self._reader: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
         self._ext: bytes | None = None
+        self.error: Exception | None = None
 
     # -- connection --
 
@@ -127,6 +132,8 @@ class TestMember:
                             "token": self.token, "seq_ack": self.seq_ack})
 
     async def close(self) -> None:
+        if self in VoiceMember.live:
+            VoiceMember.live.remove(self)
         if self._ws is not None:
             await self._ws.close()
         if self._reader is not None:
@@ -158,6 +165,8 @@ class TestMember:
     async def wait_for(self, predicate: Any, within: float = 5.0) -> None:
         async def loop() -> None:
             while not predicate():
+                if self.error is not None:
+                    raise AssertionError("the member's reader failed") from self.error
                 await self._changed.wait()
         await asyncio.wait_for(loop(), within)
 
@@ -180,6 +189,15 @@ class TestMember:
     # -- reading --
 
     async def _read(self) -> None:
+        try:
+            await self._read_frames()
+        except Exception as e:
+            self.error = e
+            self._changed.set()
+            self._changed.clear()
+            raise
+
+    async def _read_frames(self) -> None:
         assert self._ws is not None
         ws = self._ws
         async for msg in ws:
@@ -252,8 +270,9 @@ class TestMember:
         if self.dave is None:
             return
         if op == 27:
-            cw = self.dave.process_proposals(
-                davey.ProposalsOperationType(payload[0]), payload[1:],
+            optype = (davey.ProposalsOperationType.append if payload[0] == 0
+                      else davey.ProposalsOperationType.revoke)
+            cw = self.dave.process_proposals(optype, payload[1:],
                 [*self.recognized, self.user_id])
             if cw is not None:
                 await self.send_binary(28, cw.commit + (cw.welcome or b""))
@@ -275,9 +294,12 @@ class TestMember:
     # -- media --
 
     async def play(self, frames: list[bytes], *, silence: int = 5) -> None:
-        """speaking 1, frames at 20 ms pacing (absolute deadlines), silence, speaking 0."""
+        """speaking 1, (50 ms), frames at 20 ms pacing (absolute deadlines), silence, speaking 0."""
         assert self.packetizer is not None and self._udp is not None
         await self.send(5, {"speaking": 1, "delay": 0, "ssrc": self.ssrc})
+        # op 5 and RTP travel on different sockets: leave the relay a head start of 50 ms so
+        # that listeners can check "speaking before audio" on arrival times.
+        await asyncio.sleep(0.05)
         start = time.monotonic()
         for i, frame in enumerate([*frames, *silence_frames(silence)]):
             self._udp.sendto(self.packetizer.packet(frame))
