@@ -19,8 +19,6 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Final
 
 import aiohttp
@@ -29,7 +27,9 @@ from yarl import URL
 
 from audionode.config import VoiceConfig
 from audionode.errors import VoiceError
+from audionode.transport.events import Closed, Connected, EventCallback, Resumed, VoiceEvent
 from audionode.transport.udp import VoiceUdp
+from audionode.transport.ws import GatewaySocket
 from audionode.voice import wire
 from audionode.voice.crypto import choose_mode, cipher_for
 from audionode.voice.dave import MAX_PROTOCOL_VERSION, DaveError, DaveState
@@ -54,52 +54,29 @@ from audionode.voice.opcodes import (
 )
 from audionode.voice.packetizer import Packetizer
 
+__all__ = [
+    "Closed",
+    "Connected",
+    "EventCallback",
+    "Resumed",
+    "VoiceConnection",
+    "VoiceEvent",
+    "backoff",
+    "gateway_url",
+]
+
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS: Final = 6
 """Consecutive failed (re)connection attempts before giving up (backoff 0, .5, 1, 2, 4, 8 s)."""
 MISSED_ACKS: Final = 2
 """Heartbeats without an op 6 before the socket counts as dead (then resumed)."""
-ABANDON_CODE: Final = 4000
-"""Close code for a socket we drop in order to resume: anything but 1000 keeps the session."""
 _WS_TIMEOUT: Final = aiohttp.ClientWSTimeout(ws_close=2.0)
 _DAVE_JSON_OPS: Final[dict[type, Op]] = {
     DavePrepareTransition: Op.DAVE_PREPARE_TRANSITION,
     DaveExecuteTransition: Op.DAVE_EXECUTE_TRANSITION,
     DavePrepareEpoch: Op.DAVE_PREPARE_EPOCH,
 }
-
-
-@dataclass(frozen=True, slots=True)
-class Connected:
-    """op 4 processed: media may flow. Emitted after :meth:`VoiceConnection.connect`,
-    :meth:`~VoiceConnection.reconnect` and after an automatic fresh reconnect."""
-
-    ssrc: int
-    mode: str
-    dave_protocol_version: int
-
-
-@dataclass(frozen=True, slots=True)
-class Resumed:
-    """op 9 after a resume: same SSRC, key, counters and DAVE group."""
-
-
-@dataclass(frozen=True, slots=True)
-class Closed:
-    """A voice websocket ended. ``code`` is the close code (1006 when the socket was lost
-    without one); ``by_remote`` is false when this side closed it; ``will_reconnect`` tells
-    whether the connection resumes/reconnects by itself. ``will_reconnect=False`` is final until
-    the owner calls :meth:`VoiceConnection.reconnect` with new credentials."""
-
-    code: int
-    reason: str
-    by_remote: bool
-    will_reconnect: bool
-
-
-VoiceEvent = Connected | Resumed | Closed
-EventCallback = Callable[[VoiceEvent], None]
 
 
 def gateway_url(endpoint: str) -> str:
@@ -119,48 +96,6 @@ def gateway_url(endpoint: str) -> str:
 def backoff(attempt: int) -> float:
     """Seconds to wait before attempt ``attempt`` (1-based) of a resume or reconnect."""
     return 0.0 if attempt <= 1 else min(0.5 * 2 ** (attempt - 2), 8.0)
-
-
-class _Socket:
-    """One websocket of the session, with the writer task that keeps sends in order."""
-
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self.ws = ws
-        self.outbox: asyncio.Queue[str | bytes] = asyncio.Queue()
-        self.writer = asyncio.create_task(self._write())
-        self.heartbeat: asyncio.Task[None] | None = None
-        self.unacked = 0
-        self.abandoned: str | None = None
-        """Why this side dropped the socket to resume or reconnect (reported as a lost socket)."""
-        self.final: tuple[int, str] | None = None
-        """The close frame to send when the connection is being closed or replaced."""
-
-    def send(self, message: str | bytes) -> None:
-        self.outbox.put_nowait(message)
-
-    async def _write(self) -> None:
-        while True:
-            message = await self.outbox.get()
-            try:
-                if isinstance(message, str):
-                    await self.ws.send_str(message)
-                else:
-                    await self.ws.send_bytes(message)
-            except (aiohttp.ClientError, ConnectionError):
-                return  # the read loop sees the close and reports it
-
-    async def abandon(self, reason: str) -> None:
-        """Drop this socket but keep the session: any code but 1000 says "coming back"."""
-        self.abandoned = reason
-        await self.ws.close(code=ABANDON_CODE, message=reason.encode()[:120])
-
-    async def dispose(self) -> None:
-        for task in (self.writer, self.heartbeat):
-            if task is not None:
-                task.cancel()
-        code, reason = self.final or (ABANDON_CODE, "")
-        if not self.ws.closed:
-            await self.ws.close(code=code, message=reason.encode()[:120])
 
 
 class VoiceConnection:
@@ -198,10 +133,12 @@ class VoiceConnection:
         self._packetizer: Packetizer | None = None
         self.mode: str | None = None
         self._speaking = False
-        self._sock: _Socket | None = None
+        self._sock: GatewaySocket | None = None
         self._task: asyncio.Task[None] | None = None
         self._connected: asyncio.Future[None] | None = None
         self._failures = 0
+        self.max_attempts = MAX_ATTEMPTS
+        """Consecutive failed resumes/reconnects before the connection gives up."""
         self.frames_sent = 0
         self.frames_dropped = 0
         """Frames given to :meth:`send_frame` while not ready, or that DAVE failed to encrypt."""
@@ -321,17 +258,12 @@ class VoiceConnection:
         resume = False
         while True:
             code, reason, by_remote, opened = await self._run_socket(resume)
-            action = close_action(code)
-            if action is CloseAction.RESUME and not self.gateway.resumable:
-                action = CloseAction.RECONNECT  # nothing to resume before the first op 4
+            action = self._next_action(code)
             again = action in (CloseAction.RESUME, CloseAction.RECONNECT)
-            if again:
-                self._failures += 1
-                again = self._failures <= MAX_ATTEMPTS
-                if not again:
-                    reason = f"{reason} (gave up after {MAX_ATTEMPTS} attempts)"
+            if action is None:
+                reason = f"{reason} (gave up after {self.max_attempts} attempts)"
             level = logging.ERROR if is_bug(code) else logging.INFO
-            step = action.value if again else "final"
+            step = action.value if action is not None else "give up"
             self.log.log(
                 level, "voice ws closed %s %r (remote=%s): %s", code, reason, by_remote, step
             )
@@ -347,6 +279,18 @@ class VoiceConnection:
                 self._drop_udp()
             await asyncio.sleep(backoff(self._failures))
 
+    def _next_action(self, code: int) -> CloseAction | None:
+        """:func:`close_action` (the one policy), adjusted to this session: a lost socket before
+        the first op 4 has nothing to resume; ``None`` after :attr:`max_attempts` failures."""
+        action = close_action(code)
+        if action is CloseAction.RESUME and not self.gateway.resumable:
+            action = CloseAction.RECONNECT
+        if action in (CloseAction.RESUME, CloseAction.RECONNECT):
+            self._failures += 1
+            if self._failures > self.max_attempts:
+                return None
+        return action
+
     async def _run_socket(self, resume: bool) -> tuple[int, str, bool, bool]:
         """Open one websocket, identify or resume, read until it ends.
         Returns ``(code, reason, by_remote, opened)``."""
@@ -355,7 +299,7 @@ class VoiceConnection:
                 ws = await self._session().ws_connect(self.url, timeout=_WS_TIMEOUT)
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             return CloseCode.ABNORMAL, f"cannot open {self.url}: {exc!r}", False, False
-        sock = self._sock = _Socket(ws)
+        sock = self._sock = GatewaySocket(ws)
         try:
             self.gateway.new_connection()
             if resume:
@@ -383,7 +327,7 @@ class VoiceConnection:
     def _dave(self) -> int:
         return MAX_PROTOCOL_VERSION if self.settings.dave else 0
 
-    async def _read(self, sock: _Socket) -> tuple[int, str, bool]:
+    async def _read(self, sock: GatewaySocket) -> tuple[int, str, bool]:
         ws = sock.ws
         while True:
             msg = await ws.receive()
@@ -399,7 +343,7 @@ class VoiceConnection:
 
     # --- received messages ------------------------------------------------------------------
 
-    async def _feed(self, sock: _Socket, data: str | bytes) -> None:
+    async def _feed(self, sock: GatewaySocket, data: str | bytes) -> None:
         try:
             events = self.gateway.feed(data)
         except wire.GatewayError as exc:
@@ -411,7 +355,7 @@ class VoiceConnection:
             else:
                 self._on_event_sync(sock, event)
 
-    def _on_event_sync(self, sock: _Socket, event: msgspec.Struct) -> None:
+    def _on_event_sync(self, sock: GatewaySocket, event: msgspec.Struct) -> None:
         if isinstance(event, Hello):
             if sock.heartbeat is None:
                 interval = event.heartbeat_interval / 1000
@@ -435,7 +379,7 @@ class VoiceConnection:
             self._dave_op(sock, op, event)
         # op 5 from other members (SSRC -> user) matters only for receiving audio: ignored.
 
-    def _dave_op(self, sock: _Socket, op: Op, data: msgspec.Struct | bytes) -> None:
+    def _dave_op(self, sock: GatewaySocket, op: Op, data: msgspec.Struct | bytes) -> None:
         try:
             out = self.dave.handle(op, data)
         except DaveError as exc:
@@ -443,11 +387,11 @@ class VoiceConnection:
             return
         self._send_all(sock, out)
 
-    def _send_all(self, sock: _Socket, messages: list[Outgoing]) -> None:
+    def _send_all(self, sock: GatewaySocket, messages: list[Outgoing]) -> None:
         for message in messages:
             sock.send(self.gateway.send(message))
 
-    async def _on_ready(self, sock: _Socket, ready: Ready) -> None:
+    async def _on_ready(self, sock: GatewaySocket, ready: Ready) -> None:
         """op 2: UDP socket + IP discovery (§1.8), then op 1 with our mode (§1.10)."""
         mode = choose_mode(ready.modes)
         self._drop_udp()
@@ -458,7 +402,7 @@ class VoiceConnection:
         )
         sock.send(self.gateway.select_protocol(found.ip, found.port, mode))
 
-    def _on_session_description(self, sock: _Socket, sd: SessionDescription) -> None:
+    def _on_session_description(self, sock: GatewaySocket, sd: SessionDescription) -> None:
         """op 4: new key (nonce restarts at 0), DAVE (re)init + key package, then op 5."""
         p = self._packetizer
         if p is None:
@@ -484,7 +428,7 @@ class VoiceConnection:
         if sock is not None and self.gateway.state is ClientState.ACTIVE:
             sock.send(self.gateway.speaking(1 if self._speaking else 0))
 
-    async def _heartbeat(self, sock: _Socket, interval: float) -> None:
+    async def _heartbeat(self, sock: GatewaySocket, interval: float) -> None:
         """op 3 every Hello interval with ``seq_ack`` (§1.4, §1.5); close after missed ACKs."""
         while True:
             await asyncio.sleep(interval)

@@ -305,3 +305,16 @@ async def test_binary_server_frames_count_for_seq_ack(server: ScriptedServer, co
     seq = struct.unpack(">H", frame[:2])[0] if isinstance(frame, bytes) else -1
     await eventually(lambda: any(r.d["seq_ack"] == seq for r in server.ops(3)))
     assert json.dumps(server.ops(3)[-1].d)  # plain JSON heartbeat
+
+
+async def test_gives_up_after_max_attempts(server: ScriptedServer, conn: Conn) -> None:
+    server.script.close_on_identify = 4016  # a "bug" code: reconnect fresh, with back-off
+    conn.vc.max_attempts = 2
+    with pytest.raises(VoiceError, match="gave up after 2 attempts"):
+        await conn.vc.connect()
+    assert server.identifies == 3
+    assert [(c.code, c.will_reconnect) for c in conn.closed()] == [
+        (4016, True),
+        (4016, True),
+        (4016, False),
+    ]
