@@ -19,6 +19,7 @@ import asyncio
 import logging
 import secrets
 import time
+from collections.abc import Sequence
 from typing import Final
 
 import aiohttp
@@ -28,10 +29,10 @@ from yarl import URL
 from audionode.config import VoiceConfig
 from audionode.errors import VoiceError
 from audionode.transport.events import Closed, Connected, EventCallback, Resumed, VoiceEvent
-from audionode.transport.udp import VoiceUdp
+from audionode.transport.udp import DatagramCallback, VoiceUdp
 from audionode.transport.ws import GatewaySocket
 from audionode.voice import wire
-from audionode.voice.crypto import choose_mode, cipher_for
+from audionode.voice.crypto import SUPPORTED_MODES, choose_mode, cipher_for
 from audionode.voice.dave import MAX_PROTOCOL_VERSION, DaveError, DaveState
 from audionode.voice.gateway import ClientGateway, ClientState, Side, VoiceGateway
 from audionode.voice.opcodes import (
@@ -104,7 +105,9 @@ class VoiceConnection:
     :meth:`set_speaking` and :meth:`send_keepalive` (all synchronous and non-blocking).
 
     ``on_event`` receives :class:`Connected`, :class:`Resumed` and :class:`Closed` from the event
-    loop; it must not block. After a final ``Closed`` (``will_reconnect=False``) call
+    loop; it must not block. ``on_datagram(data, kind)`` (optional) sees every received UDP
+    datagram but the discovery reply: the audio the server forwards from other members, RTCP.
+    After a final ``Closed`` (``will_reconnect=False``) call
     :meth:`reconnect` with a new VOICE_SERVER_UPDATE, or :meth:`close`.
     """
 
@@ -120,12 +123,17 @@ class VoiceConnection:
         on_event: EventCallback,
         *,
         http: aiohttp.ClientSession | None = None,
+        on_datagram: DatagramCallback | None = None,
+        modes: Sequence[str] = SUPPORTED_MODES,
     ) -> None:
         self.guild_id, self.user_id = guild_id, user_id
         self.session_id, self.channel_id, self.token = session_id, channel_id, token
         self.url = gateway_url(endpoint)
         self.settings = settings
         self._on_event = on_event
+        self._on_datagram = on_datagram
+        self.modes = tuple(modes)
+        """Transport modes we accept; the best offered one is chosen (AES-GCM first, §1.10)."""
         self._http, self._own_http = http, http is None
         self.gateway: ClientGateway = VoiceGateway(Side.CLIENT)
         self.dave = DaveState(user_id, channel_id)
@@ -307,7 +315,7 @@ class VoiceConnection:
             else:
                 sock.send(
                     self.gateway.identify(
-                        self.guild_id, self.user_id, self.session_id, self.token, self._dave()
+                        self.guild_id, self.user_id, self.session_id, self.token, self._max_dave()
                     )
                 )
             code, reason, by_remote = await self._read(sock)
@@ -324,7 +332,7 @@ class VoiceConnection:
             self._http = aiohttp.ClientSession()
         return self._http
 
-    def _dave(self) -> int:
+    def _max_dave(self) -> int:
         return MAX_PROTOCOL_VERSION if self.settings.dave else 0
 
     async def _read(self, sock: GatewaySocket) -> tuple[int, str, bool]:
@@ -393,9 +401,9 @@ class VoiceConnection:
 
     async def _on_ready(self, sock: GatewaySocket, ready: Ready) -> None:
         """op 2: UDP socket + IP discovery (§1.8), then op 1 with our mode (§1.10)."""
-        mode = choose_mode(ready.modes)
+        mode = choose_mode(m for m in ready.modes if m in self.modes)
         self._drop_udp()
-        self._udp = await VoiceUdp.open(ready.ip, ready.port)
+        self._udp = await VoiceUdp.open(ready.ip, ready.port, self._on_datagram)
         found = await self._udp.discover(ready.ssrc)
         self._packetizer = Packetizer(
             ready.ssrc, sequence=secrets.randbelow(1 << 16), timestamp=secrets.randbelow(1 << 32)
