@@ -18,6 +18,7 @@ def _parser() -> argparse.ArgumentParser:
     for name, help_ in (
         ("run", "start the node"),
         ("doctor", "check codecs, DAVE, yt-dlp and the port"),
+        ("voiceserver", "start the built-in Discord-compatible voice server"),
     ):
         sp = sub.add_parser(name, help=help_)
         sp.add_argument("--config", help="path to config.json")
@@ -46,6 +47,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from audionode.doctor import run_doctor
 
         return run_doctor(cfg)
+    if args.command == "voiceserver":
+        from audionode.voiceserver.app import run_forever as run_voiceserver
+
+        return run_voiceserver(cfg)
     from audionode.server import run_forever
 
     return run_forever(cfg)

@@ -102,6 +102,15 @@ class VoiceServerConfig(_Section):
     lvsp_token: str = ""
     """The LVSP shared secret; the voice server refuses to start without one."""
     dave_required: bool = True
+    """Default of a channel's ``dave_required`` (clients without DAVE are closed with 4017)."""
+    public_endpoint: str = ""
+    """``host:port`` of the voice gateway sent in LVSP READY; empty = ``public_ip:port``."""
+    heartbeat_interval: Seconds = 13.75
+    """Voice gateway op 8 Hello interval."""
+    lvsp_heartbeat_interval: Seconds = 30.0
+    """LVSP HELLO interval; a client silent for 1.5 intervals is closed with 4000."""
+    stats_token: str = ""
+    """Authorization for GET /stats; empty = the LVSP token."""
 
 
 class Config(_Section):

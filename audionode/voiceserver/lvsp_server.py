@@ -1,0 +1,161 @@
+"""The LVSP control websocket: an aiohttp driver around ``protocol.lvsp.LvspConnection``.
+
+One :class:`LvspEndpoint` per voice server; :meth:`LvspEndpoint.handle` is the aiohttp handler.
+Protocol rules live in ``audionode/protocol/lvsp.py``; channel/voice-state rules in ``state.py``.
+This module only moves frames, applies events to the registry and asks the voice side to drop
+clients whose voice state went away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Protocol
+
+from aiohttp import WSMsgType, web
+
+from audionode.protocol.lvsp import (
+    Authenticated,
+    ChannelInfo,
+    CloseCode,
+    CloseConnection,
+    Event,
+    InfoReceived,
+    LvspConnection,
+    LvspSessions,
+    VstRequested,
+)
+from audionode.voiceserver.state import VoiceRegistry, VoiceState
+
+log = logging.getLogger("audionode.voiceserver.lvsp")
+
+class VoiceClients(Protocol):
+    """What LVSP needs from the voice gateway side."""
+
+    async def disconnect(self, state: VoiceState) -> None:
+        """The voice state was removed or moved away: close its client (4014)."""
+
+    def refresh(self, state: VoiceState) -> None:
+        """The voice state's server mute/deaf/suppress may have changed."""
+
+
+class LvspEndpoint:
+    """Serves LVSP on a websocket route; state is shared by all LVSP connections."""
+
+    def __init__(
+        self,
+        *,
+        token: str,
+        registry: VoiceRegistry,
+        endpoint: Callable[[], str],
+        heartbeat_interval_ms: int,
+        voice: VoiceClients,
+        sessions: LvspSessions | None = None,
+    ) -> None:
+        self._token = token
+        self._registry = registry
+        self._endpoint = endpoint
+        self._interval_ms = heartbeat_interval_ms
+        self._voice = voice
+        self.sessions = LvspSessions() if sessions is None else sessions
+        self._sockets: dict[LvspConnection, web.WebSocketResponse] = {}
+
+    async def close_all(self) -> None:
+        """Close every LVSP socket with 1001 (server shutting down); sessions stay resumable."""
+        for ws in list(self._sockets.values()):
+            await ws.close(code=1001, message=b"voice server shutting down")
+
+    async def handle(self, request: web.Request) -> web.WebSocketResponse:
+        """aiohttp handler for the LVSP route."""
+        ws = web.WebSocketResponse(max_msg_size=1 << 20)
+        await ws.prepare(request)
+        loop = asyncio.get_running_loop()
+        conn = LvspConnection(
+            token=self._token,
+            sessions=self.sessions,
+            endpoint=self._endpoint(),
+            heartbeat_interval_ms=self._interval_ms,
+            now=loop.time(),
+        )
+        self._sockets[conn] = ws
+        peer = request.remote
+        log.info("LVSP connection from %s", peer)
+        try:
+            await ws.send_str(conn.hello())
+            await self._serve(conn, ws, loop)
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            conn.connection_lost(loop.time())
+            self._sockets.pop(conn, None)
+            log.info("LVSP connection from %s closed (code %s)", peer, ws.close_code)
+        return ws
+
+    async def _serve(
+        self, conn: LvspConnection, ws: web.WebSocketResponse, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        while not ws.closed:
+            try:
+                msg = await ws.receive(timeout=max(conn.deadline - loop.time(), 0.001))
+            except TimeoutError:
+                close = conn.expire(loop.time())
+                events: list[Event] = [close] if close else []
+            else:
+                if msg.type is WSMsgType.TEXT:
+                    events = conn.receive(msg.data, loop.time())
+                elif msg.type is WSMsgType.BINARY:
+                    why = "binary frames are not LVSP"
+                    events = [conn.fail(CloseCode.DECODE_ERROR, why, loop.time())]
+                else:
+                    return  # closed by the client or a transport error
+            close = await self._apply(conn, events)
+            for text in conn.data_to_send():
+                await ws.send_str(text)
+            if close is not None:
+                log.info("closing LVSP connection: %d %s", close.code, close.reason)
+                await ws.close(code=close.code, message=close.reason.encode())
+
+    async def _apply(self, conn: LvspConnection, events: list[Event]) -> CloseConnection | None:
+        for ev in events:
+            if isinstance(ev, CloseConnection):
+                return ev
+            if isinstance(ev, Authenticated):
+                await self._authenticated(conn, ev)
+            elif isinstance(ev, InfoReceived):
+                if isinstance(ev.info, ChannelInfo):
+                    result, gone = self._registry.apply_channel(ev.info)
+                    conn.send_info(result)
+                    for state in gone:
+                        await self._voice.disconnect(state)
+                else:
+                    vinfo, dropped = self._registry.apply_voice(ev.info)
+                    conn.send_info(vinfo)
+                    await self._after_voice_change(vinfo.user_id, vinfo.guild_id, dropped)
+            elif isinstance(ev, VstRequested):
+                state, moved = self._registry.request(ev.request)
+                conn.send_info(state.info())
+                if moved is not None:
+                    await self._voice.disconnect(moved)
+        return None
+
+    async def _after_voice_change(
+        self, user_id: str, guild_id: object, dropped: VoiceState | None
+    ) -> None:
+        if dropped is not None:
+            await self._voice.disconnect(dropped)
+        for state in self._registry.states():
+            if str(state.user_id) == user_id:
+                self._voice.refresh(state)
+
+    async def _authenticated(self, conn: LvspConnection, ev: Authenticated) -> None:
+        log.info("LVSP session %s %s", ev.session.id, "resumed" if ev.resumed else "identified")
+        old = ev.previous_owner
+        if isinstance(old, LvspConnection) and old in self._sockets:
+            # A half-open socket still held the session: it loses it (lvsp.md §3).
+            old.connection_lost(asyncio.get_running_loop().time())
+            old_ws = self._sockets[old]
+            await old_ws.close(code=CloseCode.GENERAL, message=b"session resumed elsewhere")
+        if not ev.resumed:
+            for info in self._registry.snapshot():
+                conn.send_info(info)
