@@ -21,16 +21,26 @@ CHANNEL = 0x0123_4567_89AB
 
 
 async def voice_state(c: Lvsp, user_id: int, channel_id: int = CHANNEL) -> dict[str, str]:
-    reply = await c.request(7, {"user_id": str(user_id), "channel_id": str(channel_id),
-                                "guild_id": str(GUILD)})
+    reply = await c.request(
+        7, {"user_id": str(user_id), "channel_id": str(channel_id), "guild_id": str(GUILD)}
+    )
     info: dict[str, str] = reply["d"]["info"]
     return info
 
 
-def member(server: VoiceServer, info: dict[str, str], mode: str | None = None,
-           **kw: int) -> VoiceMember:
-    return VoiceMember(f"ws://127.0.0.1:{server.port}", info["guild_id"], int(info["user_id"]),
-                      int(info["channel_id"]), info["session_id"], info["token"], mode=mode, **kw)
+def member(
+    server: VoiceServer, info: dict[str, str], mode: str | None = None, **kw: int
+) -> VoiceMember:
+    return VoiceMember(
+        f"ws://127.0.0.1:{server.port}",
+        info["guild_id"],
+        int(info["user_id"]),
+        int(info["channel_id"]),
+        info["session_id"],
+        info["token"],
+        mode=mode,
+        **kw,
+    )
 
 
 @pytest.fixture
@@ -40,8 +50,9 @@ async def control(lvsp: LvspFactory) -> Lvsp:
     return c
 
 
-def check_stream(listener: VoiceMember, sender: VoiceMember, frames: list[bytes],
-                 freq: float) -> None:
+def check_stream(
+    listener: VoiceMember, sender: VoiceMember, frames: list[bytes], freq: float
+) -> None:
     """Transport- and DAVE-decrypt, decode, FFT, and the RTP invariants (discord-voice.md end)."""
     opened = listener.opened(sender.ssrc)
     assert len(opened) == len(frames) + 5, "every frame and 5 silence frames arrive"
@@ -56,13 +67,16 @@ def check_stream(listener: VoiceMember, sender: VoiceMember, frames: list[bytes]
     assert len(dave_frames) == len(frames)
     assert all(f.endswith(b"\xfa\xfa") for f in dave_frames), "DAVE-encrypted end to end"
     media = listener.media_frames(sender.ssrc)
-    assert media[: len(frames)] == frames and media[len(frames):] == [SILENCE_FRAME] * 5
+    assert media[: len(frames)] == frames and media[len(frames) :] == [SILENCE_FRAME] * 5
     pcm, samples = decode_opus(media[: len(frames)])
     assert samples == FRAME * len(frames)
     assert abs(dominant_frequency(pcm[4800:]) - freq) < 2
     assert snr_db(pcm[4800:], freq) > 20
-    speaking = [(at, m["d"]) for at, m in listener.json_seen if m["op"] == 5
-                and m["d"]["user_id"] == str(sender.user_id) and m["d"]["speaking"] == 1]
+    speaking = [
+        (at, m["d"])
+        for at, m in listener.json_seen
+        if m["op"] == 5 and m["d"]["user_id"] == str(sender.user_id) and m["d"]["speaking"] == 1
+    ]
     assert speaking and speaking[0][0] < listener.packets[0].at, "op 5 before the first packet"
 
 
