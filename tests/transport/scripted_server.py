@@ -47,6 +47,8 @@ class Script:
     close_on_resume: int | None = None
     token: str = "tok"
     session_id: str = "sess"
+    dave_version: int = 0
+    """op 4 ``dave_protocol_version``; this server never runs an MLS group itself."""
 
 
 class _Udp(asyncio.DatagramProtocol):
@@ -215,7 +217,7 @@ class ScriptedServer:
             elif isinstance(ev, SelectProtocol):
                 key = os.urandom(32)
                 self.keys.append(key)
-                await ws.send_str(gw.session_description(key, 0))
+                await ws.send_str(gw.session_description(key, self.script.dave_version))
 
 
 @contextlib.asynccontextmanager

@@ -66,10 +66,10 @@ class Node:
 
 
 async def start_node(h: Harness, grant: VoiceGrant, mode: str) -> Node:
-    sender: Sender[int] = Sender()
-    node = Node(vc=None, sender=sender)  # type: ignore[arg-type]
-    sender._on_track_start = lambda k, t, p: node.started.append((t, p, time.monotonic()))
-    node.vc = VoiceConnection(
+    started: list[tuple[int, int, float]] = []
+    sender: Sender[int] = Sender(lambda k, t, p: started.append((t, p, time.monotonic())))
+    events: list[VoiceEvent] = []
+    vc = VoiceConnection(
         GUILD,
         NODE,
         grant.session_id,
@@ -77,14 +77,15 @@ async def start_node(h: Harness, grant: VoiceGrant, mode: str) -> Node:
         grant.token,
         grant.endpoint,
         VoiceConfig(),
-        node.events.append,
+        events.append,
         http=h.http,
         modes=(mode,),
     )
-    await node.vc.connect()
+    node = Node(vc, sender, events, started)
+    await vc.connect()
     node.tap()
     sender.start()
-    sender.attach(GUILD, node.vc)
+    sender.attach(GUILD, vc)
     return node
 
 

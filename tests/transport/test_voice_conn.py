@@ -27,6 +27,13 @@ from audionode.transport.voice_conn import (
 )
 from audionode.voice import rtp
 from audionode.voice.crypto import AES_GCM_MODE, XCHACHA_MODE
+from audionode.voice.opcodes import (
+    DaveExecuteTransition,
+    DavePrepareEpoch,
+    DavePrepareTransition,
+    Op,
+    Outgoing,
+)
 from audionode.voice.packetizer import SILENCE_FRAME
 from tests.conftest import eventually
 from tests.transport.scripted_server import ScriptedServer, scripted_server
@@ -298,8 +305,6 @@ async def test_binary_server_frames_count_for_seq_ack(server: ScriptedServer, co
     gw = server.gateway
     assert gw is not None
     # an op 25 external sender the client cannot use (not DAVE) still advances seq_ack
-    from audionode.voice.opcodes import Op, Outgoing
-
     frame = gw.send(Outgoing(Op.DAVE_MLS_EXTERNAL_SENDER, b"\x00"))
     await server.push(frame)
     seq = struct.unpack(">H", frame[:2])[0] if isinstance(frame, bytes) else -1
@@ -318,3 +323,30 @@ async def test_gives_up_after_max_attempts(server: ScriptedServer, conn: Conn) -
         (4016, True),
         (4016, False),
     ]
+
+
+async def test_dave_ops_are_routed_both_ways(server: ScriptedServer, conn: Conn) -> None:
+    """Scenarios 3-5 of discord-voice.md over the wire: invalid commit → op 31 + new key
+    package; sole-member reset → new key package; downgrade → op 23, then plain after op 22."""
+    server.script.dave_version = 1
+    await conn.vc.connect()
+    await eventually(lambda: len(server.ops(26)) == 1)  # key package right after op 4
+    gw = server.gateway
+    assert gw is not None and conn.vc.dave.protocol_version == 1
+    await server.push(gw.send(Outgoing(Op.DAVE_MLS_ANNOUNCE_COMMIT_TRANSITION, b"\x00\x07junk")))
+    await eventually(lambda: len(server.ops(26)) == 2)
+    assert [r.d for r in server.ops(31)] == [{"transition_id": 7}]
+    assert server.ops(31)[0].at <= server.ops(26)[1].at
+    await server.push(gw.send(Outgoing(Op.DAVE_PREPARE_EPOCH, DavePrepareEpoch(1, 1))))
+    await server.push(gw.send(Outgoing(Op.DAVE_PREPARE_TRANSITION, DavePrepareTransition(0, 1))))
+    await eventually(lambda: len(server.ops(26)) == 3)
+    await server.push(gw.send(Outgoing(Op.DAVE_PREPARE_TRANSITION, DavePrepareTransition(5, 0))))
+    await eventually(lambda: bool(server.ops(23)))
+    assert [r.d for r in server.ops(23)] == [{"transition_id": 5}]  # none for tid 0
+    await server.push(gw.send(Outgoing(Op.DAVE_EXECUTE_TRANSITION, DaveExecuteTransition(5))))
+    await eventually(lambda: conn.vc.dave.protocol_version == 0)
+    conn.vc.send_frame(b"\x11" * 30)
+    await eventually(lambda: len(server.datagrams) == 1)
+    assert server.cipher().open(server.datagrams[0][1]).payload == b"\x11" * 30
+    # client binary frames start with the opcode: no seq prefix (§1.4)
+    assert all(r.d[:4] == b"\x00\x01\x00\x02" for r in server.ops(26))
