@@ -75,6 +75,15 @@ class FilterChain:
         if len(pcm):
             self._graph.push(pcm_frame(pcm, self._pts))
             self._pts += len(pcm)
+        return self._pull()
+
+    def flush(self) -> Pcm:
+        """End the stream and return the samples the filters still held. The chain accepts
+        no input afterwards (build a new one)."""
+        self._graph.push(None)
+        return self._pull()
+
+    def _pull(self) -> Pcm:
         out = []
         while True:
             try:

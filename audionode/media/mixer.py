@@ -88,6 +88,9 @@ class Mixer:
         self.target = 1.0
         self._out = _Fifo()
         self._fade: _Fade | None = None
+        self._ending = False
+        """The last track just ended: its tail is still to be flushed out."""
+        self._last_fed = (0, 0)
 
     # -- control (called by the pipeline's command handlers) -------------------------------
 
@@ -95,6 +98,8 @@ class Mixer:
         """Replace the current track now (the old one ends with ``reason``)."""
         self._end_current(reason)
         self.current = deck
+        if deck is not None:
+            self._ending = False
 
     def set_next(self, deck: Deck | None) -> None:
         if self.next is not None:
@@ -155,7 +160,8 @@ class Mixer:
                 # not ready yet, or a packet that is not 20 ms long: decode it
                 return self._decoded_frame() if cur.has_data else None
             self._promote()  # the next track may be passthrough too: no decoded join frame
-        return None
+        # nothing playing: frames left from the end of the last track (filter tail) go out
+        return self._encode_out() if self._out.size >= FRAME_SAMPLES else None
 
     # -- internals -------------------------------------------------------------------------
 
@@ -175,12 +181,31 @@ class Mixer:
         while self._out.size < FRAME_SAMPLES:
             got = self._take_input(FRAME_SAMPLES)
             feeds += 1
+            if got is None and self.current is None and self._ending:
+                self._flush_tail()
+                continue
             if got is None or feeds > _MAX_FEEDS:
                 return None
             serial, pos, pcm = got
+            self._last_fed = (serial, pos + len(pcm))
             self._out.push(serial, pos, pcm if self.chain is None else self.chain.process(pcm))
+        return self._encode_out()
+
+    def _encode_out(self) -> Frame:
         serial, pos, pcm = self._out.take(FRAME_SAMPLES)
         return Frame(self.encoder.encode(self._apply_gain(pcm)), serial, pos * 1000 // RATE)
+
+    def _flush_tail(self) -> None:
+        """The last track ended with nothing after it: let the filters' delayed samples out
+        and pad the final partial frame with silence, so no audio is cut off."""
+        self._ending = False
+        serial, pos = self._last_fed
+        if self.chain is not None:
+            self._out.push(serial, pos, self.chain.flush())
+            self.chain = FilterChain(self.chain.stages)  # a flushed graph takes no more input
+        if self._out.size % FRAME_SAMPLES:
+            pad = FRAME_SAMPLES - self._out.size % FRAME_SAMPLES
+            self._out.push(serial, pos, np.zeros((pad, 2), dtype=np.float32))
 
     def _apply_gain(self, pcm: Pcm) -> Pcm:
         if self.gain == self.target:
@@ -251,6 +276,7 @@ class Mixer:
         """The current track is over: the queued one (if any) takes its place."""
         nxt, self.next = self.next, None
         self._fade = None
+        self._ending = nxt is None
         self.set_current(nxt, "finished")
 
     def _end_current(self, reason: EndReason) -> None:

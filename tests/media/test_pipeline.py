@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -176,10 +177,9 @@ def test_pause_stops_production_and_resume_continues(
     rec.run_until(lambda _e: len(rec.frames) >= 5, timeout=5)
     pipeline.pause()
     assert pipeline.paused
+    time.sleep(0.03)  # a frame being made when pause() was called may still arrive
     rec.run_until(lambda _e: True, timeout=2)  # whatever was buffered
     paused_at = len(rec.frames)
-    import time
-
     time.sleep(0.1)
     assert pipeline.buffer.pop() is None
     pipeline.resume()
