@@ -83,6 +83,11 @@ class SourcesConfig(_Section):
     plugins: list[str] = msgspec.field(default_factory=list)
     """Module names to load from the repository's plugins/ folder, e.g. ["tone"]."""
     plugins_dir: str = "plugins"
+    plugin_options: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+    """Options handed to each plugin by name, e.g. {"tone": {"max_seconds": 60}}."""
+    default_search: str = "ytsearch"
+    """Prefix for a query that is neither a URL nor prefixed (``never gonna`` →
+    ``ytsearch:never gonna``); empty to refuse such queries."""
 
 
 class VoiceConfig(_Section):

@@ -224,7 +224,8 @@ class Pipeline:
                 self._kicked = False
 
     def _fill(self) -> None:
-        while not self._paused and self.buffer.room():
+        # Commands are applied before every frame, so none waits behind a burst of frames.
+        while not self._paused and self.buffer.room() and not self._commands:
             frame = self._mixer.produce()
             if frame is None:
                 return
