@@ -48,6 +48,11 @@ class EngineConfig(_Section):
     """Default crossfade between tracks in seconds (0 = gapless)."""
     preload: Annotated[float, Meta(ge=1, le=60)] = 5.0
     """Seconds before the end of a track at which the next one is opened and buffered."""
+    decode_ahead: Annotated[float, Meta(ge=0.5, le=30)] = 3.0
+    """Seconds of decoded audio each open track keeps ready (absorbs network stalls)."""
+    buffer_frames: Annotated[int, Meta(ge=2, le=10)] = 3
+    """Encoded 20 ms frames kept ready for the sender; a volume/filter change waits behind
+    them, so 3 keeps changes under 100 ms while leaving 60 ms for scheduling hiccups."""
 
 
 class HttpSourceConfig(_Section):
@@ -78,6 +83,11 @@ class SourcesConfig(_Section):
     plugins: list[str] = msgspec.field(default_factory=list)
     """Module names to load from the repository's plugins/ folder, e.g. ["tone"]."""
     plugins_dir: str = "plugins"
+    plugin_options: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+    """Options handed to each plugin by name, e.g. {"tone": {"max_seconds": 60}}."""
+    default_search: str = "ytsearch"
+    """Prefix for a query that is neither a URL nor prefixed (``never gonna`` →
+    ``ytsearch:never gonna``); empty to refuse such queries."""
 
 
 class VoiceConfig(_Section):

@@ -1,0 +1,70 @@
+"""Events a :class:`audionode.media.pipeline.Pipeline` reports about its tracks.
+
+They are msgspec structs (tagged) so an engine can forward them across a process pipe as is.
+``track`` is always the serial the player gave with ``play``/``queue_next``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+EndReason = Literal["finished", "stopped", "replaced", "skipped"]
+
+
+class TrackStarted(msgspec.Struct, frozen=True, tag=True):
+    """The track's stream opened and decoding started (for a queued track: preloading).
+
+    Not the moment it becomes audible: that is when the sender sends the first frame whose
+    ``Frame.track`` is this serial.
+    """
+
+    track: int
+    duration_ms: int | None
+    is_live: bool
+    passthrough: bool
+    """True when the stream is opus that can be forwarded without decoding."""
+
+
+class TrackFinished(msgspec.Struct, frozen=True, tag=True):
+    """No more frames of this track will be produced.
+
+    ``finished``: it reached its end (or end position); ``stopped``: :meth:`Pipeline.stop`;
+    ``replaced``: :meth:`Pipeline.play` started another track; ``skipped``:
+    :meth:`Pipeline.skip` moved on to the queued track.
+    """
+
+    track: int
+    reason: EndReason
+    position_ms: int
+
+
+class TrackFailed(msgspec.Struct, frozen=True, tag=True):
+    """The track could not be opened or read; ``message`` is fit for the end user.
+
+    Reported for the current track (playback moves on to the queued track, if any) and for a
+    queued track that fails while preloading (it is dropped; queue another one).
+    """
+
+    track: int
+    message: str
+    position_ms: int
+
+
+class NextWanted(msgspec.Struct, frozen=True, tag=True):
+    """The current track ends within ``preload`` (+ crossfade) seconds and nothing is queued:
+    call ``queue_next`` now for a gapless or crossfaded transition."""
+
+    track: int
+    remaining_ms: int
+
+
+class Position(msgspec.Struct, frozen=True, tag=True):
+    """Periodic position of the track being produced (about 60 ms ahead of the ear)."""
+
+    track: int
+    position_ms: int
+
+
+PipelineEvent = TrackStarted | TrackFinished | TrackFailed | NextWanted | Position

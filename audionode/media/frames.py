@@ -1,0 +1,107 @@
+"""The bounded frame buffer: the only object the pipeline and the real-time sender share.
+
+One producer (a pipeline's thread) and one consumer (the sender, on the event-loop thread).
+:meth:`FrameBuffer.pop` never blocks and never takes a lock the producer can hold for long:
+it pops from a :class:`collections.deque` (atomic under the GIL) and then *tries* to wake the
+producer without waiting for the lock. If that try fails, the producer notices the free slot
+at its next timed wake-up (it never sleeps longer than ``FrameBuffer.RECHECK`` while it waits
+for room), which is well inside the slack the buffered frames give the sender.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+FRAME_MS = 20
+"""Every frame is one 20 ms opus packet at 48 kHz (960 samples per channel)."""
+FRAME_SAMPLES = 960
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One 20 ms opus packet (48 kHz stereo) ready to be sealed and sent.
+
+    ``track`` is the serial the player gave the track this frame belongs to; the first frame
+    of a serial the sender actually sends is the moment the track becomes audible (emit
+    SOURCE_START then, not at preload). ``position_ms`` is the position in that track at the
+    start of the frame.
+    """
+
+    opus: bytes
+    track: int
+    position_ms: int
+
+
+class FrameBuffer:
+    """A bounded FIFO of :class:`Frame`.
+
+    Consumer side (the sender, every 20 ms): :meth:`pop`, ``len()``. Producer side (the
+    pipeline's thread): :meth:`room`, :meth:`put`, :meth:`wait_for_room`. Either side may
+    :meth:`clear`. ``wake`` is the condition the producer sleeps on; the pipeline passes its
+    own so that a popped frame, a control command and fresh input all wake the same thread.
+    """
+
+    RECHECK = 0.01
+    """Longest sleep of a producer waiting for room, covering a wake-up the consumer skipped."""
+
+    def __init__(self, capacity: int = 3, wake: threading.Condition | None = None) -> None:
+        if capacity < 1:
+            raise ValueError(f"FrameBuffer capacity must be >= 1, got {capacity}")
+        self.capacity = capacity
+        self._frames: deque[Frame] = deque()
+        self._wake = wake if wake is not None else threading.Condition()
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def pop(self) -> Frame | None:
+        """The oldest frame, or None when empty. Never blocks: safe on the event-loop thread."""
+        try:
+            frame = self._frames.popleft()
+        except IndexError:
+            return None
+        # Never wait for the lock here: the producer may hold it; see the module docstring.
+        if self._wake.acquire(blocking=False):
+            try:
+                self._wake.notify_all()
+            finally:
+                self._wake.release()
+        return frame
+
+    def room(self) -> int:
+        """How many frames can be put without exceeding the capacity."""
+        return max(0, self.capacity - len(self._frames))
+
+    def put(self, frame: Frame, timeout: float | None = None) -> bool:
+        """Append ``frame``, first waiting for room up to ``timeout`` seconds (None: forever).
+
+        Producer side only. Returns False (frame not added) if the buffer stayed full.
+        """
+        if not self.wait_for_room(timeout):
+            return False
+        self._frames.append(frame)
+        return True
+
+    def wait_for_room(self, timeout: float | None = None) -> bool:
+        """Block the producer until a slot is free or ``timeout`` passes; True if free."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._wake:
+            while len(self._frames) >= self.capacity:
+                left = self.RECHECK if deadline is None else deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._wake.wait(min(left, self.RECHECK))
+        return True
+
+    def clear(self) -> int:
+        """Drop every buffered frame (seek, replace, stop); return how many were dropped."""
+        dropped = 0
+        while True:
+            try:
+                self._frames.popleft()
+            except IndexError:
+                return dropped
+            dropped += 1

@@ -1,0 +1,299 @@
+"""Mixer: makes one 20 ms frame at a time from the current track (and the queued one during a
+crossfade or a gapless join), on the pipeline thread.
+
+Per frame it either forwards an opus packet untouched (passthrough) or takes 960 samples of
+source PCM, runs them through the filter chain, applies the volume (ramped over the frame so a
+change never clicks) and encodes them. Only the already-encoded frames in the FrameBuffer sit
+between a control change and the ear, which is why a change is heard within ~100 ms.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from audionode.media.codec import RATE, OpusEncoder, Pcm
+from audionode.media.deck import Deck
+from audionode.media.events import (
+    EndReason,
+    NextWanted,
+    PipelineEvent,
+    TrackFailed,
+    TrackFinished,
+    TrackStarted,
+)
+from audionode.media.filtergraph import FilterChain
+from audionode.media.frames import FRAME_SAMPLES, Frame
+
+_MAX_FEEDS = 16
+"""Input chunks fed per frame at most, so a filter that swallows audio cannot spin forever."""
+
+
+class _Fifo:
+    """Filtered PCM waiting to be encoded, each chunk tagged with (track, position)."""
+
+    def __init__(self) -> None:
+        self._chunks: deque[tuple[int, int, Pcm]] = deque()
+        self.size = 0
+
+    def push(self, serial: int, pos: int, pcm: Pcm) -> None:
+        if len(pcm):
+            self._chunks.append((serial, pos, pcm))
+            self.size += len(pcm)
+
+    def take(self, n: int) -> tuple[int, int, Pcm]:
+        """``n`` samples (caller checks :attr:`size`); tagged with the first sample's origin."""
+        serial, pos, _ = self._chunks[0]
+        parts = []
+        need = n
+        while need:
+            s, p, pcm = self._chunks.popleft()
+            if len(pcm) > need:
+                self._chunks.appendleft((s, p + need, pcm[need:]))
+                pcm = pcm[:need]
+            parts.append(pcm)
+            need -= len(pcm)
+        self.size -= n
+        return serial, pos, parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def clear(self) -> None:
+        self._chunks.clear()
+        self.size = 0
+
+
+@dataclass(slots=True)
+class _Fade:
+    total: int
+    done: int = 0
+
+
+class Mixer:
+    """The frame maker. Every method runs on the pipeline thread."""
+
+    def __init__(
+        self, encoder: OpusEncoder, emit: Callable[[PipelineEvent], None], preload: float
+    ) -> None:
+        self.encoder = encoder
+        self.emit = emit
+        self.preload = int(preload * RATE)
+        self.current: Deck | None = None
+        self.next: Deck | None = None
+        self.chain: FilterChain | None = None
+        self.crossfade = 0
+        self.gain = 1.0
+        self.target = 1.0
+        self._out = _Fifo()
+        self._fade: _Fade | None = None
+        self._ending = False
+        """The last track just ended: its tail is still to be flushed out."""
+        self._last_fed = (0, 0)
+
+    # -- control (called by the pipeline's command handlers) -------------------------------
+
+    def set_current(self, deck: Deck | None, reason: EndReason) -> None:
+        """Replace the current track now (the old one ends with ``reason``)."""
+        self._end_current(reason)
+        self.current = deck
+        if deck is not None:
+            self._ending = False
+
+    def set_next(self, deck: Deck | None) -> None:
+        if self.next is not None:
+            self.next.close()
+        self.next = deck
+        self._fade = None
+
+    def skip(self) -> None:
+        nxt, self.next = self.next, None
+        self.set_current(nxt, "skipped")
+
+    def seek(self, ms: int) -> None:
+        if self.current is not None:
+            self.current.seek(ms)
+            self.current.next_wanted = False
+        self._fade = None
+        self._out.clear()
+
+    def reset_output(self) -> None:
+        """Forget filtered audio not yet encoded (after a replace or a seek)."""
+        self._out.clear()
+
+    def close(self) -> None:
+        for deck in (self.current, self.next):
+            if deck is not None:
+                deck.close()
+        self.current = self.next = None
+
+    # -- per loop --------------------------------------------------------------------------
+
+    def poll(self) -> None:
+        """Report opened and failed tracks; promote the queued track past a failed one."""
+        for deck in (self.current, self.next):
+            if deck is not None and not deck.announced and deck.reader.info is not None:
+                info = deck.reader.info
+                deck.announced = True
+                self.emit(TrackStarted(deck.serial, info.duration_ms, info.is_live, info.packets))
+        if self.next is not None and self.next.reader.error is not None:
+            failed, self.next = self.next, None
+            self._fail(failed)
+        if self.current is not None and self.current.reader.error is not None:
+            failed, self.current = self.current, self.next
+            self.next = None
+            self._fade = None
+            self._fail(failed)
+
+    def produce(self) -> Frame | None:
+        """The next frame, or None when there is nothing to play or the input is not ready."""
+        while (cur := self.current) is not None and cur.reader.info is not None:
+            self._want_next(cur)
+            if not self._passthrough_ok(cur):
+                return self._decoded_frame()
+            self._out.clear()  # < 1 frame of filtered tail left from decoding; drop it
+            packet = cur.take_packet()
+            if packet is not None:
+                return Frame(packet.data, cur.serial, packet.pos * 1000 // RATE)
+            if not cur.drained:
+                # not ready yet, or a packet that is not 20 ms long: decode it
+                return self._decoded_frame() if cur.has_data else None
+            self._promote()  # the next track may be passthrough too: no decoded join frame
+        # nothing playing: frames left from the end of the last track (filter tail) go out
+        return self._encode_out() if self._out.size >= FRAME_SAMPLES else None
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _passthrough_ok(self, cur: Deck) -> bool:
+        return (
+            cur.packets
+            and self.chain is None
+            and self.gain == 1.0
+            and self.target == 1.0
+            and self._fade is None
+            and not self._fade_due(cur)
+            and self._out.size < FRAME_SAMPLES
+        )
+
+    def _decoded_frame(self) -> Frame | None:
+        feeds = 0
+        while self._out.size < FRAME_SAMPLES:
+            got = self._take_input(FRAME_SAMPLES)
+            feeds += 1
+            if got is None and self.current is None and self._ending:
+                self._flush_tail()
+                continue
+            if got is None or feeds > _MAX_FEEDS:
+                return None
+            serial, pos, pcm = got
+            self._last_fed = (serial, pos + len(pcm))
+            self._out.push(serial, pos, pcm if self.chain is None else self.chain.process(pcm))
+        return self._encode_out()
+
+    def _encode_out(self) -> Frame:
+        serial, pos, pcm = self._out.take(FRAME_SAMPLES)
+        return Frame(self.encoder.encode(self._apply_gain(pcm)), serial, pos * 1000 // RATE)
+
+    def _flush_tail(self) -> None:
+        """The last track ended with nothing after it: let the filters' delayed samples out
+        and pad the final partial frame with silence, so no audio is cut off."""
+        self._ending = False
+        serial, pos = self._last_fed
+        if self.chain is not None:
+            self._out.push(serial, pos, self.chain.flush())
+            self.chain = FilterChain(self.chain.stages)  # a flushed graph takes no more input
+        if self._out.size % FRAME_SAMPLES:
+            pad = FRAME_SAMPLES - self._out.size % FRAME_SAMPLES
+            self._out.push(serial, pos, np.zeros((pad, 2), dtype=np.float32))
+
+    def _apply_gain(self, pcm: Pcm) -> Pcm:
+        if self.gain == self.target:
+            return pcm if self.gain == 1.0 else pcm * np.float32(self.gain)
+        ramp = np.linspace(self.gain, self.target, len(pcm), dtype=np.float32)
+        self.gain = self.target
+        out: Pcm = pcm * ramp[:, None]
+        return out
+
+    def _take_input(self, n: int) -> tuple[int, int, Pcm] | None:
+        """Up to ``n`` source samples as (track, position, pcm); joins tracks gaplessly."""
+        while (cur := self.current) is not None:
+            if self._fade is None and self._fade_due(cur):
+                self._fade = _Fade(total=max(1, min(cur.remaining() or 1, self.crossfade)))
+            if self._fade is not None:
+                return self._take_fading(cur, n)
+            got = cur.take(self._until_fade(cur, n))
+            if got is not None:
+                return cur.serial, got[0], got[1]
+            if not cur.drained:
+                return None  # underrun: the reader is behind
+            self._promote()
+        return None
+
+    def _fade_due(self, cur: Deck) -> bool:
+        nxt = self.next
+        if self.crossfade <= 0 or nxt is None or not nxt.has_data or cur.is_live:
+            return False
+        remaining = cur.remaining()
+        return remaining is not None and remaining <= self.crossfade
+
+    def _until_fade(self, cur: Deck, n: int) -> int:
+        """``n``, or fewer so that a crossfade starts exactly ``crossfade`` before the end."""
+        if self.crossfade <= 0 or self.next is None:
+            return n
+        remaining = cur.remaining()
+        if remaining is None or remaining <= self.crossfade:
+            return n
+        return min(n, remaining - self.crossfade)
+
+    def _take_fading(self, cur: Deck, n: int) -> tuple[int, int, Pcm] | None:
+        nxt = self.next
+        fade = self._fade
+        assert nxt is not None and fade is not None
+        a = cur.take(min(n, fade.total - fade.done))
+        if a is None:
+            if cur.drained:
+                self._promote()
+                return self._take_input(n)
+            return None
+        b = nxt.take(len(a[1]))
+        if b is None:
+            cur.unread(*a)
+            return None
+        m = len(b[1])
+        if m < len(a[1]):
+            cur.unread(a[0] + m, a[1][m:])
+        t = (fade.done + np.arange(m, dtype=np.float32)) / fade.total
+        # Equal-power curves: the loudness of uncorrelated music stays even across the fade.
+        mixed: Pcm = a[1][:m] * np.cos(t * (math.pi / 2))[:, None]
+        mixed += b[1] * np.sin(t * (math.pi / 2))[:, None]
+        fade.done += m
+        if fade.done >= fade.total:
+            self._promote()
+        return nxt.serial, b[0], mixed
+
+    def _promote(self) -> None:
+        """The current track is over: the queued one (if any) takes its place."""
+        nxt, self.next = self.next, None
+        self._fade = None
+        self._ending = nxt is None
+        self.set_current(nxt, "finished")
+
+    def _end_current(self, reason: EndReason) -> None:
+        cur, self.current = self.current, None
+        self._fade = None
+        if cur is not None:
+            cur.close()
+            self.emit(TrackFinished(cur.serial, reason, cur.position_ms))
+
+    def _fail(self, deck: Deck) -> None:
+        deck.close()
+        self.emit(TrackFailed(deck.serial, deck.reader.error or "failed", deck.position_ms))
+
+    def _want_next(self, cur: Deck) -> None:
+        if self.next is not None or cur.next_wanted or cur.is_live:
+            return
+        remaining = cur.remaining()
+        if remaining is not None and remaining <= self.preload + self.crossfade:
+            cur.next_wanted = True
+            self.emit(NextWanted(cur.serial, remaining * 1000 // RATE))

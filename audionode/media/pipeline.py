@@ -1,0 +1,305 @@
+"""Pipeline: one guild's audio, from Playables to a FrameBuffer of 20 ms opus frames.
+
+::
+
+    Playable ─▶ TrackReader thread (demux, decode, resample; ``decode_ahead`` s kept ready)
+                   │  PCM / opus packets
+                   ▼
+    pipeline thread: Mixer (gapless join / crossfade → filters → volume → libopus encode,
+                     or opus passthrough) ─▶ FrameBuffer (``buffer_frames`` frames) ─▶ sender
+
+Threads: each Pipeline runs one producer thread (started by :meth:`Pipeline.start`) that
+fills the FrameBuffer whenever it has room, plus one reader thread per open track (the
+current one and the queued one). libav releases the GIL while it reads, decodes and encodes,
+so these threads mostly wait. The sender only ever calls ``pipeline.buffer.pop()``.
+
+Control: every public method is thread-safe and returns at once; the change is applied by
+the producer before it makes its next frame, so with the default 3 buffered frames a volume
+or filter change reaches the ear within 100 ms. Methods that can refuse (``set_filters``,
+``seek``) validate in the caller's thread and raise there, leaving playback untouched.
+
+Events (:mod:`audionode.media.events`) are passed to ``on_event`` on the producer thread; the
+callback must not block (``queue.put_nowait`` or ``loop.call_soon_threadsafe``).
+
+Typical use (engine side)::
+
+    p = Pipeline(config.engine, on_event=events.put_nowait)
+    p.start()
+    p.play(playable, track=1)
+    p.queue_next(other, track=2)        # on NextWanted, or right away
+    p.set_filters({"timescale": {"speed": 1.25}})
+    ... sender: frame = p.buffer.pop() every 20 ms ...
+    p.close()
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from audionode.config import EngineConfig
+from audionode.errors import BadRequest, Conflict
+from audionode.media.codec import OpusEncoder
+from audionode.media.deck import Deck
+from audionode.media.events import PipelineEvent, Position
+from audionode.media.filtergraph import build_chain
+from audionode.media.filters import Filters, parse_filters
+from audionode.media.frames import Frame, FrameBuffer
+from audionode.media.mixer import Mixer
+from audionode.media.reader import TrackReader
+from audionode.sources.api import Playable
+
+_log = logging.getLogger(__name__)
+_IDLE_WAIT = 0.5
+_BUSY_WAIT = FrameBuffer.RECHECK
+
+
+class Pipeline:
+    """Decode, filter, mix and encode one guild's tracks into :attr:`buffer`.
+
+    Call :meth:`start` once, then any control method from any thread; :meth:`close` at the
+    end (it stops the threads and releases the streams).
+    """
+
+    def __init__(
+        self,
+        config: EngineConfig | None = None,
+        on_event: Callable[[PipelineEvent], None] | None = None,
+        *,
+        open_timeout: float = 10.0,
+        position_interval: float = 1.0,
+    ) -> None:
+        cfg = config or EngineConfig()
+        self._cfg = cfg
+        self._on_event = on_event or (lambda _e: None)
+        self._open_timeout = open_timeout
+        self._position_every = int(position_interval * 1000)
+        self._wake = threading.Condition()
+        self.buffer = FrameBuffer(cfg.buffer_frames, wake=self._wake)
+        """The frames ready to send; the sender pops one per 20 ms tick."""
+        self._mixer = Mixer(OpusEncoder(cfg.bitrate, cfg.complexity), self._emit, cfg.preload)
+        self._mixer.crossfade = int(cfg.crossfade * 48000)
+        self._commands: deque[Callable[[], None]] = deque()
+        self._kicked = False
+        self._paused = False
+        self._closed = False
+        self._volume = 1.0
+        self._filters = Filters()
+        self._last_position: tuple[int, int] = (-1, 0)
+        self._thread = threading.Thread(target=self._run, name="pipeline", daemon=True)
+
+    # -- control API (any thread) ----------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the producer thread."""
+        self._thread.start()
+
+    def play(
+        self, playable: Playable, track: int, *, start_ms: int = 0, end_ms: int | None = None
+    ) -> None:
+        """Play ``playable`` now as track serial ``track``, replacing the current track
+        (reported as ``replaced``); a queued track stays queued."""
+        _check_span(start_ms, end_ms)
+        self._post(lambda: self._replace(self._deck(playable, track, start_ms, end_ms)))
+
+    def queue_next(
+        self, playable: Playable, track: int, *, start_ms: int = 0, end_ms: int | None = None
+    ) -> None:
+        """Open and buffer the track to follow the current one (gapless or crossfaded).
+
+        Replaces a previously queued track (which reports nothing). If nothing is playing
+        the track simply waits; :meth:`skip` starts it at once.
+        """
+        _check_span(start_ms, end_ms)
+        self._post(lambda: self._mixer.set_next(self._deck(playable, track, start_ms, end_ms)))
+
+    def clear_next(self) -> None:
+        """Forget the queued track."""
+        self._post(lambda: self._mixer.set_next(None))
+
+    def skip(self) -> None:
+        """End the current track now (``skipped``) and start the queued one, if any."""
+        self._post(self._skip)
+
+    def stop(self) -> None:
+        """End the current track (``stopped``), drop the queued one, empty the buffer."""
+        self._post(self._stop)
+
+    def seek(self, position_ms: int) -> None:
+        """Continue the current track from ``position_ms``.
+
+        Raises :class:`Conflict` if nothing is playing or the track is a live stream.
+        """
+        if position_ms < 0:
+            raise BadRequest(f"position must be >= 0 ms, got {position_ms}")
+        cur = self._mixer.current
+        if cur is None:
+            raise Conflict("cannot seek: nothing is playing")
+        if cur.is_live:
+            raise Conflict("cannot seek: the current track is a live stream")
+        self._post(lambda: self._seek(position_ms))
+
+    def pause(self) -> None:
+        """Stop producing frames (the few already buffered are still popped)."""
+        self._paused = True
+        self._post(lambda: None)
+
+    def resume(self) -> None:
+        self._paused = False
+        self._post(lambda: None)
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def set_volume(self, volume: float) -> None:
+        """Player volume, 0.0-5.0 (1.0 = unchanged), multiplied with the filters' volume."""
+        if not 0.0 <= volume <= 5.0:
+            raise BadRequest(f"volume must be between 0.0 and 5.0, got {volume}")
+        self._volume = volume
+        self._post(self._apply_gain)
+
+    def set_filters(self, filters: Mapping[str, Any] | Filters | None) -> Filters:
+        """Replace the filter set (a Lavalink ``filters`` object, see media/filters.py).
+
+        Validates and builds the libavfilter chain first: an invalid set raises
+        :class:`audionode.media.filters.FilterError` and the playing set stays.
+        """
+        spec = parse_filters(filters)
+        chain = build_chain(spec)
+        self._filters = spec
+
+        def apply() -> None:
+            self._mixer.chain = chain
+            self._apply_gain()
+
+        self._post(apply)
+        return spec
+
+    @property
+    def filters(self) -> Filters:
+        return self._filters
+
+    def set_crossfade(self, seconds: float) -> None:
+        """Overlap of consecutive tracks in seconds; 0 joins them gaplessly."""
+        if not 0.0 <= seconds <= 30.0:
+            raise BadRequest(f"crossfade must be between 0 and 30 seconds, got {seconds}")
+        samples = int(seconds * 48000)
+
+        def apply() -> None:
+            self._mixer.crossfade = samples
+
+        self._post(apply)
+
+    def close(self) -> None:
+        """Stop the producer and every reader; the pipeline cannot be used afterwards."""
+        with self._wake:
+            self._closed = True
+            self._wake.notify_all()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(2.0)
+        self._mixer.close()
+        self.buffer.clear()
+
+    # -- producer thread -------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                if self._closed:
+                    return
+                commands = list(self._commands)
+                self._commands.clear()
+            for command in commands:
+                command()
+            self._mixer.poll()
+            self._fill()
+            with self._wake:
+                if not self._commands and not self._kicked and not self._closed:
+                    idle = self._mixer.current is None and self._mixer.next is None
+                    self._wake.wait(_IDLE_WAIT if idle or self._paused else _BUSY_WAIT)
+                self._kicked = False
+
+    def _fill(self) -> None:
+        # Commands are applied before every frame, so none waits behind a burst of frames.
+        while not self._paused and self.buffer.room() and not self._commands:
+            frame = self._mixer.produce()
+            if frame is None:
+                return
+            self.buffer.put(frame, timeout=0)
+            self._report_position(frame)
+
+    def _report_position(self, frame: Frame) -> None:
+        track, last = self._last_position
+        if track != frame.track or frame.position_ms - last >= self._position_every:
+            self._last_position = (frame.track, frame.position_ms)
+            self._emit(Position(frame.track, frame.position_ms))
+
+    def _emit(self, event: PipelineEvent) -> None:
+        try:
+            self._on_event(event)
+        except Exception:  # a faulty listener must not stop the audio
+            _log.exception("pipeline event listener failed")
+
+    # -- command handlers (producer thread) ------------------------------------------------
+
+    def _deck(self, playable: Playable, track: int, start_ms: int, end_ms: int | None) -> Deck:
+        reader = TrackReader(
+            playable,
+            track,
+            wake=self._kick,
+            start_ms=start_ms,
+            end_ms=end_ms,
+            ahead=self._cfg.decode_ahead,
+            timeout=self._open_timeout,
+        )
+        reader.start()
+        deck = Deck(reader, end_ms)
+        deck.pos = start_ms * 48
+        return deck
+
+    def _kick(self) -> None:
+        with self._wake:
+            self._kicked = True
+            self._wake.notify_all()
+
+    def _post(self, command: Callable[[], None]) -> None:
+        with self._wake:
+            if self._closed:
+                raise Conflict("the pipeline is closed")
+            self._commands.append(command)
+            self._wake.notify_all()
+
+    def _replace(self, deck: Deck) -> None:
+        self._mixer.set_current(deck, "replaced")
+        self._flush()
+
+    def _skip(self) -> None:
+        self._mixer.skip()
+        self._flush()
+
+    def _stop(self) -> None:
+        self._mixer.set_next(None)
+        self._mixer.set_current(None, "stopped")
+        self._flush()
+
+    def _seek(self, ms: int) -> None:
+        self._mixer.seek(ms)
+        self.buffer.clear()
+
+    def _flush(self) -> None:
+        self._mixer.reset_output()
+        self.buffer.clear()
+
+    def _apply_gain(self) -> None:
+        self._mixer.target = self._volume * self._filters.volume
+
+
+def _check_span(start_ms: int, end_ms: int | None) -> None:
+    if start_ms < 0:
+        raise BadRequest(f"start position must be >= 0 ms, got {start_ms}")
+    if end_ms is not None and end_ms <= start_ms:
+        raise BadRequest(f"end position ({end_ms} ms) must be after the start ({start_ms} ms)")

@@ -1,0 +1,368 @@
+"""TrackReader: opens one Playable and reads it ahead on its own thread.
+
+Why a thread per open track: demuxing blocks on I/O (an HTTP stream can stall for seconds) and
+must never hold up the frame producer of this or any other guild. libav releases the GIL while
+it reads and decodes, so these threads cost little. The reader keeps ``ahead`` seconds of
+audio ready and then sleeps until the consumer takes some.
+
+Two modes, chosen when the stream opens:
+
+- *packets*: an opus stream (Ogg, WebM/Matroska) — demuxed packets are kept as they are, so
+  the pipeline can forward them byte for byte (passthrough) or decode them itself when a
+  filter or the volume needs samples;
+- *pcm*: anything else — decoded and resampled to float32 48 kHz stereo here.
+
+The consumer side (:meth:`take_packet`, :meth:`take_pcm`, :meth:`seek`, :meth:`close`) is
+thread-safe and never blocks on I/O.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import av
+import av.container
+import numpy as np
+from av.audio.stream import AudioStream
+
+from audionode.media.codec import RATE, Pcm, ToPcm
+from audionode.media.errors import describe_av_error
+from audionode.media.opus import OpusPacketError, packet_samples
+from audionode.sources.api import Playable
+
+_NET_PROTOCOLS = "http,https,tcp,tls,crypto,httpproxy,data"
+_MAX_BAD_PACKETS = 50
+
+
+@dataclass(frozen=True, slots=True)
+class MediaInfo:
+    """What the reader learnt when the stream opened."""
+
+    duration_ms: int | None
+    is_live: bool
+    codec: str
+    packets: bool
+    """True when the reader hands out opus packets (passthrough possible)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Packet:
+    data: bytes
+    pos: int
+    """Position of the packet's first sample in the track, in 48 kHz samples."""
+    samples: int
+    """Samples per channel in the packet; 0 when the TOC could not be parsed."""
+
+
+def open_container(playable: Playable, timeout: float) -> av.container.InputContainer:
+    """Open ``playable`` with libav, restricted to the protocols its kind needs."""
+    if playable.data is not None:
+        return av.open(io.BytesIO(playable.data), "r", format=playable.format)
+    url = playable.url or ""
+    options = dict(playable.options)
+    remote = url.startswith(("http://", "https://"))
+    if remote:
+        options.setdefault("reconnect", "1")
+        options.setdefault("reconnect_streamed", "1")
+        options.setdefault("reconnect_delay_max", "5")
+        if playable.headers:
+            options["headers"] = "".join(f"{k}: {v}\r\n" for k, v in playable.headers.items())
+    # Set last so a source cannot widen it: a URL must not reach local files or vice versa.
+    options["protocol_whitelist"] = _NET_PROTOCOLS if remote else "file"
+    return av.open(url, "r", format=playable.format, options=options, timeout=(timeout, timeout))
+
+
+class TrackReader:
+    """Reads one track ahead. Start with :meth:`start`; always finish with :meth:`close`.
+
+    ``wake`` is called (from the reader thread) whenever there is news for the consumer:
+    the stream opened or failed, data arrived, or the end was reached.
+    """
+
+    def __init__(
+        self,
+        playable: Playable,
+        serial: int,
+        *,
+        wake: Callable[[], None],
+        start_ms: int = 0,
+        end_ms: int | None = None,
+        ahead: float = 3.0,
+        timeout: float = 10.0,
+    ) -> None:
+        self.playable = playable
+        self.serial = serial
+        self.info: MediaInfo | None = None
+        self.error: str | None = None
+        self.eof = False
+        self._wake = wake
+        self._end = None if end_ms is None else end_ms * RATE // 1000
+        self._limit = max(1, int(ahead * RATE))
+        self._timeout = timeout
+        self._cond = threading.Condition()
+        self._packets: deque[Packet] = deque()
+        self._pcm: deque[tuple[int, Pcm]] = deque()
+        self._buffered = 0
+        self._seek_to: int | None = max(0, start_ms) * RATE // 1000 if start_ms > 0 else None
+        self._gen = 0
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=f"reader-{serial}", daemon=True)
+
+    # -- consumer side ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    @property
+    def ready(self) -> bool:
+        return self.info is not None
+
+    def buffered(self) -> int:
+        """Samples per channel ready to be taken."""
+        return self._buffered
+
+    def take_packet(self) -> Packet | None:
+        """The next opus packet (packets mode), or None if none is ready."""
+        with self._cond:
+            if not self._packets:
+                return None
+            packet = self._packets.popleft()
+            self._buffered -= packet.samples
+            self._cond.notify_all()
+            return packet
+
+    def peek_packet(self) -> Packet | None:
+        with self._cond:
+            return self._packets[0] if self._packets else None
+
+    def take_pcm(self, limit: int) -> tuple[int, Pcm] | None:
+        """Up to ``limit`` samples (pcm mode) as ``(position, samples)``, or None if none."""
+        with self._cond:
+            if not self._pcm:
+                return None
+            pos, pcm = self._pcm[0]
+            if len(pcm) <= limit:
+                self._pcm.popleft()
+            else:
+                self._pcm[0] = (pos + limit, pcm[limit:])
+                pcm = pcm[:limit]
+            self._buffered -= len(pcm)
+            self._cond.notify_all()
+            return pos, pcm
+
+    @property
+    def drained(self) -> bool:
+        """True once the end was reached and every sample was taken."""
+        return self.eof and self._buffered <= 0 and not self._packets and not self._pcm
+
+    def seek(self, ms: int) -> None:
+        """Drop what is buffered and continue from ``ms`` (the reader thread does the I/O)."""
+        with self._cond:
+            self._seek_to = max(0, ms) * RATE // 1000
+            self._gen += 1
+            self._drop_buffers()
+            self.eof = False
+            self._cond.notify_all()
+
+    def close(self, wait: float = 0.0) -> None:
+        """Stop reading and free the stream; waits up to ``wait`` s for the thread to exit."""
+        with self._cond:
+            self._closed = True
+            self._drop_buffers()
+            self._cond.notify_all()
+        if wait > 0 and self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(wait)
+
+    # -- reader thread ---------------------------------------------------------------------
+
+    def _drop_buffers(self) -> None:
+        self._packets.clear()
+        self._pcm.clear()
+        self._buffered = 0
+
+    def _fail(self, message: str) -> None:
+        self.error = message
+        self.eof = True
+        self._wake()
+
+    def _run(self) -> None:
+        try:
+            container = open_container(self.playable, self._timeout)
+        except Exception as e:  # every failure to open becomes the track's error message
+            self._fail(f"cannot open {self.playable.describe()}: {describe_av_error(e)}")
+            return
+        try:
+            with container:
+                self._read(container)
+        except Exception as e:  # a reader must never die silently
+            self._fail(f"reading failed: {describe_av_error(e)}")
+
+    def _read(self, container: av.container.InputContainer) -> None:
+        if not container.streams.audio:
+            self._fail(f"{self.playable.describe()} has no audio stream")
+            return
+        stream = container.streams.audio[0]
+        codec = stream.codec_context.name
+        duration = None if container.duration is None else container.duration // 1000
+        self.info = MediaInfo(
+            duration_ms=duration,
+            is_live=self.playable.is_live or duration is None,
+            codec=codec,
+            packets=codec in ("opus", "libopus") and (stream.channels or 2) <= 2,
+        )
+        self._wake()
+        _StreamLoop(self, container, stream).run()
+
+    def _wait_for_work(self) -> tuple[int | None, int] | None:
+        """Sleep while the buffer is full or the end was reached; None once closed."""
+        with self._cond:
+            while not self._closed and self._seek_to is None and (
+                self.eof or self._buffered >= self._limit
+            ):
+                self._cond.wait(0.5)
+            if self._closed:
+                return None
+            target, self._seek_to = self._seek_to, None
+            return target, self._gen
+
+    # Only wake the consumer when the buffer was empty: it may be waiting for this data;
+    # otherwise it will find the data on its own and a wake-up per chunk would be waste.
+    def _push_packet(self, gen: int, packet: Packet) -> None:
+        with self._cond:
+            if gen != self._gen or self._closed:
+                return
+            was_empty = not self._packets
+            self._packets.append(packet)
+            self._buffered += packet.samples
+        if was_empty:
+            self._wake()
+
+    def _push_pcm(self, gen: int, pos: int, pcm: Pcm) -> None:
+        if not len(pcm):
+            return
+        with self._cond:
+            if gen != self._gen or self._closed:
+                return
+            was_empty = not self._pcm
+            self._pcm.append((pos, pcm))
+            self._buffered += len(pcm)
+        if was_empty:
+            self._wake()
+
+    def _set_eof(self, gen: int) -> None:
+        with self._cond:
+            if gen == self._gen:
+                self.eof = True
+        self._wake()
+
+
+class _StreamLoop:
+    """The demux/decode loop of one reader thread (kept apart to keep functions short)."""
+
+    def __init__(
+        self,
+        reader: TrackReader,
+        container: av.container.InputContainer,
+        stream: AudioStream,
+    ) -> None:
+        self.r = reader
+        self.container = container
+        self.stream = stream
+        self.tb = float(stream.time_base or 0) or 1 / RATE
+        self.demux: Iterator[av.Packet[AudioStream]] = container.demux(stream)
+        self.to_pcm = ToPcm()
+        self.skip_to = 0
+        self.pos: int | None = None
+        self.next_packet_pos = 0
+        self.bad = 0
+
+    def run(self) -> None:
+        while (work := self.r._wait_for_work()) is not None:
+            target, gen = work
+            if target is not None:
+                self._seek(target)
+            try:
+                packet = next(self.demux)
+            except StopIteration:
+                self._finish(gen)
+                continue
+            except av.error.InvalidDataError:
+                self._bad_packet()
+                continue
+            if packet.size == 0:
+                continue
+            if self.r.info is not None and self.r.info.packets:
+                self._on_packet(gen, packet)
+            else:
+                self._on_pcm(gen, self._decode(packet))
+
+    def _seek(self, target: int) -> None:
+        if self.r.info is not None and self.r.info.is_live:
+            self.skip_to, self.pos = 0, None
+            return
+        offset = int(target / RATE / self.tb)
+        self.container.seek(offset, stream=self.stream, backward=True)
+        self.stream.codec_context.flush_buffers()
+        self.demux = self.container.demux(self.stream)
+        self.to_pcm = ToPcm()
+        self.skip_to, self.pos = target, None
+
+    def _bad_packet(self) -> None:
+        self.bad += 1
+        if self.bad > _MAX_BAD_PACKETS:
+            raise av.error.InvalidDataError(0, "too many corrupt packets in a row")
+
+    def _on_packet(self, gen: int, packet: av.Packet[AudioStream]) -> None:
+        data = bytes(packet)
+        try:
+            samples = packet_samples(data)
+        except OpusPacketError:
+            self._bad_packet()
+            return
+        self.bad = 0
+        pos = self.next_packet_pos if packet.pts is None else round(packet.pts * self.tb * RATE)
+        self.next_packet_pos = pos + samples
+        end = self.r._end
+        if end is not None and pos >= end:
+            self._finish(gen)
+            return
+        if pos + samples <= self.skip_to:
+            return
+        self.r._push_packet(gen, Packet(data=data, pos=max(0, pos), samples=samples))
+
+    def _decode(self, packet: av.Packet[AudioStream] | None) -> list[tuple[float | None, Pcm]]:
+        try:
+            frames = self.stream.decode(packet)
+        except av.error.InvalidDataError:
+            self._bad_packet()
+            return []
+        self.bad = 0
+        out = [(f.time, self.to_pcm.convert(f)) for f in frames if isinstance(f, av.AudioFrame)]
+        if packet is None:
+            out.append((None, self.to_pcm.convert(None)))
+        return out
+
+    def _on_pcm(self, gen: int, chunks: list[tuple[float | None, Pcm]]) -> None:
+        for time, pcm in chunks:
+            if self.pos is None:
+                self.pos = round(time * RATE) if time is not None else self.skip_to
+            start, self.pos = self.pos, self.pos + len(pcm)
+            if self.pos <= self.skip_to:
+                continue
+            if start < self.skip_to:
+                pcm, start = pcm[self.skip_to - start :], self.skip_to
+            end = self.r._end
+            if end is not None and self.pos >= end:
+                self.r._push_pcm(gen, start, np.ascontiguousarray(pcm[: max(0, end - start)]))
+                self.r._set_eof(gen)
+                return
+            self.r._push_pcm(gen, start, pcm)
+
+    def _finish(self, gen: int) -> None:
+        if not (self.r.info is not None and self.r.info.packets):
+            self._on_pcm(gen, self._decode(None))
+        self.r._set_eof(gen)

@@ -1,0 +1,256 @@
+"""The pipeline end to end: real files in, opus frames out, decoded and measured."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from audionode.errors import BadRequest, Conflict
+from audionode.media.events import NextWanted, TrackFailed, TrackFinished, TrackStarted
+from audionode.media.pipeline import Pipeline
+from audionode.sources.api import Playable
+from tests.media.mediafiles import (
+    FORMATS,
+    Recorder,
+    band_level,
+    decode_opus,
+    demuxed_packets,
+    frame_levels,
+    peak_freq,
+    rms,
+)
+
+
+def file(path: Path) -> Playable:
+    return Playable.from_bytes(path.read_bytes())
+
+
+@pytest.mark.parametrize("kind", sorted(FORMATS))
+def test_every_format_plays_its_full_length_at_the_right_pitch(
+    kind: str, media_dir: Path, pipeline: Pipeline, rec: Recorder
+) -> None:
+    pipeline.play(file(media_dir / f"a440.{kind}"), 7)
+    frames = rec.until_ended(7)
+    pcm = decode_opus(frames)
+    assert {f.track for f in frames} == {7}
+    # 1 s of audio; encoders pad a little (mp3/aac priming), never a whole extra 60 ms
+    assert 49 <= len(frames) <= 53, len(frames)
+    assert abs(peak_freq(pcm[4800:-4800]) - 440) < 5
+    assert abs(rms(pcm[4800:-4800]) - 0.3 / 2**0.5) < 0.03
+    started = [e for e in rec.seen if isinstance(e, TrackStarted)]
+    assert started and started[0].passthrough == (kind in ("opus", "webm"))
+    assert started[0].duration_ms is not None and abs(started[0].duration_ms - 1000) < 60
+    finished = [e for e in rec.seen if isinstance(e, TrackFinished)]
+    assert finished[0].reason == "finished"
+
+
+@pytest.mark.parametrize("kind", ["opus", "webm"])
+def test_opus_passthrough_is_byte_identical(
+    kind: str, media_dir: Path, pipeline: Pipeline, rec: Recorder
+) -> None:
+    path = media_dir / f"a440.{kind}"
+    pipeline.play(file(path), 1)
+    frames = rec.until_ended(1)
+    assert [f.opus for f in frames] == demuxed_packets(path)
+    positions = [f.position_ms for f in frames]
+    assert positions == sorted(positions) and positions[-1] >= 960
+
+
+def test_volume_switches_passthrough_to_decoding_and_back(
+    media_dir: Path, pipeline: Pipeline, rec: Recorder
+) -> None:
+    path = media_dir / "long440.opus"
+    source = demuxed_packets(path)
+    pipeline.play(file(path), 1)
+    rec.run_until(lambda _e: len(rec.frames) >= 30, timeout=5)
+    pipeline.set_volume(0.25)
+    rec.run_until(lambda _e: len(rec.frames) >= 80, timeout=5)
+    pipeline.set_volume(1.0)
+    frames = rec.until_ended(1)
+    by_pos = {round(f.position_ms / 20): f.opus for f in frames}
+    src_by_pos = {i: p for i, p in enumerate(source)}
+    identical = [i for i, data in by_pos.items() if src_by_pos.get(i) == data]
+    changed = [i for i in by_pos if src_by_pos.get(i) != by_pos[i]]
+    # the start and the end are forwarded untouched, the middle was re-encoded
+    assert min(identical) == 0 and max(identical) >= len(source) - 2
+    assert min(changed) >= 30 and max(changed) <= 90
+    levels = frame_levels(decode_opus(frames))
+    assert max(levels[45:70]) < 0.4 * min(levels[5:25])
+
+
+def test_gapless_join_has_no_silent_frame(
+    media_dir: Path, pipeline: Pipeline, rec: Recorder
+) -> None:
+    pipeline.play(file(media_dir / "odd440.wav"), 1)
+    pipeline.queue_next(file(media_dir / "odd660.wav"), 2)
+    frames = rec.until_ended(2)
+    levels = frame_levels(decode_opus(frames))
+    # 0.517 s + 0.503 s = 1.020 s = 51 frames, without a gap or an extra frame
+    assert len(frames) == 51
+    assert min(levels[1:-1]) > 0.15, min(levels)
+    tracks = [f.track for f in frames]
+    switch = tracks.index(2)
+    assert set(tracks[:switch]) == {1} and set(tracks[switch:]) == {2}
+    assert switch == 26  # frame 25 holds the end of track 1 and the start of track 2
+    assert frames[switch].position_ms < 20
+
+
+def test_gapless_passthrough_join(media_dir: Path, pipeline: Pipeline, rec: Recorder) -> None:
+    pipeline.play(file(media_dir / "a440.opus"), 1)
+    pipeline.queue_next(file(media_dir / "b660.opus"), 2)
+    frames = rec.until_ended(2)
+    expected = demuxed_packets(media_dir / "a440.opus") + demuxed_packets(media_dir / "b660.opus")
+    assert [f.opus for f in frames] == expected
+
+
+def test_crossfade_overlaps_by_the_configured_seconds(
+    media_dir: Path, pipeline: Pipeline, rec: Recorder
+) -> None:
+    pipeline.set_crossfade(0.4)
+    pipeline.pause()  # let both tracks open before the first frame is made
+    pipeline.play(file(media_dir / "a440.wav"), 1)
+    pipeline.queue_next(file(media_dir / "b660.wav"), 2)
+    rec.run_until(lambda evs: sum(isinstance(e, TrackStarted) for e in evs) == 2)
+    pipeline.resume()
+    frames = rec.until_ended(2)
+    pcm = decode_opus(frames)
+    # 1 s + 1 s overlapping by 0.4 s
+    assert abs(len(frames) - 80) <= 1, len(frames)
+    blocks = [pcm[i : i + 960] for i in range(0, len(pcm) - 959, 960)]
+    both = [
+        i for i, b in enumerate(blocks) if band_level(b, 440) > 0.005 and band_level(b, 660) > 0.005
+    ]
+    overlap_s = (max(both) - min(both) + 1) * 0.02
+    assert 0.32 <= overlap_s <= 0.42, overlap_s
+    assert 29 <= min(both) <= 31
+    assert min(frame_levels(pcm)[1:-1]) > 0.1
+    assert frames[min(both)].track == 2
+
+
+def test_volume_change_is_heard_within_100_ms(
+    media_dir: Path, pipeline: Pipeline, rec: Recorder
+) -> None:
+    """Pop frames at the sender's pace, change the volume, and find the first quieter frame."""
+    pipeline.play(file(media_dir / "long440.opus"), 1)
+    rec.run_until(lambda _e: len(rec.frames) >= 25, timeout=5, pace=0.02)
+    before = len(rec.frames)
+    pipeline.set_volume(0.2)
+    rec.run_until(lambda _e: len(rec.frames) >= before + 15, timeout=5, pace=0.02)
+    pipeline.stop()
+    levels = frame_levels(decode_opus(rec.frames))
+    reference = sum(levels[10:before]) / (before - 10)
+    first_quiet = next(i for i in range(before, len(levels)) if levels[i] < 0.8 * reference)
+    latency_frames = first_quiet - before + 1
+    assert latency_frames * 20 <= 100, f"change heard after {latency_frames} frames"
+    assert max(levels[first_quiet + 2 : first_quiet + 10]) < 0.3 * reference
+
+
+def test_seek_jumps_to_the_requested_content(
+    media_dir: Path, pipeline: Pipeline, rec: Recorder
+) -> None:
+    for track, name in ((1, "halves.wav"), (2, "halves.opus")):
+        pipeline.play(file(media_dir / name), track)
+        rec.run_until(lambda _e: len(rec.frames) >= 10, timeout=5)
+        pipeline.seek(1500)
+        rec.frames.clear()
+        frames = rec.until_ended(track)
+        assert 1480 <= frames[0].position_ms <= 1520, frames[0].position_ms
+        assert 23 <= len(frames) <= 27
+        assert abs(peak_freq(decode_opus(frames)[960:]) - 880) < 5
+        rec.frames.clear()
+
+
+def test_start_and_end_positions(media_dir: Path, pipeline: Pipeline, rec: Recorder) -> None:
+    pipeline.play(file(media_dir / "halves.wav"), 1, start_ms=1200, end_ms=1600)
+    frames = rec.until_ended(1)
+    assert len(frames) == 20
+    assert frames[0].position_ms == 1200
+    assert abs(peak_freq(decode_opus(frames)[960:]) - 880) < 5
+
+
+def test_pause_stops_production_and_resume_continues(
+    media_dir: Path, pipeline: Pipeline, rec: Recorder
+) -> None:
+    pipeline.play(file(media_dir / "a440.wav"), 1)
+    rec.run_until(lambda _e: len(rec.frames) >= 5, timeout=5)
+    pipeline.pause()
+    assert pipeline.paused
+    time.sleep(0.03)  # a frame being made when pause() was called may still arrive
+    rec.run_until(lambda _e: True, timeout=2)  # whatever was buffered
+    paused_at = len(rec.frames)
+    time.sleep(0.1)
+    assert pipeline.buffer.pop() is None
+    pipeline.resume()
+    frames = rec.until_ended(1)
+    assert paused_at <= 9 and len(frames) == 50
+
+
+def test_stop_skip_and_replace_report_their_reasons(
+    media_dir: Path, pipeline: Pipeline, rec: Recorder
+) -> None:
+    pipeline.play(file(media_dir / "long440.opus"), 1)
+    rec.run_until(lambda _e: len(rec.frames) >= 3, timeout=5)
+    pipeline.play(file(media_dir / "long440.opus"), 2)
+    pipeline.queue_next(file(media_dir / "b660.wav"), 3)
+    rec.run_until(lambda _e: any(f.track == 2 for f in rec.frames), timeout=5)
+    pipeline.skip()
+    rec.run_until(lambda _e: any(f.track == 3 for f in rec.frames), timeout=5)
+    pipeline.stop()
+    rec.run_until(lambda evs: sum(isinstance(e, TrackFinished) for e in evs) == 3, timeout=5)
+    reasons = {e.track: e.reason for e in rec.seen if isinstance(e, TrackFinished)}
+    assert reasons == {1: "replaced", 2: "skipped", 3: "stopped"}
+    assert pipeline.buffer.pop() is None
+
+
+def test_next_wanted_is_reported_before_the_end(
+    media_dir: Path, pipeline: Pipeline, rec: Recorder
+) -> None:
+    pipeline.play(file(media_dir / "a440.wav"), 1)
+    rec.until_ended(1)
+    wanted = [e for e in rec.seen if isinstance(e, NextWanted)]
+    assert wanted and wanted[0].track == 1 and wanted[0].remaining_ms <= 1000
+
+
+def test_bad_inputs_fail_the_track_and_playback_continues(
+    media_dir: Path, pipeline: Pipeline, rec: Recorder
+) -> None:
+    pipeline.play(Playable.from_bytes(b"this is not audio" * 100), 1)
+    pipeline.queue_next(file(media_dir / "a440.wav"), 2)
+    frames = rec.until_ended(2)
+    failed = [e for e in rec.seen if isinstance(e, TrackFailed)]
+    assert failed[0].track == 1
+    assert "Invalid data found when processing input" in failed[0].message
+    assert len(frames) == 50 and {f.track for f in frames} == {2}
+
+
+def test_unreachable_url_fails_with_a_clear_message(pipeline: Pipeline, rec: Recorder) -> None:
+    pipeline.play(Playable.from_url("http://127.0.0.1:9/nothing.mp3"), 1)
+    rec.until_ended(1)
+    failed = [e for e in rec.seen if isinstance(e, TrackFailed)]
+    assert failed and "Connection refused" in failed[0].message
+
+
+def test_corrupted_middle_of_a_file_does_not_crash(
+    media_dir: Path, pipeline: Pipeline, rec: Recorder
+) -> None:
+    data = bytearray((media_dir / "a440.mp3").read_bytes())
+    mid = len(data) // 2
+    data[mid : mid + 2000] = bytes(range(256)) * 7 + bytes(208)
+    pipeline.play(Playable.from_bytes(bytes(data)), 1)
+    pipeline.queue_next(file(media_dir / "b660.wav"), 2)
+    frames = rec.until_ended(2)
+    # the frame joining the two tracks counts as track 1's
+    assert any(f.track == 1 for f in frames) and sum(f.track == 2 for f in frames) in (49, 50)
+
+
+def test_invalid_control_input_is_refused(pipeline: Pipeline, media_dir: Path) -> None:
+    with pytest.raises(Conflict, match="nothing is playing"):
+        pipeline.seek(1000)
+    with pytest.raises(BadRequest, match="volume"):
+        pipeline.set_volume(5.5)
+    with pytest.raises(BadRequest, match="end position"):
+        pipeline.play(file(media_dir / "a440.wav"), 1, start_ms=500, end_ms=100)
+    with pytest.raises(BadRequest, match="crossfade"):
+        pipeline.set_crossfade(-1)
