@@ -10,6 +10,7 @@
     │   ├── Forbidden              wrong credentials or not allowed (403)
     │   ├── NotFound               the guild, voice client, track or route does not exist (404)
     │   ├── Conflict               the request is valid but the state forbids it now (409)
+    │   ├── Unprocessable          well-formed, but it cannot be done (a query that loads nothing)
     │   └── NotIdentified          a control-socket op before IDENTIFY
     └── RemoteError                something outside failed: a source, a voice server (502)
         ├── SourceError            resolving or opening a track failed
@@ -71,6 +72,11 @@ class NotFound(ClientError):
 class Conflict(ClientError):
     code = "CONFLICT"
     status = 409
+
+
+class Unprocessable(ClientError):
+    code = "UNPROCESSABLE"
+    status = 422
 
 
 class NotIdentified(ClientError):

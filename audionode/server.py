@@ -14,11 +14,15 @@ import signal
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from audionode.config import Config
+from audionode.engine.host import EngineHost, LocalHost
+from audionode.engine.worker import WorkerPool, default_workers
 from audionode.logs import configure_logging
 from audionode.service import NodeService
+from audionode.sources.loader import SourceManager
 from audionode.web.app import create_app
 
 log = logging.getLogger("audionode")
@@ -47,10 +51,23 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _engine_host(config: Config, service: NodeService) -> EngineHost:
+    workers = default_workers(config.engine.workers)
+    if workers == 0:
+        return LocalHost(config, service.on_engine_event)
+    return WorkerPool(config, service.on_engine_event, service.on_worker_lost, workers)
+
+
 @contextlib.asynccontextmanager
 async def start_node(config: Config) -> AsyncIterator[RunningNode]:
     """Start the node in the running loop; stop it when the block exits."""
     service = NodeService(config)
+    service.sources = SourceManager.from_config(config.sources, base_dir=Path.cwd())
+    for failure in service.sources.failures:
+        log.error("source plugin %s was skipped: %s", failure.plugin, failure.message)
+    engine = _engine_host(config, service)
+    service.engine = engine
+    await engine.start()
     app = create_app(service)
     sock = _listen(config.host, config.port)
     server: Any = await app.create_server(
@@ -64,6 +81,8 @@ async def start_node(config: Config) -> AsyncIterator[RunningNode]:
         yield RunningNode(service, config.host, port)
     finally:
         await service.close()
+        await engine.close()
+        await service.sources.close()
         await server.before_stop()
         server.close()
         await server.wait_closed()

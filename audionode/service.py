@@ -11,16 +11,19 @@ import hmac
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import psutil
 
 from audionode import __version__
 from audionode.config import Config
 from audionode.engine import messages as msg
-from audionode.errors import AudionodeError, BadRequest, Forbidden, NotFound
+from audionode.engine.host import EngineHost
+from audionode.errors import AudionodeError, BadRequest, Forbidden, NotFound, Unprocessable
+from audionode.media.filtergraph import build_chain
+from audionode.media.filters import parse_filters
 from audionode.player.player import Callbacks, GuildPlayer, OpenRequest
 from audionode.player.queue import Entry
 from audionode.protocol.discodo import (
@@ -32,7 +35,10 @@ from audionode.protocol.discodo import (
     parse,
     snowflake,
 )
+from audionode.protocol.track_token import derive_key, sign, verify
 from audionode.session import EventSink, Session, session_key
+from audionode.sources.api import LoadResult, Track
+from audionode.sources.loader import SourceManager
 from audionode.types import ChannelId, GuildId, SessionKey, UserId
 
 log = logging.getLogger(__name__)
@@ -55,12 +61,13 @@ class NodeService:
         self.config = config
         self.sessions: dict[SessionKey, Session] = {}
         self.started = time.monotonic()
-        self.engine_commands: asyncio.Queue[msg.Command] = asyncio.Queue()
-        """Commands for the engine; the in-process engine drains it (workers = 0)."""
-        self.opener: Callable[[Any], Awaitable[Any]] | None = None
-        """Turns a queued track into what the engine plays (set once sources are loaded)."""
+        self.engine: EngineHost | None = None
+        """The data plane; attached by the server right after construction."""
+        self.sources: SourceManager | None = None
+        """Resolves queries and opens tracks; attached by the server at start-up."""
+        self._track_key = derive_key(config.password)
         self._keys = itertools.count(1)
-        self._by_key: dict[int, GuildPlayer] = {}
+        self._by_key: dict[int, tuple[Session, GuildPlayer]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._process = psutil.Process()
         self._process.cpu_percent(None)  # prime: the first reading is always 0.0
@@ -146,13 +153,13 @@ class NodeService:
             key = next(self._keys)
             callbacks = Callbacks(
                 emit=session.emit,
-                command=self.engine_commands.put_nowait,
+                command=self.send_engine,
                 open=lambda req: self._open(key, req),
                 describe=self.describe_entry,
             )
             found = GuildPlayer(guild_id, key, callbacks, crossfade=self.config.engine.crossfade)
             session.players[guild_id] = found
-            self._by_key[key] = found
+            self._by_key[key] = (session, found)
             session.emit(Op.VC_CREATED, {"guild_id": snowflake(guild_id), "id": found.id})
         return found
 
@@ -165,25 +172,63 @@ class NodeService:
         player = session.players.pop(guild_id, None)
         if player is not None:
             self._by_key.pop(player.key, None)
-            self.engine_commands.put_nowait(msg.Disconnect(player=player.key))
+            self.send_engine(msg.Disconnect(player=player.key))
         session.emit(Op.VC_DESTROYED, {"guild_id": snowflake(guild_id)})
 
-    def validate_filters(self, filters: dict[str, Any]) -> dict[str, Any]:
-        """Check a filter set before any player sees it (BadRequest naming the filter)."""
-        if filters:
-            raise BadRequest("field `filter`: filters are not available on this node yet")
-        return filters
+    # --- tracks -------------------------------------------------------------------------
 
-    def describe_entry(self, entry: Entry[Any]) -> dict[str, Any]:
-        """A queue entry as the bot sees it (Discodo's AudioData/AudioSource dict)."""
-        track = entry.track
-        info: dict[str, Any] = dict(track) if isinstance(track, dict) else {"track": str(track)}
+    def validate_filters(self, filters: dict[str, Any]) -> dict[str, Any]:
+        """Check a filter set (and build its libavfilter chain once) before any player sees it;
+        :class:`FilterError` (a 400) names the filter and parameter."""
+        spec = parse_filters(filters)
+        build_chain(spec)
+        normalized: dict[str, Any] = msgspec.to_builtins(spec)
+        return normalized
+
+    def describe_track(self, track: Track) -> dict[str, Any]:
+        """A track as the bot sees it: Discodo's AudioData fields plus our signed ``encoded``."""
         return {
-            **info,
+            "_type": "AudioData",
+            "id": track.id,
+            "title": track.title,
+            "webpage_url": track.uri,
+            "uploader": track.author,
+            "duration": None if track.duration_ms is None else track.duration_ms / 1000,
+            "is_live": track.is_live,
+            "thumbnail": track.artwork,
+            "source": track.source,
+            "encoded": sign(msgspec.to_builtins(track), self._track_key),
+        }
+
+    def describe_entry(self, entry: Entry[Track]) -> dict[str, Any]:
+        """A queue entry: the track plus its tag, context and start position."""
+        return {
+            **self.describe_track(entry.track),
             "tag": entry.tag,
             "context": entry.context,
             "start_position": entry.start_position,
         }
+
+    def track_from_token(self, token: Any, field: str = "encoded") -> Track:
+        """A track this node issued (``putSource`` accepts nothing else)."""
+        info = verify(token, self._track_key, field)
+        try:
+            return msgspec.convert(info, Track)
+        except msgspec.ValidationError:
+            raise BadRequest(
+                f"field `{field}`: the track token is from an incompatible node"
+            ) from None
+
+    async def load(self, query: str) -> LoadResult:
+        """Resolve a query; an unusable result is a 4xx naming why."""
+        if self.sources is None:
+            raise RuntimeError("NodeService used before sources were attached")
+        result = await self.sources.load(query)
+        if result.type == "error":
+            raise Unprocessable(result.error or "the query could not be loaded", code="LOAD_FAILED")
+        if result.type == "empty":
+            raise NotFound(f"nothing found for {query!r}", code="NO_RESULTS")
+        return result
 
     def _open(self, key: int, request: OpenRequest) -> None:
         task = asyncio.get_running_loop().create_task(self._open_task(key, request))
@@ -191,24 +236,61 @@ class NodeService:
         task.add_done_callback(self._tasks.discard)
 
     async def _open_task(self, key: int, request: OpenRequest) -> None:
-        player = self._by_key.get(key)
-        if player is None:
+        found = self._by_key.get(key)
+        if found is None:
             return
-        if self.opener is None:
-            player.track_failed(request.serial, "no source is configured to open tracks")
-            return
+        player = found[1]
+        if self.sources is None:
+            raise RuntimeError("NodeService used before sources were attached")
         try:
-            source = await self.opener(request.entry.track)
+            source = await self.sources.open(request.entry.track)
         except AudionodeError as e:
             player.track_failed(request.serial, e.message)
         else:
             player.track_opened(request.serial, source)
 
+    def send_engine(self, command: msg.Command) -> None:
+        """Hand a command to the data plane (never blocks)."""
+        if self.engine is None:
+            raise RuntimeError("NodeService used before an engine was attached")
+        self.engine.send(command)
+
+    def _maybe_connect(self, session: Session, player: GuildPlayer) -> None:
+        """Both voice updates are known: (re)connect (discord-voice.md §1.2, issue 4 item 7)."""
+        v = player.voice
+        if not v.complete:
+            return
+        assert v.channel_id and v.session_id and v.token and v.endpoint
+        self.send_engine(
+            msg.Connect(
+                player=player.key,
+                guild_id=player.guild_id,
+                user_id=session.user_id,
+                channel_id=v.channel_id,
+                session_id=v.session_id,
+                token=v.token,
+                endpoint=v.endpoint,
+            )
+        )
+
     def on_engine_event(self, event: msg.Event) -> None:
         """Route one engine event to its player (events of destroyed players are dropped)."""
-        player = self._by_key.get(event.player)
-        if player is not None:
-            player.on_engine_event(event)
+        found = self._by_key.get(event.player)
+        if found is not None:
+            found[1].on_engine_event(event)
+
+    def on_worker_lost(self, slot: int, keys: set[int]) -> None:
+        """An engine worker died: tell each affected bot, then rebuild its player's engine state
+        on the replacement worker (connection first, then the track at its last position)."""
+        for key in keys:
+            found = self._by_key.get(key)
+            if found is None:
+                continue
+            session, player = found
+            log.warning("player %d (guild %d) lost engine worker %d", key, player.guild_id, slot)
+            player.engine_lost()
+            self._maybe_connect(session, player)
+            player.restore()
 
     # --- Discord events forwarded by the bot -----------------------------------------------
 
@@ -242,11 +324,16 @@ class NodeService:
                 Op.VC_CHANNEL_EDITED,
                 {"guild_id": snowflake(guild_id), "channel_id": snowflake(channel)},
             )
+        if channel is None:
+            self.send_engine(msg.Disconnect(player=player.key))
+        else:
+            self._maybe_connect(session, player)
 
     def _voice_server(self, session: Session, vsu: VoiceServerUpdate) -> None:
         player = self._ensure_player(session, GuildId(vsu.guild_id))
         player.voice.token = vsu.token
-        player.voice.endpoint = vsu.endpoint
+        player.voice.endpoint = vsu.endpoint  # None: wait for the next update (§1.2)
+        self._maybe_connect(session, player)
 
     # --- node ---------------------------------------------------------------------------
 
@@ -268,7 +355,12 @@ class NodeService:
             "sessions": len(self.sessions),
             "connected_sessions": sum(1 for s in self.sessions.values() if s.sink is not None),
             "players": sum(len(s.players) for s in self.sessions.values()),
+            "engine": self.stats(),
         }
+
+    def stats(self) -> dict[str, Any]:
+        """Engine figures for ``/status``."""
+        return self.engine.stats() if self.engine is not None else {}
 
     async def close(self) -> None:
         """Shut down: close every socket (1001) and free every session."""

@@ -20,7 +20,12 @@ PASSWORD = "test-password"
 def make_config(**overrides: Any) -> Config:
     """A config for tests: loopback, port 0, a test password, and any overrides
     (sections as dicts, e.g. ``engine={"workers": 0}``)."""
-    base: dict[str, Any] = {"password": PASSWORD, "port": 0, "log_level": "WARNING"}
+    base: dict[str, Any] = {
+        "password": PASSWORD,
+        "port": 0,
+        "log_level": "WARNING",
+        "engine": {"workers": 0},
+    }
     return load_config(None, env={}, overrides={**base, **overrides})
 
 

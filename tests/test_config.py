@@ -24,6 +24,7 @@ def test_example_config_is_valid_and_complete() -> None:
     root = Path(__file__).parent.parent
     example = json.loads((root / "config.json.example").read_text())
     defaults = msgspec.to_builtins(load_config(None, env={}, overrides={"password": "change-me"}))
+    defaults["sources"]["plugins"] = ["tone"]  # the example enables the demo source
     assert example == defaults  # every key present, with its default
 
     readme = (root / "README.md").read_text()

@@ -15,6 +15,8 @@ from typing import Any
 
 import msgspec
 
+from audionode.sources.api import Playable
+
 
 class _Msg(msgspec.Struct, tag=True, kw_only=True):
     player: int
@@ -42,8 +44,7 @@ class Play(_Msg):
     """Play ``source`` now, replacing whatever plays (its end is reported as ``replaced``)."""
 
     serial: int
-    source: Any
-    """A picklable/msgpack-able description of what to open (sources.api ``Playable``)."""
+    source: Playable
     start_ms: int = 0
     end_ms: int | None = None
 
@@ -52,7 +53,7 @@ class Preload(_Msg):
     """Open and buffer the next track so it follows gaplessly or with the crossfade."""
 
     serial: int
-    source: Any
+    source: Playable
     start_ms: int = 0
     end_ms: int | None = None
 

@@ -356,7 +356,7 @@ class GuildPlayer:
             playing, self.current = self.current, None
             self._finish(playing, playing.end_reason or reason, message)
             self._advance()
-        elif self._opening is not None and self._opening.serial == serial and reason == "error":
+        elif reason == "error":  # the track being opened or preloaded failed in the engine
             self.track_failed(serial, message or "the track could not be decoded")
 
     def _finish(self, playing: _Playing, reason: str, message: str | None) -> None:
@@ -371,6 +371,28 @@ class GuildPlayer:
             self._queue_events(self.queue.extend([playing.entry]))
         elif self.repeat == "track" and reason == "finished" and self._next is None:
             self._open_now(playing.entry)
+
+    # --- engine loss ------------------------------------------------------------------------
+
+    def engine_lost(self) -> None:
+        """The engine serving this player died: report it; :meth:`restore` rebuilds its state."""
+        self._emit("PLAYER_TRACEBACK", traceback="the engine worker serving this player died")
+        self.connected = False
+
+    def restore(self) -> None:
+        """Re-send everything a fresh engine must know, after the Connect: options, then the
+        current track from its last known position (the follow-up is preloaded again later)."""
+        lost = self.current or self._opening
+        self.current = self._fading = self._next = self._opening = None
+        self._near_end = False
+        self.set_options(self.volume, self.crossfade, None, self.filters)
+        if self.paused:
+            self.cb.command(msg.Pause(player=self.key))
+        if lost is not None:
+            lost.entry.start_position = lost.position_ms / 1000
+            self._open_now(lost.entry)
+        else:
+            self._advance()
 
     # --- replies -------------------------------------------------------------------------
 

@@ -185,3 +185,23 @@ class QueueItemBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     index: Annotated[int, msgspec.Meta(ge=0)] | msgspec.UnsetType = msgspec.UNSET
     context: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
     start_position: Position | msgspec.UnsetType = msgspec.UNSET
+
+
+class QueryBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    query: Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
+
+
+class TrackRef(msgspec.Struct, kw_only=True):
+    """A track the node issued, as a client sends it back: the whole AudioData dict may be
+    echoed; only ``encoded`` (and the client's ``context``/``start_position``) are read."""
+
+    encoded: str
+    context: dict[str, Any] = msgspec.field(default_factory=dict)
+    start_position: Position = 0.0
+
+
+class PutSourceBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``POST /putSource`` and ``POST /queue``: one track or a list; ``index`` inserts there."""
+
+    source: TrackRef | list[TrackRef]
+    index: Annotated[int, msgspec.Meta(ge=0)] | msgspec.UnsetType = msgspec.UNSET

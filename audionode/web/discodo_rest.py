@@ -15,7 +15,9 @@ from sanic.response import HTTPResponse, empty, json
 
 from audionode.errors import BadRequest, Conflict
 from audionode.player.player import GuildPlayer
+from audionode.player.queue import Entry
 from audionode.protocol import discodo as proto
+from audionode.sources.api import Track
 from audionode.web.context import service_of
 
 bp = Blueprint("discodo_rest")
@@ -56,6 +58,81 @@ def body(request: Request, typ: type[proto._T]) -> proto._T:
 
 def _given(value: Any) -> Any:
     return None if value is msgspec.UNSET else value
+
+
+# --- tracks ---------------------------------------------------------------------------------
+
+
+def _query(request: Request) -> str:
+    query = request.args.get("query")
+    if not isinstance(query, str) or not query:
+        raise BadRequest("query parameter `query` is required")
+    return query
+
+
+def _as_entries(
+    request: Request, refs: proto.TrackRef | list[proto.TrackRef]
+) -> list[Entry[Track]]:
+    service = service_of(request)
+    items = refs if isinstance(refs, list) else [refs]
+    return [
+        Entry(
+            service.track_from_token(ref.encoded, f"source[{i}].encoded"),
+            context=ref.context,
+            start_position=ref.start_position,
+        )
+        for i, ref in enumerate(items)
+    ]
+
+
+@bp.get("/getSource")
+async def get_source(request: Request) -> HTTPResponse:
+    service = service_of(request)
+    result = await service.load(_query(request))
+    tracks = [service.describe_track(t) for t in result.tracks]
+    return json({"source": tracks if result.type == "playlist" else tracks[0]})
+
+
+@bp.get("/searchSources")
+async def search_sources(request: Request) -> HTTPResponse:
+    service = service_of(request)
+    result = await service.load(_query(request))
+    return json({"sources": [service.describe_track(t) for t in result.tracks]})
+
+
+@bp.post("/loadSource")
+async def load_source(request: Request) -> HTTPResponse:
+    player = player_of(request)
+    service = service_of(request)
+    result = await service.load(body(request, proto.QueryBody).query)
+    tracks = result.tracks if result.type == "playlist" else result.tracks[:1]
+    entries: list[Entry[Track]] = [Entry(t) for t in tracks]
+    player.enqueue(entries)
+    described = [player.cb.describe(e) for e in entries]
+    return json({"source": described if result.type == "playlist" else described[0]})
+
+
+@bp.post("/putSource")
+async def put_source(request: Request) -> HTTPResponse:
+    return _put(request)
+
+
+@bp.post("/queue")
+async def insert_source(request: Request) -> HTTPResponse:
+    return _put(request)
+
+
+def _put(request: Request) -> HTTPResponse:
+    player = player_of(request)
+    data = body(request, proto.PutSourceBody)
+    entries = _as_entries(request, data.source)
+    index = None if data.index is msgspec.UNSET else data.index
+    player.enqueue(entries, index)
+    described = [player.cb.describe(e) for e in entries]
+    return json({"source": described if isinstance(data.source, list) else described[0]})
+
+
+# --- player state ---------------------------------------------------------------------------
 
 
 @bp.get("/context")

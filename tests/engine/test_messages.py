@@ -1,6 +1,7 @@
 """Commands and events survive the worker-process carrier (msgpack) unchanged."""
 
 from audionode.engine import messages as m
+from audionode.sources.api import Playable
 
 
 def test_every_command_round_trips() -> None:
@@ -9,8 +10,8 @@ def test_every_command_round_trips() -> None:
             player=1, guild_id=1, user_id=2, channel_id=3, session_id="s", token="t", endpoint="e"
         ),
         m.Disconnect(player=1),
-        m.Play(player=1, serial=4, source={"url": "http://x"}, start_ms=5, end_ms=None),
-        m.Preload(player=1, serial=5, source={"bytes": b"RIFF"}),
+        m.Play(player=1, serial=4, source=Playable.from_url("http://x"), start_ms=5, end_ms=None),
+        m.Preload(player=1, serial=5, source=Playable.from_bytes(b"RIFF", format="wav")),
         m.Skip(player=1),
         m.Stop(player=1),
         m.Pause(player=1),

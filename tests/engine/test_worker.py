@@ -7,8 +7,10 @@ import signal
 
 from audionode.engine import messages as m
 from audionode.engine.worker import WorkerPool, default_workers
+from audionode.sources.api import Playable
 from tests.conftest import eventually, make_config
 
+TONE = Playable.from_bytes(b"RIFF", format="wav")
 FACTORY = "tests.engine.echo_engine:EchoEngine"
 
 
@@ -43,9 +45,9 @@ async def test_killed_worker_is_reported_and_replaced() -> None:
     pool = WorkerPool(make_config(), events.append, lambda s, p: lost.append((s, p)), 2, FACTORY)
     await pool.start()
     try:
-        pool.send(m.Play(player=1, serial=1, source=None))
-        pool.send(m.Play(player=3, serial=1, source=None))
-        pool.send(m.Play(player=2, serial=1, source=None))
+        pool.send(m.Play(player=1, serial=1, source=TONE))
+        pool.send(m.Play(player=3, serial=1, source=TONE))
+        pool.send(m.Play(player=2, serial=1, source=TONE))
         pool.send(m.Disconnect(player=3))
         await wait_for(events, 3)
         victim = pool.stats()["processes"][1]["pid"]

@@ -177,8 +177,17 @@ async def test_empty_queue_routes(node: NodeHarness) -> None:
         assert (await rest.call("POST", "/stop"))[0] == 204
 
 
-async def test_filters_are_refused_until_the_media_engine_lands(node: NodeHarness) -> None:
+async def test_filters_are_validated_and_bad_ones_change_nothing(node: NodeHarness) -> None:
     async with bot(node) as (_, rest):
-        status, body = await rest.call("POST", "/options", {"filter": {"atempo": "1.2"}})
-        assert status == 400 and "`filter`" in body["error"]["message"]
-        assert (await rest.call("GET", "/options"))[1]["filter"] == {}
+        good = {"timescale": {"speed": 1.25}, "equalizer": [{"band": 3, "gain": 0.5}]}
+        status, body = await rest.call("POST", "/options", {"filter": good})
+        assert status == 200 and body["filter"]["timescale"]["speed"] == 1.25
+        for bad in (
+            {"timescale": {"speed": -1}},
+            {"equalizer": [{"band": 15, "gain": 0.1}]},
+            {"nosuchfilter": {}},
+            {"raw": {"notafilter": "x=1"}},
+        ):
+            status, err = await rest.call("POST", "/options", {"filter": bad})
+            assert status == 400 and err["error"]["code"] in ("BAD_REQUEST", "FILTER_INVALID"), err
+        assert (await rest.call("GET", "/options"))[1]["filter"]["timescale"]["speed"] == 1.25

@@ -1,0 +1,226 @@
+"""The engine: the data-plane unit of one process (in-process for ``workers = 0``, or one per
+worker). It owns the voice connections, the pipelines and the one real-time sender of the
+players it serves; commands come in, events go out (``engine/messages.py``).
+
+``handle`` never blocks: slow work (connecting, closing) runs as tasks of this loop, and the
+sender's 20 ms clock never waits on any of it (ARCHITECTURE.md, "rules of the house").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from audionode.config import Config
+from audionode.engine import messages as msg
+from audionode.errors import VoiceError
+from audionode.media import events as media_events
+from audionode.media.pipeline import Pipeline
+from audionode.media.sender import Sender
+from audionode.transport.voice_conn import Closed, Connected, Resumed, VoiceConnection, VoiceEvent
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class _Unit:
+    """What the engine holds for one player."""
+
+    key: int
+    conn: VoiceConnection | None = None
+    credentials: tuple[int, str, str, str] | None = None  # channel, session, token, endpoint
+    pipeline: Pipeline | None = None
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+class Engine:
+    """``Engine(config, emit)``, ``await start()``, feed :meth:`handle`, ``await close()``."""
+
+    def __init__(self, config: Config, emit: Callable[[msg.Event], None]) -> None:
+        self.config = config
+        self._emit = emit
+        self.sender: Sender[int] = Sender(self._track_started)
+        self._units: dict[int, _Unit] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._handlers: dict[type[Any], Callable[[Any], object]] = {
+            msg.Connect: self._connect,
+            msg.Disconnect: self._disconnect,
+            msg.Play: self._play,
+            msg.Preload: lambda c: self._pipeline(c.player).queue_next(
+                c.source, c.serial, start_ms=c.start_ms, end_ms=c.end_ms
+            ),
+            msg.CancelPreload: lambda c: self._pipeline(c.player).clear_next(),
+            msg.Skip: lambda c: self._pipeline(c.player).skip(),
+            msg.Stop: self._stop,
+            msg.Pause: self._pause,
+            msg.Resume: self._resume,
+            msg.Seek: lambda c: self._pipeline(c.player).seek(c.position_ms),
+            msg.SetVolume: lambda c: self._pipeline(c.player).set_volume(c.volume),
+            msg.SetFilters: lambda c: self._pipeline(c.player).set_filters(c.filters),
+            msg.SetCrossfade: lambda c: self._pipeline(c.player).set_crossfade(c.seconds),
+        }
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.sender.start()
+
+    async def close(self) -> None:
+        for key in list(self._units):
+            self._disconnect(msg.Disconnect(player=key))
+        tasks = [t for unit in self._units.values() for t in unit.tasks]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self.sender.close()
+
+    def stats(self) -> dict[str, Any]:
+        totals = self.sender.totals
+        return {
+            "players": len(self._units),
+            "frames": {"sent": totals.sent, "nulled": totals.nulled, "deficit": totals.deficit},
+        }
+
+    # --- commands ---------------------------------------------------------------------------
+
+    def handle(self, command: msg.Command) -> None:
+        """Apply one command; unknown or failing commands become ``CommandFailed`` events."""
+        handler = self._handlers.get(type(command))
+        name = type(command).__name__
+        if handler is None:
+            self._emit(
+                msg.CommandFailed(
+                    player=command.player, command=name, message="not supported by this engine"
+                )
+            )
+            return
+        try:
+            handler(command)
+        except Exception as e:  # a bad command must never take the engine down
+            log.exception("engine command %s failed", name)
+            self._emit(msg.CommandFailed(player=command.player, command=name, message=str(e)))
+
+    def _spawn(self, unit: _Unit, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
+        unit.tasks.add(task)
+        task.add_done_callback(unit.tasks.discard)
+
+    def _connect(self, cmd: msg.Connect) -> None:
+        unit = self._units.setdefault(cmd.player, _Unit(cmd.player))
+        creds = (cmd.channel_id, cmd.session_id, cmd.token, cmd.endpoint)
+        if unit.conn is not None and unit.credentials == creds:
+            return  # a repeated update with the same credentials changes nothing
+        unit.credentials = creds
+        if unit.conn is None:
+            unit.conn = VoiceConnection(
+                cmd.guild_id,
+                cmd.user_id,
+                cmd.session_id,
+                cmd.channel_id,
+                cmd.token,
+                cmd.endpoint,
+                self.config.voice,
+                functools.partial(self._voice_event, cmd.player),
+            )
+            self.sender.attach(cmd.player, unit.conn)
+            self._spawn(unit, self._run_connect(unit.conn.connect()))
+        else:
+            coro = unit.conn.reconnect(cmd.token, cmd.endpoint, cmd.channel_id, cmd.session_id)
+            self._spawn(unit, self._run_connect(coro))
+
+    async def _run_connect(self, attempt: Any) -> None:
+        try:
+            await attempt
+        except VoiceError as e:  # the Closed event already told the player why
+            log.info("voice connect failed: %s", e)
+
+    def _disconnect(self, cmd: msg.Disconnect) -> None:
+        unit = self._units.pop(cmd.player, None)
+        if unit is None:
+            return
+        self.sender.detach(cmd.player)
+        if unit.pipeline is not None:
+            unit.pipeline.close()
+        if unit.conn is not None:
+            self._spawn(unit, unit.conn.close())
+
+    # --- media ------------------------------------------------------------------------------
+
+    def _pipeline(self, key: int) -> Pipeline:
+        """The player's pipeline, created (and started) on first use."""
+        unit = self._units.setdefault(key, _Unit(key))
+        if unit.pipeline is None:
+            loop = self._loop or asyncio.get_running_loop()
+
+            def on_event(event: media_events.PipelineEvent) -> None:
+                # Called on the pipeline's thread: hop to the loop, never block it.
+                loop.call_soon_threadsafe(self._media_event, key, event)
+
+            unit.pipeline = Pipeline(self.config.engine, on_event)
+            unit.pipeline.start()
+        return unit.pipeline
+
+    def _play(self, cmd: msg.Play) -> None:
+        pipeline = self._pipeline(cmd.player)
+        pipeline.play(cmd.source, cmd.serial, start_ms=cmd.start_ms, end_ms=cmd.end_ms)
+        pipeline.resume()
+        self.sender.play(cmd.player, pipeline.buffer)
+
+    def _stop(self, cmd: msg.Stop) -> None:
+        self._pipeline(cmd.player).stop()
+        self.sender.stop(cmd.player)
+
+    def _pause(self, cmd: msg.Pause) -> None:
+        self._pipeline(cmd.player).pause()
+        self.sender.pause(cmd.player)
+
+    def _resume(self, cmd: msg.Resume) -> None:
+        self._pipeline(cmd.player).resume()
+        self.sender.resume(cmd.player)
+
+    def _media_event(self, key: int, event: media_events.PipelineEvent) -> None:
+        if key not in self._units:
+            return  # disconnected meanwhile
+        out: msg.Event | None = None
+        if isinstance(event, media_events.TrackFinished):
+            out = msg.TrackEnded(player=key, serial=event.track, reason=event.reason)
+        elif isinstance(event, media_events.TrackFailed):
+            out = msg.TrackEnded(
+                player=key, serial=event.track, reason="error", message=event.message
+            )
+        elif isinstance(event, media_events.NextWanted):
+            out = msg.NeedNext(player=key, serial=event.track)
+        elif isinstance(event, media_events.Position):
+            out = msg.TrackPosition(player=key, serial=event.track, position_ms=event.position_ms)
+        if out is not None:
+            self._emit(out)
+
+    # --- events -----------------------------------------------------------------------------
+
+    def _voice_event(self, key: int, event: VoiceEvent) -> None:
+        if isinstance(event, Connected):
+            self._emit(
+                msg.VoiceConnected(
+                    player=key,
+                    ssrc=event.ssrc,
+                    mode=event.mode,
+                    dave_protocol_version=event.dave_protocol_version,
+                )
+            )
+        elif isinstance(event, Closed):
+            self._emit(
+                msg.VoiceClosed(
+                    player=key,
+                    code=event.code,
+                    reason=event.reason,
+                    by_remote=event.by_remote,
+                    will_reconnect=event.will_reconnect,
+                )
+            )
+        elif isinstance(event, Resumed):
+            log.info("player %d: voice session resumed", key)
+
+    def _track_started(self, key: int, track: int, position_ms: int) -> None:
+        self._emit(msg.TrackStarted(player=key, serial=track))
