@@ -22,8 +22,12 @@ from audionode.media import events as media_events
 from audionode.media.pipeline import Pipeline
 from audionode.media.sender import Sender
 from audionode.transport.voice_conn import Closed, Connected, Resumed, VoiceConnection, VoiceEvent
+from audionode.voice.packetizer import SILENCE_FRAME_COUNT
 
 log = logging.getLogger(__name__)
+
+_SILENCE_GRACE = (SILENCE_FRAME_COUNT + 3) * 0.020
+"""Seconds a disconnecting stream keeps its sink so its trailing silence frames go out."""
 
 
 @dataclass(eq=False)
@@ -69,9 +73,10 @@ class Engine:
         self.sender.start()
 
     async def close(self) -> None:
-        for key in list(self._units):
-            self._disconnect(msg.Disconnect(player=key))
-        tasks = [t for unit in self._units.values() for t in unit.tasks]
+        units = list(self._units.values())
+        for unit in units:
+            self._disconnect(msg.Disconnect(player=unit.key))
+        tasks = [t for unit in units for t in unit.tasks]
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         self.sender.close()
@@ -140,11 +145,18 @@ class Engine:
         unit = self._units.pop(cmd.player, None)
         if unit is None:
             return
-        self.sender.detach(cmd.player)
         if unit.pipeline is not None:
             unit.pipeline.close()
-        if unit.conn is not None:
-            self._spawn(unit, unit.conn.close())
+        # Stop first: the listeners get the five silence frames (and speaking off) before the
+        # connection goes away (discord-voice.md §1.11).
+        self.sender.stop(cmd.player)
+        self._spawn(unit, self._close_after_silence(cmd.player, unit.conn))
+
+    async def _close_after_silence(self, key: int, conn: VoiceConnection | None) -> None:
+        await asyncio.sleep(_SILENCE_GRACE)
+        self.sender.detach(key)
+        if conn is not None:
+            await conn.close()
 
     # --- media ------------------------------------------------------------------------------
 
