@@ -130,6 +130,10 @@ class Engine:
                 functools.partial(self._voice_event, cmd.player),
             )
             self.sender.attach(cmd.player, unit.conn)
+            if unit.pipeline is not None:  # tracks queued before the connection existed
+                self.sender.play(cmd.player, unit.pipeline.buffer)
+                if unit.pipeline.paused:
+                    self.sender.pause(cmd.player)
             self._spawn(unit, self._run_connect(unit.conn.connect()))
         else:
             coro = unit.conn.reconnect(cmd.token, cmd.endpoint, cmd.channel_id, cmd.session_id)

@@ -39,6 +39,15 @@ class Chain:
     headers: dict[str, str]
     guild: int
     channel: int
+    token: str
+    endpoint: str
+
+    async def connect_voice(self) -> None:
+        """Forward the VOICE_SERVER_UPDATE and wait until the node's voice client is up."""
+        server = {"guild_id": str(self.guild), "token": self.token, "endpoint": self.endpoint}
+        await self.ws.send("DISCORD_EVENT", {"t": "VOICE_SERVER_UPDATE", "d": server})
+        frames = await events_until(self.ws, "VOICE_CONNECTED")
+        assert frames[-1]["d"]["dave_protocol_version"] == 1
 
     async def rest(self, method: str, path: str, json: Any = None) -> tuple[int, Any]:
         url = f"{self.node.url}{path}"
@@ -128,12 +137,14 @@ async def events_until(ws: WsClient, op: str, within: float = 15.0) -> list[dict
 
 
 @contextlib.asynccontextmanager
-async def chain(node_factory: NodeFactory, **node_overrides: Any) -> AsyncIterator[Chain]:
+async def chain(
+    node_factory: NodeFactory, connect: bool = True, **node_overrides: Any
+) -> AsyncIterator[Chain]:
+    """A node, a voice server, a listener in the channel, and the bot identified with its voice
+    client created; ``connect=False`` leaves the VOICE_SERVER_UPDATE to ``connect_voice()``."""
     guild, channel, listener_id = 7000 + next(_ids), 8000 + next(_ids), 9000 + next(_ids)
-    overrides = {
-        "sources": {"plugins": ["tone"], "http": {"allow_private": True}},
-        **node_overrides,
-    }
+    sources = {"plugins": ["tone"], "http": {"allow_private": True}}
+    overrides = {"sources": sources, **node_overrides}
     async with voice_server() as vs, node_factory(**overrides) as node, node.ws() as ws:
         lgrant = await vs.lvsp.grant(listener_id, channel, guild)
         listener = Listener(
@@ -142,37 +153,26 @@ async def chain(node_factory: NodeFactory, **node_overrides: Any) -> AsyncIterat
         await listener.connect(vs.http)
         grant = await vs.lvsp.grant(BOT, channel, guild)
         await ws.identify(BOT)
-        await ws.send(
-            "DISCORD_EVENT",
-            {
-                "t": "VOICE_STATE_UPDATE",
-                "d": {
-                    "guild_id": str(guild),
-                    "user_id": str(BOT),
-                    "channel_id": str(channel),
-                    "session_id": grant.session_id,
-                },
-            },
-        )
+        state = {
+            "guild_id": str(guild),
+            "user_id": str(BOT),
+            "channel_id": str(channel),
+            "session_id": grant.session_id,
+        }
+        await ws.send("DISCORD_EVENT", {"t": "VOICE_STATE_UPDATE", "d": state})
         vc_id = (await ws.expect("VC_CREATED"))["id"]
         await ws.expect("VC_CHANNEL_EDITED")
-        await ws.send(
-            "DISCORD_EVENT",
-            {
-                "t": "VOICE_SERVER_UPDATE",
-                "d": {"guild_id": str(guild), "token": grant.token, "endpoint": grant.endpoint},
-            },
-        )
-        connected = await events_until(ws, "VOICE_CONNECTED")
-        assert connected[-1]["d"]["dave_protocol_version"] == 1
         headers = {
             "Authorization": PASSWORD,
             "User-ID": str(BOT),
             "Guild-ID": str(guild),
             "VoiceClient-ID": vc_id,
         }
+        c = Chain(node, vs, ws, listener, headers, guild, channel, grant.token, grant.endpoint)
+        if connect:
+            await c.connect_voice()
         try:
-            yield Chain(node, vs, ws, listener, headers, guild, channel)
+            yield c
         finally:
             await listener.close()
 

@@ -20,3 +20,17 @@ async def test_a_queued_tone_is_heard_by_the_listener(node_factory: NodeFactory)
         assert 95 <= len(audio) <= 105, len(audio)
         pcm = decode(audio)
         assert abs(dominant(pcm[9600:-9600]) - 440) < 5
+
+
+async def test_a_track_queued_before_the_voice_connection_plays_once_connected(
+    node_factory: NodeFactory,
+) -> None:
+    async with chain(node_factory, connect=False) as c:
+        source = await c.load("tone:660?seconds=1")
+        await c.connect_voice()
+        start = await events_until(c.ws, "SOURCE_START")
+        assert start[-1]["d"]["source"]["tag"] == source["tag"]
+        await events_until(c.ws, "SOURCE_STOP")
+        await c.listener.wait_for(lambda: len(c.listener.packets) >= 50, within=10)
+        audio = [f for _, f in c.audio_frames(c.bot_ssrc()) if f != b"\xf8\xff\xfe"]
+        assert abs(dominant(decode(audio)[4800:-4800]) - 660) < 5
