@@ -154,6 +154,7 @@ class Room:
             self._select_protocol(session, event)
         elif isinstance(event, Speaking):
             session.speaking = event.speaking
+            session.member.announced |= event.speaking != 0
             for other in self.sessions.values():
                 if other is not session:
                     other.post(other.gw.speaking(session.user_id, session.ssrc, event.speaking))

@@ -41,7 +41,10 @@ class ChannelStats:
     packets_out: int = 0
     decrypt_failures: int = 0
     dropped: int = 0
-    """RTP that was not forwarded: unknown SSRC, no key yet, sender muted."""
+    """RTP that was not forwarded: no key yet, sender muted."""
+    rtp_before_speaking: int = 0
+    """Authenticated RTP from members that had not sent op 5 speaking yet (forwarded anyway;
+    Discord requires speaking first, discord-voice.md §1.11)."""
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -49,6 +52,7 @@ class ChannelStats:
             "packets_out": self.packets_out,
             "decrypt_failures": self.decrypt_failures,
             "dropped": self.dropped,
+            "rtp_before_speaking": self.rtp_before_speaking,
         }
 
 
@@ -67,6 +71,8 @@ class Member:
     """False while server-muted or suppressed: their RTP is dropped."""
     can_hear: bool = True
     """False while server-deafened: nothing is forwarded to them."""
+    announced: bool = False
+    """True once the member sent op 5 with a non-zero speaking flag."""
 
 
 @dataclass
@@ -162,6 +168,8 @@ class Forwarder:
             return []
         # An authenticated packet proves the sender: follow it if its address changed (NAT).
         sender.addr = addr
+        if not sender.announced:
+            ch.stats.rtp_before_speaking += 1
         out: list[tuple[bytes, Addr]] = []
         for m in ch.members:
             if m is sender or m.cipher is None or m.addr is None or not m.can_hear:

@@ -12,6 +12,8 @@ import pytest
 from audionode.config import VoiceServerConfig
 from audionode.voiceserver.app import VoiceServer
 
+from .member import VoiceMember
+
 TOKEN = "lvsp-test-token"
 
 
@@ -74,6 +76,8 @@ async def server(server_config: VoiceServerConfig) -> AsyncIterator[VoiceServer]
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session
+    for m in list(VoiceMember.live):  # a failed test must not leak sockets into the next one
+        await m.close()
 
 
 @pytest.fixture

@@ -81,6 +81,9 @@ class _Channel:
         self.guild = guild
         guild.channels[channel_id] = self
 
+    def _get_voice_client_key(self) -> tuple[int, str]:
+        return self.guild.id, "guild_id"
+
 
 class DpyHarness:
     """A fake ``discord.Client`` for one bot user; ``voice_client`` is the real VoiceClient."""

@@ -13,7 +13,7 @@ import json
 import struct
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 import davey
@@ -59,6 +59,9 @@ class _Dave:
 
 @dataclass
 class VoiceMember:
+    live: ClassVar[list[VoiceMember]] = []
+    """Members not closed yet; the conftest closes leftovers after each test."""
+
     base_url: str
     server_id: str
     user_id: int
@@ -88,6 +91,7 @@ class VoiceMember:
     pending: dict[int, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        VoiceMember.live.append(self)
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._udp: asyncio.DatagramTransport | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -144,6 +148,8 @@ class VoiceMember:
         )
 
     async def close(self) -> None:
+        if self in VoiceMember.live:
+            VoiceMember.live.remove(self)
         if self._ws is not None:
             await self._ws.close()
         if self._reader is not None:
