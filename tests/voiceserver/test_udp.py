@@ -48,7 +48,10 @@ def test_rtp_is_reencrypted_for_each_other_member_with_their_key_and_counter() -
                 sender.open(packet)  # not the sender's key any more
     [(_, (members, stats))] = fwd.stats().items()
     assert members == 3 and stats.as_dict() == {
-        "packets_in": 3, "packets_out": 6, "decrypt_failures": 0, "dropped": 0,
+        "packets_in": 3,
+        "packets_out": 6,
+        "decrypt_failures": 0,
+        "dropped": 0,
         "rtp_before_speaking": 3,
     }
 
