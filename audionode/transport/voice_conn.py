@@ -358,10 +358,15 @@ class VoiceConnection:
             self.log.warning("ignoring bad voice gateway message: %s", exc)
             return
         for event in events:
-            if isinstance(event, Ready):
-                await self._on_ready(sock, event)
-            else:
-                self._on_event_sync(sock, event)
+            try:
+                if isinstance(event, Ready):
+                    await self._on_ready(sock, event)
+                else:
+                    self._on_event_sync(sock, event)
+            except VoiceError:
+                raise  # this socket is unusable (no UDP, bad key): _run_socket drops it
+            except Exception:  # a bug must cost one message, not the connection
+                self.log.exception("voice gateway event %s failed", type(event).__name__)
 
     def _on_event_sync(self, sock: GatewaySocket, event: msgspec.Struct) -> None:
         if isinstance(event, Hello):
@@ -377,15 +382,27 @@ class VoiceConnection:
             self._failures = 0
             self._send_speaking()
             self._emit(Resumed())
-        elif isinstance(event, ClientsConnect):
-            self.dave.on_clients_connect(event.user_ids)
-        elif isinstance(event, ClientDisconnect):
-            self.dave.on_client_disconnect(event.user_id)
+        elif isinstance(event, ClientsConnect | ClientDisconnect):
+            self._recognize(event)
         elif isinstance(event, wire.BinaryMessage):
             self._dave_op(sock, event.op, event.payload)
         elif (op := _DAVE_JSON_OPS.get(type(event))) is not None:
             self._dave_op(sock, op, event)
         # op 5 from other members (SSRC -> user) matters only for receiving audio: ignored.
+
+    def _recognize(self, event: ClientsConnect | ClientDisconnect) -> None:
+        """ops 11/13 feed DAVE's recognized-user set (§2.2); ids must be snowflakes."""
+        try:
+            if isinstance(event, ClientsConnect):
+                self.dave.on_clients_connect(event.user_ids)
+            else:
+                self.dave.on_client_disconnect(event.user_id)
+        except ValueError:
+            self.log.warning(
+                "op %d ignored: user ids must be snowflakes, got %r",
+                11 if isinstance(event, ClientsConnect) else 13,
+                event,
+            )
 
     def _dave_op(self, sock: GatewaySocket, op: Op, data: msgspec.Struct | bytes) -> None:
         try:

@@ -143,6 +143,13 @@ def assert_pacing(times: list[float]) -> None:
     assert sum(g < 0.005 for g in gaps) <= 2, "bursts of back-to-back packets"
 
 
+def assert_server_accepted_all(h: Harness, channel: int) -> None:
+    """The voice server opened every packet the node sent, and each came after an op 5."""
+    stats = h.server.stats()["channels"][str(channel)]
+    assert stats["packets_in"] > 0
+    assert (stats["decrypt_failures"], stats["dropped"], stats["rtp_before_speaking"]) == (0, 0, 0)
+
+
 @pytest.mark.parametrize("mode", [AES_GCM_MODE, XCHACHA_MODE])
 async def test_dave_stream_invariants(harness: Harness, mode: str) -> None:
     h = harness
@@ -193,6 +200,7 @@ async def test_dave_stream_invariants(harness: Harness, mode: str) -> None:
     assert n4 == list(range(len(n4)))
     assert [(t, p) for t, p, _ in node.started] == [(0, 0), (1, 0)]
     assert node.started[1][2] <= opened[0][0]  # reported when actually sent
+    assert_server_accepted_all(h, CHANNEL)
     await listener.close()
     await node.vc.close()
     node.sender.close()
@@ -223,6 +231,7 @@ async def test_resume_after_4015_mid_stream(harness: Harness) -> None:
     assert node.vc.dave.epoch == epoch  # same DAVE group
     n4 = [int.from_bytes(d[-4:], "big") for d in node.sent if len(d) > 8]
     assert n4 == list(range(len(n4)))  # nonce counter never reset
+    assert_server_accepted_all(h, CHANNEL)
     await listener.close()
     await node.vc.close()
     node.sender.close()
@@ -255,6 +264,7 @@ async def test_channel_move_reconnects_into_a_new_dave_group(harness: Harness) -
     assert not [p for p in old.packets if p.at > t_play]  # nothing leaks into the old channel
     assert new.dave is not None and old.dave is not None
     assert new.dave.voice_privacy_code != old.dave.voice_privacy_code
+    assert_server_accepted_all(h, OTHER_CHANNEL)
     for listener in (old, new):
         await listener.close()
     await node.vc.close()
