@@ -131,7 +131,8 @@ class Mixer:
     # -- per loop --------------------------------------------------------------------------
 
     def poll(self) -> None:
-        """Report opened and failed tracks; promote the queued track past a failed one."""
+        """Report opened and failed tracks. A queued track that fails is dropped; the current
+        one first plays what was read before the failure, then the queued one follows."""
         for deck in (self.current, self.next):
             if deck is not None and not deck.announced and deck.reader.info is not None:
                 info = deck.reader.info
@@ -140,11 +141,9 @@ class Mixer:
         if self.next is not None and self.next.reader.error is not None:
             failed, self.next = self.next, None
             self._fail(failed)
-        if self.current is not None and self.current.reader.error is not None:
-            failed, self.current = self.current, self.next
-            self.next = None
-            self._fade = None
-            self._fail(failed)
+        cur = self.current
+        if cur is not None and cur.reader.error is not None and not cur.has_data:
+            self._promote()  # what was read before the failure has been played
 
     def produce(self) -> Frame | None:
         """The next frame, or None when there is nothing to play or the input is not ready."""
@@ -273,7 +272,11 @@ class Mixer:
         return nxt.serial, b[0], mixed
 
     def _promote(self) -> None:
-        """The current track is over: the queued one (if any) takes its place."""
+        """The current track is over (or failed): the queued one (if any) takes its place."""
+        cur = self.current
+        if cur is not None and cur.reader.error is not None:
+            self.current = None
+            self._fail(cur)
         nxt, self.next = self.next, None
         self._fade = None
         self._ending = nxt is None
