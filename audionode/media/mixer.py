@@ -40,6 +40,9 @@ class _Fifo:
         self._chunks: deque[tuple[int, int, Pcm]] = deque()
         self.size = 0
 
+    def holds(self, serial: int) -> bool:
+        return any(chunk[0] == serial for chunk in self._chunks)
+
     def push(self, serial: int, pos: int, pcm: Pcm) -> None:
         if len(pcm):
             self._chunks.append((serial, pos, pcm))
@@ -91,6 +94,7 @@ class Mixer:
         self._ending = False
         """The last track just ended: its tail is still to be flushed out."""
         self._last_fed = (0, 0)
+        self._finishing: list[TrackFinished] = []
 
     # -- control (called by the pipeline's command handlers) -------------------------------
 
@@ -111,16 +115,27 @@ class Mixer:
         nxt, self.next = self.next, None
         self.set_current(nxt, "skipped")
 
+    def fail_current(self, message: str) -> None:
+        """Report the current track as failed with ``message`` and move on."""
+        cur, self.current = self.current, None
+        self._fade = None
+        if cur is not None:
+            cur.close()
+            self.emit(TrackFailed(cur.serial, message, cur.position_ms))
+        nxt, self.next = self.next, None
+        self.current = nxt
+
     def seek(self, ms: int) -> None:
         if self.current is not None:
             self.current.seek(ms)
             self.current.next_wanted = False
         self._fade = None
-        self._out.clear()
+        self.reset_output()
 
     def reset_output(self) -> None:
         """Forget filtered audio not yet encoded (after a replace or a seek)."""
         self._out.clear()
+        self._report_finished()
 
     def close(self) -> None:
         for deck in (self.current, self.next):
@@ -192,7 +207,9 @@ class Mixer:
 
     def _encode_out(self) -> Frame:
         serial, pos, pcm = self._out.take(FRAME_SAMPLES)
-        return Frame(self.encoder.encode(self._apply_gain(pcm)), serial, pos * 1000 // RATE)
+        frame = Frame(self.encoder.encode(self._apply_gain(pcm)), serial, pos * 1000 // RATE)
+        self._report_finished()
+        return frame
 
     def _flush_tail(self) -> None:
         """The last track ended with nothing after it: let the filters' delayed samples out
@@ -285,9 +302,18 @@ class Mixer:
     def _end_current(self, reason: EndReason) -> None:
         cur, self.current = self.current, None
         self._fade = None
-        if cur is not None:
-            cur.close()
-            self.emit(TrackFinished(cur.serial, reason, cur.position_ms))
+        if cur is None:
+            return
+        cur.close()
+        event = TrackFinished(cur.serial, reason, cur.position_ms)
+        if reason == "finished" and self._out.holds(cur.serial):
+            self._finishing.append(event)  # reported once its last samples are encoded
+        else:
+            self.emit(event)
+
+    def _report_finished(self) -> None:
+        while self._finishing and not self._out.holds(self._finishing[0].track):
+            self.emit(self._finishing.pop(0))
 
     def _fail(self, deck: Deck) -> None:
         deck.close()
