@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from audionode.config import HttpSourceConfig, SourcesConfig, YtdlpSourceConfig
 from audionode.errors import BadRequest
@@ -91,3 +93,15 @@ def test_parse_rejects_other_queries() -> None:
 
     with pytest.raises(BadRequest):
         tone.parse("sine:440")
+
+
+@given(st.text(max_size=40))
+def test_any_query_text_parses_or_names_the_problem(text: str) -> None:
+    import tone
+
+    try:
+        spec = tone.parse("tone:" + text, max_seconds=5)
+    except BadRequest as e:
+        assert e.message.startswith("tone: ")
+        return
+    assert 0 < spec.seconds <= 5 and spec.freqs

@@ -28,7 +28,8 @@ class TrackStarted(msgspec.Struct, frozen=True, tag=True):
 
 
 class TrackFinished(msgspec.Struct, frozen=True, tag=True):
-    """No more frames of this track will be produced.
+    """The track's last samples were taken from its stream: at most a couple more frames of
+    it follow (the ones already being encoded), then none.
 
     ``finished``: it reached its end (or end position); ``stopped``: :meth:`Pipeline.stop`;
     ``replaced``: :meth:`Pipeline.play` started another track; ``skipped``:

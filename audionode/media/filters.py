@@ -1,5 +1,10 @@
 """Lavalink's filter set, validated, and translated into libavfilter stages.
 
+Names, parameters and ranges follow Lavalink v4's REST API (``PATCH .../players/{guild}``,
+"Filters"); ``raw`` is Discodo's filter dict (discodo-reference.md §4.4), restricted to an
+allowlist. Where libav cannot honour Lavalink's open range the range is narrowed and says so
+in the error (timescale factors 0.05-20, tremolo frequency >= 0.1 Hz).
+
 The accepted object is Lavalink's ``filters`` payload (same names, same meaning) plus ``raw``,
 Discodo's escape hatch: an ordered ``{"<libavfilter name>": "<args>"}`` mapping, e.g.
 ``{"raw": {"atempo": "1.25"}}``. :func:`parse_filters` validates everything before anything

@@ -40,6 +40,9 @@ class _Fifo:
         self._chunks: deque[tuple[int, int, Pcm]] = deque()
         self.size = 0
 
+    def holds(self, serial: int) -> bool:
+        return any(chunk[0] == serial for chunk in self._chunks)
+
     def push(self, serial: int, pos: int, pcm: Pcm) -> None:
         if len(pcm):
             self._chunks.append((serial, pos, pcm))
@@ -91,6 +94,7 @@ class Mixer:
         self._ending = False
         """The last track just ended: its tail is still to be flushed out."""
         self._last_fed = (0, 0)
+        self._finishing: list[TrackFinished] = []
 
     # -- control (called by the pipeline's command handlers) -------------------------------
 
@@ -111,16 +115,27 @@ class Mixer:
         nxt, self.next = self.next, None
         self.set_current(nxt, "skipped")
 
+    def fail_current(self, message: str) -> None:
+        """Report the current track as failed with ``message`` and move on."""
+        cur, self.current = self.current, None
+        self._fade = None
+        if cur is not None:
+            cur.close()
+            self.emit(TrackFailed(cur.serial, message, cur.position_ms))
+        nxt, self.next = self.next, None
+        self.current = nxt
+
     def seek(self, ms: int) -> None:
         if self.current is not None:
             self.current.seek(ms)
             self.current.next_wanted = False
         self._fade = None
-        self._out.clear()
+        self.reset_output()
 
     def reset_output(self) -> None:
         """Forget filtered audio not yet encoded (after a replace or a seek)."""
         self._out.clear()
+        self._report_finished()
 
     def close(self) -> None:
         for deck in (self.current, self.next):
@@ -131,7 +146,8 @@ class Mixer:
     # -- per loop --------------------------------------------------------------------------
 
     def poll(self) -> None:
-        """Report opened and failed tracks; promote the queued track past a failed one."""
+        """Report opened and failed tracks. A queued track that fails is dropped; the current
+        one first plays what was read before the failure, then the queued one follows."""
         for deck in (self.current, self.next):
             if deck is not None and not deck.announced and deck.reader.info is not None:
                 info = deck.reader.info
@@ -140,11 +156,9 @@ class Mixer:
         if self.next is not None and self.next.reader.error is not None:
             failed, self.next = self.next, None
             self._fail(failed)
-        if self.current is not None and self.current.reader.error is not None:
-            failed, self.current = self.current, self.next
-            self.next = None
-            self._fade = None
-            self._fail(failed)
+        cur = self.current
+        if cur is not None and cur.reader.error is not None and not cur.has_data:
+            self._promote()  # what was read before the failure has been played
 
     def produce(self) -> Frame | None:
         """The next frame, or None when there is nothing to play or the input is not ready."""
@@ -193,7 +207,9 @@ class Mixer:
 
     def _encode_out(self) -> Frame:
         serial, pos, pcm = self._out.take(FRAME_SAMPLES)
-        return Frame(self.encoder.encode(self._apply_gain(pcm)), serial, pos * 1000 // RATE)
+        frame = Frame(self.encoder.encode(self._apply_gain(pcm)), serial, pos * 1000 // RATE)
+        self._report_finished()
+        return frame
 
     def _flush_tail(self) -> None:
         """The last track ended with nothing after it: let the filters' delayed samples out
@@ -273,7 +289,11 @@ class Mixer:
         return nxt.serial, b[0], mixed
 
     def _promote(self) -> None:
-        """The current track is over: the queued one (if any) takes its place."""
+        """The current track is over (or failed): the queued one (if any) takes its place."""
+        cur = self.current
+        if cur is not None and cur.reader.error is not None:
+            self.current = None
+            self._fail(cur)
         nxt, self.next = self.next, None
         self._fade = None
         self._ending = nxt is None
@@ -282,9 +302,18 @@ class Mixer:
     def _end_current(self, reason: EndReason) -> None:
         cur, self.current = self.current, None
         self._fade = None
-        if cur is not None:
-            cur.close()
-            self.emit(TrackFinished(cur.serial, reason, cur.position_ms))
+        if cur is None:
+            return
+        cur.close()
+        event = TrackFinished(cur.serial, reason, cur.position_ms)
+        if reason == "finished" and self._out.holds(cur.serial):
+            self._finishing.append(event)  # reported once its last samples are encoded
+        else:
+            self.emit(event)
+
+    def _report_finished(self) -> None:
+        while self._finishing and not self._out.holds(self._finishing[0].track):
+            self.emit(self._finishing.pop(0))
 
     def _fail(self, deck: Deck) -> None:
         deck.close()

@@ -84,6 +84,9 @@ class Pipeline:
         self._mixer.crossfade = int(cfg.crossfade * 48000)
         self._commands: deque[Callable[[], None]] = deque()
         self._kicked = False
+        self._stale = False
+        self._holding = False
+        self._held: list[PipelineEvent] = []
         self._paused = False
         self._closed = False
         self._volume = 1.0
@@ -103,7 +106,7 @@ class Pipeline:
         """Play ``playable`` now as track serial ``track``, replacing the current track
         (reported as ``replaced``); a queued track stays queued."""
         _check_span(start_ms, end_ms)
-        self._post(lambda: self._replace(self._deck(playable, track, start_ms, end_ms)))
+        self._post(lambda: self._replace(self._deck(playable, track, start_ms, end_ms)), flush=True)
 
     def queue_next(
         self, playable: Playable, track: int, *, start_ms: int = 0, end_ms: int | None = None
@@ -122,11 +125,11 @@ class Pipeline:
 
     def skip(self) -> None:
         """End the current track now (``skipped``) and start the queued one, if any."""
-        self._post(self._skip)
+        self._post(self._skip, flush=True)
 
     def stop(self) -> None:
         """End the current track (``stopped``), drop the queued one, empty the buffer."""
-        self._post(self._stop)
+        self._post(self._stop, flush=True)
 
     def seek(self, position_ms: int) -> None:
         """Continue the current track from ``position_ms``.
@@ -140,7 +143,7 @@ class Pipeline:
             raise Conflict("cannot seek: nothing is playing")
         if cur.is_live:
             raise Conflict("cannot seek: the current track is a live stream")
-        self._post(lambda: self._seek(position_ms))
+        self._post(lambda: self._seek(position_ms), flush=True)
 
     def pause(self) -> None:
         """Stop producing frames (the few already buffered are still popped)."""
@@ -213,10 +216,16 @@ class Pipeline:
                     return
                 commands = list(self._commands)
                 self._commands.clear()
-            for command in commands:
-                command()
-            self._mixer.poll()
-            self._fill()
+                self._stale = False
+            try:
+                for command in commands:
+                    command()
+                self._mixer.poll()
+                self._fill()
+            except Exception as e:  # a bug must cost the track, not the guild's audio
+                _log.exception("pipeline failed; dropping the current track")
+                self._mixer.fail_current(f"internal error: {e}")
+                self._flush()
             with self._wake:
                 if not self._commands and not self._kicked and not self._closed:
                     idle = self._mixer.current is None and self._mixer.next is None
@@ -226,11 +235,20 @@ class Pipeline:
     def _fill(self) -> None:
         # Commands are applied before every frame, so none waits behind a burst of frames.
         while not self._paused and self.buffer.room() and not self._commands:
-            frame = self._mixer.produce()
-            if frame is None:
-                return
-            self.buffer.put(frame, timeout=0)
-            self._report_position(frame)
+            # Events raised while a frame is made are reported once it is in the buffer, so a
+            # listener that sees TrackFinished finds the track's last frame already queued.
+            self._holding = True
+            try:
+                frame = self._mixer.produce()
+                if frame is None:
+                    return
+                with self._wake:
+                    if self._stale:  # a flushing command came in while this frame was made
+                        return
+                    self.buffer.put(frame, timeout=0)
+                self._report_position(frame)
+            finally:
+                self._release_events()
 
     def _report_position(self, frame: Frame) -> None:
         track, last = self._last_position
@@ -239,12 +257,21 @@ class Pipeline:
             self._emit(Position(frame.track, frame.position_ms))
 
     def _emit(self, event: PipelineEvent) -> None:
+        if self._holding:
+            self._held.append(event)
+            return
         try:
             self._on_event(event)
         except Exception:  # a faulty listener must not stop the audio
             _log.exception("pipeline event listener failed")
 
     # -- command handlers (producer thread) ------------------------------------------------
+
+    def _release_events(self) -> None:
+        self._holding = False
+        held, self._held = self._held, []
+        for event in held:
+            self._emit(event)
 
     def _deck(self, playable: Playable, track: int, start_ms: int, end_ms: int | None) -> Deck:
         reader = TrackReader(
@@ -266,11 +293,17 @@ class Pipeline:
             self._kicked = True
             self._wake.notify_all()
 
-    def _post(self, command: Callable[[], None]) -> None:
+    def _post(self, command: Callable[[], None], *, flush: bool = False) -> None:
+        """Queue ``command`` for the producer. ``flush`` (play, skip, stop, seek) also empties
+        the buffer now and keeps out any frame made before the command runs, so once the
+        call returns the sender pops nothing from before it."""
         with self._wake:
             if self._closed:
                 raise Conflict("the pipeline is closed")
             self._commands.append(command)
+            if flush:
+                self.buffer.clear()
+                self._stale = True
             self._wake.notify_all()
 
     def _replace(self, deck: Deck) -> None:

@@ -192,12 +192,17 @@ class TrackReader:
     def _run(self) -> None:
         try:
             container = open_container(self.playable, self._timeout)
+        except av.error.ExitError:  # libav's interrupt callback: our timeout
+            self._fail(f"{self.playable.describe()} did not answer within {self._timeout:g} s")
+            return
         except Exception as e:  # every failure to open becomes the track's error message
             self._fail(f"cannot open {self.playable.describe()}: {describe_av_error(e)}")
             return
         try:
             with container:
                 self._read(container)
+        except av.error.ExitError:
+            self._fail(f"the stream stopped sending data (nothing for {self._timeout:g} s)")
         except Exception as e:  # a reader must never die silently
             self._fail(f"reading failed: {describe_av_error(e)}")
 

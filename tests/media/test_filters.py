@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from audionode.media.events import TrackFailed
 from audionode.media.filters import FilterError, parse_filters
@@ -245,3 +247,26 @@ def test_parse_filters_accepts_lavalink_names_and_reports_identity() -> None:
     assert not spec.is_identity  # a channelMix stage is present, even if neutral
     assert parse_filters({}).is_identity and parse_filters(None).is_identity
     assert not parse_filters({"volume": 0.9}).is_identity
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=True) | st.integers() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=12), inner,
+                                                                 max_size=3),
+    max_leaves=8,
+)
+_keys = st.sampled_from(
+    ["volume", "equalizer", "karaoke", "timescale", "tremolo", "vibrato", "distortion",
+     "rotation", "channelMix", "lowPass", "raw", "band", "gain", "speed", "level"]
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(_keys, _json, max_size=4))
+def test_any_json_gives_filters_or_a_filter_error(data: dict[str, Any]) -> None:
+    try:
+        spec = parse_filters(data)
+    except FilterError as e:
+        assert e.message.startswith(("invalid filter", "unknown filter", "unknown parameter"))
+        return
+    assert isinstance(spec.stages(), list)

@@ -40,6 +40,30 @@ class Radio:
 
 
 @pytest.fixture
+async def stalled(tmp_path: Path) -> AsyncIterator[str]:
+    """Sends half a second of MP3, then nothing, without closing."""
+    path = tmp_path / "once.mp3"
+    write_media(path, tone([440], 0.5), "mp3", options={"write_xing": "0"})
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "audio/mpeg"})
+        await resp.prepare(request)
+        await resp.write(path.read_bytes())
+        await asyncio.sleep(30)
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/stall", handler)
+    runner = web.AppRunner(app, handler_cancellation=True)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"http://127.0.0.1:{port}/stall"
+    await runner.cleanup()
+
+
+@pytest.fixture
 async def radio(tmp_path: Path) -> AsyncIterator[tuple[str, Radio]]:
     path = tmp_path / "loop.mp3"
     write_media(path, tone([440], 0.5), "mp3", options={"write_xing": "0"})
@@ -55,7 +79,7 @@ async def radio(tmp_path: Path) -> AsyncIterator[tuple[str, Radio]]:
     await runner.cleanup()
 
 
-async def pop_frames(p: Pipeline, n: int) -> list[Frame]:
+async def pop_frames(p: Pipeline, n: int, pace: float = 0.0) -> list[Frame]:
     frames: list[Frame] = []
     async with asyncio.timeout(10):
         while len(frames) < n:
@@ -64,6 +88,7 @@ async def pop_frames(p: Pipeline, n: int) -> list[Frame]:
                 await asyncio.sleep(0.002)
             else:
                 frames.append(frame)
+                await asyncio.sleep(pace)
     return frames
 
 
@@ -72,11 +97,12 @@ async def test_endless_stream_plays_past_its_loop_length_and_stops_cleanly(
 ) -> None:
     url, server = radio
     events: queue.Queue[PipelineEvent] = queue.Queue()
-    p = Pipeline(EngineConfig(), on_event=events.put)
+    # the I/O timeout is per read: a stream playing far longer than it stays healthy
+    p = Pipeline(EngineConfig(), on_event=events.put, open_timeout=0.5)
     p.start()
     try:
         p.play(Playable.from_url(url), 1)
-        frames = await pop_frames(p, 100)  # 2 s from a 0.5 s loop
+        frames = await pop_frames(p, 75, pace=0.02)  # 1.5 s in real time, from a 0.5 s loop
         assert abs(peak_freq(decode_opus(frames)[4800:]) - 440) < 5
         seen = list(events.queue)
         started = [e for e in seen if isinstance(e, TrackStarted)]
@@ -88,5 +114,23 @@ async def test_endless_stream_plays_past_its_loop_length_and_stops_cleanly(
         async with asyncio.timeout(5):
             await server.hung_up.wait()
         assert server.listeners == 1
+    finally:
+        p.close()
+
+
+async def test_a_stalled_stream_fails_with_a_clear_message(stalled: str) -> None:
+    events: queue.Queue[PipelineEvent] = queue.Queue()
+    p = Pipeline(EngineConfig(), on_event=events.put, open_timeout=0.5)
+    p.start()
+    try:
+        p.play(Playable.from_url(stalled), 1)
+        frames = await pop_frames(p, 20)  # the half second it did send
+        async with asyncio.timeout(10):
+            while not [e for e in list(events.queue) if isinstance(e, TrackFailed)]:
+                p.buffer.pop()
+                await asyncio.sleep(0.01)
+        failed = next(e for e in list(events.queue) if isinstance(e, TrackFailed))
+        assert failed.message == "the stream stopped sending data (nothing for 0.5 s)"
+        assert len(frames) == 20
     finally:
         p.close()

@@ -160,6 +160,13 @@ def test_seek_jumps_to_the_requested_content(
         assert 23 <= len(frames) <= 27
         assert abs(peak_freq(decode_opus(frames)[960:]) - 880) < 5
         rec.frames.clear()
+    # seeking back to the very start is exact (Discodo could not seek below 1 s)
+    pipeline.play(file(media_dir / "halves.wav"), 3)
+    rec.run_until(lambda _e: len(rec.frames) >= 60, timeout=5)
+    pipeline.seek(0)
+    rec.frames.clear()
+    frames = rec.until_ended(3)
+    assert frames[0].position_ms == 0 and len(frames) == 100
 
 
 def test_start_and_end_positions(media_dir: Path, pipeline: Pipeline, rec: Recorder) -> None:

@@ -42,6 +42,7 @@ class MediaServer:
         r.add_get("/two.html", self.two)
         r.add_get("/to-media", self.redirect)
         r.add_get("/slow", self.slow)
+        r.add_get("/live", self.live)
 
     def url(self, path: str) -> str:
         return f"{self.base}{path}"
@@ -80,6 +81,15 @@ class MediaServer:
 
     async def redirect(self, request: web.Request) -> web.Response:
         raise web.HTTPFound("/media/a440.mp3")
+
+    async def live(self, request: web.Request) -> web.StreamResponse:
+        """An endless MP3 stream (the same frames over and over), as internet radios send."""
+        resp = web.StreamResponse(headers={"Content-Type": "audio/mpeg", "icy-name": "Loop FM"})
+        await resp.prepare(request)
+        chunk = (self.root / "a440.mp3").read_bytes()
+        while True:
+            await resp.write(chunk)
+            await asyncio.sleep(0.05)
 
     async def slow(self, request: web.Request) -> web.Response:
         await asyncio.sleep(30)

@@ -25,6 +25,16 @@ async def test_direct_media_becomes_a_track(server: MediaServer) -> None:
     assert playable.url == url
 
 
+async def test_an_endless_stream_is_a_live_track(server: MediaServer) -> None:
+    source = HttpSource(OPEN)
+    result = await source.load(server.url("/live"))
+    assert result is not None and result.type == "track"
+    track = result.tracks[0]
+    assert track.is_live and track.duration_ms is None and not track.is_seekable
+    assert track.title == "Loop FM"  # the station's icy-name header
+    assert (await source.open(track)).is_live
+
+
 async def test_redirects_are_resolved_before_playing(server: MediaServer) -> None:
     result = await HttpSource(OPEN).load(server.url("/to-media"))
     assert result is not None and result.tracks[0].data["url"] == server.url("/media/a440.mp3")

@@ -1,0 +1,84 @@
+"""TrackReader: how far it reads ahead, what it hands out, and how it stops."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from audionode.media.reader import TrackReader
+from audionode.sources.api import Playable
+
+
+def wait_for(cond: threading.Event, check: object, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check() and time.monotonic() < deadline:  # type: ignore[operator]
+        cond.wait(0.01)
+        cond.clear()
+    assert check(), "timed out"  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(("name", "packets"), [("long440.opus", True), ("halves.wav", False)])
+def test_reads_ahead_only_as_far_as_asked(media_dir: Path, name: str, packets: bool) -> None:
+    woke = threading.Event()
+    reader = TrackReader(
+        Playable.from_bytes((media_dir / name).read_bytes()), 1, wake=woke.set, ahead=0.5
+    )
+    reader.start()
+    try:
+        wait_for(woke, lambda: reader.buffered() >= 24000)
+        time.sleep(0.1)  # give it time to overshoot, if it would
+        assert reader.info is not None and reader.info.packets is packets
+        assert 24000 <= reader.buffered() < 24000 + 4096 and not reader.eof
+        taken = 0
+        while taken < 24000:
+            got = reader.take_packet() if packets else reader.take_pcm(960)
+            if got is None:
+                woke.wait(0.05)
+                continue
+            taken += got.samples if not isinstance(got, tuple) else len(got[1])
+        wait_for(woke, lambda: reader.buffered() >= 24000)  # it refills
+    finally:
+        reader.close(wait=2)
+    assert not reader._thread.is_alive()
+
+
+def test_seek_in_packet_mode_drops_earlier_packets(media_dir: Path) -> None:
+    woke = threading.Event()
+    data = (media_dir / "long440.opus").read_bytes()
+    reader = TrackReader(Playable.from_bytes(data), 1, wake=woke.set, start_ms=2000)
+    reader.start()
+    try:
+        wait_for(woke, lambda: reader.peek_packet() is not None)
+        first = reader.take_packet()
+        assert first is not None and 1960 * 48 <= first.pos <= 2000 * 48
+        reader.seek(500)
+        wait_for(woke, lambda: reader.peek_packet() is not None)
+        after = reader.take_packet()
+        assert after is not None and 460 * 48 <= after.pos <= 500 * 48
+    finally:
+        reader.close(wait=2)
+
+
+def test_a_stream_without_audio_is_an_error() -> None:
+    import io
+
+    import av
+
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="matroska") as out:
+        stream = out.add_stream("mpeg4", rate=25)
+        stream.width, stream.height = 32, 32
+        frame = av.VideoFrame(32, 32, "yuv420p")
+        for packet in stream.encode(frame):
+            out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    woke = threading.Event()
+    reader = TrackReader(Playable.from_bytes(buf.getvalue(), format="matroska"), 1, wake=woke.set)
+    reader.start()
+    wait_for(woke, lambda: reader.error is not None)
+    assert reader.error == f"<{len(buf.getvalue())} bytes> has no audio stream"
+    reader.close(wait=2)
