@@ -5,9 +5,10 @@ the stuck call keeps its worker busy for good. Here a call that overruns its tim
 worker process killed and replaced, so a hung extraction never shrinks the pool.
 
 Workers are started with the ``spawn`` method (the parent runs threads; forking it is unsafe)
-the first time they are needed, and import ``preload`` before the first call (so start-up
-never counts against a call's timeout). A call runs ``fn(*args)`` in a worker: ``fn`` must be a
-module-level function and its arguments and result picklable.
+the first time they are needed, and import ``preload`` (calling ``"module:function"`` entries)
+before the first call, so start-up and warm-up never count against a call's timeout.
+A call runs ``fn(*args)`` in a worker: ``fn`` must be a module-level function and its
+arguments and result picklable.
 """
 
 from __future__ import annotations
@@ -31,8 +32,11 @@ def _serve(conn: multiprocessing.connection.Connection, preload: tuple[str, ...]
     """Worker main loop: import ``preload``, say ready, then receive (fn, args) and send
     (ok, result-or-message) until the pipe closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
-    for module in preload:
-        importlib.import_module(module)
+    for entry in preload:  # "module" is imported; "module:function" is also called
+        module, _, function = entry.partition(":")
+        imported = importlib.import_module(module)
+        if function:
+            getattr(imported, function)()
     conn.send((True, "ready"))
     while True:
         try:

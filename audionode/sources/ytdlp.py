@@ -40,7 +40,10 @@ class YtdlpSource(BaseSource):
         self.config = config or YtdlpSourceConfig()
         self.http = http or HttpSourceConfig()
         self.pool = ProcessPool(
-            self.config.processes, self.config.timeout, name="yt-dlp", preload=("yt_dlp",)
+            self.config.processes,
+            self.config.timeout,
+            name="yt-dlp",
+            preload=("audionode.sources.ytdlp_worker:warm_up",),
         )
         self.extractions = 0
         """How many extractions were run (for tests and statistics)."""
