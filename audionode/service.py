@@ -317,6 +317,10 @@ class NodeService:
         player = self._ensure_player(session, guild_id)
         channel = None if vsu.channel_id is None else ChannelId(vsu.channel_id)
         changed = player.voice.channel_id != channel
+        if changed and player.voice.channel_id is not None and channel is not None:
+            # A move comes with a new token (discord-voice.md §1.2): wait for it rather than
+            # knocking on the new channel with the old one.
+            player.voice.token = None
         player.voice.session_id = vsu.session_id
         player.voice.channel_id = channel
         if changed:
