@@ -20,7 +20,7 @@ def _resolve(root: Any, path: str) -> Any:
     for part in filter(None, path.split(".")):
         if not (isinstance(typ, type) and issubclass(typ, msgspec.Struct)):
             return None
-        typ = {f.name: f.type for f in msgspec.structs.fields(typ)}.get(part)
+        typ = {f.encode_name: f.type for f in msgspec.structs.fields(typ)}.get(part)
     return typ
 
 
@@ -44,7 +44,7 @@ def explain(err: msgspec.ValidationError, root: Any, prefix: str = "") -> tuple[
         if msg.startswith("Object missing"):
             return field, "is required"
         known = (
-            ", ".join(f.name for f in msgspec.structs.fields(here))
+            ", ".join(f.encode_name for f in msgspec.structs.fields(here))
             if isinstance(here, type) and issubclass(here, msgspec.Struct)
             else ""
         )

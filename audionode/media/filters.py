@@ -36,7 +36,6 @@ raw; ``volume`` is applied by the pipeline after the chain, ramped over one fram
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -46,6 +45,7 @@ from msgspec import Meta
 
 from audionode.errors import BadRequest
 from audionode.media.codec import RATE
+from audionode.validation import explain
 
 EQ_BANDS_HZ = (25, 40, 63, 100, 160, 250, 400, 630, 1000, 1600, 2500, 4000, 6300, 10000, 16000)
 """Lavalink's 15 equalizer bands, index 0-14."""
@@ -178,8 +178,6 @@ class Stage:
     karaoke: Karaoke | None = None
 
 
-_AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$")
-_UNKNOWN = re.compile(r"Object contains unknown field `(?P<field>[^`]+)`")
 
 
 def parse_filters(data: Mapping[str, Any] | Filters | None) -> Filters:
@@ -196,16 +194,14 @@ def parse_filters(data: Mapping[str, Any] | Filters | None) -> Filters:
 
 
 def _explain(err: msgspec.ValidationError) -> str:
-    m = _AT.match(str(err))
-    msg, path = (m.group("msg"), (m.group("path") or "")) if m else (str(err), "")
-    path = path.lstrip(".")
-    if mm := _UNKNOWN.match(msg):
-        field = f"{path}.{mm.group('field')}".lstrip(".")
-        if not path:
-            names = ", ".join(f.encode_name for f in msgspec.structs.fields(Filters))
-            return f"unknown filter `{field}` (expected one of: {names})"
-        return f"unknown parameter `{field}`"
-    return f"invalid filter `{path or 'filters'}`: {msg[0].lower()}{msg[1:]}"
+    field, problem = explain(err, Filters)
+    if problem.startswith("is unknown"):
+        if "." in field:
+            return f"unknown parameter `{field}`"
+        return f"unknown filter `{field}` {problem.removeprefix('is unknown ')}"
+    if problem == "is required":
+        return f"invalid filter `{field}`: required"
+    return f"invalid filter `{field or 'filters'}`: {problem}"
 
 
 def _check_raw(raw: Mapping[str, str]) -> None:
