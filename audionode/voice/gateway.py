@@ -226,4 +226,3 @@ class ClientGateway:
         if isinstance(message.payload, bytes):
             raise TypeError(f"op {message.op} is JSON, got bytes")
         return encode_json(message.op, message.payload)
-

@@ -180,6 +180,10 @@ class ServerGateway:
             return None
         return [encode_json(Op.RESUMED, None), *replay]
 
+    def replay_after(self, seq_ack: int) -> list[str | bytes] | None:
+        """The buffered numbered frames after ``seq_ack`` (without op 9); ``None`` if lost."""
+        return self._buffer.replay_after(seq_ack)
+
     # --- numbered messages -------------------------------------------------------------------
 
     def send(self, message: Outgoing) -> str | bytes:

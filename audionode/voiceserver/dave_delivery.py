@@ -292,8 +292,10 @@ class DaveChannel:
         self._last_tid = self._last_tid % 0xFFFF + 1  # 1..65535: tid 0 means "no transition"
         tid = self._last_tid
         head = struct.pack(">H", tid)
-        out += [Send(u, Outgoing(Op.DAVE_MLS_ANNOUNCE_COMMIT_TRANSITION, head + commit))
-                for u in existing]
+        out += [
+            Send(u, Outgoing(Op.DAVE_MLS_ANNOUNCE_COMMIT_TRANSITION, head + commit))
+            for u in existing
+        ]
         if welcome is not None:
             out += [Send(u, Outgoing(Op.DAVE_MLS_WELCOME, head + welcome)) for u in welcomed]
         self.pending_transition, self._waiting = tid, {*existing, *welcomed}

@@ -55,9 +55,13 @@ def test_xchacha_seal_is_opened_by_pynacl_high_level_aead_like_discord_py() -> N
 def test_packets_sealed_independently_are_opened_by_us() -> None:
     header = rtp.pack_header(2, 960, 77)
     n4 = struct.pack(">I", 9)
-    xpkt = header + nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(
-        OPUS, header, n4 + bytes(20), KEY
-    ) + n4
+    xpkt = (
+        header
+        + nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(
+            OPUS, header, n4 + bytes(20), KEY
+        )
+        + n4
+    )
     opened = XChaChaRtpsize(KEY).open(xpkt)
     assert (opened.payload, opened.nonce, opened.header.sequence) == (OPUS, 9, 2)
     enc = Cipher(algorithms.AES(KEY), modes.GCM(n4 + bytes(8))).encryptor()
@@ -83,8 +87,9 @@ def test_tampering_anywhere_fails_authentication(mode: str) -> None:
 def test_extension_csrc_and_padding_are_handled_like_rtpsize_receivers(mode: str) -> None:
     """Discord clients send X=1: the 4-byte preamble is AAD, the elements are encrypted."""
     cipher = cipher_for(mode, KEY)
-    hdr = RtpHeader(10, 20, 30, csrcs=(0xAABBCCDD,), extension_profile=0xBEDE, extension_words=2,
-                    padding=True)
+    hdr = RtpHeader(
+        10, 20, 30, csrcs=(0xAABBCCDD,), extension_profile=0xBEDE, extension_words=2, padding=True
+    )
     aad = hdr.pack()
     assert len(aad) == 12 + 4 + 4
     elements = bytes.fromhex("1000aabb 22000000".replace(" ", ""))

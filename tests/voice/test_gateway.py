@@ -63,17 +63,27 @@ def test_handshake_wire_shapes() -> None:
     ident = json.loads(client.identify(123, 456, "s", "t", 1))
     assert ident == {
         "op": 0,
-        "d": {"server_id": "123", "user_id": "456", "session_id": "s", "token": "t",
-              "max_dave_protocol_version": 1},
+        "d": {
+            "server_id": "123",
+            "user_id": "456",
+            "session_id": "s",
+            "token": "t",
+            "max_dave_protocol_version": 1,
+        },
     }
     server.feed(json.dumps(ident))
     ready = json.loads(server.ready(9, "1.2.3.4", 50, [AES]))
-    assert ready == {"op": 2, "d": {"ssrc": 9, "ip": "1.2.3.4", "port": 50, "modes": [AES],
-                                    "experiments": []}, "seq": 1}
+    assert ready == {
+        "op": 2,
+        "d": {"ssrc": 9, "ip": "1.2.3.4", "port": 50, "modes": [AES], "experiments": []},
+        "seq": 1,
+    }
     client.feed(json.dumps(ready))
     sel = json.loads(client.select_protocol("5.6.7.8", 60, AES))
-    assert sel == {"op": 1, "d": {"protocol": "udp",
-                                  "data": {"address": "5.6.7.8", "port": 60, "mode": AES}}}
+    assert sel == {
+        "op": 1,
+        "d": {"protocol": "udp", "data": {"address": "5.6.7.8", "port": 60, "mode": AES}},
+    }
     server.feed(json.dumps(sel))
     sd = json.loads(server.session_description(bytes(32), 1, "m1"))
     assert sd["seq"] == 2 and sd["d"]["mode"] == AES and sd["d"]["dave_protocol_version"] == 1
@@ -272,8 +282,13 @@ def test_feeding_garbage_raises_only_gateway_error(frame: str | bytes) -> None:
             gw.feed(frame)
 
 
-@given(st.integers(-5, 40), st.dictionaries(st.sampled_from(["t", "seq_ack", "ssrc", "user_ids",
-       "mode", "epoch", "transition_id"]), st.integers() | st.text(max_size=5) | st.none()))
+@given(
+    st.integers(-5, 40),
+    st.dictionaries(
+        st.sampled_from(["t", "seq_ack", "ssrc", "user_ids", "mode", "epoch", "transition_id"]),
+        st.integers() | st.text(max_size=5) | st.none(),
+    ),
+)
 def test_feeding_wrong_payloads_raises_only_gateway_error(op: int, d: dict[str, object]) -> None:
     frame = json.dumps({"op": op, "d": d, "seq": 3})
     for gw in (ClientGateway(), ServerGateway()):

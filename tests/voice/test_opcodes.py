@@ -98,8 +98,12 @@ def test_identify_decodes_what_discord_py_sends_and_ignores_extra_fields() -> No
 
 def test_defaults_that_peers_index_directly_are_always_encoded() -> None:
     sd = json.loads(msgspec.json.encode(SessionDescription("m", [0] * 32)))
-    assert sd == {"mode": "m", "secret_key": [0] * 32, "dave_protocol_version": 0,
-                  "audio_codec": "opus"}
+    assert sd == {
+        "mode": "m",
+        "secret_key": [0] * 32,
+        "dave_protocol_version": 0,
+        "audio_codec": "opus",
+    }
     assert json.loads(msgspec.json.encode(Hello(13750))) == {"heartbeat_interval": 13750, "v": 8}
     assert json.loads(msgspec.json.encode(Heartbeat(5))) == {"t": 5, "seq_ack": -1}
 

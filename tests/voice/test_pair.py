@@ -145,10 +145,12 @@ def test_sole_member_reset_then_a_new_group() -> None:
     net.leave(B)
     ch = net.server.channel
     assert ch.in_group() == [A] and ch.epoch == 2 and a.dave.ready
-    net.deliver([
-        *net.server.send(A, Outgoing(Op.DAVE_PREPARE_EPOCH, DavePrepareEpoch(1, 1))),
-        *net.server.send(A, Outgoing(Op.DAVE_PREPARE_TRANSITION, DavePrepareTransition(0, 1))),
-    ])
+    net.deliver(
+        [
+            *net.server.send(A, Outgoing(Op.DAVE_PREPARE_EPOCH, DavePrepareEpoch(1, 1))),
+            *net.server.send(A, Outgoing(Op.DAVE_PREPARE_TRANSITION, DavePrepareTransition(0, 1))),
+        ]
+    )
     assert a.dave.key_packages_sent == 2 and not a.dave.ready
     assert _binary_ops(a.sent, False).count(Op.DAVE_MLS_KEY_PACKAGE) == 2
     assert ch.epoch == 0 and ch.in_group() == []  # the server forgot the old group

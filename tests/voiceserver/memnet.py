@@ -78,8 +78,11 @@ class MemClient:
     def _on_event(self, ev: msgspec.Struct) -> list[str | bytes]:
         if isinstance(ev, Ready):
             offered = [m for m in ev.modes if self.modes_wanted is None or m in self.modes_wanted]
-            return [self.gw.select_protocol("127.0.0.1", 40000 + self.user_id % 1000,
-                                            choose_mode(offered))]
+            return [
+                self.gw.select_protocol(
+                    "127.0.0.1", 40000 + self.user_id % 1000, choose_mode(offered)
+                )
+            ]
         if isinstance(ev, SessionDescription):
             self.cipher = cipher_for(ev.mode, ev.secret_key)
             if self.packetizer is None:
@@ -172,8 +175,11 @@ class MemServer:
         if isinstance(ev, Heartbeat):
             return [(uid, gw.heartbeat_ack(ev.t))]
         if isinstance(ev, Speaking):
-            return [(u, s.gw.speaking(uid, ev.ssrc, ev.speaking))
-                    for u, s in self.sessions.items() if u != uid]
+            return [
+                (u, s.gw.speaking(uid, ev.ssrc, ev.speaking))
+                for u, s in self.sessions.items()
+                if u != uid
+            ]
         if isinstance(ev, BinaryMessage) and ev.op == Op.DAVE_MLS_KEY_PACKAGE:
             return self.route(self.channel.on_key_package(uid, ev.payload))
         if isinstance(ev, BinaryMessage) and ev.op == Op.DAVE_MLS_COMMIT_WELCOME:
