@@ -106,8 +106,9 @@ def test_decode_never_raises_anything_but_lvsp_error(raw: bytes | str) -> None:
 
 _json = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=8),
-    lambda kids: st.lists(kids, max_size=3)
-    | st.dictionaries(st.text(max_size=8), kids, max_size=3),
+    lambda kids: (
+        st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=8), kids, max_size=3)
+    ),
     max_leaves=10,
 )
 
@@ -255,5 +256,6 @@ def test_send_info_before_identify_is_a_local_bug() -> None:
     with pytest.raises(RuntimeError):
         new_conn().send_info(ChannelInfo("1"))
     with pytest.raises(ValueError, match="non-empty"):
-        LvspConnection(token="", sessions=LvspSessions(), endpoint="x", heartbeat_interval_ms=1,
-                       now=0)
+        LvspConnection(
+            token="", sessions=LvspSessions(), endpoint="x", heartbeat_interval_ms=1, now=0
+        )

@@ -28,7 +28,8 @@ def tone_opus(freq: float, seconds: float, *, amplitude: float = 0.4) -> list[by
     packets: list[bytes] = []
     for i in range(n):
         frame = av.AudioFrame.from_ndarray(
-            stereo[i * FRAME : (i + 1) * FRAME].reshape(1, -1), format="s16", layout="stereo")
+            stereo[i * FRAME : (i + 1) * FRAME].reshape(1, -1), format="s16", layout="stereo"
+        )
         frame.sample_rate = RATE
         frame.pts = i * FRAME
         packets.extend(bytes(p) for p in enc.encode(frame))

@@ -51,8 +51,9 @@ class _Http:
     async def ws_connect(self, url: str, *, compress: int = 0) -> aiohttp.ClientWebSocketResponse:
         self.urls.append(url)
         assert url.startswith("wss://")
-        return await self.session.ws_connect("ws://" + url[len("wss://"):], compress=compress,
-                                             autoclose=False, max_msg_size=0)
+        return await self.session.ws_connect(
+            "ws://" + url[len("wss://") :], compress=compress, autoclose=False, max_msg_size=0
+        )
 
 
 class _Guild:
@@ -70,7 +71,8 @@ class _Guild:
     ) -> None:
         # Like the main gateway: answer later, after discord.py has switched its flow state.
         asyncio.get_running_loop().create_task(
-            self.harness.answer(None if channel is None else channel.id, self_mute, self_deaf))
+            self.harness.answer(None if channel is None else channel.id, self_mute, self_deaf)
+        )
 
 
 class _Channel:
@@ -86,8 +88,15 @@ class _Channel:
 class DpyHarness:
     """A fake ``discord.Client`` for one bot user; ``voice_client`` is the real VoiceClient."""
 
-    def __init__(self, lvsp: Lvsp, http: aiohttp.ClientSession, *, user_id: int, guild_id: int,
-                 channel_id: int) -> None:
+    def __init__(
+        self,
+        lvsp: Lvsp,
+        http: aiohttp.ClientSession,
+        *,
+        user_id: int,
+        guild_id: int,
+        channel_id: int,
+    ) -> None:
         self.lvsp = lvsp
         self.user_id = user_id
         self.http = _Http(http)
@@ -108,20 +117,34 @@ class DpyHarness:
     async def answer(self, channel_id: int | None, self_mute: bool, self_deaf: bool) -> None:
         vc = self.voice_client
         if channel_id is None:
-            await vc.on_voice_state_update({"channel_id": None, "session_id": "",
-                                            "user_id": str(self.user_id)})  # type: ignore[typeddict-item]
+            await vc.on_voice_state_update(
+                {"channel_id": None, "session_id": "", "user_id": str(self.user_id)}
+            )  # type: ignore[typeddict-item]
             return
-        reply = await self.lvsp.request(7, {"user_id": str(self.user_id),
-                                            "channel_id": str(channel_id),
-                                            "guild_id": str(self.guild.id)})
+        reply = await self.lvsp.request(
+            7,
+            {
+                "user_id": str(self.user_id),
+                "channel_id": str(channel_id),
+                "guild_id": str(self.guild.id),
+            },
+        )
         info = self.voice_info = reply["d"]["info"]
-        await vc.on_voice_state_update({  # type: ignore[typeddict-item]
-            "guild_id": info["guild_id"], "channel_id": info["channel_id"],
-            "user_id": info["user_id"], "session_id": info["session_id"],
-            "self_mute": self_mute, "self_deaf": self_deaf, "mute": False, "deaf": False,
-        })
-        await vc.on_voice_server_update({"token": info["token"], "guild_id": info["guild_id"],
-                                         "endpoint": self.endpoint})
+        await vc.on_voice_state_update(
+            {  # type: ignore[typeddict-item]
+                "guild_id": info["guild_id"],
+                "channel_id": info["channel_id"],
+                "user_id": info["user_id"],
+                "session_id": info["session_id"],
+                "self_mute": self_mute,
+                "self_deaf": self_deaf,
+                "mute": False,
+                "deaf": False,
+            }
+        )
+        await vc.on_voice_server_update(
+            {"token": info["token"], "guild_id": info["guild_id"], "endpoint": self.endpoint}
+        )
 
     async def connect(self, endpoint: str, *, within: float = 10.0) -> discord.VoiceClient:
         self.endpoint = endpoint

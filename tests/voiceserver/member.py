@@ -106,19 +106,28 @@ class VoiceMember:
         """Identify, IP discovery, select protocol, wait for op 4 (§1.2 step 3)."""
         self._ws = await http.ws_connect(f"{self.base_url}/?v={version}")
         self._reader = asyncio.create_task(self._read())
-        await self.send(0, {"server_id": self.server_id, "user_id": str(self.user_id),
-                            "session_id": self.session_id, "token": self.token,
-                            "max_dave_protocol_version": self.max_dave})
+        await self.send(
+            0,
+            {
+                "server_id": self.server_id,
+                "user_id": str(self.user_id),
+                "session_id": self.session_id,
+                "token": self.token,
+                "max_dave_protocol_version": self.max_dave,
+            },
+        )
         self.ready = (await self.wait_op(2))["d"]
         self.ssrc = self.ready["ssrc"]
         loop = asyncio.get_running_loop()
         self._udp, proto = await loop.create_datagram_endpoint(
-            lambda: _Udp(self), remote_addr=(self.ready["ip"], self.ready["port"]))
+            lambda: _Udp(self), remote_addr=(self.ready["ip"], self.ready["port"])
+        )
         self._udp.sendto(rtp.pack_discovery_request(self.ssrc))
         found = rtp.parse_discovery(await asyncio.wait_for(proto.discovery, 5))
         mode = self.mode or choose_mode(self.ready["modes"])
-        await self.send(1, {"protocol": "udp",
-                            "data": {"address": found.ip, "port": found.port, "mode": mode}})
+        await self.send(
+            1, {"protocol": "udp", "data": {"address": found.ip, "port": found.port, "mode": mode}}
+        )
         await self.wait_op(4)
         await self.send(5, {"speaking": 0, "delay": 0, "ssrc": self.ssrc})
 
@@ -129,8 +138,15 @@ class VoiceMember:
         self._ws = await http.ws_connect(f"{self.base_url}/?v=8")
         self.close_code = None
         self._reader = asyncio.create_task(self._read())
-        await self.send(7, {"server_id": self.server_id, "session_id": self.session_id,
-                            "token": self.token, "seq_ack": self.seq_ack})
+        await self.send(
+            7,
+            {
+                "server_id": self.server_id,
+                "session_id": self.session_id,
+                "token": self.token,
+                "seq_ack": self.seq_ack,
+            },
+        )
 
     async def close(self) -> None:
         if self in VoiceMember.live:
@@ -174,11 +190,13 @@ class VoiceMember:
                 if self.error is not None:
                     raise AssertionError("the member's reader failed") from self.error
                 await self._changed.wait()
+
         await asyncio.wait_for(loop(), within)
 
     async def wait_op(self, op: int, count: int = 1, within: float = 5.0) -> dict[str, Any]:
-        await self.wait_for(lambda: len(self.ops(op)) >= count or self.close_code is not None,
-                            within)
+        await self.wait_for(
+            lambda: len(self.ops(op)) >= count or self.close_code is not None, within
+        )
         if len(self.ops(op)) < count:
             raise AssertionError(f"closed with {self.close_code} while waiting for op {op}")
         return self.ops(op)[count - 1]
@@ -189,8 +207,9 @@ class VoiceMember:
         return self.close_code
 
     async def wait_dave_ready(self, within: float = 10.0) -> None:
-        await self.wait_for(lambda: self.dave is not None and self.dave.ready
-                            and not self.pending, within)
+        await self.wait_for(
+            lambda: self.dave is not None and self.dave.ready and not self.pending, within
+        )
 
     # -- reading --
 
@@ -273,10 +292,12 @@ class VoiceMember:
         if self.dave is None:
             return
         if op == 27:
-            optype = (davey.ProposalsOperationType.append if payload[0] == 0
-                      else davey.ProposalsOperationType.revoke)
-            cw = self.dave.process_proposals(optype, payload[1:],
-                [*self.recognized, self.user_id])
+            optype = (
+                davey.ProposalsOperationType.append
+                if payload[0] == 0
+                else davey.ProposalsOperationType.revoke
+            )
+            cw = self.dave.process_proposals(optype, payload[1:], [*self.recognized, self.user_id])
             if cw is not None:
                 await self.send_binary(28, cw.commit + (cw.welcome or b""))
         elif op in (29, 30):

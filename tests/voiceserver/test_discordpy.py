@@ -32,7 +32,10 @@ async def control(lvsp: LvspFactory) -> Lvsp:
     ids=["aes-gcm-listener/bot-welcomed", "xchacha-listener/bot-commits"],
 )
 async def test_discordpy_plays_dave_audio_to_a_listener(
-    server: VoiceServer, control: Lvsp, http: aiohttp.ClientSession, listener_mode: str,
+    server: VoiceServer,
+    control: Lvsp,
+    http: aiohttp.ClientSession,
+    listener_mode: str,
     bot_first: bool,
 ) -> None:
     bot = DpyHarness(control, http, user_id=555, guild_id=GUILD, channel_id=CHANNEL)

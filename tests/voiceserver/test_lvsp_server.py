@@ -49,15 +49,21 @@ async def test_channels_and_voice_states(server: VoiceServer, lvsp: LvspFactory)
     assert call["d"]["info"]["guild_id"] is None and call["d"]["info"]["session_id"] == "gw-sess"
     assert server.registry.authenticate("11", "6", "gw-sess", call["d"]["info"]["token"])
 
-    moved = await c.request(6, {"type": 1, "info": {"user_id": "5", "channel_id": "12",
-                                                     "guild_id": "77", "self_mute": True}})
+    moved = await c.request(
+        6,
+        {
+            "type": 1,
+            "info": {"user_id": "5", "channel_id": "12", "guild_id": "77", "self_mute": True},
+        },
+    )
     minfo = moved["d"]["info"]
     assert minfo["channel_id"] == "12" and minfo["self_mute"] is True
     assert minfo["token"] != info["token"]
     assert not server.registry.authenticate("77", "5", info["session_id"], info["token"])
 
-    gone = await c.request(6, {"type": 1, "info": {"user_id": "5", "channel_id": None,
-                                                    "guild_id": "77"}})
+    gone = await c.request(
+        6, {"type": 1, "info": {"user_id": "5", "channel_id": None, "guild_id": "77"}}
+    )
     assert gone["d"]["info"]["channel_id"] is None and gone["d"]["info"]["guild_id"] == "77"
     assert not server.registry.authenticate("77", "5", minfo["session_id"], minfo["token"])
 
@@ -76,8 +82,10 @@ async def test_fresh_identify_gets_a_snapshot(server: VoiceServer, lvsp: LvspFac
     d = await lvsp()
     await d.identify()
     snap = [await d.recv(), await d.recv()]
-    assert snap[0]["d"] == {"type": 0, "info": {"id": "20", "bitrate": 32000,
-                                                  "dave_required": True}}
+    assert snap[0]["d"] == {
+        "type": 0,
+        "info": {"id": "20", "bitrate": 32000, "dave_required": True},
+    }
     assert snap[1]["d"] == vst["d"] and [m["s"] for m in snap] == [2, 3]
 
 
@@ -113,12 +121,21 @@ async def test_resume_replays_then_ready(lvsp: LvspFactory) -> None:
         (['{"op": 1}'], 4002, "IDENTIFY: Expected `object`, got `null` - at `d`"),
         (['{"op": 42, "d": {}}'], 4002, "op 42 is not a client op"),
         ([b"\x01\x02"], 4002, "binary frames are not LVSP"),
-        ([json.dumps({"op": 2, "d": {"token": TOKEN, "seq": 0}})], 4003,
-         "no session to resume: IDENTIFY instead"),
-        ([IDENTIFY, '{"op": 7, "d": {"user_id": "1"}}'], 4002,
-         "VST_REQUEST: Object missing required field `channel_id` - at `d`"),
-        ([IDENTIFY, '{"op": 6, "d": {"type": 0, "info": {"id": "1", "bitrate": "high"}}}'], 4002,
-         "INFO: Expected `int`, got `str` - at `d.info.bitrate`"),
+        (
+            [json.dumps({"op": 2, "d": {"token": TOKEN, "seq": 0}})],
+            4003,
+            "no session to resume: IDENTIFY instead",
+        ),
+        (
+            [IDENTIFY, '{"op": 7, "d": {"user_id": "1"}}'],
+            4002,
+            "VST_REQUEST: Object missing required field `channel_id` - at `d`",
+        ),
+        (
+            [IDENTIFY, '{"op": 6, "d": {"type": 0, "info": {"id": "1", "bitrate": "high"}}}'],
+            4002,
+            "INFO: Expected `int`, got `str` - at `d.info.bitrate`",
+        ),
     ],
 )
 async def test_close_codes(
@@ -131,8 +148,9 @@ async def test_close_codes(
     assert await c.closed() == (code, reason)
 
 
-@pytest.mark.parametrize("server_config", [
-    VoiceServerConfig(port=0, lvsp_token=TOKEN, lvsp_heartbeat_interval=0.2)])
+@pytest.mark.parametrize(
+    "server_config", [VoiceServerConfig(port=0, lvsp_token=TOKEN, lvsp_heartbeat_interval=0.2)]
+)
 async def test_heartbeat_timeout_is_4000_and_resumable(lvsp: LvspFactory) -> None:
     c = await lvsp()
     await c.identify()
@@ -158,5 +176,8 @@ async def test_stats_route_requires_the_token(
         assert resp.status == 200
         body = await resp.json()
     assert body["channels"]["40"] == {
-        "members": 0, "voice_states": 1, "bitrate": 64000, "dave_required": True,
+        "members": 0,
+        "voice_states": 1,
+        "bitrate": 64000,
+        "dave_required": True,
     }
