@@ -15,10 +15,9 @@ from typing import Protocol
 
 from aiohttp import WSMsgType, web
 
-from audionode.protocol.lvsp import (
+from audionode.protocol.lvsp import ChannelInfo, CloseCode
+from audionode.protocol.lvsp_session import (
     Authenticated,
-    ChannelInfo,
-    CloseCode,
     CloseConnection,
     Event,
     InfoReceived,

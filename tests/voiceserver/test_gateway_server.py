@@ -125,7 +125,9 @@ async def test_two_members_exchange_dave_audio(
     check_stream(a, b, tone2, 660)
     assert a.plain_frames_sent == 0 and b.plain_frames_sent == 0
 
-    stats = server.stats()["channels"][str(CHANNEL)]
+    url = f"http://127.0.0.1:{server.port}/stats"
+    async with http.get(url, headers={"Authorization": TOKEN}) as resp:
+        stats = (await resp.json())["channels"][str(CHANNEL)]
     assert stats["members"] == 2 and stats["decrypt_failures"] == 0
     assert stats["rtp_before_speaking"] == 0
     assert stats["packets_in"] == stats["packets_out"] == len(tone) + len(tone2) + 10
