@@ -86,6 +86,13 @@ def check_stream(
     assert samples == FRAME * len(frames)
     assert abs(dominant_frequency(pcm[4800:]) - freq) < 2
     assert snr_db(pcm[4800:], freq) > 20
+    # pacing survives forwarding: ~50 packets/s, no stalls (loose bounds for a loaded CI box)
+    # (audio only: discord.py 2.7.1 sends its 5 trailing silence frames in one burst)
+    ssrc = sender.ssrc.to_bytes(4, "big")
+    arrivals = [p.at for p in listener.packets if p.data[8:12] == ssrc][: len(frames)]
+    rate = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
+    assert 47.5 < rate < 52.5 and max(gaps) < 0.1, (rate, max(gaps))
     speaking = [
         (at, m["d"])
         for at, m in listener.json_seen
@@ -104,6 +111,11 @@ async def test_two_members_exchange_dave_audio(
     await a.connect(http)
     assert a.ready["modes"] == [AES_GCM_MODE, XCHACHA_MODE]
     assert a.ops(11)[0]["d"] == {"user_ids": []}
+    # Ready and op 11 are numbered; op 25 follows op 4 (clients drop an op 25 before op 4)
+    assert a.ops(2)[0]["seq"] == 1 and a.ops(11)[0]["seq"] == 2
+    await a.wait_for(lambda: any(op == 25 for _, _, op in a.binary_seen))
+    seq25 = next(seq for _, seq, op in a.binary_seen if op == 25)
+    assert seq25 == a.ops(4)[0]["seq"] + 1
     await b.connect(http)
     assert b.ops(11)[0]["d"] == {"user_ids": ["1001"]}
     await a.wait_op(11, 2)
