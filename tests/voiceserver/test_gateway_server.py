@@ -92,7 +92,7 @@ def check_stream(
     arrivals = [p.at for p in listener.packets if p.data[8:12] == ssrc][: len(frames)]
     rate = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])
     gaps = [b - a for a, b in itertools.pairwise(arrivals)]
-    # (one run in ~40 saw discord.py's player thread miss the tighter 47.5..52.5 / 100 ms bounds)
+    # (one discord.py run in ~40 missed the tighter 47.5..52.5 pkt/s, 100 ms bounds)
     assert 45 < rate < 55 and max(gaps) < 0.15, (rate, max(gaps))
     speaking = [
         (at, m["d"])
