@@ -91,8 +91,13 @@ class VoiceServer:
         server = site._server  # aiohttp exposes the bound port only through the server
         assert isinstance(server, asyncio.Server)
         self.port = int(server.sockets[0].getsockname()[1])
-        log.info("voice server on %s:%d (UDP %d), LVSP at %s", self.cfg.host, self.port,
-                 self.udp_port, LVSP_PATH)
+        log.info(
+            "voice server on %s:%d (UDP %d), LVSP at %s",
+            self.cfg.host,
+            self.port,
+            self.udp_port,
+            LVSP_PATH,
+        )
 
     async def stop(self) -> None:
         await self.lvsp.close_all()

@@ -103,9 +103,11 @@ class VoiceGatewayEndpoint:
         ws = web.WebSocketResponse(max_msg_size=1 << 20)
         await ws.prepare(request)
         if request.query.get("v") != "8":
-            await ws.close(code=CloseCode.BAD_REQUEST,
-                           message=f"unsupported gateway version {request.query.get('v')!r}; "
-                                   "use ?v=8".encode())
+            await ws.close(
+                code=CloseCode.BAD_REQUEST,
+                message=f"unsupported gateway version {request.query.get('v')!r}; "
+                "use ?v=8".encode(),
+            )
             return ws
         self._sockets.add(ws)
         outbox: Outbox = asyncio.Queue()
@@ -125,8 +127,9 @@ class VoiceGatewayEndpoint:
             writer.cancel()
         return ws
 
-    async def _serve(self, ws: web.WebSocketResponse, outbox: Outbox,
-                     fresh: ServerGateway) -> Session | None:
+    async def _serve(
+        self, ws: web.WebSocketResponse, outbox: Outbox, fresh: ServerGateway
+    ) -> Session | None:
         """Read frames until the socket closes; returns the session it carried (if any)."""
         session: Session | None = None
         grace = self._interval_ms / 1000 * HEARTBEAT_TIMEOUT_FACTOR
@@ -148,9 +151,14 @@ class VoiceGatewayEndpoint:
             except _Refused as e:
                 self._refuse(outbox, session, e)
                 return session
+            except Exception:  # our bug: 4015 "voice server crashed" lets the client resume
+                log.exception("voice gateway: internal error")
+                outbox.put_nowait(Close(CloseCode.VOICE_SERVER_CRASHED, "internal error"))
+                return session
 
-    def _feed(self, session: Session | None, fresh: ServerGateway, outbox: Outbox,
-              data: str | bytes) -> Session | None:
+    def _feed(
+        self, session: Session | None, fresh: ServerGateway, outbox: Outbox, data: str | bytes
+    ) -> Session | None:
         gw = fresh if session is None else session.gw
         for event in gw.feed(data):
             if isinstance(event, Heartbeat):
@@ -191,8 +199,9 @@ class VoiceGatewayEndpoint:
         if state is None:
             raise _Refused(CloseCode.AUTHENTICATION_FAILED)
         channel = self._registry.channel(state.channel_id)
-        code = identify_close_code(ev.max_dave_protocol_version,
-                                   dave_required=channel.dave_required)
+        code = identify_close_code(
+            ev.max_dave_protocol_version, dave_required=channel.dave_required
+        )
         if code is not None:
             raise _Refused(code)
         old = self._sessions.get(state.key)
@@ -200,8 +209,13 @@ class VoiceGatewayEndpoint:
             old.close(CloseCode.SESSION_NO_LONGER_VALID, "replaced by a new identify")
             self._end(old)
         ssrc = self._new_ssrc()
-        member = Member(ssrc, state.user_id, state.channel_id,
-                        can_send=not (state.mute or state.suppress), can_hear=not state.deaf)
+        member = Member(
+            ssrc,
+            state.user_id,
+            state.channel_id,
+            can_send=not (state.mute or state.suppress),
+            can_hear=not state.deaf,
+        )
         session = Session(state, gw, ssrc, member, outbox=outbox)
         self._sessions[state.key] = session
         ip, port = self._udp_address()
@@ -227,10 +241,12 @@ class VoiceGatewayEndpoint:
 
     def _find_session(self, ev: Resume) -> Session | None:
         for s in self._sessions.values():
-            if (str(s.state.server_id) == ev.server_id
-                    and hmac.compare_digest(s.state.session_id.encode(), ev.session_id.encode())
-                    and hmac.compare_digest(s.state.token.encode(), ev.token.encode())
-                    and self._registry.is_current(s.state)):
+            if (
+                str(s.state.server_id) == ev.server_id
+                and hmac.compare_digest(s.state.session_id.encode(), ev.session_id.encode())
+                and hmac.compare_digest(s.state.token.encode(), ev.token.encode())
+                and self._registry.is_current(s.state)
+            ):
                 return s
         return None
 
@@ -277,4 +293,3 @@ class VoiceGatewayEndpoint:
             ssrc = secrets.randbits(32)
             if ssrc and not self._forwarder.has_ssrc(ssrc):
                 return ssrc
-

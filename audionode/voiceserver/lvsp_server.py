@@ -15,10 +15,9 @@ from typing import Protocol
 
 from aiohttp import WSMsgType, web
 
-from audionode.protocol.lvsp import (
+from audionode.protocol.lvsp import ChannelInfo, CloseCode
+from audionode.protocol.lvsp_session import (
     Authenticated,
-    ChannelInfo,
-    CloseCode,
     CloseConnection,
     Event,
     InfoReceived,
@@ -29,6 +28,7 @@ from audionode.protocol.lvsp import (
 from audionode.voiceserver.state import VoiceRegistry, VoiceState
 
 log = logging.getLogger("audionode.voiceserver.lvsp")
+
 
 class VoiceClients(Protocol):
     """What LVSP needs from the voice gateway side."""
@@ -109,7 +109,11 @@ class LvspEndpoint:
                     events = [conn.fail(CloseCode.DECODE_ERROR, why, loop.time())]
                 else:
                     return  # closed by the client or a transport error
-            close = await self._apply(conn, events)
+            try:
+                close = await self._apply(conn, events)
+            except Exception:  # our bug: keep the server up, the client may RESUME
+                log.exception("LVSP: internal error while applying %s", events)
+                close = conn.fail(CloseCode.GENERAL, "internal error", loop.time())
             for text in conn.data_to_send():
                 await ws.send_str(text)
             if close is not None:
@@ -131,7 +135,7 @@ class LvspEndpoint:
                 else:
                     vinfo, dropped = self._registry.apply_voice(ev.info)
                     conn.send_info(vinfo)
-                    await self._after_voice_change(vinfo.user_id, vinfo.guild_id, dropped)
+                    await self._after_voice_change(vinfo.user_id, dropped)
             elif isinstance(ev, VstRequested):
                 state, moved = self._registry.request(ev.request)
                 conn.send_info(state.info())
@@ -139,9 +143,8 @@ class LvspEndpoint:
                     await self._voice.disconnect(moved)
         return None
 
-    async def _after_voice_change(
-        self, user_id: str, guild_id: object, dropped: VoiceState | None
-    ) -> None:
+    async def _after_voice_change(self, user_id: str, dropped: VoiceState | None) -> None:
+        """Disconnect a removed/moved client; re-apply mute/deaf to the user's live clients."""
         if dropped is not None:
             await self._voice.disconnect(dropped)
         for state in self._registry.states():

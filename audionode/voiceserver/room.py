@@ -101,8 +101,9 @@ class Session:
 class Room:
     """A channel's connected sessions and DAVE group."""
 
-    def __init__(self, channel_id: int, forwarder: Forwarder,
-                 on_empty: Callable[[Room], None]) -> None:
+    def __init__(
+        self, channel_id: int, forwarder: Forwarder, on_empty: Callable[[Room], None]
+    ) -> None:
         self.channel_id = channel_id
         self.sessions: dict[int, Session] = {}
         self.dave = DaveChannel(channel_id)
@@ -126,8 +127,12 @@ class Room:
             other.post(other.gw.clients_connect([session.user_id]))
             if other.speaking is not None:
                 session.post(session.gw.speaking(other.user_id, other.ssrc, other.speaking))
-        self.log.info("user %d joined (SSRC %d), %d present", session.user_id, session.ssrc,
-                      len(self.sessions))
+        self.log.info(
+            "user %d joined (SSRC %d), %d present",
+            session.user_id,
+            session.ssrc,
+            len(self.sessions),
+        )
 
     def leave(self, session: Session) -> None:
         """The session is over: op 13 to the others and a Remove proposal for its leaf."""
@@ -163,11 +168,11 @@ class Room:
         elif isinstance(event, BinaryMessage) and event.op == Op.DAVE_MLS_COMMIT_WELCOME:
             self._dave(session, self.dave.on_commit_welcome(session.user_id, event.payload))
         elif isinstance(event, DaveTransitionReady):
-            self._dave(session, self.dave.on_transition_ready(session.user_id,
-                                                              event.transition_id))
+            self._dave(session, self.dave.on_transition_ready(session.user_id, event.transition_id))
         elif isinstance(event, DaveInvalidCommitWelcome):
-            self._dave(session, self.dave.on_invalid_commit_welcome(session.user_id,
-                                                                    event.transition_id))
+            self._dave(
+                session, self.dave.on_invalid_commit_welcome(session.user_id, event.transition_id)
+            )
 
     def _select_protocol(self, session: Session, event: SelectProtocol) -> None:
         """Step 4: op 4 with a fresh key, THEN op 25 (clients drop op 25 before op 4)."""
@@ -218,6 +223,9 @@ class Room:
         self._timer_tid = None
         sends = self.dave.on_transition_timeout(tid)
         if sends:
-            self.log.info("transition %d: not every member was ready in %.0fs, executing",
-                          tid, TRANSITION_TIMEOUT)
+            self.log.info(
+                "transition %d: not every member was ready in %.0fs, executing",
+                tid,
+                TRANSITION_TIMEOUT,
+            )
         self.route(sends)

@@ -40,6 +40,7 @@ class _Udp(asyncio.DatagramProtocol):
                 self.discovery.set_result(data)
             return
         self.member.packets.append(Packet(time.monotonic(), data))
+        self.member.poke()
 
 
 class _Dave:
@@ -178,6 +179,11 @@ class VoiceMember:
     def ops(self, op: int) -> list[dict[str, Any]]:
         return [m for _, m in self.json_seen if m["op"] == op]
 
+    def poke(self) -> None:
+        """Wake :meth:`wait_for` (new websocket frame or datagram)."""
+        self._changed.set()
+        self._changed.clear()
+
     async def wait_for(self, predicate: Any, within: float = 5.0) -> None:
         async def loop() -> None:
             while not predicate():
@@ -212,8 +218,7 @@ class VoiceMember:
             await self._read_frames()
         except Exception as e:
             self.error = e
-            self._changed.set()
-            self._changed.clear()
+            self.poke()
             raise
 
     async def _read_frames(self) -> None:
@@ -230,12 +235,10 @@ class VoiceMember:
                 self.seq_ack = seq
                 self.binary_seen.append((time.monotonic(), seq, op))
                 await self._on_binary(op, msg.data[3:])
-            self._changed.set()
-            self._changed.clear()
+            self.poke()
         if ws is self._ws:
             self.close_code = ws.close_code
-            self._changed.set()
-            self._changed.clear()
+            self.poke()
 
     async def _on_json(self, op: int, d: Any) -> None:
         if op == 4:

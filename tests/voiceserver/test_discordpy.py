@@ -26,19 +26,33 @@ async def control(lvsp: LvspFactory) -> Lvsp:
     return c
 
 
-@pytest.mark.parametrize("listener_mode", [AES_GCM_MODE, XCHACHA_MODE])
+@pytest.mark.parametrize(
+    ("listener_mode", "bot_first"),
+    [(AES_GCM_MODE, False), (XCHACHA_MODE, True)],
+    ids=["aes-gcm-listener/bot-welcomed", "xchacha-listener/bot-commits"],
+)
 async def test_discordpy_plays_dave_audio_to_a_listener(
-    server: VoiceServer, control: Lvsp, http: aiohttp.ClientSession, listener_mode: str
+    server: VoiceServer,
+    control: Lvsp,
+    http: aiohttp.ClientSession,
+    listener_mode: str,
+    bot_first: bool,
 ) -> None:
     bot = DpyHarness(control, http, user_id=555, guild_id=GUILD, channel_id=CHANNEL)
     listener = member(server, await voice_state(control, 777), listener_mode)
-    await listener.connect(http)
+    if not bot_first:
+        await listener.connect(http)
     vc = await bot.connect(server.endpoint)
+    if bot_first:
+        await listener.connect(http)
     try:
         assert bot.http.urls == [f"wss://{server.endpoint}/?v=8"]
         assert vc.is_connected() and vc.mode == XCHACHA_MODE  # discord.py has no AES-GCM
-        await listener.wait_op(11, 2)
+        await listener.wait_for(lambda: 555 in listener.recognized)
         await listener.wait_dave_ready(within=10)
+        # who committed: the first member with a key package gets the proposals (op 27)
+        dave_ops = {op for _, _, op in listener.binary_seen}
+        assert dave_ops == ({25, 30} if bot_first else {25, 27, 29})
         conn = vc._connection
         await listener.wait_for(lambda: conn.dave_session is not None and conn.can_encrypt)
         assert conn.dave_session is not None and listener.dave is not None
@@ -53,8 +67,9 @@ async def test_discordpy_plays_dave_audio_to_a_listener(
         # millisecond: allow one frame period.
         check_stream(listener, _Sender(vc.ssrc, 555), tone, 523.25, speaking_slack=0.02)
         stats = server.stats()["channels"][str(CHANNEL)]
-        print("stats", stats)
         assert stats["decrypt_failures"] == 0 and stats["members"] == 2
+        assert stats["packets_in"] == stats["packets_out"] == len(tone) + 5
+        assert stats["rtp_before_speaking"] <= 2  # the race described above (1 seen here)
     finally:
         await bot.disconnect()
     await listener.wait_op(13)

@@ -23,16 +23,26 @@ CHANNEL = 0x0123_4567_89AB
 
 
 async def voice_state(c: Lvsp, user_id: int, channel_id: int = CHANNEL) -> dict[str, str]:
-    reply = await c.request(7, {"user_id": str(user_id), "channel_id": str(channel_id),
-                                "guild_id": str(GUILD)})
+    reply = await c.request(
+        7, {"user_id": str(user_id), "channel_id": str(channel_id), "guild_id": str(GUILD)}
+    )
     info: dict[str, str] = reply["d"]["info"]
     return info
 
 
-def member(server: VoiceServer, info: dict[str, str], mode: str | None = None,
-           **kw: int) -> VoiceMember:
-    return VoiceMember(f"ws://127.0.0.1:{server.port}", info["guild_id"], int(info["user_id"]),
-                      int(info["channel_id"]), info["session_id"], info["token"], mode=mode, **kw)
+def member(
+    server: VoiceServer, info: dict[str, str], mode: str | None = None, **kw: int
+) -> VoiceMember:
+    return VoiceMember(
+        f"ws://127.0.0.1:{server.port}",
+        info["guild_id"],
+        int(info["user_id"]),
+        int(info["channel_id"]),
+        info["session_id"],
+        info["token"],
+        mode=mode,
+        **kw,
+    )
 
 
 class Sender(Protocol):
@@ -49,8 +59,14 @@ async def control(lvsp: LvspFactory) -> Lvsp:
     return c
 
 
-def check_stream(listener: VoiceMember, sender: Sender, frames: list[bytes], freq: float,
-                 *, speaking_slack: float = 0.0) -> None:
+def check_stream(
+    listener: VoiceMember,
+    sender: Sender,
+    frames: list[bytes],
+    freq: float,
+    *,
+    speaking_slack: float = 0.0,
+) -> None:
     """Transport- and DAVE-decrypt, decode, FFT, and the RTP invariants (discord-voice.md end)."""
     opened = listener.opened(sender.ssrc)
     assert len(opened) == len(frames) + 5, "every frame and 5 silence frames arrive"
@@ -65,13 +81,24 @@ def check_stream(listener: VoiceMember, sender: Sender, frames: list[bytes], fre
     assert len(dave_frames) == len(frames)
     assert all(f.endswith(b"\xfa\xfa") for f in dave_frames), "DAVE-encrypted end to end"
     media = listener.media_frames(sender.ssrc)
-    assert media[: len(frames)] == frames and media[len(frames):] == [SILENCE_FRAME] * 5
+    assert media[: len(frames)] == frames and media[len(frames) :] == [SILENCE_FRAME] * 5
     pcm, samples = decode_opus(media[: len(frames)])
     assert samples == FRAME * len(frames)
     assert abs(dominant_frequency(pcm[4800:]) - freq) < 2
     assert snr_db(pcm[4800:], freq) > 20
-    speaking = [(at, m["d"]) for at, m in listener.json_seen if m["op"] == 5
-                and m["d"]["user_id"] == str(sender.user_id) and m["d"]["speaking"] == 1]
+    # pacing survives forwarding: ~50 packets/s, no stalls (loose bounds for a loaded CI box)
+    # (audio only: discord.py 2.7.1 sends its 5 trailing silence frames in one burst)
+    ssrc = sender.ssrc.to_bytes(4, "big")
+    arrivals = [p.at for p in listener.packets if p.data[8:12] == ssrc][: len(frames)]
+    rate = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
+    # (one discord.py run in ~40 missed the tighter 47.5..52.5 pkt/s, 100 ms bounds)
+    assert 45 < rate < 55 and max(gaps) < 0.15, (rate, max(gaps))
+    speaking = [
+        (at, m["d"])
+        for at, m in listener.json_seen
+        if m["op"] == 5 and m["d"]["user_id"] == str(sender.user_id) and m["d"]["speaking"] == 1
+    ]
     first = next(p.at for p in listener.packets if p.data[8:12] == sender.ssrc.to_bytes(4, "big"))
     assert speaking and speaking[0][0] < first + speaking_slack, "op 5 before the first packet"
 
@@ -85,6 +112,11 @@ async def test_two_members_exchange_dave_audio(
     await a.connect(http)
     assert a.ready["modes"] == [AES_GCM_MODE, XCHACHA_MODE]
     assert a.ops(11)[0]["d"] == {"user_ids": []}
+    # Ready and op 11 are numbered; op 25 follows op 4 (clients drop an op 25 before op 4)
+    assert a.ops(2)[0]["seq"] == 1 and a.ops(11)[0]["seq"] == 2
+    await a.wait_for(lambda: any(op == 25 for _, _, op in a.binary_seen))
+    seq25 = next(seq for _, seq, op in a.binary_seen if op == 25)
+    assert seq25 == a.ops(4)[0]["seq"] + 1
     await b.connect(http)
     assert b.ops(11)[0]["d"] == {"user_ids": ["1001"]}
     await a.wait_op(11, 2)
@@ -106,7 +138,9 @@ async def test_two_members_exchange_dave_audio(
     check_stream(a, b, tone2, 660)
     assert a.plain_frames_sent == 0 and b.plain_frames_sent == 0
 
-    stats = server.stats()["channels"][str(CHANNEL)]
+    url = f"http://127.0.0.1:{server.port}/stats"
+    async with http.get(url, headers={"Authorization": TOKEN}) as resp:
+        stats = (await resp.json())["channels"][str(CHANNEL)]
     assert stats["members"] == 2 and stats["decrypt_failures"] == 0
     assert stats["rtp_before_speaking"] == 0
     assert stats["packets_in"] == stats["packets_out"] == len(tone) + len(tone2) + 10
@@ -121,8 +155,9 @@ async def test_two_members_exchange_dave_audio(
 # --- close codes ---------------------------------------------------------------------------
 
 
-async def raw_socket(server: VoiceServer, http: aiohttp.ClientSession,
-                     query: str = "?v=8") -> aiohttp.ClientWebSocketResponse:
+async def raw_socket(
+    server: VoiceServer, http: aiohttp.ClientSession, query: str = "?v=8"
+) -> aiohttp.ClientWebSocketResponse:
     return await http.ws_connect(f"ws://127.0.0.1:{server.port}/{query}")
 
 
@@ -164,14 +199,24 @@ async def test_identify_checks(
 
     async def identify(**change: object) -> tuple[int | None, str]:
         ws = await raw_socket(server, http)
-        d = {"server_id": info["guild_id"], "user_id": info["user_id"],
-             "session_id": info["session_id"], "token": info["token"],
-             "max_dave_protocol_version": 1, **change}
+        d = {
+            "server_id": info["guild_id"],
+            "user_id": info["user_id"],
+            "session_id": info["session_id"],
+            "token": info["token"],
+            "max_dave_protocol_version": 1,
+            **change,
+        }
         await ws.send_json({"op": 0, "d": d})
         return await close_of(ws)
 
-    for bad in ({"token": "0" * 16}, {"session_id": "x"}, {"user_id": "2002"},
-                {"server_id": "1"}, {"server_id": "abc"}):
+    for bad in (
+        {"token": "0" * 16},
+        {"session_id": "x"},
+        {"user_id": "2002"},
+        {"server_id": "1"},
+        {"server_id": "abc"},
+    ):
         assert await identify(**bad) == (4004, "Authentication failed")
     assert await identify(max_dave_protocol_version=0) == (4017, "E2EE/DAVE protocol required")
     assert (await identify(token=None))[0] == 4020  # wrong type: names the field
@@ -197,8 +242,9 @@ async def test_mode_not_offered_speaking_ssrc_and_double_select(
     await m.close()
     m = member(server, await voice_state(control, 2103))
     await m.connect(http)
-    await m.send(1, {"protocol": "udp", "data": {"address": "127.0.0.1", "port": 1,
-                                                 "mode": AES_GCM_MODE}})
+    await m.send(
+        1, {"protocol": "udp", "data": {"address": "127.0.0.1", "port": 1, "mode": AES_GCM_MODE}}
+    )
     assert await m.wait_closed() == 4020
     await m.close()
 
@@ -206,8 +252,13 @@ async def test_mode_not_offered_speaking_ssrc_and_double_select(
 # --- membership, resume, LVSP-driven changes -------------------------------------------------
 
 
-async def joined(server: VoiceServer, control: Lvsp, http: aiohttp.ClientSession,
-                 *users: int, mode: str | None = None) -> list[VoiceMember]:
+async def joined(
+    server: VoiceServer,
+    control: Lvsp,
+    http: aiohttp.ClientSession,
+    *users: int,
+    mode: str | None = None,
+) -> list[VoiceMember]:
     members = []
     for uid in users:
         m = member(server, await voice_state(control, uid), mode)
@@ -235,7 +286,7 @@ async def test_resume_replays_missed_messages_and_media_continues(
     await a.resume(http)
     await a.wait_op(9)
     resumed_at = next(i for i, (_, m) in enumerate(a.json_seen) if m["op"] == 9)
-    replayed = [m for _, m in a.json_seen[resumed_at + 1:]]
+    replayed = [m for _, m in a.json_seen[resumed_at + 1 :]]
     assert any(m["op"] == 11 and m["d"] == {"user_ids": ["3003"]} for m in replayed)
     assert all(m["seq"] > acked for m in replayed if "seq" in m)
     for m in (a, b, c):
@@ -259,15 +310,29 @@ async def test_resume_with_wrong_credentials_or_unknown_seq_is_4006(
     [a] = await joined(server, control, http, 3101)
     for change in ({"token": "0" * 16}, {"session_id": "nope"}, {"seq_ack": 60000}):
         ws = await raw_socket(server, http)
-        d = {"server_id": a.server_id, "session_id": a.session_id, "token": a.token,
-             "seq_ack": a.seq_ack, **change}
+        d = {
+            "server_id": a.server_id,
+            "session_id": a.session_id,
+            "token": a.token,
+            "seq_ack": a.seq_ack,
+            **change,
+        }
         await ws.send_json({"op": 7, "d": d})
         assert (await close_of(ws)) == (4006, "Session no longer valid")
     await a.close()
     await asyncio.sleep(0.05)  # a clean close (1000) ends the session at once
     ws = await raw_socket(server, http)
-    await ws.send_json({"op": 7, "d": {"server_id": a.server_id, "session_id": a.session_id,
-                                       "token": a.token, "seq_ack": a.seq_ack}})
+    await ws.send_json(
+        {
+            "op": 7,
+            "d": {
+                "server_id": a.server_id,
+                "session_id": a.session_id,
+                "token": a.token,
+                "seq_ack": a.seq_ack,
+            },
+        }
+    )
     assert (await close_of(ws))[0] == 4006
 
 
@@ -275,8 +340,9 @@ async def test_lvsp_removal_move_and_channel_delete_disconnect_with_4014(
     server: VoiceServer, control: Lvsp, http: aiohttp.ClientSession
 ) -> None:
     a, b, c = await joined(server, control, http, 3201, 3202, 3203)
-    await control.request(6, {"type": 1, "info": {"user_id": "3201", "channel_id": None,
-                                                   "guild_id": str(GUILD)}})
+    await control.request(
+        6, {"type": 1, "info": {"user_id": "3201", "channel_id": None, "guild_id": str(GUILD)}}
+    )
     assert await a.wait_closed() == 4014
     await b.wait_op(13)
     assert b.ops(13)[0]["d"] == {"user_id": "3201"}
@@ -298,16 +364,46 @@ async def test_server_mute_and_deaf_stop_forwarding(
     server: VoiceServer, control: Lvsp, http: aiohttp.ClientSession
 ) -> None:
     a, b = await joined(server, control, http, 3301, 3302)
-    await control.request(6, {"type": 1, "info": {"user_id": "3301", "channel_id": str(CHANNEL),
-                                                   "guild_id": str(GUILD), "mute": True}})
+    await control.request(
+        6,
+        {
+            "type": 1,
+            "info": {
+                "user_id": "3301",
+                "channel_id": str(CHANNEL),
+                "guild_id": str(GUILD),
+                "mute": True,
+            },
+        },
+    )
     await a.play(tone_opus(440, 0.1))
     await asyncio.sleep(0.1)
     assert not b.opened(a.ssrc)
     assert server.stats()["channels"][str(CHANNEL)]["dropped"] == 10
-    await control.request(6, {"type": 1, "info": {"user_id": "3301", "channel_id": str(CHANNEL),
-                                                   "guild_id": str(GUILD), "mute": False}})
-    await control.request(6, {"type": 1, "info": {"user_id": "3302", "channel_id": str(CHANNEL),
-                                                   "guild_id": str(GUILD), "deaf": True}})
+    await control.request(
+        6,
+        {
+            "type": 1,
+            "info": {
+                "user_id": "3301",
+                "channel_id": str(CHANNEL),
+                "guild_id": str(GUILD),
+                "mute": False,
+            },
+        },
+    )
+    await control.request(
+        6,
+        {
+            "type": 1,
+            "info": {
+                "user_id": "3302",
+                "channel_id": str(CHANNEL),
+                "guild_id": str(GUILD),
+                "deaf": True,
+            },
+        },
+    )
     await a.play(tone_opus(440, 0.1))
     await asyncio.sleep(0.1)
     assert not b.opened(a.ssrc)
@@ -337,8 +433,9 @@ async def test_member_without_dave_downgrades_a_channel_that_allows_it(
         await m.close()
 
 
-@pytest.mark.parametrize("server_config", [
-    VoiceServerConfig(port=0, lvsp_token=TOKEN, heartbeat_interval=0.2)])
+@pytest.mark.parametrize(
+    "server_config", [VoiceServerConfig(port=0, lvsp_token=TOKEN, heartbeat_interval=0.2)]
+)
 async def test_silence_is_4009_session_timeout(
     server: VoiceServer, control: Lvsp, http: aiohttp.ClientSession
 ) -> None:
@@ -349,3 +446,41 @@ async def test_silence_is_4009_session_timeout(
     await asyncio.sleep(0.05)
     assert server.gateway.member_count(CHANNEL) == 0
     await m.close()
+
+
+async def test_identify_again_replaces_the_old_session(
+    server: VoiceServer, control: Lvsp, http: aiohttp.ClientSession
+) -> None:
+    info = await voice_state(control, 3601)
+    [b] = await joined(server, control, http, 3602)
+    first = member(server, info)
+    await first.connect(http)
+    second = member(server, info)
+    await second.connect(http)
+    assert await first.wait_closed() == 4006
+    await b.wait_op(13)
+    await b.wait_op(11, 3)  # first joined, left (op 13), second joined
+    assert [m["d"] for m in b.ops(11)[1:]] == [{"user_ids": ["3601"]}] * 2
+    assert second.ssrc != first.ssrc and server.gateway.member_count(CHANNEL) == 2
+
+
+async def test_an_internal_error_closes_4015_and_the_client_can_resume(
+    server: VoiceServer,
+    control: Lvsp,
+    http: aiohttp.ClientSession,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    [a] = await joined(server, control, http, 3701)
+    room = server.gateway.room(CHANNEL)
+    assert room is not None
+
+    def broken(*_: object) -> None:
+        raise RuntimeError("injected bug")
+
+    monkeypatch.setattr(room, "handle", broken)
+    await a.send(5, {"speaking": 1, "delay": 0, "ssrc": a.ssrc})
+    assert await a.wait_closed() == 4015
+    monkeypatch.undo()
+    await a.resume(http)
+    await a.wait_op(9)
+    assert server.gateway.member_count(CHANNEL) == 1

@@ -181,3 +181,16 @@ async def test_stats_route_requires_the_token(
         "bitrate": 64000,
         "dave_required": True,
     }
+
+
+async def test_shutdown_closes_lvsp_with_1001(
+    server_config: VoiceServerConfig, http: aiohttp.ClientSession
+) -> None:
+    srv = VoiceServer(server_config)
+    await srv.start()
+    try:
+        c = Lvsp(await http.ws_connect(srv.lvsp_url))
+        await c.identify()
+    finally:
+        await srv.stop()
+    assert await c.closed() == (1001, "voice server shutting down")

@@ -48,7 +48,10 @@ def test_rtp_is_reencrypted_for_each_other_member_with_their_key_and_counter() -
                 sender.open(packet)  # not the sender's key any more
     [(_, (members, stats))] = fwd.stats().items()
     assert members == 3 and stats.as_dict() == {
-        "packets_in": 3, "packets_out": 6, "decrypt_failures": 0, "dropped": 0,
+        "packets_in": 3,
+        "packets_out": 6,
+        "decrypt_failures": 0,
+        "dropped": 0,
         "rtp_before_speaking": 3,
     }
 
@@ -133,3 +136,14 @@ async def test_the_asyncio_driver_on_loopback() -> None:
         for s in socks:
             s.close()
         transport.close()
+
+
+def test_channels_are_isolated() -> None:
+    fwd = Forwarder()
+    keys = three_members(fwd)
+    fwd.add(Member(9, 109, channel_id=10))
+    fwd.set_key(9, AES_GCM_MODE, os.urandom(32))
+    fwd.datagram(rtp.pack_discovery_request(9), ("127.0.0.1", 40009))
+    out = fwd.datagram(cipher_for(XCHACHA_MODE, keys[1]).seal(rtp.pack_header(1, 0, 1), b"a", 0), A)
+    assert ("127.0.0.1", 40009) not in [to for _, to in out] and len(out) == 2
+    assert fwd.stats()[10][1].packets_in == 0
