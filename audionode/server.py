@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from audionode.config import Config
 from audionode.engine.host import EngineHost, LocalHost
 from audionode.engine.worker import WorkerPool, default_workers
 from audionode.logs import configure_logging
+from audionode.runtime import listen_socket, run
 from audionode.service import NodeService
 from audionode.sources.loader import SourceManager
 from audionode.web.app import create_app
@@ -41,16 +41,6 @@ class RunningNode:
         return f"http://{self.host}:{self.port}"
 
 
-def _listen(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(512)
-    sock.setblocking(False)
-    return sock
-
-
 def _engine_host(config: Config, service: NodeService) -> EngineHost:
     workers = default_workers(config.engine.workers)
     if workers == 0:
@@ -69,7 +59,7 @@ async def start_node(config: Config) -> AsyncIterator[RunningNode]:
     service.engine = engine
     await engine.start()
     app = create_app(service)
-    sock = _listen(config.host, config.port)
+    sock = listen_socket(config.host, config.port)
     server: Any = await app.create_server(
         sock=sock, return_asyncio_server=True, access_log=config.log_level == "DEBUG"
     )
@@ -105,13 +95,7 @@ def run_forever(config: Config) -> int:
     """Run the node until SIGINT/SIGTERM; returns the process exit code."""
     configure_logging(config.log_level)
     try:
-        import uvloop
-
-        runner: Any = uvloop.run
-    except ImportError:  # not on Linux: the stock loop is fine
-        runner = asyncio.run
-    try:
-        runner(_serve(config))
+        run(_serve(config))
     except OSError as e:
         log.error("cannot listen on %s:%s: %s", config.host, config.port, e.strerror)
         return 1

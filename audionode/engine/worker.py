@@ -30,6 +30,7 @@ import msgspec
 from audionode.config import Config
 from audionode.engine import messages as msg
 from audionode.engine.host import DEFAULT_FACTORY, EventCallback, load_factory
+from audionode.runtime import run
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +69,7 @@ def worker_main(conn: Connection, config_json: bytes, factory: str, slot: int) -
 
     config = msgspec.json.decode(config_json, type=Config)
     configure_logging(config.log_level, prefix=f"[worker {slot}] ")
-    try:
-        import uvloop
-
-        uvloop.run(_serve(conn, config, factory))
-    except ImportError:  # not on Linux
-        asyncio.run(_serve(conn, config, factory))
+    run(_serve(conn, config, factory))
 
 
 async def _serve(conn: Connection, config: Config, factory: str) -> None:

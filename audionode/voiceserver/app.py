@@ -25,6 +25,8 @@ from aiohttp import web
 
 from audionode.config import Config, VoiceServerConfig
 from audionode.errors import ConfigError
+from audionode.logs import configure_logging
+from audionode.runtime import listen_socket, run
 from audionode.voiceserver.gateway_server import VoiceGatewayEndpoint
 from audionode.voiceserver.lvsp_server import LvspEndpoint
 from audionode.voiceserver.state import VoiceRegistry
@@ -86,11 +88,9 @@ class VoiceServer:
         self.udp_port = int(self._udp.get_extra_info("sockname")[1])
         self._runner = web.AppRunner(self.app(), access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.cfg.host, self.cfg.port)
-        await site.start()
-        server = site._server  # aiohttp exposes the bound port only through the server
-        assert isinstance(server, asyncio.Server)
-        self.port = int(server.sockets[0].getsockname()[1])
+        sock = listen_socket(self.cfg.host, self.cfg.port)
+        self.port = int(sock.getsockname()[1])
+        await web.SockSite(self._runner, sock).start()
         log.info(
             "voice server on %s:%d (UDP %d), LVSP at %s",
             self.cfg.host,
@@ -138,8 +138,7 @@ class VoiceServer:
 
 def run_forever(cfg: Config) -> int:
     """``audionode voiceserver``: serve until SIGINT/SIGTERM; returns the exit code."""
-    fmt = "%(asctime)s %(levelname)s %(name)s %(message)s"
-    logging.basicConfig(level=cfg.log_level, format=fmt)
+    configure_logging(cfg.log_level)
     try:
         server = VoiceServer(cfg.voiceserver)
     except ConfigError as e:
@@ -155,5 +154,5 @@ def run_forever(cfg: Config) -> int:
         await stop.wait()
         await server.stop()
 
-    asyncio.run(main())
+    run(main())
     return 0
