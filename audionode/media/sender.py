@@ -146,6 +146,10 @@ class Sender(Generic[K]):
         """Counters of all streams, including detached ones."""
         self.ticks = 0
         self.resyncs = 0
+        self.late_max = 0.0
+        """Latest wake-up after a deadline (s) since :meth:`take_timing` last reset it."""
+        self.tick_max = 0.0
+        """Longest tick (s) since :meth:`take_timing` last reset it."""
         self._on_track_start = on_track_start
         self._streams: dict[K, _Stream] = {}
         self._commands: deque[Callable[[], None]] = deque()
@@ -220,6 +224,16 @@ class Sender(Generic[K]):
         copy.add(stream.stats)
         return copy
 
+    def all_stats(self) -> dict[K, SenderStats]:
+        """The live counters of every attached stream (read-only by contract: not copies)."""
+        return {key: stream.stats for key, stream in self._streams.items()}
+
+    def take_timing(self) -> tuple[float, float]:
+        """``(late_max, tick_max)`` in seconds since the previous call, then reset both."""
+        timing = (self.late_max, self.tick_max)
+        self.late_max = self.tick_max = 0.0
+        return timing
+
     def __contains__(self, key: object) -> bool:
         return key in self._streams
 
@@ -258,6 +272,11 @@ class Sender(Generic[K]):
                     stream.stats.deficit += skipped
                     self.totals.deficit += skipped
         self.step(now)
+        if late > self.late_max:
+            self.late_max = late
+        took = self._loop.time() - now
+        if took > self.tick_max:
+            self.tick_max = took
         self._deadline += self.interval
         self._handle = self._loop.call_at(self._deadline, self._tick)
 
