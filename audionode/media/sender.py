@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, fields
@@ -271,10 +272,12 @@ class Sender(Generic[K]):
                 if stream.playing:
                     stream.stats.deficit += skipped
                     self.totals.deficit += skipped
+        began = time.perf_counter()
         self.step(now)
         if late > self.late_max:
             self.late_max = late
-        took = self._loop.time() - now
+        # perf_counter, not loop.time(): uvloop's clock has millisecond resolution.
+        took = time.perf_counter() - began
         if took > self.tick_max:
             self.tick_max = took
         self._deadline += self.interval
