@@ -20,7 +20,7 @@ from audionode.engine import messages as msg
 from audionode.errors import VoiceError
 from audionode.media import events as media_events
 from audionode.media.pipeline import Pipeline
-from audionode.media.sender import Sender
+from audionode.media.sender import Sender, SenderStats
 from audionode.transport.voice_conn import Closed, Connected, Resumed, VoiceConnection, VoiceEvent
 from audionode.voice.packetizer import SILENCE_FRAME_COUNT
 
@@ -42,7 +42,13 @@ class _Unit:
 
 
 class Engine:
-    """``Engine(config, emit)``, ``await start()``, feed :meth:`handle`, ``await close()``."""
+    """``Engine(config, emit)``, ``await start()``, feed :meth:`handle`, ``await close()``.
+
+    While started it emits an :class:`~audionode.engine.messages.EngineStats` report every
+    :attr:`stats_interval` seconds (the frame counters of ``/status``).
+    """
+
+    stats_interval = 2.0
 
     def __init__(self, config: Config, emit: Callable[[msg.Event], None]) -> None:
         self.config = config
@@ -50,6 +56,7 @@ class Engine:
         self.sender: Sender[int] = Sender(self._track_started)
         self._units: dict[int, _Unit] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._reporter: asyncio.Task[None] | None = None
         self._handlers: dict[type[Any], Callable[[Any], object]] = {
             msg.Connect: self._connect,
             msg.Disconnect: self._disconnect,
@@ -71,8 +78,11 @@ class Engine:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self.sender.start()
+        self._reporter = self._loop.create_task(self._report_stats())
 
     async def close(self) -> None:
+        if self._reporter is not None:
+            self._reporter.cancel()
         units = list(self._units.values())
         for unit in units:
             self._disconnect(msg.Disconnect(player=unit.key))
@@ -81,12 +91,28 @@ class Engine:
             await asyncio.gather(*tasks, return_exceptions=True)
         self.sender.close()
 
-    def stats(self) -> dict[str, Any]:
-        totals = self.sender.totals
-        return {
-            "players": len(self._units),
-            "frames": {"sent": totals.sent, "nulled": totals.nulled, "deficit": totals.deficit},
-        }
+    def report(self) -> msg.EngineStats:
+        """The counters right now (and the sender's tick timing since the last report)."""
+        players = {}
+        for key, st in self.sender.all_stats().items():
+            unit = self._units.get(key)
+            dave = unit is not None and unit.conn is not None and unit.conn.dave.ready
+            players[key] = _counters(st, dave)
+        late, took = self.sender.take_timing()
+        return msg.EngineStats(
+            player=0,
+            totals=_counters(self.sender.totals, False),
+            players=players,
+            ticks=self.sender.ticks,
+            resyncs=self.sender.resyncs,
+            late_max_ms=round(late * 1000, 3),
+            tick_max_ms=round(took * 1000, 3),
+        )
+
+    async def _report_stats(self) -> None:
+        while True:
+            await asyncio.sleep(self.stats_interval)
+            self._emit(self.report())
 
     # --- commands ---------------------------------------------------------------------------
 
@@ -240,3 +266,14 @@ class Engine:
 
     def _track_started(self, key: int, track: int, position_ms: int) -> None:
         self._emit(msg.TrackStarted(player=key, serial=track))
+
+
+def _counters(st: SenderStats, dave: bool) -> msg.FrameCounters:
+    return msg.FrameCounters(
+        sent=st.sent,
+        nulled=st.nulled,
+        deficit=st.deficit,
+        silence=st.silence,
+        errors=st.errors,
+        dave=dave,
+    )

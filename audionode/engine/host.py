@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from audionode.config import Config
 from audionode.engine import messages as msg
+from audionode.engine.stats import StatsBook
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +69,13 @@ class LocalHost:
     def __init__(self, config: Config, on_event: EventCallback, factory: str = DEFAULT_FACTORY):
         self._loop = asyncio.get_running_loop()
         self._on_event = on_event
+        self.book = StatsBook()
         self.engine = load_factory(factory)(config, self._emit)
 
     def _emit(self, event: msg.Event) -> None:
+        if isinstance(event, msg.EngineStats):
+            self.book.add(0, event, self._loop.time())
+            return
         # Scheduled, not called: an engine event must not re-enter the player mid-command.
         self._loop.call_soon(self._on_event, event)
 
@@ -84,5 +89,4 @@ class LocalHost:
         await self.engine.close()
 
     def stats(self) -> dict[str, Any]:
-        stats = getattr(self.engine, "stats", None)
-        return {"workers": 0, "engine": stats() if callable(stats) else {}}
+        return {"workers": 0, **self.book.snapshot()}

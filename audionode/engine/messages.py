@@ -160,6 +160,37 @@ class CommandFailed(_Msg):
     message: str
 
 
+class FrameCounters(msgspec.Struct, array_like=True, omit_defaults=True):
+    """Cumulative sender counters of one player (or of a whole engine); see ``SenderStats``."""
+
+    sent: int = 0
+    nulled: int = 0
+    """Ticks in which a playing stream had no frame ready (or no connection)."""
+    deficit: int = 0
+    """Slots skipped because the clock resynced after falling behind."""
+    silence: int = 0
+    errors: int = 0
+    dave: bool = False
+    """True while the player's frames leave DAVE-encrypted."""
+
+
+class EngineStats(_Msg):
+    """Periodic report of one engine (every ``Engine.stats_interval`` s); ``player`` is 0.
+
+    Counters are cumulative since the engine started; the host turns them into per-minute
+    rates. Kept cheap on purpose: one message per engine per interval, whatever the players.
+    """
+
+    totals: FrameCounters
+    players: dict[int, FrameCounters]
+    ticks: int
+    resyncs: int
+    late_max_ms: float
+    """Latest tick wake-up relative to its deadline since the previous report."""
+    tick_max_ms: float
+    """Longest tick (drain + every stream) since the previous report."""
+
+
 Event = (
     VoiceConnected
     | VoiceClosed
@@ -168,6 +199,7 @@ Event = (
     | TrackPosition
     | NeedNext
     | CommandFailed
+    | EngineStats
 )
 
 command_decoder = msgspec.msgpack.Decoder(Command)

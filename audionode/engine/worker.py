@@ -30,6 +30,7 @@ import msgspec
 from audionode.config import Config
 from audionode.engine import messages as msg
 from audionode.engine.host import DEFAULT_FACTORY, EventCallback, load_factory
+from audionode.engine.stats import StatsBook
 from audionode.runtime import run
 
 log = logging.getLogger(__name__)
@@ -127,6 +128,7 @@ class WorkerPool:
         self._pending: list[list[bytes]] = [[] for _ in range(workers)]
         self._closing = False
         self.restarts = 0
+        self.book = StatsBook()
         self._ctx = multiprocessing.get_context("spawn")
 
     async def start(self) -> None:
@@ -155,9 +157,14 @@ class WorkerPool:
         log.info("engine worker %d started (pid %d)", slot, process.pid)
 
     async def _read_events(self, worker: _Worker, reader: asyncio.StreamReader) -> None:
+        loop = asyncio.get_running_loop()
         try:
             while True:
-                self._on_event(msg.event_decoder.decode(await _read_frame(reader)))
+                event = msg.event_decoder.decode(await _read_frame(reader))
+                if isinstance(event, msg.EngineStats):
+                    self.book.add(worker.slot, event, loop.time())
+                else:
+                    self._on_event(event)
         except (asyncio.IncompleteReadError, ConnectionError, ValueError, msgspec.DecodeError):
             pass
         await self._lost(worker)
@@ -167,6 +174,7 @@ class WorkerPool:
             return
         worker.alive = False
         worker.writer.close()
+        self.book.forget(worker.slot)
         await asyncio.get_running_loop().run_in_executor(None, worker.process.join, 5)
         log.error(
             "engine worker %d (pid %s) died with exit code %s; %d players affected; restarting",
@@ -219,6 +227,7 @@ class WorkerPool:
                 for w in self._workers
                 if w is not None
             ],
+            **self.book.snapshot(),
         }
 
     def pids(self) -> list[int]:

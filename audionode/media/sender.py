@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, fields
@@ -146,6 +147,10 @@ class Sender(Generic[K]):
         """Counters of all streams, including detached ones."""
         self.ticks = 0
         self.resyncs = 0
+        self.late_max = 0.0
+        """Latest wake-up after a deadline (s) since :meth:`take_timing` last reset it."""
+        self.tick_max = 0.0
+        """Longest tick (s) since :meth:`take_timing` last reset it."""
         self._on_track_start = on_track_start
         self._streams: dict[K, _Stream] = {}
         self._commands: deque[Callable[[], None]] = deque()
@@ -220,6 +225,16 @@ class Sender(Generic[K]):
         copy.add(stream.stats)
         return copy
 
+    def all_stats(self) -> dict[K, SenderStats]:
+        """The live counters of every attached stream (read-only by contract: not copies)."""
+        return {key: stream.stats for key, stream in self._streams.items()}
+
+    def take_timing(self) -> tuple[float, float]:
+        """``(late_max, tick_max)`` in seconds since the previous call, then reset both."""
+        timing = (self.late_max, self.tick_max)
+        self.late_max = self.tick_max = 0.0
+        return timing
+
     def __contains__(self, key: object) -> bool:
         return key in self._streams
 
@@ -257,7 +272,14 @@ class Sender(Generic[K]):
                 if stream.playing:
                     stream.stats.deficit += skipped
                     self.totals.deficit += skipped
+        began = time.perf_counter()
         self.step(now)
+        if late > self.late_max:
+            self.late_max = late
+        # perf_counter, not loop.time(): uvloop's clock has millisecond resolution.
+        took = time.perf_counter() - began
+        if took > self.tick_max:
+            self.tick_max = took
         self._deadline += self.interval
         self._handle = self._loop.call_at(self._deadline, self._tick)
 

@@ -1,0 +1,92 @@
+"""Frame counters for ``/status``: what the engines report, turned into totals and rates.
+
+Each engine (the in-process one, or one per worker) emits an :class:`EngineStats` event every
+few seconds with cumulative counters (issue 7: sent, nulled, deficit, per player and per
+node). The host feeds them to a :class:`StatsBook`, which keeps about a minute of reports per
+engine and answers :meth:`StatsBook.snapshot` with totals plus per-minute rates computed from
+the oldest and newest report of that window. Nothing here runs per frame.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Final
+
+from audionode.engine.messages import EngineStats, FrameCounters
+
+WINDOW: Final = 60.0
+"""Seconds of reports kept per engine for the per-minute rates."""
+_RATED: Final = ("sent", "nulled", "deficit")
+
+
+def _counters(c: FrameCounters) -> dict[str, Any]:
+    return {
+        "sent": c.sent,
+        "nulled": c.nulled,
+        "deficit": c.deficit,
+        "silence": c.silence,
+        "errors": c.errors,
+    }
+
+
+def _per_minute(new: FrameCounters, old: FrameCounters | None, span: float) -> dict[str, float]:
+    if old is None or span <= 0:
+        return {}
+    return {f: round((getattr(new, f) - getattr(old, f)) * 60.0 / span, 1) for f in _RATED}
+
+
+class StatsBook:
+    """The latest minute of :class:`EngineStats` per engine slot.
+
+    ``add(slot, report, now)`` on every report (``now``: the receiver's monotonic clock, so no
+    cross-process clocks are compared); ``forget(slot)`` when an engine died (its counters
+    restart with the replacement); ``snapshot()`` for ``/status``.
+    """
+
+    def __init__(self, window: float = WINDOW) -> None:
+        self.window = window
+        self._reports: dict[int, deque[tuple[float, EngineStats]]] = {}
+
+    def add(self, slot: int, report: EngineStats, now: float) -> None:
+        reports = self._reports.setdefault(slot, deque())
+        reports.append((now, report))
+        # Keep one report older than the window so the rate spans a whole minute.
+        while len(reports) > 2 and now - reports[1][0] >= self.window:
+            reports.popleft()
+
+    def forget(self, slot: int) -> None:
+        self._reports.pop(slot, None)
+
+    def snapshot(self) -> dict[str, Any]:
+        """``{"frames": totals, "frames_per_minute": rates, "players": {key: ...},
+        "engines": {slot: timing}}``; rates are empty until two reports arrived."""
+        totals = FrameCounters()
+        rate_totals: dict[str, float] = {}
+        players: dict[str, Any] = {}
+        engines: dict[str, Any] = {}
+        for slot, reports in self._reports.items():
+            then, old = reports[0]
+            now, new = reports[-1]
+            span = now - then if old is not new else 0.0
+            for f in ("sent", "nulled", "deficit", "silence", "errors"):
+                setattr(totals, f, getattr(totals, f) + getattr(new.totals, f))
+            for f, v in _per_minute(new.totals, old.totals, span).items():
+                rate_totals[f] = rate_totals.get(f, 0.0) + v
+            for key, c in new.players.items():
+                entry = _counters(c)
+                entry["dave"] = c.dave
+                entry["per_minute"] = _per_minute(c, old.players.get(key), span)
+                players[str(key)] = entry
+            engines[str(slot)] = {
+                "players": len(new.players),
+                "ticks": new.ticks,
+                "resyncs": new.resyncs,
+                "late_max_ms": new.late_max_ms,
+                "tick_max_ms": new.tick_max_ms,
+            }
+        return {
+            "frames": _counters(totals),
+            "frames_per_minute": rate_totals,
+            "players": players,
+            "engines": engines,
+        }

@@ -1,0 +1,127 @@
+"""The bot side of ``bench/streams.py``: one Discodo session driving N guild players.
+
+Per guild it does what a bot does (docs/API.md): forward its VOICE_STATE_UPDATE and
+VOICE_SERVER_UPDATE (here obtained from the built-in voice server over LVSP) in a
+``DISCORD_EVENT``, wait for ``VOICE_CONNECTED``, then ``POST /loadSource`` and wait for
+``SOURCE_START``. Events are counted per op and per guild so the benchmark can tell when every
+player is up and whether anything failed meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter, defaultdict
+from typing import Any
+
+import aiohttp
+
+from bench.lvsp import Lvsp
+
+
+class Bot:
+    """``await Bot.open(http, node_url, password, user_id)``, then :meth:`join` and
+    :meth:`play` per guild."""
+
+    def __init__(self, http: aiohttp.ClientSession, url: str, password: str, user_id: int):
+        self.http, self.url, self.password, self.user_id = http, url, password, user_id
+        self.ws: aiohttp.ClientWebSocketResponse | None = None
+        self.counts: Counter[str] = Counter()
+        self.errors: list[dict[str, Any]] = []
+        self.vc_ids: dict[int, str] = {}
+        self._waiters: dict[tuple[str, int], asyncio.Future[dict[str, Any]]] = {}
+        self._seen: defaultdict[str, set[int]] = defaultdict(set)
+        self._reader: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def open(cls, http: aiohttp.ClientSession, url: str, password: str, user_id: int) -> Bot:
+        bot = cls(http, url, password, user_id)
+        bot.ws = await http.ws_connect(
+            f"{url}/ws", headers={"Authorization": password}, max_msg_size=0
+        )
+        hello = json.loads((await bot.ws.receive(timeout=10)).data)
+        assert hello["op"] == "HELLO", hello
+        await bot._send("IDENTIFY", {"user_id": user_id, "shard_id": None})
+        identified = json.loads((await bot.ws.receive(timeout=10)).data)
+        assert identified["op"] == "IDENTIFIED", identified
+        bot._reader = asyncio.create_task(bot._read())
+        return bot
+
+    async def _send(self, op: str, d: Any) -> None:
+        assert self.ws is not None
+        await self.ws.send_str(json.dumps({"op": op, "d": d}))
+
+    async def _read(self) -> None:
+        assert self.ws is not None
+        async for msg in self.ws:
+            if msg.type is not aiohttp.WSMsgType.TEXT:
+                continue
+            frame = json.loads(msg.data)
+            op, d = frame["op"], frame.get("d") or {}
+            self.counts[op] += 1
+            if op in ("PLAYER_TRACEBACK", "SOURCE_TRACEBACK", "VOICE_CLOSED"):
+                self.errors.append(frame)
+            guild = int(d.get("guild_id") or 0) if isinstance(d, dict) else 0
+            if op == "VC_CREATED":
+                self.vc_ids[guild] = d["id"]
+            self._seen[op].add(guild)
+            fut = self._waiters.pop((op, guild), None)
+            if fut is not None and not fut.done():
+                fut.set_result(d)
+
+    async def wait(self, op: str, guild: int, within: float = 60.0) -> None:
+        if guild in self._seen[op]:
+            return
+        fut = self._waiters.setdefault((op, guild), asyncio.get_running_loop().create_future())
+        await asyncio.wait_for(fut, within)
+
+    async def join(self, lvsp: Lvsp, guild: int, channel: int, endpoint: str) -> None:
+        """Voice state + voice server update for ``guild``; returns once VOICE_CONNECTED."""
+        info = await lvsp.grant(self.user_id, channel, guild)
+        await self._send(
+            "DISCORD_EVENT",
+            {
+                "t": "VOICE_STATE_UPDATE",
+                "d": {
+                    "guild_id": str(guild),
+                    "user_id": str(self.user_id),
+                    "channel_id": str(channel),
+                    "session_id": info["session_id"],
+                },
+            },
+        )
+        await self.wait("VC_CREATED", guild)
+        await self._send(
+            "DISCORD_EVENT",
+            {
+                "t": "VOICE_SERVER_UPDATE",
+                "d": {"guild_id": str(guild), "token": info["token"], "endpoint": endpoint},
+            },
+        )
+        await self.wait("VOICE_CONNECTED", guild)
+
+    def headers(self, guild: int) -> dict[str, str]:
+        return {
+            "Authorization": self.password,
+            "User-ID": str(self.user_id),
+            "Guild-ID": str(guild),
+            "VoiceClient-ID": self.vc_ids[guild],
+        }
+
+    async def rest(self, method: str, path: str, guild: int, body: Any = None) -> int:
+        async with self.http.request(
+            method, f"{self.url}{path}", headers=self.headers(guild), json=body
+        ) as r:
+            await r.read()
+            return r.status
+
+    async def play(self, guild: int, query: str) -> None:
+        status = await self.rest("POST", "/loadSource", guild, {"query": query})
+        assert status == 200, f"loadSource for guild {guild}: HTTP {status}"
+        await self.wait("SOURCE_START", guild)
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            await self.ws.close()
+        if self._reader is not None:
+            await asyncio.gather(self._reader, return_exceptions=True)

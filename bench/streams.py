@@ -1,0 +1,393 @@
+"""Many guild players in one node: CPU, memory and pacing per stream (issue 7).
+
+    python -m bench.streams --players N --mode passthrough|transcode [--dave] [--seconds S]
+                            [--workers W] [--peer discordpy] [--stress] [--json out.json]
+
+Setup, all on loopback: the built-in voice server (voice gateway, LVSP, DAVE delivery) runs in
+this process; its advertised UDP port is a counting sink (``bench/sink.py``, its own process:
+RTP headers only, kernel arrival timestamps), because re-sealing every packet in the voice
+server would cost more CPU than the node under test. The node runs as ``python -m audionode
+run`` (control process + ``--workers`` engine processes); one bot session (``bench/bot.py``)
+joins N guilds, one channel each, and plays the same local file in every guild:
+
+- passthrough: Ogg/Opus 48 kHz 128 kbit/s (forwarded packet for packet);
+- transcode: MP3 44.1 kHz 128 kbit/s, decoded, resampled and encoded with libopus
+  (complexity 10, 128 kbit/s), and the bare-libopus cost of the same audio measured here.
+
+With ``--peer discordpy`` the same players are discord.py 2.7.1 ``VoiceClient``s playing with
+its ``AudioPlayer`` (``bench/dpy_peer.py``) instead of the node. CPU is the sum over every
+process of the system under test (node: control, workers, extraction pool; discord.py: its
+process and its ffmpeg children), from psutil CPU times over the window.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import psutil
+
+from audionode.config import VoiceServerConfig
+from audionode.voiceserver.app import VoiceServer
+from bench import media
+from bench.bot import Bot
+from bench.lvsp import Lvsp
+from bench.sink import Sink
+from bench.stress import Stress
+from tests.transport.listener import Listener
+
+LVSP_TOKEN = "bench-lvsp"  # noqa: S105 - loopback-only benchmark secret
+PASSWORD = "bench-password"  # noqa: S105 - loopback-only benchmark secret
+BOT = 4242
+LISTENER = 4343
+GUILD0, CHANNEL0 = 10_000, 20_000
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class Tree:
+    """CPU and RSS of a process and all its descendants (re-listed at every reading)."""
+
+    def __init__(self, pid: int) -> None:
+        self.root = psutil.Process(pid)
+
+    def procs(self) -> list[psutil.Process]:
+        return [self.root, *self.root.children(recursive=True)]
+
+    def cpu(self) -> dict[int, float]:
+        out = {}
+        for p in self.procs():
+            with contextlib.suppress(psutil.Error):
+                t = p.cpu_times()
+                out[p.pid] = t.user + t.system + t.children_user + t.children_system
+        return out
+
+    def rss(self) -> int:
+        total = 0
+        for p in self.procs():
+            with contextlib.suppress(psutil.Error):
+                total += p.memory_info().rss
+        return total
+
+
+@contextlib.asynccontextmanager
+async def voice_server(sink_port: int, dave: bool) -> AsyncIterator[VoiceServer]:
+    cfg = VoiceServerConfig(
+        host="127.0.0.1",
+        port=0,
+        udp_port=0,
+        lvsp_token=LVSP_TOKEN,
+        dave_required=dave,
+        lvsp_heartbeat_interval=3600.0,
+    )
+    server = VoiceServer(cfg)
+    await server.start()
+    # Op 2 Ready advertises (public_ip, udp_port): point voice clients at the sink instead.
+    server.udp_port = sink_port
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@contextlib.asynccontextmanager
+async def node_process(args: argparse.Namespace, root: Path) -> AsyncIterator[tuple[str, int]]:
+    port = free_port()
+    config = {
+        "password": PASSWORD,
+        "host": "127.0.0.1",
+        "port": port,
+        "log_level": "WARNING",
+        "heartbeat_interval": 3600.0,
+        "engine": {"workers": args.workers, "complexity": 10, "bitrate": 128000},
+        "voice": {"dave": args.dave},
+        "sources": {"local": {"enabled": True, "roots": [str(root)]}},
+    }
+    path = root / "node.json"
+    path.write_text(json.dumps(config))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "audionode",
+        "run",
+        "--config",
+        str(path),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(300):
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with http.get(f"{url}/health") as r:
+                        if r.status == 200:
+                            break
+                await asyncio.sleep(0.1)
+        yield url, proc.pid
+    finally:
+        proc.terminate()
+        try:
+            _, err = await asyncio.wait_for(proc.communicate(), 20)
+        except TimeoutError:
+            proc.kill()
+            _, err = await proc.communicate()
+        (root / "node.log").write_bytes(err or b"")
+        if err and (b"Traceback" in err or b"ERROR" in err):
+            print("# node stderr (tail):\n" + err.decode(errors="replace")[-3000:])
+
+
+async def status(http: aiohttp.ClientSession, url: str) -> dict[str, Any]:
+    async with http.get(f"{url}/status", headers={"Authorization": PASSWORD}) as r:
+        body: dict[str, Any] = await r.json()
+        return body
+
+
+async def dave_member(
+    args: argparse.Namespace,
+    http: aiohttp.ClientSession,
+    lvsp: Lvsp,
+    vs: VoiceServer,
+    guild: int,
+    channel: int,
+) -> Listener:
+    """A second member per channel, joined first: a lone member forms no DAVE group (the
+    built-in voice server, like Discord, needs a committer and someone to add), so with
+    ``--dave`` every stream is end-to-end encrypted to this member. It reads nothing but its
+    websocket (the node's packets go to the sink)."""
+    info = await lvsp.grant(LISTENER, channel, guild)
+    member = Listener(
+        f"ws://127.0.0.1:{vs.port}", guild, LISTENER, channel, info["session_id"], info["token"]
+    )
+    await member.connect(http)
+    args.members.append(member)
+    return member
+
+
+async def start_players(
+    args: argparse.Namespace, http: aiohttp.ClientSession, url: str, vs: VoiceServer, query: str
+) -> Bot:
+    lvsp = await Lvsp.open(http, vs.lvsp_url, LVSP_TOKEN)
+    bot = await Bot.open(http, url, PASSWORD, BOT)
+    gate = asyncio.Semaphore(args.concurrency)
+    endpoint = f"ws://127.0.0.1:{vs.port}"
+
+    async def one(i: int) -> None:
+        async with gate:
+            if args.dave:
+                await dave_member(args, http, lvsp, vs, GUILD0 + i, CHANNEL0 + i)
+            await bot.join(lvsp, GUILD0 + i, CHANNEL0 + i, endpoint)
+            await bot.play(GUILD0 + i, query)
+
+    started = time.monotonic()
+    await asyncio.gather(*(one(i) for i in range(args.players)))
+    print(f"# {args.players} players playing after {time.monotonic() - started:.1f} s", flush=True)
+    return bot
+
+
+async def measure(
+    args: argparse.Namespace, tree: Tree, sink: Sink, during: Any = None, snap: Any = None
+) -> dict[str, Any]:
+    """The window: sink gaps, CPU of the tree, RSS at the end; ``snap()`` (async) is called
+    at both ends and its results kept as ``snaps``."""
+    await asyncio.sleep(args.warmup)
+    snaps = [await snap()] if snap is not None else []
+    cpu0, t0 = tree.cpu(), time.monotonic()
+    sink.start()
+    stress = None
+    if during is not None:
+        stress = during()
+    await asyncio.sleep(args.seconds)
+    cpu1, t1 = tree.cpu(), time.monotonic()
+    if snap is not None:
+        snaps.append(await snap())
+    gaps = sink.stop()
+    if stress is not None:
+        gaps["stress"] = await stress.stop()
+    span = t1 - t0
+    per_pid = {pid: cpu1[pid] - cpu0.get(pid, 0.0) for pid in cpu1}
+    cpu_total = sum(per_pid.values())
+    return {
+        "window_s": round(span, 3),
+        "cpu_cores": round(cpu_total / span, 4),
+        "cpu_pct_per_stream": round(100 * cpu_total / span / args.players, 4),
+        "cpu_by_pid": {str(k): round(v / span, 4) for k, v in per_pid.items()},
+        "rss_mb": round(tree.rss() / 2**20, 1),
+        "rss_kb_per_stream": round(tree.rss() / 1024 / args.players, 1),
+        "receiver": gaps,
+        "snaps": snaps,
+    }
+
+
+async def run_node(args: argparse.Namespace, root: Path, query: str, sink: Sink) -> dict[str, Any]:
+    async with (
+        voice_server(sink.port, args.dave) as vs,
+        node_process(args, root) as (url, pid),
+        aiohttp.ClientSession() as http,
+    ):
+        tree = Tree(pid)
+        await asyncio.sleep(1.0)
+        baseline = tree.rss()
+        bot = await start_players(args, http, url, vs, query)
+        stress_fn = (
+            (lambda: Stress.start(http, url, bot, GUILD0, args.players)) if args.stress else None
+        )
+        result = await measure(args, tree, sink, stress_fn, lambda: status(http, url))
+        before, after = result.pop("snaps")
+        result["rss_kb_per_stream_over_idle"] = round(
+            (tree.rss() - baseline) / 1024 / args.players, 1
+        )
+        result["engine"] = engine_delta(before["engine"], after["engine"])
+        result["bot_errors"] = bot.errors[:5]
+        result["bot_events"] = dict(bot.counts)
+        await bot.close()
+        return result
+
+
+def engine_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    f0, f1 = before.get("frames", {}), after.get("frames", {})
+    players = after.get("players", {})
+    return {
+        "frames_in_window": {
+            k: f1.get(k, 0) - f0.get(k, 0) for k in ("sent", "nulled", "deficit", "errors")
+        },
+        "players_reported": len(players),
+        "players_dave": sum(1 for p in players.values() if p.get("dave")),
+        "engines": after.get("engines", {}),
+        "restarts": after.get("restarts", 0),
+    }
+
+
+async def run_discordpy(args: argparse.Namespace, path: Path, sink: Sink) -> dict[str, Any]:
+    from bench.dpy_peer import spawn_peer
+
+    async with voice_server(sink.port, args.dave) as vs:
+        proc, ready = await spawn_peer(
+            vs.lvsp_url,
+            LVSP_TOKEN,
+            f"127.0.0.1:{vs.port}",
+            args.players,
+            path,
+            args.mode,
+            GUILD0,
+            CHANNEL0,
+        )
+        try:
+            await ready
+            tree = Tree(proc.pid)
+            result = await measure(args, tree, sink)
+        finally:
+            proc.terminate()
+            await proc.wait()
+        return result
+
+
+def describe(args: argparse.Namespace, result: dict[str, Any]) -> None:
+    r = result["receiver"]
+    who = (
+        "discord.py 2.7.1 VoiceClient+AudioPlayer"
+        if args.peer == "discordpy"
+        else f"audionode node ({args.workers} engine workers)"
+    )
+    print(
+        f"system under test: {who}; mode {args.mode}; DAVE {'on' if args.dave else 'off'}; "
+        f"{args.players} players; window {result['window_s']} s"
+        f"{'; control-plane stress on' if args.stress else ''}"
+    )
+    print(
+        "receiver: counting UDP sink (RTP header + kernel timestamp per packet; the voice "
+        "server's gateway/LVSP/DAVE delivery are real, its UDP forwarding is bypassed)"
+    )
+    print(
+        f"CPU: {result['cpu_cores']:.3f} cores total = "
+        f"{result['cpu_pct_per_stream']:.3f} % of a core per stream; RSS {result['rss_mb']} MB "
+        f"= {result['rss_kb_per_stream']} KB per stream"
+    )
+    print(
+        f"packets/s per stream: mean {r.get('pps_per_stream')} min {r.get('pps_per_stream_min')}"
+        f"; streams seen {r.get('streams')}"
+    )
+    print(
+        f"gap ms: p50 {r.get('gap_p50_ms')} p99 {r.get('gap_p99_ms')} p99.9 "
+        f"{r.get('gap_p999_ms')} max {r.get('gap_max_ms')}; missed (gap > 40 ms) "
+        f"{r.get('missed')} = {r.get('missed_pct')} %"
+    )
+    for key in ("engine", "bare_libopus", "stress"):
+        if key in result or key in r:
+            print(f"{key}: {json.dumps(result.get(key, r.get(key)))}")
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="bench-streams-") as tmp:
+        root = Path(tmp)
+        length = args.seconds + args.warmup + 60 + args.players * 0.05
+        if args.mode == "passthrough":
+            path = media.ogg_opus(root / "music.ogg", length)
+        else:
+            path = media.mp3(root / "music.mp3", length)
+        sink = Sink()
+        args.members = []
+        try:
+            if args.peer == "discordpy":
+                result = await run_discordpy(args, path, sink)
+            else:
+                result = await run_node(args, root, f"local:{path}", sink)
+        finally:
+            for member in args.members:
+                await member.close()
+            sink.close()
+        if args.mode == "transcode":
+            bare = media.bare_libopus(path, min(args.seconds, 30.0))
+            result["bare_libopus"] = bare
+            result["cost_vs_bare_libopus"] = round(
+                result["cpu_pct_per_stream"] / 100 / bare["cpu_per_audio_s"], 3
+            )
+        return result
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--players", type=int, default=50)
+    p.add_argument("--mode", choices=("passthrough", "transcode"), default="passthrough")
+    p.add_argument("--dave", action="store_true", help="DAVE end-to-end encryption on")
+    p.add_argument("--seconds", type=float, default=20.0, help="measurement window")
+    p.add_argument("--warmup", type=float, default=3.0)
+    p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
+    p.add_argument("--peer", choices=("node", "discordpy"), default="node")
+    p.add_argument(
+        "--stress",
+        action="store_true",
+        help="200 REST requests/s and continuous searches during the window",
+    )
+    p.add_argument("--concurrency", type=int, default=32, help="guilds set up at once")
+    p.add_argument("--json", help="also write the result here")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    result = asyncio.run(main_async(args))
+    result["args"] = {k: v for k, v in vars(args).items() if k != "members"}
+    describe(args, result)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
