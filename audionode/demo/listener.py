@@ -188,10 +188,20 @@ class Listener:
                 self.gateway_errors.append(str(exc))
                 continue
             for event in events:
-                await self._on_event(event)
-        if self._active is not None and not self._active.done():
-            reason = f"{ws.close_code} {ws.exception() or ''}".strip()
-            self._active.set_exception(VoiceError(f"listener: voice gateway closed: {reason}"))
+                try:
+                    await self._on_event(event)
+                except VoiceError as exc:  # no discovery reply, no usable mode, DAVE refused...
+                    self.gateway_errors.append(str(exc))
+                    self._fail(exc)
+        reason = f"{ws.close_code} {ws.exception() or ''}".strip()
+        self._fail(VoiceError(f"listener: voice gateway closed: {reason}"))
+
+    def _fail(self, exc: VoiceError) -> None:
+        """Make :meth:`connect` raise ``exc`` if it is still waiting; no-op afterwards."""
+        fut = self._active
+        if fut is not None and not fut.done():
+            fut.set_exception(exc)
+            fut.exception()  # marked retrieved: connect() may have stopped waiting already
 
     async def _on_event(self, event: msgspec.Struct) -> None:
         if isinstance(event, Hello):

@@ -65,6 +65,8 @@ def listener(
         f"{stream.silence_frames} silence, {stream.lost} lost, {len(stream.errors)} errors"
     )
     yield f"              {stream.dave_frames} of the {audio} audio frames DAVE-encrypted"
+    if stream.errors:
+        yield f"              first error: {stream.errors[0]}"
     yield f"  decoded     {stream.audio_seconds:.2f} s of audio (queued {expected})"
 
 
