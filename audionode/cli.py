@@ -25,7 +25,23 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--host")
         sp.add_argument("--port", type=int)
         sp.add_argument("--password")
+    demo = sub.add_parser("demo", help="play three tones through a node on loopback and check them")
+    demo.add_argument(
+        "--expect",
+        type=_frequencies,
+        metavar="HZ,HZ,...",
+        help="tones the self-check expects instead of the queued ones (to see it fail)",
+    )
     return p
+
+
+def _frequencies(text: str) -> list[float]:
+    try:
+        return [float(f) for f in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected Hz values joined by commas, got {text!r}"
+        ) from None
 
 
 def _load(args: argparse.Namespace) -> Config:
@@ -38,6 +54,10 @@ def _load(args: argparse.Namespace) -> Config:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``audionode`` console script; returns the exit code."""
     args = _parser().parse_args(argv)
+    if args.command == "demo":  # needs no config: it makes its own
+        from audionode.demo.run import main as run_demo
+
+        return run_demo(args.expect)
     try:
         cfg = _load(args)
     except ConfigError as e:
