@@ -126,7 +126,7 @@ def evaluate(
         Check(
             "tones in queued order",
             same,
-            f"heard {_hz(heard)}, queued {_hz(expected_tones)}",
+            f"heard {_hz(heard)}, expected {_hz(expected_tones)}",
         ),
         Check(
             "decoded length",

@@ -111,8 +111,8 @@ async def run_demo(
             print(line, file=out, flush=True)
 
     say(
-        f"audionode demo: a bot plays {len(plan.tones)} tone(s) through the node into the "
-        "built-in voice server;",
+        f"audionode demo: a bot plays {_count(len(plan.tones), 'tone')} through the node into "
+        "the built-in voice server;",
         "a second member of the voice channel listens, decrypts and decodes.",
         "",
     )
@@ -255,6 +255,10 @@ def _collect(result: DemoResult, events: Iterable[BotEvent], stream: Stream | No
         result.decoded_seconds = stream.audio_seconds
         result.packets = stream.packets
         result.errors = len(stream.errors)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _events_check(events: Sequence[BotEvent], n: int) -> Check:

@@ -82,4 +82,4 @@ def test_evaluate_passes_what_was_queued_and_fails_anything_else() -> None:
 def test_evaluate_of_silence_reports_that_nothing_was_heard() -> None:
     checks = evaluate(timeline(np.zeros(48000)), 0.0, [440], 1.0, 0)
     assert [c.ok for c in checks] == [False, False, True]
-    assert checks[0].detail == "heard nothing, queued 440 Hz"
+    assert checks[0].detail == "heard nothing, expected 440 Hz"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -26,9 +27,12 @@ async def test_the_demo_hears_the_three_tones_in_order_with_the_crossfade() -> N
     connected = [e.d for e in result.events if e.op == "VOICE_CONNECTED"]
     assert len(connected) == 1 and connected[0]["dave_protocol_version"] == 1
     assert [e.d["reason"] for e in result.events if e.op == "SOURCE_STOP"] == ["finished"] * 3
+    # End to end encrypted: frames sent before the bot's MLS group is ready may go out plain
+    # (and are accepted during davey's upgrade window), so allow a few.
+    dave = re.search(r"(\d+) of the (\d+) audio frames DAVE-encrypted", text)
+    assert dave is not None and 0 <= int(dave[2]) - int(dave[1]) <= 5, text
     for line in (
         "DAVE        v1, epoch",
-        "250 of the 250 audio frames DAVE-encrypted",
         "440 Hz + 554 Hz",
         "554 Hz + 659 Hz",
         "PASS  the listener heard what was queued",
@@ -65,7 +69,7 @@ def test_the_cli_exits_1_when_the_tones_heard_are_not_the_ones_expected(tmp_path
     lines = proc.stdout.splitlines()
     assert any(
         line.startswith(
-            "  FAIL  tones in queued order  heard 440 → 554 → 659 Hz, queued 440 → 659 → 554 Hz"
+            "  FAIL  tones in queued order  heard 440 → 554 → 659 Hz, expected 440 → 659 → 554 Hz"
         )
         for line in lines
     ), proc.stdout
