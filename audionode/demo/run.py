@@ -189,10 +189,7 @@ def _node_config(password: str) -> Config:
             "host": "127.0.0.1",
             "port": 0,
             "log_level": "WARNING",
-            # preload 1 s: with the default 5 s the player is told "open the next track" when a
-            # 2 s track opens, before its SOURCE_START, and ignores it, so the tracks would
-            # follow each other without the crossfade (the self-check catches that).
-            "engine": {"workers": 0, "preload": 1.0},
+            "engine": {"workers": 0},
             "sources": {
                 "plugins": ["tone"],
                 "plugins_dir": str(find_plugins_dir()),
@@ -271,11 +268,15 @@ def _events_check(events: Sequence[BotEvent], n: int) -> Check:
 
 
 def main(expect: Sequence[float] | None = None) -> int:
-    """The CLI entry: run the demo, return its exit code (0 pass, 1 fail).
-
-    The stock asyncio loop, not uvloop: ``VoiceServer.start`` reads its port from an
-    ``asyncio.Server`` and refuses uvloop's server class."""
+    """The CLI entry: run the demo, return its exit code (0 pass, 1 fail)."""
     from audionode.logs import configure_logging
+    from audionode.runtime import run
 
     configure_logging("WARNING")
-    return asyncio.run(run_demo(expect=expect)).exit_code
+    results: list[DemoResult] = []
+
+    async def demo() -> None:
+        results.append(await run_demo(expect=expect))
+
+    run(demo())
+    return results[0].exit_code

@@ -63,6 +63,7 @@ class _Playing:
     entry: Entry[Any]
     position_ms: int = 0
     end_reason: str | None = None  # what the player asked for (skip/previous/stop)
+    near_end: bool = False  # NeedNext came before its first frame was sent (a short track)
 
 
 @dataclass(slots=True)
@@ -305,13 +306,19 @@ class GuildPlayer:
                 self._emit("PLAYER_UPDATE", position=position, state=self.state.name)
         elif isinstance(event, msg.NeedNext):
             if self.current is not None and self.current.serial == event.serial:
-                self._near_end = True
-                if self._wanted_next() is None and self.repeat == "off":
-                    current = self.describe_current()
-                    self._emit("REQUIRE_NEXT_SOURCE", current=current, autoplay=self.autoplay)
-                self._advance()
+                self._need_next()
+            elif self._opening is not None and self._opening.serial == event.serial:
+                self._opening.near_end = True  # acted on when its first frame is sent
         else:
             self._voice_event(event)
+
+    def _need_next(self) -> None:
+        """The current track ends within the preload window: prepare what follows."""
+        self._near_end = True
+        if self._wanted_next() is None and self.repeat == "off":
+            current = self.describe_current()
+            self._emit("REQUIRE_NEXT_SOURCE", current=current, autoplay=self.autoplay)
+        self._advance()
 
     def _voice_event(self, event: msg.Event) -> None:
         if isinstance(event, msg.VoiceConnected):
@@ -346,6 +353,8 @@ class GuildPlayer:
                 self._emit("SOURCE_START", source=self.describe_current())
                 if previous is not None:  # crossfading: it ends when the engine says so
                     self._fading = previous
+                if playing.near_end:
+                    self._need_next()
                 return
 
     def _ended(self, serial: int, reason: str, message: str | None) -> None:

@@ -225,3 +225,15 @@ def test_voice_events_and_position_reach_the_bot() -> None:
     )
     assert h.ops() == ["VOICE_CONNECTED", "VOICE_CLOSED"]
     assert h.player.state.name == "DISCONNECTED"
+
+
+def test_need_next_before_the_first_frame_still_preloads() -> None:
+    """A track shorter than the preload window asks for its follow-up while it is still being
+    opened; the follow-up must be preloaded as soon as it starts (found by the demo)."""
+    h = Harness()
+    enqueue(h, "short", "next")
+    first = h.open_ok()
+    h.feed(m.NeedNext(player=1, serial=first.serial))
+    assert h.opens == []  # not yet: "short" has not started
+    h.feed(m.TrackStarted(player=1, serial=first.serial))
+    assert h.opens and h.opens[0].preload and h.opens[0].entry.track == "next"
