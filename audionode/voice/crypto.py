@@ -114,7 +114,27 @@ def _strip(header: RtpHeader, plain: bytes) -> bytes:
     return plain[start:end]
 
 
-class AesGcmRtpsize:
+class _RtpsizeOpen:
+    """Receiving is the same in both modes (§1.10): the clear header (12 + 4*CC [+4]) is the
+    AAD, the last 4 bytes are N4; only the AEAD differs (``_decrypt``)."""
+
+    __slots__ = ()
+
+    def _decrypt(self, aad: bytes, n4: bytes, body: bytes) -> bytes:
+        raise NotImplementedError
+
+    def open(self, packet: bytes) -> Opened:
+        header = parse_header(packet)
+        aad, n4, nonce = _split(packet, header.size)
+        plain = self._decrypt(aad, n4, packet[header.size : -4])
+        return Opened(header, _strip(header, plain), nonce, aad, plain)
+
+    def open_rtcp(self, packet: bytes) -> tuple[bytes, bytes]:
+        aad, n4, _ = _split(packet, RTCP_HEADER_SIZE)
+        return aad, self._decrypt(aad, n4, packet[RTCP_HEADER_SIZE:-4])
+
+
+class AesGcmRtpsize(_RtpsizeOpen):
     """``aead_aes256_gcm_rtpsize``: AES-256-GCM, nonce = N4 ‖ 8 zero bytes, AAD = header."""
 
     __slots__ = ("_aead",)
@@ -133,18 +153,8 @@ class AesGcmRtpsize:
         except InvalidTag:
             raise CryptoError("AES-GCM authentication failed (wrong key or tampered)") from None
 
-    def open(self, packet: bytes) -> Opened:
-        header = parse_header(packet)
-        aad, n4, nonce = _split(packet, header.size)
-        plain = self._decrypt(aad, n4, packet[header.size : -4])
-        return Opened(header, _strip(header, plain), nonce, aad, plain)
 
-    def open_rtcp(self, packet: bytes) -> tuple[bytes, bytes]:
-        aad, n4, _ = _split(packet, RTCP_HEADER_SIZE)
-        return aad, self._decrypt(aad, n4, packet[RTCP_HEADER_SIZE:-4])
-
-
-class XChaChaRtpsize:
+class XChaChaRtpsize(_RtpsizeOpen):
     """``aead_xchacha20_poly1305_rtpsize``: libsodium XChaCha20-Poly1305-IETF, nonce = N4 ‖ 20
     zero bytes, AAD = header."""
 
@@ -164,16 +174,6 @@ class XChaChaRtpsize:
         except nacl.exceptions.CryptoError:
             raise CryptoError("XChaCha20-Poly1305 authentication failed") from None
         return plain
-
-    def open(self, packet: bytes) -> Opened:
-        header = parse_header(packet)
-        aad, n4, nonce = _split(packet, header.size)
-        plain = self._decrypt(aad, n4, packet[header.size : -4])
-        return Opened(header, _strip(header, plain), nonce, aad, plain)
-
-    def open_rtcp(self, packet: bytes) -> tuple[bytes, bytes]:
-        aad, n4, _ = _split(packet, RTCP_HEADER_SIZE)
-        return aad, self._decrypt(aad, n4, packet[RTCP_HEADER_SIZE:-4])
 
 
 def cipher_for(mode: str, key: bytes | Sequence[int]) -> TransportCipher:
