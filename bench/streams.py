@@ -115,7 +115,12 @@ async def node_process(args: argparse.Namespace, root: Path) -> AsyncIterator[tu
         "port": port,
         "log_level": "WARNING",
         "heartbeat_interval": 3600.0,
-        "engine": {"workers": args.workers, "complexity": 10, "bitrate": 128000},
+        "engine": {
+            "workers": args.workers,
+            "complexity": 10,
+            "bitrate": 128000,
+            "buffer_frames": args.buffer_frames,
+        },
         "voice": {"dave": args.dave},
         "sources": {"local": {"enabled": True, "roots": [str(root)]}},
     }
@@ -135,6 +140,9 @@ async def node_process(args: argparse.Namespace, root: Path) -> AsyncIterator[tu
     try:
         async with aiohttp.ClientSession() as http:
             for _ in range(300):
+                if proc.returncode is not None:
+                    _, err = await proc.communicate()
+                    raise SystemExit(f"the node exited: {err.decode(errors='replace')[-2000:]}")
                 with contextlib.suppress(aiohttp.ClientError):
                     async with http.get(f"{url}/health") as r:
                         if r.status == 200:
@@ -277,7 +285,11 @@ def engine_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any
 async def run_discordpy(args: argparse.Namespace, path: Path, sink: Sink) -> dict[str, Any]:
     from bench.dpy_peer import spawn_peer
 
-    async with voice_server(sink.port, args.dave) as vs:
+    async with voice_server(sink.port, args.dave) as vs, aiohttp.ClientSession() as http:
+        if args.dave:
+            lvsp = await Lvsp.open(http, vs.lvsp_url, LVSP_TOKEN)
+            for i in range(args.players):
+                await dave_member(args, http, lvsp, vs, GUILD0 + i, CHANNEL0 + i)
         proc, ready = await spawn_peer(
             vs.lvsp_url,
             LVSP_TOKEN,
@@ -289,7 +301,13 @@ async def run_discordpy(args: argparse.Namespace, path: Path, sink: Sink) -> dic
             CHANNEL0,
         )
         try:
-            await ready
+            started = time.monotonic()
+            await asyncio.wait_for(ready, 60 + args.players * 0.5)
+            print(
+                f"# {args.players} discord.py players playing after "
+                f"{time.monotonic() - started:.1f} s",
+                flush=True,
+            )
             tree = Tree(proc.pid)
             result = await measure(args, tree, sink)
         finally:
@@ -375,6 +393,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="200 REST requests/s and continuous searches during the window",
     )
+    p.add_argument("--buffer-frames", type=int, default=3, help="engine.buffer_frames")
     p.add_argument("--concurrency", type=int, default=32, help="guilds set up at once")
     p.add_argument("--json", help="also write the result here")
     return p.parse_args(argv)

@@ -2,10 +2,12 @@
 
 One producer (a pipeline's thread) and one consumer (the sender, on the event-loop thread).
 :meth:`FrameBuffer.pop` never blocks and never takes a lock the producer can hold for long:
-it pops from a :class:`collections.deque` (atomic under the GIL) and then *tries* to wake the
-producer without waiting for the lock. If that try fails, the producer notices the free slot
-at its next timed wake-up (it never sleeps longer than ``FrameBuffer.RECHECK`` while it waits
-for room), which is well inside the slack the buffered frames give the sender.
+it pops from a :class:`collections.deque` (atomic under the GIL) and, once the level falls to
+:attr:`FrameBuffer.low_water`, *tries* to wake the producer without waiting for the lock. A try
+that fails is owed and retried at every following pop; and a producer sleeping on a full buffer
+never sleeps longer than the buffered frames last (``Pipeline``), so a lost wake-up costs slack,
+not audio. The producer refills several frames per wake-up: with thousands of players a wake-up
+per frame costs more than the frames themselves (issue 7).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 FRAME_MS = 20
@@ -47,29 +50,58 @@ class FrameBuffer:
     RECHECK = 0.01
     """Longest sleep of a producer waiting for room, covering a wake-up the consumer skipped."""
 
-    def __init__(self, capacity: int = 3, wake: threading.Condition | None = None) -> None:
+    def __init__(
+        self,
+        capacity: int = 3,
+        wake: threading.Condition | None = None,
+        on_low: Callable[[], None] | None = None,
+    ) -> None:
         if capacity < 1:
             raise ValueError(f"FrameBuffer capacity must be >= 1, got {capacity}")
         self.capacity = capacity
         self._frames: deque[Frame] = deque()
+        self._owed = False
+        """A wake-up that could not be delivered (lock busy): retried at every pop."""
         self._wake = wake if wake is not None else threading.Condition()
+        self._on_low = on_low
+        """Called (instead of notifying ``wake``) when a pop reaches the low-water mark; it
+        must not block (the pipeline's is a ``SimpleQueue.put``)."""
 
     def __len__(self) -> int:
         return len(self._frames)
+
+    @property
+    def low_water(self) -> int:
+        """The producer is woken when a pop leaves this many frames or fewer."""
+        return self.capacity // 2
 
     def pop(self) -> Frame | None:
         """The oldest frame, or None when empty. Never blocks: safe on the event-loop thread."""
         try:
             frame = self._frames.popleft()
         except IndexError:
+            if self._owed:
+                self._notify()
             return None
-        # Never wait for the lock here: the producer may hold it; see the module docstring.
+        if len(self._frames) <= self.capacity // 2:
+            if self._on_low is not None:
+                self._on_low()
+                return frame
+            self._notify()
+        elif self._owed:
+            self._notify()
+        return frame
+
+    def _notify(self) -> None:
+        # Never wait for the lock: the producer may hold it; see the module docstring.
         if self._wake.acquire(blocking=False):
             try:
                 self._wake.notify_all()
             finally:
                 self._wake.release()
-        return frame
+            self._owed = False
+        else:
+            self._owed = True
 
     def room(self) -> int:
         """How many frames can be put without exceeding the capacity."""

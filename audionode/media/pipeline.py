@@ -5,13 +5,14 @@
     Playable ─▶ TrackReader thread (demux, decode, resample; ``decode_ahead`` s kept ready)
                    │  PCM / opus packets
                    ▼
-    pipeline thread: Mixer (gapless join / crossfade → filters → volume → libopus encode,
+    producer thread: Mixer (gapless join / crossfade → filters → volume → libopus encode,
                      or opus passthrough) ─▶ FrameBuffer (``buffer_frames`` frames) ─▶ sender
 
-Threads: each Pipeline runs one producer thread (started by :meth:`Pipeline.start`) that
-fills the FrameBuffer whenever it has room, plus one reader thread per open track (the
-current one and the queued one). libav releases the GIL while it reads, decodes and encodes,
-so these threads mostly wait. The sender only ever calls ``pipeline.buffer.pop()``.
+Threads: the process's one shared producer thread (:mod:`audionode.media.producer`) gives a
+pipeline a turn (:meth:`Pipeline.step`) whenever it has work: a command, reader data, or the
+sender having drained its FrameBuffer to the low-water mark; plus one reader thread per open
+track (the current one and the queued one). libav releases the GIL while it reads, decodes and
+encodes. The sender only ever calls ``pipeline.buffer.pop()``.
 
 Control: every public method is thread-safe and returns at once; the change is applied by
 the producer before it makes its next frame, so with the default 3 buffered frames a volume
@@ -47,8 +48,10 @@ from audionode.media.deck import Deck
 from audionode.media.events import PipelineEvent, Position
 from audionode.media.filtergraph import build_chain
 from audionode.media.filters import Filters, parse_filters
-from audionode.media.frames import Frame, FrameBuffer
+from audionode.media.frames import FRAME_MS, Frame, FrameBuffer
 from audionode.media.mixer import Mixer
+from audionode.media.producer import Producer
+from audionode.media.producer import shared as shared_producer
 from audionode.media.reader import TrackReader
 from audionode.sources.api import Playable
 
@@ -78,12 +81,12 @@ class Pipeline:
         self._open_timeout = open_timeout
         self._position_every = int(position_interval * 1000)
         self._wake = threading.Condition()
-        self.buffer = FrameBuffer(cfg.buffer_frames, wake=self._wake)
+        """Guards the command queue and the closed flag (never held while producing)."""
+        self.buffer = FrameBuffer(cfg.buffer_frames, wake=self._wake, on_low=self._schedule)
         """The frames ready to send; the sender pops one per 20 ms tick."""
         self._mixer = Mixer(OpusEncoder(cfg.bitrate, cfg.complexity), self._emit, cfg.preload)
         self._mixer.crossfade = int(cfg.crossfade * 48000)
         self._commands: deque[Callable[[], None]] = deque()
-        self._kicked = False
         self._stale = False
         self._holding = False
         self._held: list[PipelineEvent] = []
@@ -92,13 +95,15 @@ class Pipeline:
         self._volume = 1.0
         self._filters = Filters()
         self._last_position: tuple[int, int] = (-1, 0)
-        self._thread = threading.Thread(target=self._run, name="pipeline", daemon=True)
+        self._step_lock = threading.RLock()
+        self._producer: Producer | None = None
 
     # -- control API (any thread) ----------------------------------------------------------
 
     def start(self) -> None:
-        """Start the producer thread."""
-        self._thread.start()
+        """Join the process's shared producer thread (:mod:`audionode.media.producer`)."""
+        self._producer = shared_producer()
+        self._producer.schedule(self)
 
     def play(
         self, playable: Playable, track: int, *, start_ms: int = 0, end_ms: int | None = None
@@ -201,19 +206,19 @@ class Pipeline:
         """Stop the producer and every reader; the pipeline cannot be used afterwards."""
         with self._wake:
             self._closed = True
-            self._wake.notify_all()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(2.0)
-        self._mixer.close()
+        with self._step_lock:  # a turn in progress finishes first; none starts after this
+            self._mixer.close()
         self.buffer.clear()
 
     # -- producer thread -------------------------------------------------------------------
 
-    def _run(self) -> None:
-        while True:
+    def step(self) -> float | None:
+        """One turn on the producer thread: apply the commands, poll the decks, fill the
+        buffer. Returns the longest sleep before the next turn (see :meth:`_next_turn`)."""
+        with self._step_lock:
             with self._wake:
                 if self._closed:
-                    return
+                    return None
                 commands = list(self._commands)
                 self._commands.clear()
                 self._stale = False
@@ -221,18 +226,32 @@ class Pipeline:
                 for command in commands:
                     command()
                 self._mixer.poll()
-                self._fill()
+                starved = self._fill()
             except Exception as e:  # a bug must cost the track, not the guild's audio
                 _log.exception("pipeline failed; dropping the current track")
                 self._mixer.fail_current(f"internal error: {e}")
                 self._flush()
-            with self._wake:
-                if not self._commands and not self._kicked and not self._closed:
-                    idle = self._mixer.current is None and self._mixer.next is None
-                    self._wake.wait(_IDLE_WAIT if idle or self._paused else _BUSY_WAIT)
-                self._kicked = False
+                starved = False
+            return self._next_turn(starved)
 
-    def _fill(self) -> None:
+    def _next_turn(self, starved: bool) -> float:
+        """How long this pipeline may go without a turn when nobody schedules it: commands,
+        reader data and the sender reaching the low-water mark all schedule one."""
+        if self._commands:
+            return 0.0
+        if (self._mixer.current is None and self._mixer.next is None) or self._paused:
+            return _IDLE_WAIT
+        if starved:
+            return _BUSY_WAIT
+        # Only a safety net: never sleep past the moment the buffered frames run out.
+        return max(_BUSY_WAIT, len(self.buffer) * FRAME_MS / 1000 - _BUSY_WAIT)
+
+    def _schedule(self) -> None:
+        if self._producer is not None:
+            self._producer.schedule(self)
+
+    def _fill(self) -> bool:
+        """Produce until the buffer is full; True when the input ran dry first."""
         # Commands are applied before every frame, so none waits behind a burst of frames.
         while not self._paused and self.buffer.room() and not self._commands:
             # Events raised while a frame is made are reported once it is in the buffer, so a
@@ -241,14 +260,15 @@ class Pipeline:
             try:
                 frame = self._mixer.produce()
                 if frame is None:
-                    return
+                    return True
                 with self._wake:
                     if self._stale:  # a flushing command came in while this frame was made
-                        return
+                        return False
                     self.buffer.put(frame, timeout=0)
                 self._report_position(frame)
             finally:
                 self._release_events()
+        return False
 
     def _report_position(self, frame: Frame) -> None:
         track, last = self._last_position
@@ -289,9 +309,7 @@ class Pipeline:
         return deck
 
     def _kick(self) -> None:
-        with self._wake:
-            self._kicked = True
-            self._wake.notify_all()
+        self._schedule()
 
     def _post(self, command: Callable[[], None], *, flush: bool = False) -> None:
         """Queue ``command`` for the producer. ``flush`` (play, skip, stop, seek) also empties
@@ -304,7 +322,7 @@ class Pipeline:
             if flush:
                 self.buffer.clear()
                 self._stale = True
-            self._wake.notify_all()
+        self._schedule()
 
     def _replace(self, deck: Deck) -> None:
         self._mixer.set_current(deck, "replaced")

@@ -32,9 +32,13 @@ from av.audio.stream import AudioStream
 from audionode.media.codec import RATE, Pcm, ToPcm
 from audionode.media.errors import describe_av_error
 from audionode.media.opus import OpusPacketError, packet_samples
+from audionode.media.producer import Producer, shared_readers
 from audionode.sources.api import Playable
 
 _NET_PROTOCOLS = "http,https,tcp,tls,crypto,httpproxy,data"
+_BURST = 50
+"""Packets one inline track reads per turn of the shared reader thread before the others."""
+_REST = "rest"
 _MAX_BAD_PACKETS = 50
 
 
@@ -102,6 +106,12 @@ class TrackReader:
         self._wake = wake
         self._end = None if end_ms is None else end_ms * RATE // 1000
         self._limit = max(1, int(ahead * RATE))
+        self._low = self._limit // 2
+        self._resting = False
+        """Set when the buffer reached ``_limit``; the thread reads again below ``_low``.
+        The hysteresis makes one wake-up read half the window in a burst instead of one
+        packet per taken packet (a per-packet wake-up of every reader thread does not scale
+        to thousands of players, issue 7)."""
         self._timeout = timeout
         self._cond = threading.Condition()
         self._packets: deque[Packet] = deque()
@@ -111,11 +121,32 @@ class TrackReader:
         self._gen = 0
         self._closed = False
         self._thread = threading.Thread(target=self._run, name=f"reader-{serial}", daemon=True)
+        self._inline: Producer | None = None
+        """Set when the shared reader thread serves this track instead of its own thread."""
+        self._loop: _StreamLoop | None = None
+        self._container: av.container.InputContainer | None = None
+        self._step_lock = threading.Lock()
 
     # -- consumer side ---------------------------------------------------------------------
 
     def start(self) -> None:
-        self._thread.start()
+        """Start reading: on the process's shared reader thread for sources that cannot stall
+        (in-memory data, local files), else on a thread of its own (a network read may block
+        for seconds and must not hold up other tracks). One thread per local track made
+        every packet a contended GIL hand-off with hundreds of players (issue 7)."""
+        if self.playable.data is not None or not (self.playable.url or "").startswith(
+            ("http://", "https://")
+        ):
+            self._inline = shared_readers()
+            self._inline.schedule(self)
+        else:
+            self._thread.start()
+
+    def _nudge(self) -> None:
+        # Lock held by the caller: wake our own thread, or ask the shared one for a turn.
+        self._cond.notify_all()
+        if self._inline is not None:
+            self._inline.schedule(self)
 
     @property
     def ready(self) -> bool:
@@ -132,7 +163,7 @@ class TrackReader:
                 return None
             packet = self._packets.popleft()
             self._buffered -= packet.samples
-            self._cond.notify_all()
+            self._refill()
             return packet
 
     def peek_packet(self) -> Packet | None:
@@ -151,8 +182,14 @@ class TrackReader:
                 self._pcm[0] = (pos + limit, pcm[limit:])
                 pcm = pcm[:limit]
             self._buffered -= len(pcm)
-            self._cond.notify_all()
+            self._refill()
             return pos, pcm
+
+    def _refill(self) -> None:
+        # Called with the lock held: wake the resting thread once the buffer fell to ``_low``.
+        if self._resting and self._buffered <= self._low:
+            self._resting = False
+            self._nudge()
 
     @property
     def drained(self) -> bool:
@@ -166,14 +203,14 @@ class TrackReader:
             self._gen += 1
             self._drop_buffers()
             self.eof = False
-            self._cond.notify_all()
+            self._nudge()
 
     def close(self, wait: float = 0.0) -> None:
         """Stop reading and free the stream; waits up to ``wait`` s for the thread to exit."""
         with self._cond:
             self._closed = True
             self._drop_buffers()
-            self._cond.notify_all()
+            self._nudge()
         if wait > 0 and self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(wait)
 
@@ -183,6 +220,7 @@ class TrackReader:
         self._packets.clear()
         self._pcm.clear()
         self._buffered = 0
+        self._resting = False
 
     def _fail(self, message: str) -> None:
         self.error = message
@@ -206,7 +244,7 @@ class TrackReader:
         except Exception as e:  # a reader must never die silently
             self._fail(f"reading failed: {describe_av_error(e)}")
 
-    def _read(self, container: av.container.InputContainer) -> None:
+    def _read(self, container: av.container.InputContainer, *, run: bool = True) -> None:
         if not container.streams.audio:
             self._fail(f"{self.playable.describe()} has no audio stream")
             return
@@ -220,14 +258,63 @@ class TrackReader:
             packets=codec in ("opus", "libopus") and (stream.channels or 2) <= 2,
         )
         self._wake()
-        _StreamLoop(self, container, stream).run()
+        self._loop = _StreamLoop(self, container, stream)
+        if run:
+            self._loop.run()
+
+    # -- the shared reader thread (inline mode) ---------------------------------------------
+
+    def step(self) -> float | None:
+        """One turn on the shared reader thread: open the stream on the first turn, then read
+        up to ``_BURST`` packets while below the read-ahead limit. Returns 0 when more is to
+        be read (other tracks get their turn first), None to wait for :meth:`_nudge`."""
+        with self._step_lock:
+            if self._loop is None and not self._closed and not self._open_inline():
+                return None
+            for _ in range(_BURST):
+                work = self._take_work()
+                if work is None:
+                    self._release()
+                    return None
+                if work is _REST:
+                    return None
+                assert self._loop is not None and not isinstance(work, str)
+                self._loop.once(*work)
+            return 0.0
+
+    def _open_inline(self) -> bool:
+        try:
+            self._container = open_container(self.playable, self._timeout)
+            self._read(self._container, run=False)
+        except Exception as e:  # every failure becomes the track's error message
+            self._release()
+            self._fail(f"cannot open {self.playable.describe()}: {describe_av_error(e)}")
+            return False
+        return self._loop is not None
+
+    def _release(self) -> None:
+        if self._container is not None:
+            self._container.close()
+            self._container = None
+
+    def _take_work(self) -> tuple[int | None, int] | str | None:
+        """Like :meth:`_wait_for_work` without waiting: ``_REST`` when there is nothing to do."""
+        with self._cond:
+            if self._buffered >= self._limit:
+                self._resting = True
+            if self._closed:
+                return None
+            if self._seek_to is None and (self.eof or self._resting):
+                return _REST
+            target, self._seek_to = self._seek_to, None
+            return target, self._gen
 
     def _wait_for_work(self) -> tuple[int | None, int] | None:
         """Sleep while the buffer is full or the end was reached; None once closed."""
         with self._cond:
-            while not self._closed and self._seek_to is None and (
-                self.eof or self._buffered >= self._limit
-            ):
+            if self._buffered >= self._limit:
+                self._resting = True
+            while not self._closed and self._seek_to is None and (self.eof or self._resting):
                 self._cond.wait(0.5)
             if self._closed:
                 return None
@@ -287,23 +374,26 @@ class _StreamLoop:
 
     def run(self) -> None:
         while (work := self.r._wait_for_work()) is not None:
-            target, gen = work
-            if target is not None:
-                self._seek(target)
-            try:
-                packet = next(self.demux)
-            except StopIteration:
-                self._finish(gen)
-                continue
-            except av.error.InvalidDataError:
-                self._bad_packet()
-                continue
-            if packet.size == 0:
-                continue
-            if self.r.info is not None and self.r.info.packets:
-                self._on_packet(gen, packet)
-            else:
-                self._on_pcm(gen, self._decode(packet))
+            self.once(*work)
+
+    def once(self, target: int | None, gen: int) -> None:
+        """Read (and for pcm, decode) one packet, after seeking to ``target`` if given."""
+        if target is not None:
+            self._seek(target)
+        try:
+            packet = next(self.demux)
+        except StopIteration:
+            self._finish(gen)
+            return
+        except av.error.InvalidDataError:
+            self._bad_packet()
+            return
+        if packet.size == 0:
+            return
+        if self.r.info is not None and self.r.info.packets:
+            self._on_packet(gen, packet)
+        else:
+            self._on_pcm(gen, self._decode(packet))
 
     def _seek(self, target: int) -> None:
         if self.r.info is not None and self.r.info.is_live:

@@ -1,0 +1,108 @@
+"""One producer thread per process for every pipeline (issue 7).
+
+A thread per pipeline made every player cost a thread wake-up (and a contended GIL hand-off)
+per refill; with hundreds of players those hand-offs, not the audio, took the core, and the
+event-loop thread running the real-time sender was preempted mid-tick (measured in
+docs/PERFORMANCE.md). Instead, pipelines ask this shared thread for a turn
+(:meth:`Producer.schedule`, non-blocking, callable from any thread) when there is work: a
+command was posted, a reader delivered data, or the sender drained the frame buffer to its
+low-water mark. Each turn the pipeline returns how long it may sleep at most (a recheck while
+its input lags, a safety net otherwise); the thread keeps those deadlines in a heap.
+
+libav releases the GIL while it decodes and encodes, so a single thread keeps a core busy;
+more cores are used by more engine worker processes, not more threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+import logging
+import queue
+import threading
+import time
+from typing import Protocol
+
+_log = logging.getLogger(__name__)
+
+
+class Steppable(Protocol):
+    def step(self) -> float | None:
+        """Do the pending work; return the longest sleep before the next turn (seconds), or
+        None to get a turn only when scheduled."""
+        ...
+
+
+class Producer:
+    """The shared producer thread; use :func:`shared` to get the process's instance."""
+
+    def __init__(self, name: str = "producer") -> None:
+        self._queue: queue.SimpleQueue[Steppable] = queue.SimpleQueue()
+        self._timers: list[tuple[float, int, Steppable]] = []
+        self._due: dict[Steppable, float] = {}
+        self._order = itertools.count()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def schedule(self, item: Steppable) -> None:
+        """Give ``item`` a turn soon. Never blocks; safe from any thread."""
+        self._queue.put(item)
+
+    def _run(self) -> None:
+        while True:
+            ready = self._wait()
+            for item in ready:
+                try:
+                    delay = item.step()
+                except Exception:  # one broken pipeline must not stop everyone's audio
+                    _log.exception("pipeline step failed")
+                    delay = None
+                self._arm(item, delay)
+
+    def _wait(self) -> dict[Steppable, None]:
+        """Items whose turn came (scheduled, or their deadline passed), in order, deduplicated."""
+        timeout = 0.5
+        if self._timers:
+            timeout = max(0.0, min(timeout, self._timers[0][0] - time.monotonic()))
+        ready: dict[Steppable, None] = {}
+        with contextlib.suppress(queue.Empty):
+            ready[self._queue.get(timeout=timeout)] = None
+        while True:
+            try:
+                ready[self._queue.get_nowait()] = None
+            except queue.Empty:
+                break
+        now = time.monotonic()
+        while self._timers and self._timers[0][0] <= now:
+            due, _, item = heapq.heappop(self._timers)
+            if self._due.get(item) == due:
+                del self._due[item]
+                ready[item] = None
+        return ready
+
+    def _arm(self, item: Steppable, delay: float | None) -> None:
+        if delay is None:
+            self._due.pop(item, None)
+            return
+        due = time.monotonic() + delay
+        self._due[item] = due  # an older deadline of the item becomes stale
+        heapq.heappush(self._timers, (due, next(self._order), item))
+
+
+_shared: dict[str, Producer] = {}
+_lock = threading.Lock()
+
+
+def shared(name: str = "producer") -> Producer:
+    """The process's producer thread, started on first use."""
+    with _lock:
+        if name not in _shared:
+            _shared[name] = Producer(name)
+        return _shared[name]
+
+
+def shared_readers() -> Producer:
+    """The process's shared reader thread (local and in-memory tracks, ``media/reader.py``):
+    apart from the producer, so a slow demux never holds up frame production."""
+    return shared("readers")
