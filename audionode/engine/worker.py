@@ -20,7 +20,6 @@ import multiprocessing
 import os
 import socket
 import struct
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -70,7 +69,6 @@ def worker_main(conn: Connection, config_json: bytes, factory: str, slot: int) -
 
     config = msgspec.json.decode(config_json, type=Config)
     configure_logging(config.log_level, prefix=f"[worker {slot}] ")
-    sys.setswitchinterval(float(os.environ.get("AN_SWITCH", "0.005")))
     try:
         import uvloop
 
