@@ -354,7 +354,7 @@ def describe(args: argparse.Namespace, result: dict[str, Any]) -> None:
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-streams-") as tmp:
         root = Path(tmp)
-        length = args.seconds + args.warmup + 60 + args.players * 0.05
+        length = args.seconds + args.warmup + 90 + args.players * 0.4
         if args.mode == "passthrough":
             path = media.ogg_opus(root / "music.ogg", length)
         else:
@@ -394,7 +394,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="200 REST requests/s and continuous searches during the window",
     )
     p.add_argument("--buffer-frames", type=int, default=3, help="engine.buffer_frames")
-    p.add_argument("--concurrency", type=int, default=32, help="guilds set up at once")
+    p.add_argument("--concurrency", type=int, default=64, help="guilds set up at once")
     p.add_argument("--json", help="also write the result here")
     return p.parse_args(argv)
 

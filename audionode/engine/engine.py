@@ -17,6 +17,7 @@ from typing import Any
 
 from audionode.config import Config
 from audionode.engine import messages as msg
+from audionode.engine.gcpolicy import GcPolicy
 from audionode.errors import VoiceError
 from audionode.media import events as media_events
 from audionode.media.pipeline import Pipeline
@@ -57,6 +58,7 @@ class Engine:
         self._units: dict[int, _Unit] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reporter: asyncio.Task[None] | None = None
+        self._gc = GcPolicy()
         self._handlers: dict[type[Any], Callable[[Any], object]] = {
             msg.Connect: self._connect,
             msg.Disconnect: self._disconnect,
@@ -79,10 +81,12 @@ class Engine:
         self._loop = asyncio.get_running_loop()
         self.sender.start()
         self._reporter = self._loop.create_task(self._report_stats())
+        self._gc.start(self._loop)
 
     async def close(self) -> None:
         if self._reporter is not None:
             self._reporter.cancel()
+        self._gc.close()
         units = list(self._units.values())
         for unit in units:
             self._disconnect(msg.Disconnect(player=unit.key))
@@ -243,6 +247,7 @@ class Engine:
 
     def _voice_event(self, key: int, event: VoiceEvent) -> None:
         if isinstance(event, Connected):
+            self._gc.settled()
             self._emit(
                 msg.VoiceConnected(
                     player=key,

@@ -20,7 +20,6 @@ import multiprocessing
 import os
 import socket
 import struct
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -71,8 +70,6 @@ def worker_main(conn: Connection, config_json: bytes, factory: str, slot: int) -
 
     config = msgspec.json.decode(config_json, type=Config)
     configure_logging(config.log_level, prefix=f"[worker {slot}] ")
-    # A short GIL switch interval keeps the sender's tick prompt next to the producer thread.
-    sys.setswitchinterval(0.005)
     run(_serve(conn, config, factory))
 
 
