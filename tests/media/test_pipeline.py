@@ -216,8 +216,10 @@ def test_next_wanted_is_reported_before_the_end(
 def test_bad_inputs_fail_the_track_and_playback_continues(
     media_dir: Path, pipeline: Pipeline, rec: Recorder
 ) -> None:
-    pipeline.play(Playable.from_bytes(b"this is not audio" * 100), 1)
+    # Queued first: a local track fails within a producer turn or two, and a track queued
+    # only after the current one ended waits for a skip (Pipeline.queue_next).
     pipeline.queue_next(file(media_dir / "a440.wav"), 2)
+    pipeline.play(Playable.from_bytes(b"this is not audio" * 100), 1)
     frames = rec.until_ended(2)
     failed = [e for e in rec.seen if isinstance(e, TrackFailed)]
     assert failed[0].track == 1
