@@ -160,7 +160,7 @@ class VoiceConnection:
         """True while frames can be sent: UDP open and an op 4 key installed (also during a
         resume, when the old UDP and key stay valid)."""
         p, udp = self._packetizer, self._udp
-        return p is not None and p.cipher is not None and udp is not None and udp.is_open
+        return p is not None and p.keyed and udp is not None and udp.is_open
 
     @property
     def ssrc(self) -> int | None:
@@ -175,15 +175,14 @@ class VoiceConnection:
         """DAVE-encrypt (when the group is ready; never silence), packetize, seal and send one
         20 ms opus frame. Never raises and never blocks; dropped while not :attr:`ready`."""
         p, udp = self._packetizer, self._udp
-        if p is None or udp is None or p.cipher is None:
+        if p is None or udp is None or not p.keyed:
             self.frames_dropped += 1
             return
         try:
-            datagram = p.packet(opus)
+            udp.send(p.packet(opus))
         except Exception:  # a DAVE ratchet hiccup must not kill the sender; counters unchanged
             self.frames_dropped += 1
             return
-        udp.send(datagram)
         self.frames_sent += 1
 
     def set_speaking(self, on: bool) -> None:

@@ -10,6 +10,7 @@ same :class:`Packetizer` across websocket reconnects and only call :meth:`set_ci
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from typing import Final, Protocol
 
 from audionode.voice.crypto import TransportCipher
@@ -40,7 +41,17 @@ class Packetizer:
     Not thread-safe; it is meant to be driven by the single real-time sender.
     """
 
-    __slots__ = ("_cipher", "_encryptor", "keepalives", "nonce", "sequence", "ssrc", "timestamp")
+    __slots__ = (
+        "_cipher",
+        "_encryptor",
+        "_seal",
+        "keepalives",
+        "keyed",
+        "nonce",
+        "sequence",
+        "ssrc",
+        "timestamp",
+    )
 
     def __init__(
         self,
@@ -60,6 +71,11 @@ class Packetizer:
         """Transport nonce counter of the next packet (N4)."""
         self.keepalives = 0
         self._cipher = cipher
+        self._seal: Callable[[bytes, bytes, int], bytes] | None = (
+            cipher.seal if cipher is not None else None
+        )
+        self.keyed = cipher is not None
+        """True once a cipher is installed (a plain attribute: read per frame)."""
         self._encryptor = encryptor
 
     @property
@@ -70,6 +86,8 @@ class Packetizer:
     def set_cipher(self, cipher: TransportCipher) -> None:
         """Install the cipher of a new op 4 Session Description; the nonce restarts at 0."""
         self._cipher = cipher
+        self._seal = cipher.seal
+        self.keyed = True
         self.nonce = 0
 
     def set_encryptor(self, encryptor: FrameEncryptor | None) -> None:
@@ -82,15 +100,14 @@ class Packetizer:
         Raises :class:`RuntimeError` before the first :meth:`set_cipher` (a caller bug). A DAVE
         failure propagates without consuming counters, so the caller may drop or retry the frame.
         """
-        cipher = self._cipher
-        if cipher is None:
+        seal = self._seal
+        if seal is None:
             raise RuntimeError("Packetizer.packet() before set_cipher(): no op 4 key yet")
         encryptor = self._encryptor
         if encryptor is not None and frame != SILENCE_FRAME:
             frame = encryptor.encrypt_opus(frame)
         seq, ts, nonce = self.sequence, self.timestamp, self.nonce
-        header = _HEADER.pack(_V2, OPUS_PAYLOAD_TYPE, seq, ts, self.ssrc)
-        datagram = cipher.seal(header, frame, nonce)
+        datagram = seal(_HEADER.pack(_V2, OPUS_PAYLOAD_TYPE, seq, ts, self.ssrc), frame, nonce)
         self.sequence = (seq + 1) & 0xFFFF
         self.timestamp = (ts + SAMPLES_PER_FRAME) & 0xFFFFFFFF
         self.nonce = (nonce + 1) & 0xFFFFFFFF

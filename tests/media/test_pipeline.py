@@ -160,13 +160,6 @@ def test_seek_jumps_to_the_requested_content(
         assert 23 <= len(frames) <= 27
         assert abs(peak_freq(decode_opus(frames)[960:]) - 880) < 5
         rec.frames.clear()
-    # seeking back to the very start is exact (Discodo could not seek below 1 s)
-    pipeline.play(file(media_dir / "halves.wav"), 3)
-    rec.run_until(lambda _e: len(rec.frames) >= 60, timeout=5)
-    pipeline.seek(0)
-    rec.frames.clear()
-    frames = rec.until_ended(3)
-    assert frames[0].position_ms == 0 and len(frames) == 100
 
 
 def test_start_and_end_positions(media_dir: Path, pipeline: Pipeline, rec: Recorder) -> None:
@@ -223,7 +216,8 @@ def test_next_wanted_is_reported_before_the_end(
 def test_bad_inputs_fail_the_track_and_playback_continues(
     media_dir: Path, pipeline: Pipeline, rec: Recorder
 ) -> None:
-    # Queue the follow-up first: the bad track may fail before a later queue_next lands.
+    # Queued first: a local track fails within a producer turn or two, and a track queued
+    # only after the current one ended waits for a skip (Pipeline.queue_next).
     pipeline.queue_next(file(media_dir / "a440.wav"), 2)
     pipeline.play(Playable.from_bytes(b"this is not audio" * 100), 1)
     frames = rec.until_ended(2)
