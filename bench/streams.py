@@ -44,7 +44,7 @@ from bench import media
 from bench.bot import Bot
 from bench.lvsp import Lvsp
 from bench.sink import Sink
-from bench.stress import Stress
+from bench.stress import Pages, Stress
 from tests.transport.listener import Listener
 
 LVSP_TOKEN = "bench-lvsp"  # noqa: S105 - loopback-only benchmark secret
@@ -122,7 +122,11 @@ async def node_process(args: argparse.Namespace, root: Path) -> AsyncIterator[tu
             "buffer_frames": args.buffer_frames,
         },
         "voice": {"dave": args.dave},
-        "sources": {"local": {"enabled": True, "roots": [str(root)]}},
+        # allow_private: --stress searches pages of a loopback server (bench/stress.py).
+        "sources": {
+            "local": {"enabled": True, "roots": [str(root)]},
+            "http": {"allow_private": True},
+        },
     }
     path = root / "node.json"
     path.write_text(json.dumps(config))
@@ -253,10 +257,17 @@ async def run_node(args: argparse.Namespace, root: Path, query: str, sink: Sink)
         await asyncio.sleep(1.0)
         baseline = tree.rss()
         bot = await start_players(args, http, url, vs, query)
+        pages = await Pages.start() if args.stress else None
         stress_fn = (
-            (lambda: Stress.start(http, url, bot, GUILD0, args.players)) if args.stress else None
+            (lambda: Stress.start(http, url, bot, GUILD0, args.players, pages.url))
+            if pages is not None
+            else None
         )
-        result = await measure(args, tree, sink, stress_fn, lambda: status(http, url))
+        try:
+            result = await measure(args, tree, sink, stress_fn, lambda: status(http, url))
+        finally:
+            if pages is not None:
+                await pages.close()
         before, after = result.pop("snaps")
         result["rss_kb_per_stream_over_idle"] = round(
             (tree.rss() - baseline) / 1024 / args.players, 1

@@ -3,9 +3,11 @@ searches, so the benchmark shows whether slow control work ever delays a frame.
 
 The REST load cycles through cheap authenticated reads that touch the player and the service
 (``GET /status``, ``GET /queue``, ``GET /options``) on absolute 5 ms deadlines. The searches
-are ``ytsearch:`` queries: yt-dlp runs in the node's extraction process pool (there is no
-internet here, so each attempt fails after doing its CPU work: import, parse, resolve), two at a
-time, back to back.
+are real yt-dlp extractions, two at a time, back to back, in the node's extraction process
+pool: each asks ``/searchSources`` for a fresh page of :class:`Pages`, a loopback web server
+whose pages hold many ``<audio>`` tags (yt-dlp's generic extractor parses the whole page and
+builds a playlist). Nothing leaves the machine; the node runs with
+``sources.http.allow_private`` so that it may fetch the loopback pages.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ import itertools
 import time
 from collections import Counter
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
+from aiohttp import web
 
 from bench.bot import Bot
 
@@ -24,11 +28,51 @@ RATE = 200.0
 SEARCHERS = 2
 
 
+ENTRIES = 40
+"""``<audio>`` tags per search page."""
+
+
+class Pages:
+    """The loopback web server the searches extract: ``/page/N`` is an HTML page listing
+    ``ENTRIES`` tracks (``/media/N-i.mp3``, never fetched: the search only lists them)."""
+
+    def __init__(self, runner: web.AppRunner, url: str) -> None:
+        self.runner, self.url = runner, url
+
+    @classmethod
+    async def start(cls) -> Pages:
+        async def page(request: web.Request) -> web.Response:
+            n = request.match_info["n"]
+            body = "".join(
+                f'<h2>Track {n}-{i}</h2><audio src="/media/{n}-{i}.mp3"></audio>'
+                for i in range(ENTRIES)
+            )
+            return web.Response(
+                text=f"<html><head><title>bench {n}</title></head><body>{body}</body></html>",
+                content_type="text/html",
+            )
+
+        app = web.Application()
+        app.router.add_get("/page/{n}", page)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        return cls(runner, f"http://127.0.0.1:{port}")
+
+    async def close(self) -> None:
+        await self.runner.cleanup()
+
+
 class Stress:
     """``Stress.start(...)`` inside the window, ``await stop()`` -> counters."""
 
-    def __init__(self, http: aiohttp.ClientSession, url: str, bot: Bot, guild0: int, n: int):
+    def __init__(
+        self, http: aiohttp.ClientSession, url: str, bot: Bot, guild0: int, n: int, pages: str
+    ):
         self.http, self.url, self.bot, self.guild0, self.n = http, url, bot, guild0, n
+        self.pages = pages
         self.rest: Counter[int] = Counter()
         self.searches: Counter[int] = Counter()
         self.late = 0
@@ -37,8 +81,11 @@ class Stress:
         self._started = time.monotonic()
 
     @classmethod
-    def start(cls, http: aiohttp.ClientSession, url: str, bot: Bot, guild0: int, n: int) -> Stress:
-        s = cls(http, url, bot, guild0, n)
+    def start(
+        cls, http: aiohttp.ClientSession, url: str, bot: Bot, guild0: int, n: int, pages: str
+    ) -> Stress:
+        """Begin the load; ``pages`` is the base URL of a running :class:`Pages`."""
+        s = cls(http, url, bot, guild0, n, pages)
         s._tasks = [asyncio.create_task(s._rest_loop())]
         s._tasks += [asyncio.create_task(s._search_loop(i)) for i in range(SEARCHERS)]
         return s
@@ -69,9 +116,8 @@ class Stress:
 
     async def _search_loop(self, i: int) -> None:
         for n in itertools.count():
-            await self._get(
-                f"/searchSources?query=ytsearch:bench+song+{i}+{n}", self.guild0, self.searches
-            )
+            query = quote(f"{self.pages}/page/{i}-{n}", safe="")
+            await self._get(f"/searchSources?query={query}", self.guild0, self.searches)
 
     async def stop(self) -> dict[str, Any]:
         span = time.monotonic() - self._started

@@ -10,9 +10,10 @@
 
 Threads: the process's one shared producer thread (:mod:`audionode.media.producer`) gives a
 pipeline a turn (:meth:`Pipeline.step`) whenever it has work: a command, reader data, or the
-sender having drained its FrameBuffer to the low-water mark; plus one reader thread per open
-track (the current one and the queued one). libav releases the GIL while it reads, decodes and
-encodes. The sender only ever calls ``pipeline.buffer.pop()``.
+sender having drained its FrameBuffer to the low-water mark. Local and in-memory tracks are
+read in bounded turns on that same thread; a network track (the current one or the queued one)
+has a reader thread of its own. libav releases the GIL while it reads, decodes and encodes.
+The sender only ever calls ``pipeline.buffer.pop()``.
 
 Control: every public method is thread-safe and returns at once; the change is applied by
 the producer before it makes its next frame, so with the default 3 buffered frames a volume

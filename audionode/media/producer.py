@@ -10,7 +10,11 @@ low-water mark. Each turn the pipeline returns how long it may sleep at most (a 
 its input lags, a safety net otherwise); the thread keeps those deadlines in a heap.
 
 libav releases the GIL while it decodes and encodes, so a single thread keeps a core busy;
-more cores are used by more engine worker processes, not more threads.
+more cores are used by more engine worker processes, not more threads. The same thread also
+reads the tracks that cannot stall (local files, in-memory data): a separate reader thread made
+every demuxed packet a GIL hand-off between three threads, which cost more than the reading
+(300 DAVE passthrough streams: 1.01 -> 0.94 cores and 1.3 % -> 0.4 % missed deadlines;
+30 MP3 -> opus streams: 3.4 % -> 2.8 % of a core each; docs/PERFORMANCE.md).
 """
 
 from __future__ import annotations
@@ -103,6 +107,8 @@ def shared(name: str = "producer") -> Producer:
 
 
 def shared_readers() -> Producer:
-    """The process's shared reader thread (local and in-memory tracks, ``media/reader.py``):
-    apart from the producer, so a slow demux never holds up frame production."""
-    return shared("readers")
+    """The thread that reads local and in-memory tracks (``media/reader.py``): the producer
+    itself (see the module docstring). A read turn is bounded (``reader._BURST`` packets), so
+    it delays the next frame by far less than the buffered frames cover; network tracks,
+    which can block for seconds, keep threads of their own."""
+    return shared()

@@ -37,7 +37,7 @@ from audionode.sources.api import Playable
 
 _NET_PROTOCOLS = "http,https,tcp,tls,crypto,httpproxy,data"
 _BURST = 50
-"""Packets one inline track reads per turn of the shared reader thread before the others."""
+"""Packets one inline track reads per turn of the shared thread before the others."""
 _REST = "rest"
 _MAX_BAD_PACKETS = 50
 
@@ -130,10 +130,11 @@ class TrackReader:
     # -- consumer side ---------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start reading: on the process's shared reader thread for sources that cannot stall
-        (in-memory data, local files), else on a thread of its own (a network read may block
-        for seconds and must not hold up other tracks). One thread per local track made
-        every packet a contended GIL hand-off with hundreds of players (issue 7)."""
+        """Start reading: on the process's shared producer thread for sources that cannot
+        stall (in-memory data, local files), else on a thread of its own (a network read may
+        block for seconds and must not hold up other tracks). A thread per local track, and
+        later one shared reader thread beside the producer, made every packet a contended GIL
+        hand-off with hundreds of players (issue 7, media/producer.py)."""
         if self.playable.data is not None or not (self.playable.url or "").startswith(
             ("http://", "https://")
         ):
@@ -262,10 +263,10 @@ class TrackReader:
         if run:
             self._loop.run()
 
-    # -- the shared reader thread (inline mode) ---------------------------------------------
+    # -- the shared thread (inline mode) ------------------------------------------------------
 
     def step(self) -> float | None:
-        """One turn on the shared reader thread: open the stream on the first turn, then read
+        """One turn on the shared thread: open the stream on the first turn, then read
         up to ``_BURST`` packets while below the read-ahead limit. Returns 0 when more is to
         be read (other tracks get their turn first), None to wait for :meth:`_nudge`."""
         with self._step_lock:
