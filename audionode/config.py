@@ -68,6 +68,9 @@ class YtdlpSourceConfig(_Section):
     """Size of the extraction process pool."""
     timeout: Seconds = 30.0
     """Seconds an extraction may take before it is abandoned."""
+    nice: Annotated[int, Meta(ge=0, le=19)] = 10
+    """Niceness of the extraction processes: yt-dlp is background work and must not take a
+    core from an engine worker on a busy machine (issue 7, ``bench/streams.py --stress``)."""
 
 
 class LocalSourceConfig(_Section):

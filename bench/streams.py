@@ -85,6 +85,16 @@ class Tree:
                 total += p.memory_info().rss
         return total
 
+    def pss(self) -> int:
+        """Proportional set size summed: shared pages (libraries, forked parents) are split
+        between the processes that map them instead of counted in each, so trees of many
+        processes (discord.py's ffmpeg per guild) are not overstated as the RSS sum is."""
+        total = 0
+        for p in self.procs():
+            with contextlib.suppress(psutil.Error):
+                total += p.memory_full_info().pss
+        return total
+
 
 @contextlib.asynccontextmanager
 async def voice_server(sink_port: int, dave: bool) -> AsyncIterator[VoiceServer]:
@@ -242,6 +252,8 @@ async def measure(
         "cpu_by_pid": {str(k): round(v / span, 4) for k, v in per_pid.items()},
         "rss_mb": round(tree.rss() / 2**20, 1),
         "rss_kb_per_stream": round(tree.rss() / 1024 / args.players, 1),
+        "pss_mb": round(tree.pss() / 2**20, 1),
+        "pss_kb_per_stream": round(tree.pss() / 1024 / args.players, 1),
         "receiver": gaps,
         "snaps": snaps,
     }
@@ -346,7 +358,8 @@ def describe(args: argparse.Namespace, result: dict[str, Any]) -> None:
     print(
         f"CPU: {result['cpu_cores']:.3f} cores total = "
         f"{result['cpu_pct_per_stream']:.3f} % of a core per stream; RSS {result['rss_mb']} MB "
-        f"= {result['rss_kb_per_stream']} KB per stream"
+        f"= {result['rss_kb_per_stream']} KB per stream; PSS {result['pss_mb']} MB = "
+        f"{result['pss_kb_per_stream']} KB per stream"
     )
     print(
         f"packets/s per stream: mean {r.get('pps_per_stream')} min {r.get('pps_per_stream_min')}"

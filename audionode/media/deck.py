@@ -62,10 +62,9 @@ class Deck:
         """The next packet to forward as is, if it is one whole 20 ms frame."""
         if self._pending is not None:
             return None
-        packet = self.reader.peek_packet()
-        if packet is None or packet.samples != 960:
+        packet = self.reader.take_packet(960)
+        if packet is None:
             return None
-        self.reader.take_packet()
         self._decoder_stale = True
         self.pos = packet.pos + packet.samples
         return packet

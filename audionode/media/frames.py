@@ -23,9 +23,11 @@ FRAME_MS = 20
 FRAME_SAMPLES = 960
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Frame:
-    """One 20 ms opus packet (48 kHz stereo) ready to be sealed and sent.
+    """One 20 ms opus packet (48 kHz stereo) ready to be sealed and sent; treat as immutable
+    (not ``frozen``: a frozen dataclass's ``__init__`` costs a Python-level
+    ``object.__setattr__`` per field, and one is made per frame per player).
 
     ``track`` is the serial the player gave the track this frame belongs to; the first frame
     of a serial the sender actually sends is the moment the track becomes audible (emit
@@ -116,6 +118,11 @@ class FrameBuffer:
             return False
         self._frames.append(frame)
         return True
+
+    def push(self, frame: Frame) -> None:
+        """Append ``frame`` without waiting: for a producer that checked :meth:`room` and is
+        the only one adding (the pipeline), so the per-frame path takes no extra lock."""
+        self._frames.append(frame)
 
     def wait_for_room(self, timeout: float | None = None) -> bool:
         """Block the producer until a slot is free or ``timeout`` passes; True if free."""

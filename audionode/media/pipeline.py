@@ -68,6 +68,9 @@ class Pipeline:
     end (it stops the threads and releases the streams).
     """
 
+    background = False
+    """A producer turn of a pipeline makes frames: it never waits behind read-ahead."""
+
     def __init__(
         self,
         config: EngineConfig | None = None,
@@ -81,7 +84,9 @@ class Pipeline:
         self._on_event = on_event or (lambda _e: None)
         self._open_timeout = open_timeout
         self._position_every = int(position_interval * 1000)
-        self._wake = threading.Condition()
+        self._lock = threading.RLock()
+        """``_wake``'s lock, taken directly once per frame (``with`` on a lock runs in C)."""
+        self._wake = threading.Condition(self._lock)
         """Guards the command queue and the closed flag (never held while producing)."""
         self.buffer = FrameBuffer(cfg.buffer_frames, wake=self._wake, on_low=self._schedule)
         """The frames ready to send; the sender pops one per 20 ms tick."""
@@ -262,13 +267,16 @@ class Pipeline:
                 frame = self._mixer.produce()
                 if frame is None:
                     return True
-                with self._wake:
+                with self._lock:
                     if self._stale:  # a flushing command came in while this frame was made
                         return False
-                    self.buffer.put(frame, timeout=0)
+                    self.buffer.push(frame)  # room() was checked; only this thread adds
                 self._report_position(frame)
             finally:
-                self._release_events()
+                if self._held:
+                    self._release_events()
+                else:
+                    self._holding = False
         return False
 
     def _report_position(self, frame: Frame) -> None:

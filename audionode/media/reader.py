@@ -53,8 +53,11 @@ class MediaInfo:
     """True when the reader hands out opus packets (passthrough possible)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Packet:
+    """One demuxed opus packet; treat as immutable (not ``frozen``: a frozen dataclass's
+    ``__init__`` costs a Python-level ``object.__setattr__`` per field, once per packet)."""
+
     data: bytes
     pos: int
     """Position of the packet's first sample in the track, in 48 kHz samples."""
@@ -87,6 +90,9 @@ class TrackReader:
     the stream opened or failed, data arrived, or the end was reached.
     """
 
+    background = True
+    """Read-ahead: on the shared thread, a turn yields to frame production."""
+
     def __init__(
         self,
         playable: Playable,
@@ -113,7 +119,10 @@ class TrackReader:
         packet per taken packet (a per-packet wake-up of every reader thread does not scale
         to thousands of players, issue 7)."""
         self._timeout = timeout
-        self._cond = threading.Condition()
+        self._lock = threading.RLock()
+        """The lock of ``_cond``, taken directly on the per-packet paths: ``with lock`` runs in
+        C, ``with condition`` adds a Python call per entry and exit (profiled, issue 7)."""
+        self._cond = threading.Condition(self._lock)
         self._packets: deque[Packet] = deque()
         self._pcm: deque[tuple[int, Pcm]] = deque()
         self._buffered = 0
@@ -157,23 +166,27 @@ class TrackReader:
         """Samples per channel ready to be taken."""
         return self._buffered
 
-    def take_packet(self) -> Packet | None:
-        """The next opus packet (packets mode), or None if none is ready."""
-        with self._cond:
+    def take_packet(self, samples: int | None = None) -> Packet | None:
+        """The next opus packet (packets mode), or None if none is ready; with ``samples``,
+        only a packet of exactly that many samples (else it stays first in line)."""
+        with self._lock:
             if not self._packets:
                 return None
-            packet = self._packets.popleft()
+            packet = self._packets[0]
+            if samples is not None and packet.samples != samples:
+                return None
+            self._packets.popleft()
             self._buffered -= packet.samples
             self._refill()
             return packet
 
     def peek_packet(self) -> Packet | None:
-        with self._cond:
+        with self._lock:
             return self._packets[0] if self._packets else None
 
     def take_pcm(self, limit: int) -> tuple[int, Pcm] | None:
         """Up to ``limit`` samples (pcm mode) as ``(position, samples)``, or None if none."""
-        with self._cond:
+        with self._lock:
             if not self._pcm:
                 return None
             pos, pcm = self._pcm[0]
@@ -272,15 +285,27 @@ class TrackReader:
         with self._step_lock:
             if self._loop is None and not self._closed and not self._open_inline():
                 return None
+            work = self._take_work()
+            if work is None:
+                self._release()
+                return None
+            if work is _REST:
+                return None
+            assert self._loop is not None and not isinstance(work, str)
+            target, gen = work
             for _ in range(_BURST):
-                work = self._take_work()
-                if work is None:
-                    self._release()
-                    return None
-                if work is _REST:
-                    return None
-                assert self._loop is not None and not isinstance(work, str)
-                self._loop.once(*work)
+                self._loop.once(target, gen)
+                target = None
+                # Unlocked reads, one per packet: a change seen a packet late costs one more
+                # packet read (dropped by its stale ``gen`` after a seek); the next turn's
+                # _take_work decides under the lock (rest, seek, close).
+                if (
+                    self._buffered >= self._limit
+                    or self.eof
+                    or self._closed
+                    or self._seek_to is not None
+                ):
+                    break
             return 0.0
 
     def _open_inline(self) -> bool:
@@ -300,7 +325,7 @@ class TrackReader:
 
     def _take_work(self) -> tuple[int | None, int] | str | None:
         """Like :meth:`_wait_for_work` without waiting: ``_REST`` when there is nothing to do."""
-        with self._cond:
+        with self._lock:
             if self._buffered >= self._limit:
                 self._resting = True
             if self._closed:
@@ -325,7 +350,7 @@ class TrackReader:
     # Only wake the consumer when the buffer was empty: it may be waiting for this data;
     # otherwise it will find the data on its own and a wake-up per chunk would be waste.
     def _push_packet(self, gen: int, packet: Packet) -> None:
-        with self._cond:
+        with self._lock:
             if gen != self._gen or self._closed:
                 return
             was_empty = not self._packets
@@ -337,7 +362,7 @@ class TrackReader:
     def _push_pcm(self, gen: int, pos: int, pcm: Pcm) -> None:
         if not len(pcm):
             return
-        with self._cond:
+        with self._lock:
             if gen != self._gen or self._closed:
                 return
             was_empty = not self._pcm

@@ -17,6 +17,7 @@ import asyncio
 import importlib
 import multiprocessing
 import multiprocessing.connection
+import os
 import signal
 from collections.abc import Callable
 from multiprocessing.process import BaseProcess
@@ -28,10 +29,15 @@ T = TypeVar("T")
 _STARTUP_TIMEOUT = 60.0
 
 
-def _serve(conn: multiprocessing.connection.Connection, preload: tuple[str, ...]) -> None:
-    """Worker main loop: import ``preload``, say ready, then receive (fn, args) and send
-    (ok, result-or-message) until the pipe closes."""
+def _serve(
+    conn: multiprocessing.connection.Connection, preload: tuple[str, ...], nice: int
+) -> None:
+    """Worker main loop: lower the priority by ``nice``, import ``preload``, say ready, then
+    receive (fn, args) and send (ok, result-or-message) until the pipe closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
+    if nice:
+        # Before any thread starts: Linux keeps the nice value per thread, new ones inherit it.
+        os.nice(nice)
     for entry in preload:  # "module" is imported; "module:function" is also called
         module, _, function = entry.partition(":")
         imported = importlib.import_module(module)
@@ -57,11 +63,15 @@ class _Worker:
     """One worker process. Blocking: construct it in a thread."""
 
     def __init__(
-        self, ctx: multiprocessing.context.SpawnContext, name: str, preload: tuple[str, ...]
+        self,
+        ctx: multiprocessing.context.SpawnContext,
+        name: str,
+        preload: tuple[str, ...],
+        nice: int = 0,
     ) -> None:
         self.conn, child = ctx.Pipe()
         self.process: BaseProcess = ctx.Process(
-            target=_serve, args=(child, preload), name=name, daemon=True
+            target=_serve, args=(child, preload, nice), name=name, daemon=True
         )
         self.process.start()
         child.close()
@@ -82,10 +92,18 @@ class ProcessPool:
     """Up to ``size`` worker processes; :meth:`run` one call at a time per worker."""
 
     def __init__(
-        self, size: int, timeout: float, *, name: str = "worker", preload: tuple[str, ...] = ()
+        self,
+        size: int,
+        timeout: float,
+        *,
+        name: str = "worker",
+        preload: tuple[str, ...] = (),
+        nice: int = 0,
     ) -> None:
+        """``nice`` lowers the workers' scheduling priority (``os.nice``; 0 keeps the parent's)."""
         self.size = size
         self.preload = preload
+        self.nice = nice
         self.timeout = timeout
         self.name = name
         self._ctx = multiprocessing.get_context("spawn")
@@ -133,7 +151,7 @@ class ProcessPool:
         self.started += 1
         name = f"{self.name}-{self.started}"
         try:
-            return await asyncio.to_thread(_Worker, self._ctx, name, self.preload)
+            return await asyncio.to_thread(_Worker, self._ctx, name, self.preload, self.nice)
         except (EOFError, OSError):
             raise SourceError(f"{name} failed to start") from None
 

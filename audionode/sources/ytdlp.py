@@ -44,6 +44,7 @@ class YtdlpSource(BaseSource):
             self.config.timeout,
             name="yt-dlp",
             preload=("audionode.sources.ytdlp_worker:warm_up",),
+            nice=self.config.nice,
         )
         self.extractions = 0
         """How many extractions were run (for tests and statistics)."""

@@ -22,6 +22,17 @@ async def test_calls_run_in_another_process_and_workers_are_reused() -> None:
         await pool.close()
 
 
+async def test_workers_run_at_the_configured_niceness() -> None:
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    pool = ProcessPool(1, 20.0, name="test", nice=7)
+    try:
+        worker = await pool.run(os.getpid)
+        assert os.getpriority(os.PRIO_PROCESS, worker) == min(19, own + 7)
+        assert os.getpriority(os.PRIO_PROCESS, 0) == own  # the parent keeps its priority
+    finally:
+        await pool.close()
+
+
 async def test_a_failing_call_reports_its_message() -> None:
     pool = ProcessPool(1, 20.0, name="test")
     try:
