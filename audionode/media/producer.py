@@ -57,11 +57,12 @@ class Producer:
         self._queue.put(item)
 
     def _run(self) -> None:
-        # Frame production goes first; read-ahead waits in ``backlog`` and runs one turn at a
-        # time between checks for new production work. Served in plain arrival order, the
-        # read bursts of hundreds of tracks that started together (seconds of audio each)
-        # queued ahead of pipelines whose buffers were running out (7.5 % of frames missed
-        # by 300 pipelines in bench/pipeline_micro.py, issue 7).
+        # Frame production goes first; read-ahead waits in ``backlog`` and gets at least one
+        # turn per round, more while no production work is waiting. Served in plain arrival
+        # order, the read bursts of hundreds of tracks that started together (a second of
+        # audio each) queued ahead of pipelines whose buffers were running out (7.5 % of
+        # frames missed by 300 pipelines in bench/pipeline_micro.py); one read turn per round
+        # and no more starved the readers of a busy worker (bench/streams.py, issue 7).
         backlog: dict[Steppable, None] = {}
         while True:
             for item in self._wait(block=not backlog):
@@ -69,10 +70,12 @@ class Producer:
                     backlog[item] = None
                 else:
                     self._turn(item)
-            if backlog:
+            while backlog:
                 item = next(iter(backlog))
                 del backlog[item]
                 self._turn(item)
+                if not self._queue.empty():
+                    break
 
     def _turn(self, item: Steppable) -> None:
         try:
