@@ -21,6 +21,7 @@ from audionode.engine.gcpolicy import GcPolicy
 from audionode.errors import VoiceError
 from audionode.media import events as media_events
 from audionode.media.pipeline import Pipeline
+from audionode.media.producer import shared as shared_producer
 from audionode.media.sender import Sender, SenderStats
 from audionode.transport.voice_conn import Closed, Connected, Resumed, VoiceConnection, VoiceEvent
 from audionode.voice.packetizer import SILENCE_FRAME_COUNT
@@ -54,7 +55,7 @@ class Engine:
     def __init__(self, config: Config, emit: Callable[[msg.Event], None]) -> None:
         self.config = config
         self._emit = emit
-        self.sender: Sender[int] = Sender(self._track_started)
+        self.sender: Sender[int] = Sender(self._track_started, batch=shared_producer())
         self._units: dict[int, _Unit] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reporter: asyncio.Task[None] | None = None

@@ -79,7 +79,9 @@ async def _serve(conn: Connection, config: Config, factory: str) -> None:
     reader, writer = await asyncio.open_connection(sock=sock)
 
     def emit(event: msg.Event) -> None:
-        writer.write(_frame(msg.encoder.encode(event)))
+        # Once the control process hung up, the engine's closing events have no reader.
+        if not writer.is_closing():
+            writer.write(_frame(msg.encoder.encode(event)))
 
     engine = load_factory(factory)(config, emit)
     await engine.start()

@@ -49,12 +49,34 @@ class Producer:
         self._timers: list[tuple[float, int, Steppable]] = []
         self._due: dict[Steppable, float] = {}
         self._order = itertools.count()
+        self._holder: int | None = None
+        self._held: list[Steppable] = []
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def schedule(self, item: Steppable) -> None:
-        """Give ``item`` a turn soon. Never blocks; safe from any thread."""
-        self._queue.put(item)
+        """Give ``item`` a turn soon. Never blocks; safe from any thread. Between
+        :meth:`hold` and :meth:`release`, calls from the holding thread are kept back."""
+        if self._holder is not None and self._holder == threading.get_ident():
+            self._held.append(item)
+        else:
+            self._queue.put(item)
+
+    def hold(self) -> None:
+        """Keep back the turns this thread asks for until :meth:`release`.
+
+        The sender holds during its tick: every frame it pops may ask for a refill, and a
+        producer woken mid-tick contends for the GIL with the tick (the interpreter then
+        switches between them every few milliseconds). Released at the end of the tick, the
+        refills run while the sender sleeps until its next deadline (issue 7)."""
+        self._holder = threading.get_ident()
+
+    def release(self) -> None:
+        """Hand over the turns kept back since :meth:`hold`."""
+        self._holder = None
+        held, self._held = self._held, []
+        for item in held:
+            self._queue.put(item)
 
     def _run(self) -> None:
         # Frame production goes first; read-ahead waits in ``backlog`` and gets at least one

@@ -41,6 +41,15 @@ KEEPALIVE_INTERVAL: Final = 5.0
 K = TypeVar("K", bound=Hashable)
 
 
+class TickBatch(Protocol):
+    """Work the tick's frames ask for, handed over once the tick is done
+    (``media.producer.Producer``: the refills of the popped frame buffers)."""
+
+    def hold(self) -> None: ...
+
+    def release(self) -> None: ...
+
+
 class Frame(Protocol):
     """One 20 ms opus frame as the sender needs it (``media.frames.Frame`` satisfies this)."""
 
@@ -139,8 +148,10 @@ class Sender(Generic[K]):
         interval: float = FRAME_INTERVAL,
         resync_after: float = RESYNC_AFTER,
         keepalive_interval: float = KEEPALIVE_INTERVAL,
+        batch: TickBatch | None = None,
     ) -> None:
         self.interval = interval
+        self._batch = batch
         self.resync_after = resync_after
         self.keepalive_interval = keepalive_interval
         self._gone = SenderStats()
@@ -287,7 +298,15 @@ class Sender(Generic[K]):
                 if stream.playing:
                     stream.stats.deficit += skipped
         began = time.perf_counter()
-        self.step(now)
+        batch = self._batch
+        if batch is None:
+            self.step(now)
+        else:
+            batch.hold()
+            try:
+                self.step(now)
+            finally:
+                batch.release()
         if late > self.late_max:
             self.late_max = late
         # perf_counter, not loop.time(): uvloop's clock has millisecond resolution.

@@ -294,3 +294,34 @@ async def test_falling_behind_resyncs_instead_of_bursting() -> None:
     assert all(g > 0.010 for g in gaps[stall + 1 :])
     stats = sender.stats(1)
     assert stats is not None and 12 <= stats.deficit <= 16 and sender.resyncs == 1
+
+
+class RecordingBatch:
+    """A TickBatch that records when it was held and released, against the sink's sends."""
+
+    def __init__(self, sink: PacketSink) -> None:
+        self.sink = sink
+        self.calls: list[tuple[str, int]] = []
+
+    def hold(self) -> None:
+        self.calls.append(("hold", len(self.sink.log)))
+
+    def release(self) -> None:
+        self.calls.append(("release", len(self.sink.log)))
+
+
+async def test_the_tick_holds_its_batch_around_every_frame_it_sends() -> None:
+    loop = asyncio.get_running_loop()
+    sink = StampSink(loop)
+    batch = RecordingBatch(sink)
+    sender: Sender[int] = Sender(batch=batch)
+    sender.attach(1, sink)
+    sender.play(1, ListSource(frames(1, 1000)))
+    sender.start()
+    await asyncio.sleep(0.2)
+    sender.close()
+    kinds = [kind for kind, _ in batch.calls]
+    assert len(kinds) >= 10 and kinds == ["hold", "release"] * (len(kinds) // 2)
+    # each tick's sends (speaking, one frame) happen between its hold and its release
+    sends = [b - a for (_, a), (_, b) in itertools.pairwise(batch.calls)]
+    assert sum(sends[0::2]) == len(sink.log) and not any(sends[1::2])
