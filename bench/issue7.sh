@@ -19,9 +19,11 @@ want() { [[ $only == all || $only == *"$1"* ]]; }
 want n50 && run node-pt-dave-50 --players 50 --mode passthrough --dave --seconds 20
 want d50 && run dpy-pt-dave-50 --players 50 --mode passthrough --dave --seconds 20 --peer discordpy
 want n300 && run node-pt-dave-300 --players 300 --mode passthrough --dave --seconds 20
+want n400 && run node-pt-dave-400 --players 400 --mode passthrough --dave --seconds 20
 want n600 && run node-pt-dave-600-w2 --players 600 --mode passthrough --dave --seconds 20 --workers 2
+want n700 && run node-pt-dave-700-w2 --players 700 --mode passthrough --dave --seconds 20 --workers 2
+want d100 && run dpy-pt-dave-100 --players 100 --mode passthrough --dave --seconds 20 --peer discordpy
 want d150 && run dpy-pt-dave-150 --players 150 --mode passthrough --dave --seconds 20 --peer discordpy
-want d300 && run dpy-pt-dave-300 --players 300 --mode passthrough --dave --seconds 20 --peer discordpy
 want tc && run node-tc-dave-30 --players 30 --mode transcode --dave --seconds 20
 want dtc && run dpy-tc-dave-30 --players 30 --mode transcode --dave --seconds 20 --peer discordpy
 want s0 && run node-pt-dave-100 --players 100 --mode passthrough --dave --seconds 20
