@@ -171,6 +171,8 @@ async def node_process(args: argparse.Namespace, root: Path) -> AsyncIterator[tu
             proc.kill()
             _, err = await proc.communicate()
         (root / "node.log").write_bytes(err or b"")
+        if args.json:  # kept beside the result: the node's warnings (stalls, gc) explain misses
+            Path(args.json).with_suffix(".node.log").write_bytes(err or b"")
         if err and (b"Traceback" in err or b"ERROR" in err):
             print("# node stderr (tail):\n" + err.decode(errors="replace")[-3000:])
 

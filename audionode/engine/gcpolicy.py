@@ -33,10 +33,15 @@ class GcPolicy:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: asyncio.TimerHandle | None = None
         self._full: asyncio.TimerHandle | None = None
+        self._began = 0.0
+
+    slow_ms = 20.0
+    """A collection longer than this is logged (a stall of every stream of the process)."""
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         gc.freeze()  # the interpreter and the imported modules
+        gc.callbacks.append(self._timed)
         self._full = loop.call_later(self.full_every, self._collect_all)
 
     def settled(self) -> None:
@@ -64,7 +69,23 @@ class GcPolicy:
         )
         self._full = self._loop.call_later(self.full_every, self._collect_all)
 
+    def _timed(self, phase: str, info: dict[str, int]) -> None:
+        # gc calls this around every collection, on whichever thread triggered it.
+        if phase == "start":
+            self._began = time.perf_counter()
+            return
+        took = (time.perf_counter() - self._began) * 1000
+        if took > self.slow_ms:
+            log.warning(
+                "gc: generation %d took %.1f ms (%d collected)",
+                info["generation"],
+                took,
+                info["collected"],
+            )
+
     def close(self) -> None:
+        if self._timed in gc.callbacks:
+            gc.callbacks.remove(self._timed)
         for handle in (self._pending, self._full):
             if handle is not None:
                 handle.cancel()

@@ -294,6 +294,14 @@ class Sender(Generic[K]):
             skipped = int(late / self.interval)
             self._deadline += skipped * self.interval
             self.resyncs += 1
+            if self.resyncs <= 20 or self.resyncs % 100 == 0:  # rare, but bounded all the same
+                log.warning(
+                    "sender: woke %.0f ms late, skipped %d slots of %d streams (%d resyncs)",
+                    late * 1000,
+                    skipped,
+                    len(self._streams),
+                    self.resyncs,
+                )
             for stream in self._streams.values():
                 if stream.playing:
                     stream.stats.deficit += skipped

@@ -28,6 +28,7 @@ from yarl import URL
 
 from audionode.config import VoiceConfig
 from audionode.errors import VoiceError
+from audionode.transport.cpugate import gate_for_loop
 from audionode.transport.events import Closed, Connected, EventCallback, Resumed, VoiceEvent
 from audionode.transport.udp import DatagramCallback, VoiceUdp
 from audionode.transport.ws import GatewaySocket
@@ -78,6 +79,10 @@ _DAVE_JSON_OPS: Final[dict[type, Op]] = {
     DaveExecuteTransition: Op.DAVE_EXECUTE_TRANSITION,
     DavePrepareEpoch: Op.DAVE_PREPARE_EPOCH,
 }
+
+_DAVE_HEAVY: Final = (wire.BinaryMessage, SessionDescription, DavePrepareEpoch)
+"""Messages whose DAVE handling runs MLS (sessions, key packages, welcomes, commits): a few
+milliseconds each in davey with the GIL held, so they go through ``transport.cpugate``."""
 
 
 def gateway_url(endpoint: str) -> str:
@@ -360,6 +365,9 @@ class VoiceConnection:
             try:
                 if isinstance(event, Ready):
                     await self._on_ready(sock, event)
+                elif self.settings.dave and isinstance(event, _DAVE_HEAVY):
+                    async with gate_for_loop():  # MLS work: see transport/cpugate.py
+                        self._on_event_sync(sock, event)
                 else:
                     self._on_event_sync(sock, event)
             except VoiceError:
