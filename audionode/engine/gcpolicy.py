@@ -28,15 +28,14 @@ class GcPolicy:
     """Seconds between full collections that include the frozen objects."""
     settle_delay = 1.0
     """Freeze this long after the last :meth:`settled`, so a burst of connects freezes once."""
+    slow_ms = 20.0
+    """A collection longer than this is logged (a stall of every stream of the process)."""
 
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: asyncio.TimerHandle | None = None
         self._full: asyncio.TimerHandle | None = None
         self._began = 0.0
-
-    slow_ms = 20.0
-    """A collection longer than this is logged (a stall of every stream of the process)."""
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop

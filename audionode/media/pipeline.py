@@ -273,10 +273,7 @@ class Pipeline:
                     self.buffer.push(frame)  # room() was checked; only this thread adds
                 self._report_position(frame)
             finally:
-                if self._held:
-                    self._release_events()
-                else:
-                    self._holding = False
+                self._release_events()
         return False
 
     def _report_position(self, frame: Frame) -> None:
@@ -298,6 +295,8 @@ class Pipeline:
 
     def _release_events(self) -> None:
         self._holding = False
+        if not self._held:  # the usual case, once per frame: no new list
+            return
         held, self._held = self._held, []
         for event in held:
             self._emit(event)
