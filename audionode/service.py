@@ -23,7 +23,6 @@ from audionode.engine import messages as msg
 from audionode.engine.host import EngineHost
 from audionode.errors import AudionodeError, BadRequest, Forbidden, NotFound, Unprocessable
 from audionode.media.filtergraph import build_chain
-from audionode.media.filters import parse_filters
 from audionode.player.player import Callbacks, GuildPlayer, OpenRequest
 from audionode.player.queue import Entry
 from audionode.protocol.discodo import (
@@ -35,6 +34,7 @@ from audionode.protocol.discodo import (
     parse,
     snowflake,
 )
+from audionode.protocol.filters import parse_filters
 from audionode.protocol.track_token import derive_key, sign, verify
 from audionode.session import EventSink, Session, session_key
 from audionode.sources.api import LoadResult, Track

@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from audionode.sources.api import Playable
+from audionode.playable import Playable
 
 
 class _Msg(msgspec.Struct, tag=True, kw_only=True):

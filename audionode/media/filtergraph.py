@@ -1,6 +1,6 @@
 """FilterChain: a configured libavfilter graph that PCM flows through.
 
-Built from :class:`audionode.media.filters.Filters` stages; building it is also the last
+Built from the stages of a :class:`audionode.protocol.filters.Filters`; building it is also the last
 validation step (libav parses every argument), so :func:`build_chain` is called before a new
 filter set replaces the playing one, and a failure leaves playback untouched.
 """
@@ -16,7 +16,9 @@ import numpy as np
 
 from audionode.media.codec import RATE, TIME_BASE, Pcm, empty_pcm, frame_pcm, pcm_frame
 from audionode.media.errors import describe_av_error
-from audionode.media.filters import FilterError, Filters, Karaoke, Stage
+from audionode.media.filters import Stage
+from audionode.media.filters import stages as stages_of
+from audionode.protocol.filters import FilterError, Filters, Karaoke
 
 _OUTPUT_FORMAT = f"sample_fmts=flt:channel_layouts=stereo:sample_rates={RATE}"
 
@@ -109,7 +111,7 @@ def build_chain(filters: Filters) -> FilterChain | None:
 
     Raises :class:`FilterError` naming the stage and libav's own explanation.
     """
-    stages = filters.stages()
+    stages = stages_of(filters)
     if not stages:
         return None
     with av.logging.Capture(local=True) as logs:

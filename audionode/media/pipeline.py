@@ -48,13 +48,13 @@ from audionode.media.codec import OpusEncoder
 from audionode.media.deck import Deck
 from audionode.media.events import PipelineEvent, Position
 from audionode.media.filtergraph import build_chain
-from audionode.media.filters import Filters, parse_filters
 from audionode.media.frames import FRAME_MS, Frame, FrameBuffer
 from audionode.media.mixer import Mixer
 from audionode.media.producer import Producer
 from audionode.media.producer import shared as shared_producer
 from audionode.media.reader import TrackReader
-from audionode.sources.api import Playable
+from audionode.playable import Playable
+from audionode.protocol.filters import Filters, parse_filters
 
 _log = logging.getLogger(__name__)
 _IDLE_WAIT = 0.5
@@ -180,7 +180,7 @@ class Pipeline:
         """Replace the filter set (a Lavalink ``filters`` object, see media/filters.py).
 
         Validates and builds the libavfilter chain first: an invalid set raises
-        :class:`audionode.media.filters.FilterError` and the playing set stays.
+        :class:`audionode.protocol.filters.FilterError` and the playing set stays.
         """
         spec = parse_filters(filters)
         chain = build_chain(spec)

@@ -13,7 +13,7 @@ import av
 from audionode.errors import SourceError
 from audionode.media.errors import describe_av_error
 from audionode.media.reader import open_container
-from audionode.sources.api import Playable
+from audionode.playable import Playable
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,7 @@ from audionode.media.codec import RATE, Pcm, ToPcm
 from audionode.media.errors import describe_av_error
 from audionode.media.opus import OpusPacketError, packet_samples
 from audionode.media.producer import Producer, shared_readers
-from audionode.sources.api import Playable
+from audionode.playable import Playable
 
 _NET_PROTOCOLS = "http,https,tcp,tls,crypto,httpproxy,data"
 _BURST = 50

@@ -35,10 +35,23 @@ Call contract (what the node guarantees and expects):
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import msgspec
+
+from audionode.playable import Playable
+
+__all__ = [
+    "BaseSource",
+    "LoadResult",
+    "LoadType",
+    "Playable",
+    "PlaylistInfo",
+    "PluginContext",
+    "Source",
+    "Track",
+]
 
 LoadType = Literal["track", "playlist", "search", "empty", "error"]
 
@@ -105,54 +118,6 @@ class LoadResult(msgspec.Struct, frozen=True, kw_only=True):
     @classmethod
     def of_error(cls, message: str) -> LoadResult:
         return cls(type="error", error=message)
-
-
-class Playable(msgspec.Struct, frozen=True, kw_only=True):
-    """What the media pipeline opens: a URL (with HTTP headers and libav options) or a whole
-    media file held in memory.
-
-    Exactly one of ``url`` and ``data`` is set. ``url`` is an ``http(s)://`` URL or an
-    absolute file path (only the ``local`` source makes those). ``options`` are libav
-    format/protocol options (``{"reconnect": "1"}``); ``format`` names the container when it
-    cannot be guessed (``"wav"``). Playables are plain data: they cross process boundaries.
-    """
-
-    url: str | None = None
-    data: bytes | None = None
-    headers: dict[str, str] = msgspec.field(default_factory=dict)
-    options: dict[str, str] = msgspec.field(default_factory=dict)
-    format: str | None = None
-    is_live: bool = False
-
-    def __post_init__(self) -> None:
-        if (self.url is None) == (self.data is None):
-            raise ValueError("Playable needs exactly one of url and data")
-
-    @classmethod
-    def from_url(
-        cls,
-        url: str,
-        *,
-        headers: Mapping[str, str] | None = None,
-        options: Mapping[str, str] | None = None,
-        format: str | None = None,
-        is_live: bool = False,
-    ) -> Playable:
-        return cls(
-            url=url,
-            headers=dict(headers or {}),
-            options=dict(options or {}),
-            format=format,
-            is_live=is_live,
-        )
-
-    @classmethod
-    def from_bytes(cls, data: bytes, *, format: str | None = None) -> Playable:
-        return cls(data=data, format=format)
-
-    def describe(self) -> str:
-        """A short human description for error messages (never the bytes)."""
-        return self.url if self.url is not None else f"<{len(self.data or b'')} bytes>"
 
 
 @runtime_checkable

@@ -10,8 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from audionode.media.events import TrackFailed
-from audionode.media.filters import FilterError, parse_filters
+from audionode.media.filters import stages
 from audionode.media.pipeline import Pipeline
+from audionode.protocol.filters import FilterError, parse_filters
 from audionode.sources.api import Playable
 from tests.media.mediafiles import (
     Pcm,
@@ -269,4 +270,25 @@ def test_any_json_gives_filters_or_a_filter_error(data: dict[str, Any]) -> None:
     except FilterError as e:
         assert e.message.startswith(("invalid filter", "unknown filter", "unknown parameter"))
         return
-    assert isinstance(spec.stages(), list)
+    # the pure identity test (control plane) agrees with the stages the engine builds
+    assert spec.is_identity == (spec.volume == 1.0 and not stages(spec))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {},
+        {"timescale": {"speed": 1.0}},
+        {"timescale": {"pitch": 2.0, "speed": 2.0}},
+        {"equalizer": [{"band": 3, "gain": 0.0}]},
+        {"rotation": {"rotationHz": 0.0}},
+        {"lowPass": {"smoothing": 1.0}},
+        {"lowPass": {"smoothing": 20.0}},
+        {"karaoke": {}},
+        {"volume": 0.5},
+        {"raw": {"atempo": "1.25"}},
+    ],
+)
+def test_identity_is_decided_without_libav_as_the_engine_would(data: dict[str, Any]) -> None:
+    spec = parse_filters(data)
+    assert spec.is_identity == (spec.volume == 1.0 and not stages(spec))
