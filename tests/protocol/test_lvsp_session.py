@@ -116,7 +116,7 @@ def test_heartbeat_timeout_is_4000_and_session_stays_resumable() -> None:
     sessions = LvspSessions()
     conn = new_conn(sessions)
     assert conn.expire(1.4) is None
-    assert conn.expire(1.5) == CloseConnection(4000, "no IDENTIFY within 1.5s")
+    assert conn.expire(1.5) == CloseConnection(4000, "no IDENTIFY or RESUME within 1.5s")
     conn = identified(sessions)
     conn.receive(frame(4, {"s": 1}), 1.0)
     assert conn.expire(2.4) is None

@@ -215,9 +215,13 @@ async def test_identify_checks(
         {"session_id": "x"},
         {"user_id": "2002"},
         {"server_id": "1"},
-        {"server_id": "abc"},
     ):
         assert await identify(**bad) == (4004, "Authentication failed")
+    for name, value in (("server_id", "abc"), ("user_id", "²"), ("server_id", "9" * 5000)):
+        assert await identify(**{name: value}) == (
+            4004,
+            f"Authentication failed: `{name}` is not a snowflake (1-20 ASCII digits)",
+        )
     assert await identify(max_dave_protocol_version=0) == (4017, "E2EE/DAVE protocol required")
     assert (await identify(token=None))[0] == 4020  # wrong type: names the field
     # dave_required can be switched off per channel over LVSP
