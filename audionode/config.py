@@ -139,6 +139,29 @@ class VoiceServerConfig(_Section):
     """Unacknowledged INFOs kept per LVSP session for RESUME (older ones: RESUME gets 4003)."""
 
 
+def load_voiceserver_config(
+    path: str | Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """The configuration ``audionode voiceserver`` runs with: the same file and environment as
+    :func:`load_config`, ``overrides`` applied to the ``voiceserver`` section (the command-line
+    flags, None = not given), and no ``password``: that is the node's secret, not the voice
+    server's. Use only ``voiceserver`` and ``log_level`` of the result."""
+    data: dict[str, Any] = _read_file(Path(path)) if path is not None else {}
+    _apply_env(data, os.environ if env is None else env)
+    section = data.setdefault("voiceserver", {})
+    if not isinstance(section, dict):
+        raise ConfigError("config key `voiceserver`: expected an object")
+    section.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    data.setdefault("password", "")
+    try:
+        return msgspec.convert(data, Config)
+    except msgspec.ValidationError as e:
+        raise ConfigError(_explain(e)) from None
+
+
 class Config(_Section):
     """The whole node configuration; see README.md for every key."""
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
-from audionode.config import Config, VoiceServerConfig
+from audionode.config import VoiceServerConfig
 from audionode.errors import ConfigError
 from audionode.logs import configure_logging
 from audionode.protocol.lvsp_session import LvspSessions
@@ -154,11 +154,11 @@ class VoiceServer:
         return {"channels": out, "udp": self.forwarder.udp_stats.as_dict()}
 
 
-def run_forever(cfg: Config) -> int:
+def run_forever(cfg: VoiceServerConfig, log_level: str = "INFO") -> int:
     """``audionode voiceserver``: serve until SIGINT/SIGTERM; returns the exit code."""
-    configure_logging(cfg.log_level)
+    configure_logging(log_level)
     try:
-        server = VoiceServer(cfg.voiceserver)
+        server = VoiceServer(cfg)
     except ConfigError as e:
         log.error("%s", e)
         return 2
