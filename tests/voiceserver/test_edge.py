@@ -25,9 +25,10 @@ from audionode.config import VoiceServerConfig
 from audionode.voice import rtp
 from audionode.voice.crypto import AES_GCM_MODE, cipher_for
 from audionode.voiceserver.app import VoiceServer
+from audionode.voiceserver.lvsp_client import LvspClient
 
 from .audio import tone_opus
-from .conftest import TOKEN, Lvsp, LvspFactory
+from .conftest import TOKEN, LvspFactory
 from .member import VoiceMember
 from .test_gateway_server import check_stream, close_of, joined, raw_socket, voice_state
 
@@ -48,13 +49,6 @@ def server_config() -> VoiceServerConfig:
         lvsp_resume_window=0.4,
         lvsp_max_detached=4,
     )
-
-
-@pytest.fixture
-async def control(lvsp: LvspFactory) -> Lvsp:
-    c = await lvsp()
-    await c.identify()
-    return c
 
 
 @pytest.fixture
@@ -122,7 +116,7 @@ def forged_rtp(ssrc: int) -> bytes:
 
 
 async def test_udp_strangers_cannot_redirect_or_slow_a_members_audio(
-    server: VoiceServer, control: Lvsp, http: aiohttp.ClientSession, no_traceback: None
+    server: VoiceServer, control: LvspClient, http: aiohttp.ClientSession, no_traceback: None
 ) -> None:
     a, b = await joined(server, control, http, 7001, 7002)
     bound = {m.ssrc: server.forwarder.address_of(m.ssrc) for m in (a, b)}
@@ -155,7 +149,7 @@ async def test_udp_strangers_cannot_redirect_or_slow_a_members_audio(
 
 
 async def test_discovery_is_rate_limited_per_source_and_never_amplified(
-    server: VoiceServer, control: Lvsp, http: aiohttp.ClientSession, no_traceback: None
+    server: VoiceServer, control: LvspClient, http: aiohttp.ClientSession, no_traceback: None
 ) -> None:
     """An identified session that has not sent op 1 yet (the only time discovery is answered
     to an unbound source): a flood of its own discovery requests gets at most the rate."""
@@ -192,7 +186,7 @@ async def test_discovery_is_rate_limited_per_source_and_never_amplified(
 
 async def test_sockets_that_do_not_identify_are_closed(
     server: VoiceServer,
-    control: Lvsp,
+    control: LvspClient,
     lvsp: LvspFactory,
     http: aiohttp.ClientSession,
     no_traceback: None,
@@ -222,7 +216,7 @@ async def test_sockets_that_do_not_identify_are_closed(
 @pytest.mark.parametrize("depth", [2000, 30_000])  # both under max_frame_bytes
 async def test_deep_json_huge_ids_and_big_frames_get_precise_close_codes(
     server: VoiceServer,
-    control: Lvsp,
+    control: LvspClient,
     lvsp: LvspFactory,
     http: aiohttp.ClientSession,
     no_traceback: None,
