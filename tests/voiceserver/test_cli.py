@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import socket
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+
+from audionode.voice import rtp
+from audionode.voiceserver.lvsp_client import LvspClient, VoiceGrant
 
 TOKEN = "cli-lvsp-token"
 
@@ -155,3 +160,76 @@ def test_load_voiceserver_config_needs_no_password_and_reads_env_then_flags() ->
     with pytest.raises(ConfigError) as err:
         load_voiceserver_config(None, env={}, overrides={"public_ip": 5})
     assert str(err.value) == "config key `voiceserver.public_ip`: expected `str`, got `int`"
+
+
+async def test_restart_on_the_same_ports_loses_state_and_clients_recover() -> None:
+    """SIGTERM closes LVSP and voice sockets with 1001 and exits at once; a new process binds
+    the same ports; the LVSP client's RESUME gets 4003, so it IDENTIFYs afresh (an empty
+    snapshot: nothing is kept, docs/protocols/lvsp.md "Hardening") and grants again; voice
+    clients can join with the new grants and IP discovery answers on the same UDP port."""
+    port, udp_port = free_port(), free_udp_port()
+    flags = ("--port", str(port), "--udp-port", str(udp_port), "--lvsp-token", TOKEN)
+    proc = await start(None, *flags)
+    try:
+        async with aiohttp.ClientSession() as http:
+            lvsp = await started(http, port)
+            voice = await join_voice(http, port, await lvsp.grant(1, 2, 3))
+            began = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            assert await lvsp.closed() == (1001, "voice server shutting down")
+            async for _ in voice:
+                pass
+            assert voice.close_code == 1001
+            assert await asyncio.wait_for(proc.wait(), 10) == 0
+            assert time.monotonic() - began < 2.0
+
+            proc = await start(None, *flags)
+            for _ in range(100):
+                with contextlib.suppress(aiohttp.ClientConnectionError):
+                    assert await lvsp.reconnect(http) is False  # the session did not survive
+                    break
+                await asyncio.sleep(0.1)
+            ready = await join_voice(http, port, await lvsp.grant(1, 2, 3))
+            ssrc = (await ready.receive_json(timeout=5))["d"]["ssrc"]
+            loop = asyncio.get_running_loop()
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                udp.setblocking(False)
+                udp.bind(("127.0.0.1", 0))
+                await loop.sock_sendto(
+                    udp, rtp.pack_discovery_request(ssrc), ("127.0.0.1", udp_port)
+                )
+                reply = await asyncio.wait_for(loop.sock_recv(udp, 100), 5)
+                assert rtp.parse_discovery(reply).port == udp.getsockname()[1]
+            await ready.close()
+            await lvsp.close()
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(proc.wait(), 10)
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def started(http: aiohttp.ClientSession, port: int) -> LvspClient:
+    for _ in range(100):
+        with contextlib.suppress(aiohttp.ClientConnectionError):
+            return await LvspClient.open(http, f"ws://127.0.0.1:{port}/lvsp", TOKEN)
+        await asyncio.sleep(0.1)
+    raise AssertionError("voice server did not start")
+
+
+async def join_voice(
+    http: aiohttp.ClientSession, port: int, grant: VoiceGrant
+) -> aiohttp.ClientWebSocketResponse:
+    """A voice socket that identified with ``grant`` (Hello read; op 2 Ready is next)."""
+    ws = await http.ws_connect(f"ws://127.0.0.1:{port}/?v=8")
+    await ws.receive_json(timeout=5)
+    ident = {"server_id": str(grant.guild_id), "user_id": str(grant.user_id)}
+    ident |= {"session_id": grant.session_id, "token": grant.token}
+    await ws.send_json({"op": 0, "d": {**ident, "max_dave_protocol_version": 1}})
+    return ws
