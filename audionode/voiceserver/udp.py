@@ -28,6 +28,7 @@ discovery reply is never larger than its request and replies are rate-limited pe
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import logging
 import time
@@ -71,14 +72,7 @@ class ChannelStats:
     """Discovery or RTP naming a member's SSRC from an address it is not bound to: dropped."""
 
     def as_dict(self) -> dict[str, int]:
-        return {
-            "packets_in": self.packets_in,
-            "packets_out": self.packets_out,
-            "decrypt_failures": self.decrypt_failures,
-            "dropped": self.dropped,
-            "rtp_before_speaking": self.rtp_before_speaking,
-            "strangers": self.strangers,
-        }
+        return dataclasses.asdict(self)
 
 
 @dataclass
@@ -93,11 +87,7 @@ class UdpStats:
     """Datagrams that are none of discovery, keepalive, RTCP or RTP."""
 
     def as_dict(self) -> dict[str, int]:
-        return {
-            "unknown_ssrc": self.unknown_ssrc,
-            "rate_limited": self.rate_limited,
-            "malformed": self.malformed,
-        }
+        return dataclasses.asdict(self)
 
 
 @dataclass(eq=False)

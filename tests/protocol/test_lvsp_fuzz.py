@@ -28,16 +28,12 @@ from audionode.protocol.lvsp_session import (
     VstRequested,
 )
 
+from .strategies import json_values, scalars
+
 TOKEN = "fuzz-token"
 
-_scalar = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12)
-_json = st.recursive(
-    _scalar,
-    lambda kids: (
-        st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=8), kids, max_size=3)
-    ),
-    max_leaves=12,
-)
+_scalar = scalars
+_json = json_values()
 _snowflake = st.one_of(
     st.integers(0, 2**64).map(str),
     st.text("0123456789²٣", min_size=0, max_size=25),

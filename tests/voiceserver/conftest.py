@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import aiohttp
 import pytest
@@ -62,3 +63,17 @@ async def control(lvsp: LvspFactory) -> LvspClient:
     c = await lvsp()
     await c.identify()
     return c
+
+
+def errors_logged(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """Records at ERROR or with a traceback: bad input must never produce one."""
+    bad = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    return [r.getMessage() for r in bad] + (["Traceback"] if "Traceback" in caplog.text else [])
+
+
+@pytest.fixture
+def no_traceback(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """The test fails if anything was logged at ERROR or with a traceback."""
+    caplog.set_level(logging.INFO)
+    yield
+    assert errors_logged(caplog) == []

@@ -11,12 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import os
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -49,15 +48,6 @@ def server_config() -> VoiceServerConfig:
         lvsp_resume_window=0.4,
         lvsp_max_detached=4,
     )
-
-
-@pytest.fixture
-def no_traceback(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
-    caplog.set_level(logging.INFO)
-    yield
-    bad = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
-    assert not bad, [r.getMessage() for r in bad]
-    assert "Traceback" not in caplog.text
 
 
 class Flood(threading.Thread):

@@ -11,48 +11,30 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 from typing import Any
 
 import aiohttp
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from audionode.voice.gateway import ServerGateway, ServerState, Side, VoiceGateway
-from audionode.voice.opcodes import CloseCode
 from audionode.voice.wire import GatewayError
 from audionode.voiceserver.app import VoiceServer
 from audionode.voiceserver.lvsp_client import LvspClient, LvspClosed
 
-from .conftest import LvspFactory
+from ..protocol.strategies import json_values, scalars
+from .conftest import LvspFactory, errors_logged
 from .test_gateway_server import raw_socket, voice_state
 
-CORE_CODES = {
-    CloseCode.UNKNOWN_OPCODE,
-    CloseCode.DECODE_ERROR,
-    CloseCode.NOT_AUTHENTICATED,
-    CloseCode.ALREADY_AUTHENTICATED,
-    CloseCode.UNKNOWN_PROTOCOL,
-    CloseCode.UNKNOWN_ENCRYPTION_MODE,
-    CloseCode.BAD_REQUEST,
-}
-"""What ServerGateway.feed may raise (4001-4005, 4016, 4020)."""
-DRIVER_CODES = CORE_CODES | {
-    CloseCode.AUTHENTICATION_FAILED,
-    CloseCode.SESSION_NO_LONGER_VALID,
-    CloseCode.DAVE_REQUIRED,
-    1009,  # frame larger than voiceserver.max_frame_bytes
-}
+CORE_CODES = {4001, 4002, 4003, 4005, 4016, 4020}
+"""What ServerGateway.feed may raise (voice close codes, docs/discord-voice.md)."""
+DRIVER_CODES = CORE_CODES | {4004, 4006, 4017, 1009}
+"""Plus what the driver decides: credentials, resume, DAVE required, frame too big."""
 MODES = ["aead_aes256_gcm_rtpsize", "aead_xchacha20_poly1305_rtpsize"]
 
-_scalar = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10)
-_json = st.recursive(
-    _scalar,
-    lambda kids: (
-        st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=6), kids, max_size=3)
-    ),
-    max_leaves=10,
-)
+_scalar = scalars
+_json = json_values(max_leaves=10)
 _int = st.one_of(st.integers(-1, 5), st.integers(), st.integers(2**63, 2**80), _scalar)
 _str = st.one_of(
     st.text(max_size=12), st.sampled_from(["udp", "1", "²", "9" * 30, *MODES]), _scalar
@@ -118,13 +100,12 @@ def test_server_gateway_feed_raises_only_gateway_errors(
 
 # --- the driver on a real server ------------------------------------------------------------
 
-_ERRORS: list[logging.LogRecord] = []
-
-
-class _Collect(logging.Handler):
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.levelno >= logging.ERROR or record.exc_info:
-            _ERRORS.append(record)
+_live = settings(
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+"""One server per test, many examples against it."""
 
 
 async def _outcome(
@@ -143,35 +124,27 @@ async def _outcome(
             return ws.close_code
 
 
-@settings(
-    max_examples=200,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@_live
 @given(identify_first=st.booleans(), frames=_frames)
 async def test_the_running_server_answers_any_frames_with_a_documented_code(
     server: VoiceServer,
     control: LvspClient,
     http: aiohttp.ClientSession,
+    caplog: pytest.LogCaptureFixture,
     identify_first: bool,
     frames: list[str | bytes],
 ) -> None:
-    handler = _Collect()
-    logging.getLogger().addHandler(handler)
-    try:
-        info = await voice_state(control, 9001)
-        ws = await raw_socket(server, http)
-        if identify_first:
-            ident = {k: info[k] for k in ("user_id", "session_id", "token")}
-            ident |= {"server_id": info["guild_id"], "max_dave_protocol_version": 1}
-            await ws.send_json({"op": 0, "d": ident})
-        for f in frames:
-            await (ws.send_str(f) if isinstance(f, str) else ws.send_bytes(f))
-        code = await _outcome(ws, {"op": 3, "d": {"t": 1, "seq_ack": -1}}, ack=6)
-    finally:
-        logging.getLogger().removeHandler(handler)
+    info = await voice_state(control, 9001)
+    ws = await raw_socket(server, http)
+    if identify_first:
+        ident = {k: info[k] for k in ("user_id", "session_id", "token")}
+        ident |= {"server_id": info["guild_id"], "max_dave_protocol_version": 1}
+        await ws.send_json({"op": 0, "d": ident})
+    for f in frames:
+        await (ws.send_str(f) if isinstance(f, str) else ws.send_bytes(f))
+    code = await _outcome(ws, {"op": 3, "d": {"t": 1, "seq_ack": -1}}, ack=6)
     assert code is None or code in DRIVER_CODES, code
-    assert not _ERRORS, [r.getMessage() for r in _ERRORS]
+    assert errors_logged(caplog) == []
 
 
 _lvsp_frames = st.lists(
@@ -205,27 +178,19 @@ async def _lvsp_outcome(c: LvspClient) -> int | None:
     return None
 
 
-@settings(
-    max_examples=200,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@_live
 @given(identify_first=st.booleans(), frames=_lvsp_frames)
 async def test_the_running_lvsp_endpoint_answers_any_frames_with_a_documented_code(
     server: VoiceServer,
     lvsp: LvspFactory,
+    caplog: pytest.LogCaptureFixture,
     identify_first: bool,
     frames: list[str | bytes],
 ) -> None:
-    handler = _Collect()
-    logging.getLogger().addHandler(handler)
-    try:
-        c = await lvsp()
-        await (c.identify() if identify_first else c.recv())
-        for f in frames:
-            await (c.ws.send_str(f) if isinstance(f, str) else c.ws.send_bytes(f))
-        code = await _lvsp_outcome(c)
-    finally:
-        logging.getLogger().removeHandler(handler)
+    c = await lvsp()
+    await (c.identify() if identify_first else c.recv())
+    for f in frames:
+        await (c.ws.send_str(f) if isinstance(f, str) else c.ws.send_bytes(f))
+    code = await _lvsp_outcome(c)
     assert code is None or code in (4001, 4002, 4003, 1009), code
-    assert not _ERRORS, [r.getMessage() for r in _ERRORS]
+    assert errors_logged(caplog) == []
