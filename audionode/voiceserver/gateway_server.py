@@ -75,7 +75,10 @@ class VoiceGatewayEndpoint:
         self._max_frame_bytes = max_frame_bytes
         self._rooms: dict[int, Room] = {}
         self._sessions: dict[tuple[int, int], Session] = {}
-        self._sockets: set[web.WebSocketResponse] = set()
+        self._sockets: dict[web.WebSocketResponse, tuple[Outbox, asyncio.Task[None]]] = {}
+        """Open sockets: their outbox and writer task."""
+        self._closing: set[web.WebSocketResponse] = set()
+        """Sockets whose writer is sending the close frame."""
 
     # -- the voice-state side (called by the LVSP driver) --
 
@@ -93,13 +96,17 @@ class VoiceGatewayEndpoint:
             session.member.can_send = not (state.mute or state.suppress)
             session.member.can_hear = not state.deaf
 
-    async def close_all(self) -> None:
-        """Shutting down: close every socket with 1001."""
+    async def close_all(self, within: float = 2.0) -> None:
+        """Shutting down: every socket's writer sends 1001 after what it has queued (closing
+        the sockets from here instead races the writers: clients then saw 1006)."""
         for session in list(self._sessions.values()):
-            session.close(1001, "voice server shutting down")
             self._end(session)
-        for ws in list(self._sockets):
-            await ws.close(code=1001, message=b"voice server shutting down")
+        writers = []
+        for outbox, writer in list(self._sockets.values()):
+            outbox.put_nowait(Close(1001, "voice server shutting down"))
+            writers.append(writer)
+        if writers:
+            await asyncio.wait(writers, timeout=within)
 
     def member_count(self, channel_id: int) -> int:
         room = self._rooms.get(channel_id)
@@ -121,19 +128,21 @@ class VoiceGatewayEndpoint:
                 "use ?v=8".encode(),
             )
             return ws
-        self._sockets.add(ws)
         outbox: Outbox = asyncio.Queue()
         writer = asyncio.create_task(self._write(ws, outbox))
+        self._sockets[ws] = (outbox, writer)
         fresh = VoiceGateway(side=Side.SERVER)
         outbox.put_nowait(fresh.hello(self._interval_ms))
         session: Session | None = None
         try:
             session = await self._serve(ws, outbox, fresh)
         finally:
-            self._sockets.discard(ws)
+            self._sockets.pop(ws, None)
             if session is not None and session.outbox is outbox:
                 self._socket_lost(session, ws.close_code)
-            if not ws.closed:  # a Close is queued: let the writer flush and send it
+            # a Close is queued, or being sent: let the writer finish it (cancelling it while
+            # it writes the close frame made clients see 1006)
+            if not ws.closed or ws in self._closing:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(asyncio.shield(writer), 2.0)
             writer.cancel()
@@ -163,16 +172,9 @@ class VoiceGatewayEndpoint:
             if session is not None and session.outbox is not outbox:
                 return None  # taken over by a resume on another socket
             try:
-                session = self._feed(session, fresh, outbox, msg.data)
-            except GatewayError as e:
-                self._refuse(outbox, session, _Refused(e.close_code, str(e)))
-                return session
+                session = self._feed_checked(session, fresh, outbox, msg.data)
             except _Refused as e:
                 self._refuse(outbox, session, e)
-                return session
-            except RecursionError:  # msgspec's depth guard: bad input, not our bug
-                why = "Failed to decode payload: JSON nested too deeply"
-                self._refuse(outbox, session, _Refused(CloseCode.DECODE_ERROR, why))
                 return session
             except Exception:  # our bug: 4015 "voice server crashed" lets the client resume
                 log.exception("voice gateway: internal error")
@@ -184,6 +186,18 @@ class VoiceGatewayEndpoint:
             why = f"Not authenticated: no Identify or Resume within {self._identify_timeout:g}s"
             return _Refused(CloseCode.NOT_AUTHENTICATED, why)
         return _Refused(CloseCode.SESSION_TIMEOUT)
+
+    def _feed_checked(
+        self, session: Session | None, fresh: ServerGateway, outbox: Outbox, data: str | bytes
+    ) -> Session | None:
+        """:meth:`_feed`, with bad input turned into :class:`_Refused` (bugs pass through)."""
+        try:
+            return self._feed(session, fresh, outbox, data)
+        except GatewayError as e:
+            raise _Refused(e.close_code, str(e)) from None
+        except RecursionError:  # msgspec's depth guard: bad input, not our bug
+            why = "Failed to decode payload: JSON nested too deeply"
+            raise _Refused(CloseCode.DECODE_ERROR, why) from None
 
     def _feed(
         self, session: Session | None, fresh: ServerGateway, outbox: Outbox, data: str | bytes
@@ -208,13 +222,16 @@ class VoiceGatewayEndpoint:
         else:
             outbox.put_nowait(Close(e.code, e.reason[:120]))
 
-    @staticmethod
-    async def _write(ws: web.WebSocketResponse, outbox: Outbox) -> None:
+    async def _write(self, ws: web.WebSocketResponse, outbox: Outbox) -> None:
         with contextlib.suppress(ConnectionError, RuntimeError):
             while True:
                 item = await outbox.get()
                 if isinstance(item, Close):
-                    await ws.close(code=item.code, message=item.reason.encode())
+                    self._closing.add(ws)
+                    try:
+                        await ws.close(code=item.code, message=item.reason.encode())
+                    finally:
+                        self._closing.discard(ws)
                     return
                 if isinstance(item, str):
                     await ws.send_str(item)

@@ -247,9 +247,12 @@ class LvspClient:
                     break
                 self._on_frame(json.loads(msg.data))
         finally:
-            self.close_code = self.ws.close_code
-            closing = msg is not None and msg.type is aiohttp.WSMsgType.CLOSE
-            self.close_reason = str(msg.extra or "") if msg is not None and closing else ""
+            # the close frame's own code: aiohttp's close_code says 1006 when its reply to the
+            # frame cannot be written (the server process is already gone)
+            if msg is not None and msg.type is aiohttp.WSMsgType.CLOSE:
+                self.close_code, self.close_reason = int(msg.data), str(msg.extra or "")
+            else:
+                self.close_code, self.close_reason = self.ws.close_code, ""
             for futures in self._waiting.values():
                 for fut in futures:
                     if not fut.done():
