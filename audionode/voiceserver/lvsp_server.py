@@ -94,27 +94,29 @@ class LvspEndpoint:
         self._sockets[conn] = ws
         peer = request.remote
         log.info("LVSP connection from %s", peer)
+        sent: int | None = None
         try:
             await ws.send_str(conn.hello())
-            await self._serve(conn, ws, loop)
+            sent = await self._serve(conn, ws, loop)
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
             conn.connection_lost(loop.time())
             self._sockets.pop(conn, None)
-            log.info("LVSP connection from %s closed (code %s)", peer, ws.close_code)
+            log.info("LVSP connection from %s closed (code %s)", peer, sent or ws.close_code)
         return ws
 
     async def _serve(
         self, conn: LvspConnection, ws: web.WebSocketResponse, loop: asyncio.AbstractEventLoop
-    ) -> None:
+    ) -> int | None:
+        """Serve until the socket closes; returns the close code we sent, if we closed it."""
         while not ws.closed:
             try:
                 msg = await ws.receive(timeout=max(conn.deadline - loop.time(), 0.001))
             except TimeoutError:
                 msg = None
             if msg is not None and msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
-                return  # closed by the client, or a transport error (1009: frame too big)
+                return None  # closed by the client, or a transport error (1009: too big)
             try:
                 close = await self._apply(conn, self._events(conn, msg, loop.time()))
             except Exception:  # our bug: keep the server up, the client may RESUME
@@ -125,6 +127,8 @@ class LvspEndpoint:
             if close is not None:
                 log.info("closing LVSP connection: %d %s", close.code, close.reason)
                 await ws.close(code=close.code, message=close.reason.encode())
+                return close.code
+        return None
 
     @staticmethod
     def _events(conn: LvspConnection, msg: WSMessage | None, now: float) -> list[Event]:
