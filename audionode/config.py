@@ -124,6 +124,42 @@ class VoiceServerConfig(_Section):
     """LVSP HELLO interval; a client silent for 1.5 intervals is closed with 4000."""
     stats_token: str = ""
     """Authorization for GET /stats; empty = the LVSP token."""
+    identify_timeout: Seconds = 10.0
+    """A voice gateway or LVSP socket that has not identified (or resumed) by then is closed
+    (voice 4003, LVSP 4000)."""
+    max_frame_bytes: Annotated[int, Meta(ge=4096, le=16 << 20)] = 262144
+    """Largest websocket frame accepted on either socket; a larger one is closed with 1009."""
+    udp_discovery_rate: Annotated[float, Meta(gt=0)] = 50.0
+    """IP discovery replies per second per source IP (bursts of as many)."""
+    lvsp_resume_window: Seconds = 60.0
+    """Seconds a dropped LVSP session stays resumable before it is forgotten."""
+    lvsp_max_detached: Annotated[int, Meta(ge=1, le=1024)] = 16
+    """Dropped LVSP sessions kept for RESUME at once; a new IDENTIFY forgets the oldest."""
+    lvsp_max_kept: Annotated[int, Meta(ge=1, le=100000)] = 1000
+    """Unacknowledged INFOs kept per LVSP session for RESUME (older ones: RESUME gets 4003)."""
+
+
+def load_voiceserver_config(
+    path: str | Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """The configuration ``audionode voiceserver`` runs with: the same file and environment as
+    :func:`load_config`, ``overrides`` applied to the ``voiceserver`` section (the command-line
+    flags, None = not given), and no ``password``: that is the node's secret, not the voice
+    server's. Use only ``voiceserver`` and ``log_level`` of the result."""
+    data: dict[str, Any] = _read_file(Path(path)) if path is not None else {}
+    _apply_env(data, os.environ if env is None else env)
+    section = data.setdefault("voiceserver", {})
+    if not isinstance(section, dict):
+        raise ConfigError("config key `voiceserver`: expected an object")
+    section.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    data.setdefault("password", "")
+    try:
+        return msgspec.convert(data, Config)
+    except msgspec.ValidationError as e:
+        raise ConfigError(_explain(e)) from None
 
 
 class Config(_Section):

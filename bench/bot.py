@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.lvsp import Lvsp
+from audionode.voiceserver.lvsp_client import LvspClient
 
 
 class Bot:
@@ -75,9 +75,9 @@ class Bot:
         fut = self._waiters.setdefault((op, guild), asyncio.get_running_loop().create_future())
         await asyncio.wait_for(fut, within)
 
-    async def join(self, lvsp: Lvsp, guild: int, channel: int, endpoint: str) -> None:
+    async def join(self, lvsp: LvspClient, guild: int, channel: int, endpoint: str) -> None:
         """Voice state + voice server update for ``guild``; returns once VOICE_CONNECTED."""
-        info = await lvsp.grant(self.user_id, channel, guild)
+        grant = await lvsp.grant(self.user_id, channel, guild)
         await self._send(
             "DISCORD_EVENT",
             {
@@ -86,7 +86,7 @@ class Bot:
                     "guild_id": str(guild),
                     "user_id": str(self.user_id),
                     "channel_id": str(channel),
-                    "session_id": info["session_id"],
+                    "session_id": grant.session_id,
                 },
             },
         )
@@ -95,7 +95,7 @@ class Bot:
             "DISCORD_EVENT",
             {
                 "t": "VOICE_SERVER_UPDATE",
-                "d": {"guild_id": str(guild), "token": info["token"], "endpoint": endpoint},
+                "d": {"guild_id": str(guild), "token": grant.token, "endpoint": endpoint},
             },
         )
         await self.wait("VOICE_CONNECTED", guild)

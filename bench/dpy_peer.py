@@ -25,7 +25,7 @@ from pathlib import Path
 import aiohttp
 import discord
 
-from bench.lvsp import Lvsp
+from audionode.voiceserver.lvsp_client import LvspClient
 from tests.voiceserver.dpy import DpyHarness
 
 BOT = 4242
@@ -41,7 +41,7 @@ async def serve(argv: list[str]) -> None:
     lvsp_url, token, endpoint, players, path, mode, guild0, channel0 = argv
     n, g0, c0 = int(players), int(guild0), int(channel0)
     async with aiohttp.ClientSession() as http:
-        lvsp = await Lvsp.open(http, lvsp_url, token)
+        lvsp = await LvspClient.open(http, lvsp_url, token)
         gate = asyncio.Semaphore(16)
         harnesses: list[DpyHarness] = []
 
@@ -53,7 +53,7 @@ async def serve(argv: list[str]) -> None:
             for attempt in (1, 2):
                 async with gate:
                     h = DpyHarness(
-                        lvsp,  # type: ignore[arg-type]
+                        lvsp,
                         http,
                         user_id=BOT,
                         guild_id=g0 + i,

@@ -40,9 +40,9 @@ import psutil
 
 from audionode.config import VoiceServerConfig
 from audionode.voiceserver.app import VoiceServer
+from audionode.voiceserver.lvsp_client import LvspClient
 from bench import media
 from bench.bot import Bot
-from bench.lvsp import Lvsp
 from bench.sink import Sink
 from bench.stress import Pages, Stress
 from tests.transport.listener import Listener
@@ -186,7 +186,7 @@ async def status(http: aiohttp.ClientSession, url: str) -> dict[str, Any]:
 async def dave_member(
     args: argparse.Namespace,
     http: aiohttp.ClientSession,
-    lvsp: Lvsp,
+    lvsp: LvspClient,
     vs: VoiceServer,
     guild: int,
     channel: int,
@@ -195,9 +195,9 @@ async def dave_member(
     built-in voice server, like Discord, needs a committer and someone to add), so with
     ``--dave`` every stream is end-to-end encrypted to this member. It reads nothing but its
     websocket (the node's packets go to the sink)."""
-    info = await lvsp.grant(LISTENER, channel, guild)
+    grant = await lvsp.grant(LISTENER, channel, guild)
     member = Listener(
-        f"ws://127.0.0.1:{vs.port}", guild, LISTENER, channel, info["session_id"], info["token"]
+        f"ws://127.0.0.1:{vs.port}", guild, LISTENER, channel, grant.session_id, grant.token
     )
     await member.connect(http)
     args.members.append(member)
@@ -207,7 +207,7 @@ async def dave_member(
 async def start_players(
     args: argparse.Namespace, http: aiohttp.ClientSession, url: str, vs: VoiceServer, query: str
 ) -> Bot:
-    lvsp = await Lvsp.open(http, vs.lvsp_url, LVSP_TOKEN)
+    lvsp = await LvspClient.open(http, vs.lvsp_url, LVSP_TOKEN)
     bot = await Bot.open(http, url, PASSWORD, BOT)
     gate = asyncio.Semaphore(args.concurrency)
     endpoint = f"ws://127.0.0.1:{vs.port}"
@@ -312,7 +312,7 @@ async def run_discordpy(args: argparse.Namespace, path: Path, sink: Sink) -> dic
 
     async with voice_server(sink.port, args.dave) as vs, aiohttp.ClientSession() as http:
         if args.dave:
-            lvsp = await Lvsp.open(http, vs.lvsp_url, LVSP_TOKEN)
+            lvsp = await LvspClient.open(http, vs.lvsp_url, LVSP_TOKEN)
             for i in range(args.players):
                 await dave_member(args, http, lvsp, vs, GUILD0 + i, CHANNEL0 + i)
         proc, ready = await spawn_peer(

@@ -1,9 +1,9 @@
 """The two outside parties of the demo: "Discord" handing out voice states, and a bot.
 
-:class:`Lvsp` plays the part of Discord's main gateway (Litecord in LVSP terms): it asks the
-built-in voice server for a voice state (``docs/protocols/lvsp.md`` §6: HELLO → IDENTIFY {token}
-→ READY; VST_REQUEST → INFO(VST) carrying ``session_id`` and ``token``), which is what Discord
-would put in a bot's VOICE_STATE_UPDATE / VOICE_SERVER_UPDATE.
+"Discord" is the package's LVSP client (:class:`~audionode.voiceserver.lvsp_client.LvspClient`,
+Litecord's side of ``docs/protocols/lvsp.md``): it asks the built-in voice server for voice states
+(:class:`~audionode.voiceserver.lvsp_client.VoiceGrant`), which is what Discord would put in a
+bot's VOICE_STATE_UPDATE / VOICE_SERVER_UPDATE.
 
 :class:`Bot` is a bot using the node: the Discodo control websocket (``/ws``: IDENTIFY, then the
 two ``DISCORD_EVENT`` s that point the node at the voice server) and REST (``/loadSource``,
@@ -24,64 +24,11 @@ from typing import Any
 import aiohttp
 
 from audionode.errors import AudionodeError
-from audionode.protocol.lvsp import InfoType
-from audionode.protocol.lvsp import Op as LvspOp
+from audionode.voiceserver.lvsp_client import VoiceGrant
 
 
 class DemoError(AudionodeError):
     """A step of the demo did not happen as the protocol says (the message names the step)."""
-
-
-@dataclass(frozen=True)
-class VoiceGrant:
-    """A voice state on the voice server: what Discord gives a user who joins a channel."""
-
-    session_id: str
-    token: str
-
-
-class Lvsp:
-    """An identified LVSP control socket; build it with :meth:`open`."""
-
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse, endpoint: str) -> None:
-        self.ws = ws
-        self.endpoint = endpoint
-        """The voice gateway's ``host:port``, from READY."""
-
-    @classmethod
-    async def open(cls, http: aiohttp.ClientSession, url: str, token: str) -> Lvsp:
-        """HELLO → IDENTIFY → READY (lvsp.md §3). The demo is over long before the first
-        heartbeat is due (1.5 x 30 s), so this client sends none."""
-        ws = await http.ws_connect(url)
-        await _expect(ws, LvspOp.HELLO)
-        await ws.send_json({"op": LvspOp.IDENTIFY, "d": {"token": token}})
-        ready = await _expect(ws, LvspOp.READY)
-        return cls(ws, ready["endpoint"])
-
-    async def grant(self, user_id: int, channel_id: int, guild_id: int) -> VoiceGrant:
-        """VST_REQUEST → INFO(VST): a voice state for ``user_id`` in ``channel_id`` (§6)."""
-        ids = {"user_id": str(user_id), "channel_id": str(channel_id), "guild_id": str(guild_id)}
-        await self.ws.send_json({"op": LvspOp.VST_REQUEST, "d": ids})
-        while True:  # the snapshot INFOs of §7 may come first
-            d = await _expect(self.ws, LvspOp.INFO)
-            info = d.get("info", {})
-            if d.get("type") == InfoType.VST and info.get("user_id") == ids["user_id"]:
-                return VoiceGrant(info["session_id"], info["token"])
-
-    async def close(self) -> None:
-        await self.ws.close()
-
-
-async def _expect(ws: aiohttp.ClientWebSocketResponse, op: int) -> dict[str, Any]:
-    """The ``d`` of the next frame, which must have ``op`` (other ops are skipped)."""
-    while True:
-        msg = await ws.receive(timeout=5)
-        if msg.type is not aiohttp.WSMsgType.TEXT:
-            raise DemoError(f"LVSP: socket closed ({ws.close_code}) while waiting for op {op}")
-        frame = json.loads(msg.data)
-        if frame["op"] == op:
-            d: dict[str, Any] = frame["d"]
-            return d
 
 
 @dataclass(frozen=True)

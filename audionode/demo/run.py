@@ -2,7 +2,7 @@
 
 1. the built-in voice server (random LVSP token, ephemeral ports) and a node (in-process engine,
    the ``tone`` plugin, a random password, an ephemeral port);
-2. "Discord" (:class:`~audionode.demo.bot.Lvsp`) hands out voice states for a listener and a bot;
+2. "Discord" (the package's LVSP client) hands out voice states for a listener and a bot;
 3. the :class:`~audionode.demo.listener.Listener` joins the channel;
 4. the :class:`~audionode.demo.bot.Bot` identifies on the node, passes its voice credentials on,
    sets a crossfade and queues three tones over REST;
@@ -29,11 +29,12 @@ import aiohttp
 from audionode.config import Config, VoiceServerConfig, load_config
 from audionode.demo import report
 from audionode.demo.analysis import Check, Window, evaluate, timeline
-from audionode.demo.bot import Bot, BotEvent, DemoError, Lvsp
+from audionode.demo.bot import Bot, BotEvent, DemoError
 from audionode.demo.listener import Listener, Stream
 from audionode.errors import AudionodeError
 from audionode.server import start_node
 from audionode.voiceserver.app import VoiceServer
+from audionode.voiceserver.lvsp_client import LvspClient
 
 GUILD: Final = 100
 CHANNEL: Final = 200
@@ -209,11 +210,11 @@ async def _join(
     password: str,
 ) -> tuple[Listener, Bot]:
     """Voice states from "Discord"; the listener joins, then the bot (through the node)."""
-    lvsp = await Lvsp.open(http, server.lvsp_url, server.cfg.lvsp_token)
+    lvsp = await LvspClient.open(http, server.lvsp_url, server.cfg.lvsp_token)
     stack.push_async_callback(lvsp.close)
-    # A loopback voice server speaks plain ws://; Discord's endpoints are wss:// (§1.2).
-    endpoint = f"ws://{lvsp.endpoint}"
     grant = await lvsp.grant(LISTENER, CHANNEL, GUILD)
+    # A loopback voice server speaks plain ws://, so the grant's endpoint says ws:// (§1.2).
+    endpoint = grant.endpoint
     listener = Listener(endpoint, GUILD, LISTENER, CHANNEL, grant.session_id, grant.token)
     stack.push_async_callback(listener.close)
     await listener.connect(http)

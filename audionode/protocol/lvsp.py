@@ -162,6 +162,8 @@ def decode_client(raw: str | bytes) -> tuple[Op, ClientMessage]:
         raise LvspError(CloseCode.DECODE_ERROR, f"bad envelope: {e}") from None
     except msgspec.DecodeError:
         raise LvspError(CloseCode.DECODE_ERROR, "message is not valid JSON") from None
+    except RecursionError:  # msgspec's depth guard; no LVSP message nests beyond 3 levels
+        raise LvspError(CloseCode.DECODE_ERROR, "message is nested too deeply") from None
     if env.op not in CLIENT_OPS:
         raise LvspError(CloseCode.DECODE_ERROR, f"op {env.op} is not a client op")
     op = Op(env.op)

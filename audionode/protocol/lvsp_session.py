@@ -89,34 +89,51 @@ class LvspSession:
 
 
 class LvspSessions:
-    """The server-wide store of LVSP sessions (resumable for ``resume_window`` seconds)."""
+    """The server-wide store of LVSP sessions.
 
-    def __init__(self, *, max_buffer: int = 1000, resume_window: float = 60.0) -> None:
+    A detached session stays resumable for ``resume_window`` seconds and is then forgotten
+    (:meth:`expire` runs on every create/find; the driver also calls it periodically so that
+    sessions nobody resumes do not linger). At most ``max_detached`` detached sessions are kept:
+    a new IDENTIFY beyond that forgets the oldest (lvsp.md "Hardening").
+    """
+
+    def __init__(
+        self, *, max_buffer: int = 1000, resume_window: float = 60.0, max_detached: int = 16
+    ) -> None:
         self.max_buffer = max_buffer
         self.resume_window = resume_window
+        self.max_detached = max_detached
         self._by_id: dict[str, LvspSession] = {}
 
-    def create(self, owner: object) -> LvspSession:
+    def create(self, owner: object, now: float) -> LvspSession:
+        self.expire(now)
+        detached = sorted(self._detached(), key=lambda s: s.detached_at)
+        for old in detached[: max(len(detached) - self.max_detached + 1, 0)]:
+            del self._by_id[old.id]
         session = LvspSession(secrets.token_hex(8), self.max_buffer, owner=owner)
         self._by_id[session.id] = session
         return session
 
     def find(self, session_id: str | None, now: float) -> LvspSession | None:
         """The session to resume: by id, or else the most recently detached one."""
-        self._expire(now)
+        self.expire(now)
         if session_id is not None:
             return self._by_id.get(session_id)
-        detached = [s for s in self._by_id.values() if s.owner is None]
-        return max(detached, key=lambda s: s.detached_at, default=None)
+        return max(self._detached(), key=lambda s: s.detached_at, default=None)
 
     def detach(self, session: LvspSession, now: float) -> None:
         session.owner = None
         session.detached_at = now
 
-    def _expire(self, now: float) -> None:
-        for sid, s in list(self._by_id.items()):
-            if s.owner is None and now - s.detached_at > self.resume_window:
-                del self._by_id[sid]
+    def expire(self, now: float) -> int:
+        """Forget detached sessions older than the resume window; returns how many."""
+        old = [s.id for s in self._detached() if now - s.detached_at > self.resume_window]
+        for sid in old:
+            del self._by_id[sid]
+        return len(old)
+
+    def _detached(self) -> list[LvspSession]:
+        return [s for s in self._by_id.values() if s.owner is None]
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -177,6 +194,7 @@ class LvspConnection:
         endpoint: str,
         heartbeat_interval_ms: int,
         now: float,
+        identify_timeout: float | None = None,
     ) -> None:
         if not token:
             raise ValueError("LVSP needs a non-empty shared token")
@@ -187,7 +205,8 @@ class LvspConnection:
         self._out: list[str] = []
         self.phase = Phase.AWAITING_AUTH
         self.session: LvspSession | None = None
-        self.deadline = now + self._grace
+        self._identify_timeout = self._grace if identify_timeout is None else identify_timeout
+        self.deadline = now + self._identify_timeout
 
     @property
     def _grace(self) -> float:
@@ -224,8 +243,11 @@ class LvspConnection:
         """Call when ``deadline`` passed without a frame: 4000 heartbeat timeout (lvsp.md §4)."""
         if self.phase is Phase.CLOSED or now < self.deadline:
             return None
-        what = "IDENTIFY" if self.phase is Phase.AWAITING_AUTH else "HEARTBEAT"
-        return self.fail(CloseCode.GENERAL, f"no {what} within {self._grace:.1f}s", now)
+        if self.phase is Phase.AWAITING_AUTH:
+            why = f"no IDENTIFY or RESUME within {self._identify_timeout:.1f}s"
+        else:
+            why = f"no HEARTBEAT within {self._grace:.1f}s"
+        return self.fail(CloseCode.GENERAL, why, now)
 
     def fail(self, code: int, reason: str, now: float) -> CloseConnection:
         """Close from the server side; the session (if any) stays resumable."""
@@ -262,7 +284,7 @@ class LvspConnection:
 
     def _identify(self, msg: Identify, now: float) -> Authenticated:
         self._check_token(msg.token)
-        self.session = self._sessions.create(self)
+        self.session = self._sessions.create(self, now)
         self._establish(now)
         return Authenticated(self.session, resumed=False)
 

@@ -23,9 +23,10 @@ from typing import Any
 
 from aiohttp import web
 
-from audionode.config import Config, VoiceServerConfig
+from audionode.config import VoiceServerConfig
 from audionode.errors import ConfigError
 from audionode.logs import configure_logging
+from audionode.protocol.lvsp_session import LvspSessions
 from audionode.runtime import listen_socket, run
 from audionode.voiceserver.gateway_server import VoiceGatewayEndpoint
 from audionode.voiceserver.lvsp_server import LvspEndpoint
@@ -46,12 +47,16 @@ class VoiceServer:
             raise ConfigError("config key `voiceserver.lvsp_token` must be set (the LVSP secret)")
         self.cfg = cfg
         self.registry = VoiceRegistry(dave_required=cfg.dave_required)
-        self.forwarder = Forwarder(debug_packets=log.isEnabledFor(logging.DEBUG))
+        self.forwarder = Forwarder(
+            discovery_rate=cfg.udp_discovery_rate, debug_packets=log.isEnabledFor(logging.DEBUG)
+        )
         self.gateway = VoiceGatewayEndpoint(
             registry=self.registry,
             forwarder=self.forwarder,
             udp_address=lambda: (cfg.public_ip, self.udp_port),
             heartbeat_interval_ms=round(cfg.heartbeat_interval * 1000),
+            identify_timeout=cfg.identify_timeout,
+            max_frame_bytes=cfg.max_frame_bytes,
         )
         self.lvsp = LvspEndpoint(
             token=cfg.lvsp_token,
@@ -59,7 +64,15 @@ class VoiceServer:
             endpoint=lambda: self.endpoint,
             heartbeat_interval_ms=round(cfg.lvsp_heartbeat_interval * 1000),
             voice=self.gateway,
+            sessions=LvspSessions(
+                max_buffer=cfg.lvsp_max_kept,
+                resume_window=cfg.lvsp_resume_window,
+                max_detached=cfg.lvsp_max_detached,
+            ),
+            identify_timeout=cfg.identify_timeout,
+            max_frame_bytes=cfg.max_frame_bytes,
         )
+        self._sweeper: asyncio.Task[None] | None = None
         self._stats_token = (cfg.stats_token or cfg.lvsp_token).encode()
         self._runner: web.AppRunner | None = None
         self._udp: asyncio.DatagramTransport | None = None
@@ -91,6 +104,7 @@ class VoiceServer:
         sock = listen_socket(self.cfg.host, self.cfg.port)
         self.port = int(sock.getsockname()[1])
         await web.SockSite(self._runner, sock).start()
+        self._sweeper = asyncio.create_task(self.lvsp.sweep_forever())
         log.info(
             "voice server on %s:%d (UDP %d), LVSP at %s",
             self.cfg.host,
@@ -100,6 +114,9 @@ class VoiceServer:
         )
 
     async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         await self.lvsp.close_all()
         await self.gateway.close_all()
         if self._runner is not None:
@@ -119,7 +136,8 @@ class VoiceServer:
         return web.json_response(self.stats())
 
     def stats(self) -> dict[str, Any]:
-        """``{"channels": {id: {...}}}``: config, members and forwarding counters per channel."""
+        """``{"channels": {id: {...}}, "udp": {...}}``: config, members and forwarding counters
+        per channel, and the counters of datagrams that belong to no channel."""
         udp = self.forwarder.stats()
         out: dict[str, Any] = {}
         for cid in sorted(set(self.registry.channels) | set(udp)):
@@ -133,14 +151,14 @@ class VoiceServer:
             }
             entry.update(counters.as_dict() if counters else {})
             out[str(cid)] = entry
-        return {"channels": out}
+        return {"channels": out, "udp": self.forwarder.udp_stats.as_dict()}
 
 
-def run_forever(cfg: Config) -> int:
+def run_forever(cfg: VoiceServerConfig, log_level: str = "INFO") -> int:
     """``audionode voiceserver``: serve until SIGINT/SIGTERM; returns the exit code."""
-    configure_logging(cfg.log_level)
+    configure_logging(log_level)
     try:
-        server = VoiceServer(cfg.voiceserver)
+        server = VoiceServer(cfg)
     except ConfigError as e:
         log.error("%s", e)
         return 2

@@ -9,6 +9,12 @@ states (:class:`~audionode.voiceserver.state.VoiceRegistry`).
 Session lifetime: a client closing with 1000, a server-side error close or a removed voice
 state ends the session at once (op 13 + Remove proposal to the others). Any other loss of the
 socket keeps it for :data:`RESUME_GRACE` seconds so that op 7 can pick it up (§1.6).
+
+Edge rules (docs/SECURITY.md "Voice server"): a socket that has not identified or resumed within
+``identify_timeout`` is closed with 4003; frames above ``max_frame_bytes`` are closed by aiohttp
+with 1009; JSON nested deeper than the decoder allows is 4002 and an id that is no snowflake is
+4004 (like any id that names no voice state), both without a traceback. A traceback is logged
+only for our own bugs (4015).
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from audionode.voice.opcodes import CLOSE_REASONS, CloseCode, Heartbeat, Identif
 from audionode.voice.wire import GatewayError
 from audionode.voiceserver.dave_delivery import identify_close_code
 from audionode.voiceserver.room import MODES, Close, Outbox, Room, Session
-from audionode.voiceserver.state import VoiceRegistry, VoiceState
+from audionode.voiceserver.state import VoiceRegistry, VoiceState, is_snowflake
 from audionode.voiceserver.udp import Forwarder, Member
 
 log = logging.getLogger("audionode.voiceserver.gateway")
@@ -37,6 +43,8 @@ RESUME_GRACE: Final = 15.0
 """Seconds a session whose socket died without a clean close waits for op 7."""
 HEARTBEAT_TIMEOUT_FACTOR: Final = 2.0
 """No frame for this many Hello intervals closes the socket with 4009 (session timeout)."""
+DEFAULT_IDENTIFY_TIMEOUT: Final = 10.0
+DEFAULT_MAX_FRAME_BYTES: Final = 1 << 18
 
 
 class _Refused(Exception):
@@ -56,14 +64,21 @@ class VoiceGatewayEndpoint:
         forwarder: Forwarder,
         udp_address: Callable[[], tuple[str, int]],
         heartbeat_interval_ms: int,
+        identify_timeout: float = DEFAULT_IDENTIFY_TIMEOUT,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
     ) -> None:
         self._registry = registry
         self._forwarder = forwarder
         self._udp_address = udp_address
         self._interval_ms = heartbeat_interval_ms
+        self._identify_timeout = identify_timeout
+        self._max_frame_bytes = max_frame_bytes
         self._rooms: dict[int, Room] = {}
         self._sessions: dict[tuple[int, int], Session] = {}
-        self._sockets: set[web.WebSocketResponse] = set()
+        self._sockets: dict[web.WebSocketResponse, tuple[Outbox, asyncio.Task[None]]] = {}
+        """Open sockets: their outbox and writer task."""
+        self._closing: set[web.WebSocketResponse] = set()
+        """Sockets whose writer is sending the close frame."""
 
     # -- the voice-state side (called by the LVSP driver) --
 
@@ -81,13 +96,17 @@ class VoiceGatewayEndpoint:
             session.member.can_send = not (state.mute or state.suppress)
             session.member.can_hear = not state.deaf
 
-    async def close_all(self) -> None:
-        """Shutting down: close every socket with 1001."""
+    async def close_all(self, within: float = 2.0) -> None:
+        """Shutting down: every socket's writer sends 1001 after what it has queued (closing
+        the sockets from here instead races the writers: clients then saw 1006)."""
         for session in list(self._sessions.values()):
-            session.close(1001, "voice server shutting down")
             self._end(session)
-        for ws in list(self._sockets):
-            await ws.close(code=1001, message=b"voice server shutting down")
+        writers = []
+        for outbox, writer in list(self._sockets.values()):
+            outbox.put_nowait(Close(1001, "voice server shutting down"))
+            writers.append(writer)
+        if writers:
+            await asyncio.wait(writers, timeout=within)
 
     def member_count(self, channel_id: int) -> int:
         room = self._rooms.get(channel_id)
@@ -100,7 +119,7 @@ class VoiceGatewayEndpoint:
 
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
         """aiohttp handler for ``GET /?v=8``."""
-        ws = web.WebSocketResponse(max_msg_size=1 << 20)
+        ws = web.WebSocketResponse(max_msg_size=self._max_frame_bytes)
         await ws.prepare(request)
         if request.query.get("v") != "8":
             await ws.close(
@@ -109,19 +128,21 @@ class VoiceGatewayEndpoint:
                 "use ?v=8".encode(),
             )
             return ws
-        self._sockets.add(ws)
         outbox: Outbox = asyncio.Queue()
         writer = asyncio.create_task(self._write(ws, outbox))
+        self._sockets[ws] = (outbox, writer)
         fresh = VoiceGateway(side=Side.SERVER)
         outbox.put_nowait(fresh.hello(self._interval_ms))
         session: Session | None = None
         try:
             session = await self._serve(ws, outbox, fresh)
         finally:
-            self._sockets.discard(ws)
+            self._sockets.pop(ws, None)
             if session is not None and session.outbox is outbox:
                 self._socket_lost(session, ws.close_code)
-            if not ws.closed:  # a Close is queued: let the writer flush and send it
+            # a Close is queued, or being sent: let the writer finish it (cancelling it while
+            # it writes the close frame made clients see 1006)
+            if not ws.closed or ws in self._closing:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(asyncio.shield(writer), 2.0)
             writer.cancel()
@@ -132,22 +153,26 @@ class VoiceGatewayEndpoint:
     ) -> Session | None:
         """Read frames until the socket closes; returns the session it carried (if any)."""
         session: Session | None = None
+        loop = asyncio.get_running_loop()
         grace = self._interval_ms / 1000 * HEARTBEAT_TIMEOUT_FACTOR
+        identify_by = loop.time() + self._identify_timeout
         while True:
+            wait = grace
+            if session is None:
+                wait = max(min(grace, identify_by - loop.time()), 0.001)
             try:
-                msg = await ws.receive(timeout=grace)
+                msg = await ws.receive(timeout=wait)
             except TimeoutError:
-                self._refuse(outbox, session, _Refused(CloseCode.SESSION_TIMEOUT))
+                # (timers may fire up to the clock's resolution early)
+                unidentified = session is None and loop.time() >= identify_by - 0.01
+                self._refuse(outbox, session, self._timed_out(unidentified))
                 return session
             if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
                 return session
             if session is not None and session.outbox is not outbox:
                 return None  # taken over by a resume on another socket
             try:
-                session = self._feed(session, fresh, outbox, msg.data)
-            except GatewayError as e:
-                self._refuse(outbox, session, _Refused(e.close_code, str(e)))
-                return session
+                session = self._feed_checked(session, fresh, outbox, msg.data)
             except _Refused as e:
                 self._refuse(outbox, session, e)
                 return session
@@ -155,6 +180,24 @@ class VoiceGatewayEndpoint:
                 log.exception("voice gateway: internal error")
                 outbox.put_nowait(Close(CloseCode.VOICE_SERVER_CRASHED, "internal error"))
                 return session
+
+    def _timed_out(self, unidentified: bool) -> _Refused:
+        if unidentified:
+            why = f"Not authenticated: no Identify or Resume within {self._identify_timeout:g}s"
+            return _Refused(CloseCode.NOT_AUTHENTICATED, why)
+        return _Refused(CloseCode.SESSION_TIMEOUT)
+
+    def _feed_checked(
+        self, session: Session | None, fresh: ServerGateway, outbox: Outbox, data: str | bytes
+    ) -> Session | None:
+        """:meth:`_feed`, with bad input turned into :class:`_Refused` (bugs pass through)."""
+        try:
+            return self._feed(session, fresh, outbox, data)
+        except GatewayError as e:
+            raise _Refused(e.close_code, str(e)) from None
+        except RecursionError:  # msgspec's depth guard: bad input, not our bug
+            why = "Failed to decode payload: JSON nested too deeply"
+            raise _Refused(CloseCode.DECODE_ERROR, why) from None
 
     def _feed(
         self, session: Session | None, fresh: ServerGateway, outbox: Outbox, data: str | bytes
@@ -179,13 +222,16 @@ class VoiceGatewayEndpoint:
         else:
             outbox.put_nowait(Close(e.code, e.reason[:120]))
 
-    @staticmethod
-    async def _write(ws: web.WebSocketResponse, outbox: Outbox) -> None:
+    async def _write(self, ws: web.WebSocketResponse, outbox: Outbox) -> None:
         with contextlib.suppress(ConnectionError, RuntimeError):
             while True:
                 item = await outbox.get()
                 if isinstance(item, Close):
-                    await ws.close(code=item.code, message=item.reason.encode())
+                    self._closing.add(ws)
+                    try:
+                        await ws.close(code=item.code, message=item.reason.encode())
+                    finally:
+                        self._closing.discard(ws)
                     return
                 if isinstance(item, str):
                     await ws.send_str(item)
@@ -195,6 +241,10 @@ class VoiceGatewayEndpoint:
     # -- identify and resume (steps 2 and 9) --
 
     def _identify(self, ev: Identify, gw: ServerGateway, outbox: Outbox) -> Session:
+        for name in ("server_id", "user_id"):
+            if not is_snowflake(getattr(ev, name)):
+                why = f"Authentication failed: `{name}` is not a snowflake (1-20 ASCII digits)"
+                raise _Refused(CloseCode.AUTHENTICATION_FAILED, why)
         state = self._registry.authenticate(ev.server_id, ev.user_id, ev.session_id, ev.token)
         if state is None:
             raise _Refused(CloseCode.AUTHENTICATION_FAILED)

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import Protocol
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSMessage, WSMsgType, web
 
 from audionode.protocol.lvsp import ChannelInfo, CloseCode
 from audionode.protocol.lvsp_session import (
@@ -52,6 +52,8 @@ class LvspEndpoint:
         heartbeat_interval_ms: int,
         voice: VoiceClients,
         sessions: LvspSessions | None = None,
+        identify_timeout: float | None = None,
+        max_frame_bytes: int = 1 << 18,
     ) -> None:
         self._token = token
         self._registry = registry
@@ -59,7 +61,17 @@ class LvspEndpoint:
         self._interval_ms = heartbeat_interval_ms
         self._voice = voice
         self.sessions = LvspSessions() if sessions is None else sessions
+        self._identify_timeout = identify_timeout
+        self._max_frame_bytes = max_frame_bytes
         self._sockets: dict[LvspConnection, web.WebSocketResponse] = {}
+
+    async def sweep_forever(self) -> None:
+        """Forget LVSP sessions nobody resumed in time, also while no client connects."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(max(self.sessions.resume_window / 4, 0.05))
+            if gone := self.sessions.expire(loop.time()):
+                log.info("LVSP: %d session(s) not resumed in time, forgotten", gone)
 
     async def close_all(self) -> None:
         """Close every LVSP socket with 1001 (server shutting down); sessions stay resumable."""
@@ -68,7 +80,7 @@ class LvspEndpoint:
 
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
         """aiohttp handler for the LVSP route."""
-        ws = web.WebSocketResponse(max_msg_size=1 << 20)
+        ws = web.WebSocketResponse(max_msg_size=self._max_frame_bytes)
         await ws.prepare(request)
         loop = asyncio.get_running_loop()
         conn = LvspConnection(
@@ -77,48 +89,56 @@ class LvspEndpoint:
             endpoint=self._endpoint(),
             heartbeat_interval_ms=self._interval_ms,
             now=loop.time(),
+            identify_timeout=self._identify_timeout,
         )
         self._sockets[conn] = ws
         peer = request.remote
         log.info("LVSP connection from %s", peer)
+        sent: int | None = None
         try:
             await ws.send_str(conn.hello())
-            await self._serve(conn, ws, loop)
+            sent = await self._serve(conn, ws, loop)
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
             conn.connection_lost(loop.time())
             self._sockets.pop(conn, None)
-            log.info("LVSP connection from %s closed (code %s)", peer, ws.close_code)
+            log.info("LVSP connection from %s closed (code %s)", peer, sent or ws.close_code)
         return ws
 
     async def _serve(
         self, conn: LvspConnection, ws: web.WebSocketResponse, loop: asyncio.AbstractEventLoop
-    ) -> None:
+    ) -> int | None:
+        """Serve until the socket closes; returns the close code we sent, if we closed it."""
         while not ws.closed:
             try:
                 msg = await ws.receive(timeout=max(conn.deadline - loop.time(), 0.001))
             except TimeoutError:
-                close = conn.expire(loop.time())
-                events: list[Event] = [close] if close else []
-            else:
-                if msg.type is WSMsgType.TEXT:
-                    events = conn.receive(msg.data, loop.time())
-                elif msg.type is WSMsgType.BINARY:
-                    why = "binary frames are not LVSP"
-                    events = [conn.fail(CloseCode.DECODE_ERROR, why, loop.time())]
-                else:
-                    return  # closed by the client or a transport error
+                msg = None
+            if msg is not None and msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+                return None  # closed by the client, or a transport error (1009: too big)
             try:
-                close = await self._apply(conn, events)
+                close = await self._apply(conn, self._events(conn, msg, loop.time()))
             except Exception:  # our bug: keep the server up, the client may RESUME
-                log.exception("LVSP: internal error while applying %s", events)
+                log.exception("LVSP: internal error while handling %s", msg)
                 close = conn.fail(CloseCode.GENERAL, "internal error", loop.time())
             for text in conn.data_to_send():
                 await ws.send_str(text)
             if close is not None:
                 log.info("closing LVSP connection: %d %s", close.code, close.reason)
                 await ws.close(code=close.code, message=close.reason.encode())
+                return close.code
+        return None
+
+    @staticmethod
+    def _events(conn: LvspConnection, msg: WSMessage | None, now: float) -> list[Event]:
+        """What one frame (or, for None, the deadline passing) means for the connection."""
+        if msg is None:
+            close = conn.expire(now)
+            return [close] if close else []
+        if msg.type is WSMsgType.BINARY:
+            return [conn.fail(CloseCode.DECODE_ERROR, "binary frames are not LVSP", now)]
+        return conn.receive(msg.data, now)
 
     async def _apply(self, conn: LvspConnection, events: list[Event]) -> CloseConnection | None:
         for ev in events:

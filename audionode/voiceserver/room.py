@@ -183,6 +183,7 @@ class Room:
         version = min(version, self.dave.protocol_version)
         key = os.urandom(32)
         session.post(session.gw.session_description(key, version, os.urandom(16).hex()))
+        self._forwarder.select(session.ssrc, event.data.address, event.data.port)
         self._forwarder.set_key(session.ssrc, event.data.mode, key)
         session.dave_version = version
         session.log.info("mode %s, DAVE v%d", event.data.mode, version)

@@ -8,6 +8,7 @@ asks :meth:`VoiceRegistry.authenticate` on op 0/op 7. Decisions: ``docs/protocol
 from __future__ import annotations
 
 import hmac
+import re
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +21,13 @@ DEFAULT_BITRATE = 64000
 """Bitrate of a channel created implicitly by VST_REQUEST (Discord's default for voice)."""
 
 _FLAGS = ("deaf", "mute", "self_deaf", "self_mute", "suppress")
+_SNOWFLAKE = re.compile(r"[0-9]{1,20}")
+
+
+def is_snowflake(text: str) -> bool:
+    """1-20 ASCII digits. (``str.isdigit`` also accepts "²", which ``int()`` refuses, and
+    ``int()`` refuses texts of over 4300 digits: neither may reach it from the wire.)"""
+    return _SNOWFLAKE.fullmatch(text) is not None
 
 
 @dataclass
@@ -164,7 +172,7 @@ class VoiceRegistry:
         self, server_id: str, user_id: str, session_id: str, token: str
     ) -> VoiceState | None:
         """The voice state a voice op 0/op 7 names, if all four fields match (else None)."""
-        if not (server_id.isdigit() and user_id.isdigit()):
+        if not (is_snowflake(server_id) and is_snowflake(user_id)):
             return None
         state = self._states.get((int(server_id), int(user_id)))
         if state is None:

@@ -20,6 +20,7 @@ from audionode.protocol.lvsp_session import (
     VstRequested,
 )
 
+from .strategies import json_values
 from .test_lvsp import frame
 
 TOKEN = "sekrit"
@@ -46,13 +47,7 @@ def identified(sessions: LvspSessions | None = None) -> LvspConnection:
     return conn
 
 
-_json = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
-    lambda kids: (
-        st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=8), kids, max_size=3)
-    ),
-    max_leaves=10,
-)
+_json = json_values(max_leaves=10)
 
 
 @given(st.integers(-1, 9), _json, st.lists(st.integers(0, 7), max_size=4))
@@ -116,7 +111,7 @@ def test_heartbeat_timeout_is_4000_and_session_stays_resumable() -> None:
     sessions = LvspSessions()
     conn = new_conn(sessions)
     assert conn.expire(1.4) is None
-    assert conn.expire(1.5) == CloseConnection(4000, "no IDENTIFY within 1.5s")
+    assert conn.expire(1.5) == CloseConnection(4000, "no IDENTIFY or RESUME within 1.5s")
     conn = identified(sessions)
     conn.receive(frame(4, {"s": 1}), 1.0)
     assert conn.expire(2.4) is None

@@ -1,60 +1,24 @@
-"""A real voice server on loopback ephemeral ports, and an LVSP client helper."""
+"""A real voice server on loopback ephemeral ports, and LVSP clients connected to it."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import aiohttp
 import pytest
 
 from audionode.config import VoiceServerConfig
 from audionode.voiceserver.app import VoiceServer
+from audionode.voiceserver.lvsp_client import LvspClient
 
 from .member import VoiceMember
 
 TOKEN = "lvsp-test-token"
 
 
-class Lvsp:
-    """A minimal LVSP client over a real aiohttp websocket."""
-
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self.ws = ws
-        self.last_s = 0
-
-    async def send(self, op: int, d: Any) -> None:
-        await self.ws.send_str(json.dumps({"op": op, "d": d}))
-
-    async def recv(self, within: float = 5.0) -> dict[str, Any]:
-        msg = await self.ws.receive(timeout=within)
-        assert msg.type is aiohttp.WSMsgType.TEXT, f"expected a frame, got {msg}"
-        data: dict[str, Any] = json.loads(msg.data)
-        self.last_s = data["s"]
-        return data
-
-    async def closed(self, within: float = 5.0) -> tuple[int | None, str]:
-        """Read until the close frame; return (code, reason)."""
-        while True:
-            msg = await self.ws.receive(timeout=within)
-            if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
-                return self.ws.close_code, msg.extra or ""
-
-    async def identify(self) -> dict[str, Any]:
-        hello = await self.recv()
-        assert hello["op"] == 0
-        await self.send(1, {"token": TOKEN})
-        ready = await self.recv()
-        assert ready["op"] == 3, ready
-        return ready
-
-    async def request(self, op: int, d: Any) -> dict[str, Any]:
-        await self.send(op, d)
-        return await self.recv()
-
-
-LvspFactory = Callable[[], Awaitable[Lvsp]]
+LvspFactory = Callable[[], Awaitable[LvspClient]]
+"""Connects a raw (not yet identified) LVSP client to the test's server."""
 
 
 @pytest.fixture
@@ -81,8 +45,35 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 @pytest.fixture
-def lvsp(server: VoiceServer, http: aiohttp.ClientSession) -> LvspFactory:
-    async def connect() -> Lvsp:
-        return Lvsp(await http.ws_connect(server.lvsp_url))
+async def lvsp(server: VoiceServer, http: aiohttp.ClientSession) -> AsyncIterator[LvspFactory]:
+    made: list[LvspClient] = []
 
-    return connect
+    async def connect() -> LvspClient:
+        made.append(await LvspClient.connect(http, server.lvsp_url, TOKEN))
+        return made[-1]
+
+    yield connect
+    for c in made:
+        await c.close()
+
+
+@pytest.fixture
+async def control(lvsp: LvspFactory) -> LvspClient:
+    """An identified LVSP client (Litecord's part), read frame by frame."""
+    c = await lvsp()
+    await c.identify()
+    return c
+
+
+def errors_logged(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """Records at ERROR or with a traceback: bad input must never produce one."""
+    bad = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    return [r.getMessage() for r in bad] + (["Traceback"] if "Traceback" in caplog.text else [])
+
+
+@pytest.fixture
+def no_traceback(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """The test fails if anything was logged at ERROR or with a traceback."""
+    caplog.set_level(logging.INFO)
+    yield
+    assert errors_logged(caplog) == []

@@ -24,7 +24,7 @@ from typing import Any
 import aiohttp
 import discord
 
-from .conftest import Lvsp
+from audionode.voiceserver.lvsp_client import LvspClient
 
 
 class OpusTone(discord.AudioSource):
@@ -90,7 +90,7 @@ class DpyHarness:
 
     def __init__(
         self,
-        lvsp: Lvsp,
+        lvsp: LvspClient,
         http: aiohttp.ClientSession,
         *,
         user_id: int,
@@ -121,15 +121,8 @@ class DpyHarness:
                 {"channel_id": None, "session_id": "", "user_id": str(self.user_id)}
             )  # type: ignore[typeddict-item]
             return
-        reply = await self.lvsp.request(
-            7,
-            {
-                "user_id": str(self.user_id),
-                "channel_id": str(channel_id),
-                "guild_id": str(self.guild.id),
-            },
-        )
-        info = self.voice_info = reply["d"]["info"]
+        grant = await self.lvsp.grant(self.user_id, channel_id, self.guild.id)
+        info = self.voice_info = grant.info
         await vc.on_voice_state_update(
             {  # type: ignore[typeddict-item]
                 "guild_id": info["guild_id"],

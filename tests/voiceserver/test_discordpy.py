@@ -10,20 +10,13 @@ import pytest
 
 from audionode.voice.crypto import AES_GCM_MODE, XCHACHA_MODE
 from audionode.voiceserver.app import VoiceServer
+from audionode.voiceserver.lvsp_client import LvspClient
 
 from .audio import tone_opus
-from .conftest import Lvsp, LvspFactory
 from .dpy import DpyHarness, OpusTone
 from .test_gateway_server import CHANNEL, GUILD, check_stream, member, voice_state
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-async def control(lvsp: LvspFactory) -> Lvsp:
-    c = await lvsp()
-    await c.identify()
-    return c
 
 
 @pytest.mark.parametrize(
@@ -33,7 +26,7 @@ async def control(lvsp: LvspFactory) -> Lvsp:
 )
 async def test_discordpy_plays_dave_audio_to_a_listener(
     server: VoiceServer,
-    control: Lvsp,
+    control: LvspClient,
     http: aiohttp.ClientSession,
     listener_mode: str,
     bot_first: bool,

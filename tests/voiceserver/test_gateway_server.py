@@ -13,16 +13,17 @@ from audionode.config import VoiceServerConfig
 from audionode.voice.crypto import AES_GCM_MODE, XCHACHA_MODE
 from audionode.voice.packetizer import SILENCE_FRAME
 from audionode.voiceserver.app import VoiceServer
+from audionode.voiceserver.lvsp_client import LvspClient
 
 from .audio import FRAME, decode_opus, dominant_frequency, snr_db, tone_opus
-from .conftest import TOKEN, Lvsp, LvspFactory
+from .conftest import TOKEN
 from .member import VoiceMember
 
 GUILD = 4242
 CHANNEL = 0x0123_4567_89AB
 
 
-async def voice_state(c: Lvsp, user_id: int, channel_id: int = CHANNEL) -> dict[str, str]:
+async def voice_state(c: LvspClient, user_id: int, channel_id: int = CHANNEL) -> dict[str, str]:
     reply = await c.request(
         7, {"user_id": str(user_id), "channel_id": str(channel_id), "guild_id": str(GUILD)}
     )
@@ -50,13 +51,6 @@ class Sender(Protocol):
     def ssrc(self) -> int: ...
     @property
     def user_id(self) -> int: ...
-
-
-@pytest.fixture
-async def control(lvsp: LvspFactory) -> Lvsp:
-    c = await lvsp()
-    await c.identify()
-    return c
 
 
 def check_stream(
@@ -105,7 +99,7 @@ def check_stream(
 
 @pytest.mark.parametrize("modes", [(AES_GCM_MODE, AES_GCM_MODE), (XCHACHA_MODE, AES_GCM_MODE)])
 async def test_two_members_exchange_dave_audio(
-    server: VoiceServer, control: Lvsp, http: aiohttp.ClientSession, modes: tuple[str, str]
+    server: VoiceServer, control: LvspClient, http: aiohttp.ClientSession, modes: tuple[str, str]
 ) -> None:
     a = member(server, await voice_state(control, 1001), modes[0])
     b = member(server, await voice_state(control, 1002), modes[1])
@@ -193,7 +187,7 @@ async def test_hello_heartbeat_ack_and_pre_identify_errors(
 
 
 async def test_identify_checks(
-    server: VoiceServer, control: Lvsp, http: aiohttp.ClientSession
+    server: VoiceServer, control: LvspClient, http: aiohttp.ClientSession
 ) -> None:
     info = await voice_state(control, 2001)
 
@@ -215,9 +209,13 @@ async def test_identify_checks(
         {"session_id": "x"},
         {"user_id": "2002"},
         {"server_id": "1"},
-        {"server_id": "abc"},
     ):
         assert await identify(**bad) == (4004, "Authentication failed")
+    for name, value in (("server_id", "abc"), ("user_id", "²"), ("server_id", "9" * 5000)):
+        assert await identify(**{name: value}) == (
+            4004,
+            f"Authentication failed: `{name}` is not a snowflake (1-20 ASCII digits)",
+        )
     assert await identify(max_dave_protocol_version=0) == (4017, "E2EE/DAVE protocol required")
     assert (await identify(token=None))[0] == 4020  # wrong type: names the field
     # dave_required can be switched off per channel over LVSP
@@ -229,7 +227,7 @@ async def test_identify_checks(
 
 
 async def test_mode_not_offered_speaking_ssrc_and_double_select(
-    server: VoiceServer, control: Lvsp, http: aiohttp.ClientSession
+    server: VoiceServer, control: LvspClient, http: aiohttp.ClientSession
 ) -> None:
     m = member(server, await voice_state(control, 2101), "xsalsa20_poly1305")
     with pytest.raises(AssertionError, match="closed with 4016"):
@@ -254,7 +252,7 @@ async def test_mode_not_offered_speaking_ssrc_and_double_select(
 
 async def joined(
     server: VoiceServer,
-    control: Lvsp,
+    control: LvspClient,
     http: aiohttp.ClientSession,
     *users: int,
     mode: str | None = None,
@@ -271,7 +269,7 @@ async def joined(
 
 
 async def test_resume_replays_missed_messages_and_media_continues(
-    server: VoiceServer, control: Lvsp, http: aiohttp.ClientSession
+    server: VoiceServer, control: LvspClient, http: aiohttp.ClientSession
 ) -> None:
     a, b = await joined(server, control, http, 3001, 3002)
     await a.play(tone_opus(440, 0.2))
@@ -305,7 +303,7 @@ async def test_resume_replays_missed_messages_and_media_continues(
 
 
 async def test_resume_with_wrong_credentials_or_unknown_seq_is_4006(
-    server: VoiceServer, control: Lvsp, http: aiohttp.ClientSession
+    server: VoiceServer, control: LvspClient, http: aiohttp.ClientSession
 ) -> None:
     [a] = await joined(server, control, http, 3101)
     for change in ({"token": "0" * 16}, {"session_id": "nope"}, {"seq_ack": 60000}):
@@ -337,7 +335,7 @@ async def test_resume_with_wrong_credentials_or_unknown_seq_is_4006(
 
 
 async def test_lvsp_removal_move_and_channel_delete_disconnect_with_4014(
-    server: VoiceServer, control: Lvsp, http: aiohttp.ClientSession
+    server: VoiceServer, control: LvspClient, http: aiohttp.ClientSession
 ) -> None:
     a, b, c = await joined(server, control, http, 3201, 3202, 3203)
     await control.request(
@@ -361,7 +359,7 @@ async def test_lvsp_removal_move_and_channel_delete_disconnect_with_4014(
 
 
 async def test_server_mute_and_deaf_stop_forwarding(
-    server: VoiceServer, control: Lvsp, http: aiohttp.ClientSession
+    server: VoiceServer, control: LvspClient, http: aiohttp.ClientSession
 ) -> None:
     a, b = await joined(server, control, http, 3301, 3302)
     await control.request(
@@ -413,7 +411,7 @@ async def test_server_mute_and_deaf_stop_forwarding(
 
 
 async def test_member_without_dave_downgrades_a_channel_that_allows_it(
-    server: VoiceServer, control: Lvsp, http: aiohttp.ClientSession
+    server: VoiceServer, control: LvspClient, http: aiohttp.ClientSession
 ) -> None:
     await control.request(6, {"type": 0, "info": {"id": str(CHANNEL), "dave_required": False}})
     a, b = await joined(server, control, http, 3401, 3402)
@@ -437,7 +435,7 @@ async def test_member_without_dave_downgrades_a_channel_that_allows_it(
     "server_config", [VoiceServerConfig(port=0, lvsp_token=TOKEN, heartbeat_interval=0.2)]
 )
 async def test_silence_is_4009_session_timeout(
-    server: VoiceServer, control: Lvsp, http: aiohttp.ClientSession
+    server: VoiceServer, control: LvspClient, http: aiohttp.ClientSession
 ) -> None:
     m = member(server, await voice_state(control, 3501))
     await m.connect(http)
@@ -449,7 +447,7 @@ async def test_silence_is_4009_session_timeout(
 
 
 async def test_identify_again_replaces_the_old_session(
-    server: VoiceServer, control: Lvsp, http: aiohttp.ClientSession
+    server: VoiceServer, control: LvspClient, http: aiohttp.ClientSession
 ) -> None:
     info = await voice_state(control, 3601)
     [b] = await joined(server, control, http, 3602)
@@ -466,7 +464,7 @@ async def test_identify_again_replaces_the_old_session(
 
 async def test_an_internal_error_closes_4015_and_the_client_can_resume(
     server: VoiceServer,
-    control: Lvsp,
+    control: LvspClient,
     http: aiohttp.ClientSession,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

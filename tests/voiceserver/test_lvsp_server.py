@@ -9,8 +9,9 @@ import pytest
 
 from audionode.config import VoiceServerConfig
 from audionode.voiceserver.app import VoiceServer
+from audionode.voiceserver.lvsp_client import LvspClient
 
-from .conftest import TOKEN, Lvsp, LvspFactory
+from .conftest import TOKEN, LvspFactory
 
 IDENTIFY = json.dumps({"op": 1, "d": {"token": TOKEN}})
 
@@ -164,7 +165,7 @@ async def test_heartbeat_timeout_is_4000_and_resumable(lvsp: LvspFactory) -> Non
 async def test_stats_route_requires_the_token(
     server: VoiceServer, lvsp: LvspFactory, http: aiohttp.ClientSession
 ) -> None:
-    c: Lvsp = await lvsp()
+    c: LvspClient = await lvsp()
     await c.identify()
     await c.request(7, {"user_id": "1", "channel_id": "40"})
     url = f"http://127.0.0.1:{server.port}/stats"
@@ -189,7 +190,7 @@ async def test_shutdown_closes_lvsp_with_1001(
     srv = VoiceServer(server_config)
     await srv.start()
     try:
-        c = Lvsp(await http.ws_connect(srv.lvsp_url))
+        c = await LvspClient.connect(http, srv.lvsp_url, TOKEN)
         await c.identify()
     finally:
         await srv.stop()

@@ -22,12 +22,19 @@ C = ("127.0.0.1", 40003)
 def three_members(fwd: Forwarder) -> dict[int, bytes]:
     keys = {}
     for ssrc, mode, addr in ((1, XCHACHA_MODE, A), (2, AES_GCM_MODE, B), (3, XCHACHA_MODE, C)):
-        fwd.add(Member(ssrc, user_id=100 + ssrc, channel_id=9))
+        join(fwd, Member(ssrc, user_id=100 + ssrc, channel_id=9), addr)
         keys[ssrc] = os.urandom(32)
         fwd.set_key(ssrc, mode, keys[ssrc])
-        [(reply, to)] = fwd.datagram(rtp.pack_discovery_request(ssrc), addr)
-        assert to == addr and rtp.parse_discovery(reply) == (2, ssrc, addr[0], addr[1])
     return keys
+
+
+def join(fwd: Forwarder, member: Member, addr: tuple[str, int]) -> None:
+    """Ready, IP discovery from ``addr``, op 1 naming it: bound at once."""
+    fwd.add(member)
+    [(reply, to)] = fwd.datagram(rtp.pack_discovery_request(member.ssrc), addr)
+    assert to == addr and rtp.parse_discovery(reply) == (2, member.ssrc, addr[0], addr[1])
+    fwd.select(member.ssrc, *addr)
+    assert fwd.address_of(member.ssrc) == addr
 
 
 def test_rtp_is_reencrypted_for_each_other_member_with_their_key_and_counter() -> None:
@@ -53,6 +60,7 @@ def test_rtp_is_reencrypted_for_each_other_member_with_their_key_and_counter() -
         "decrypt_failures": 0,
         "dropped": 0,
         "rtp_before_speaking": 3,
+        "strangers": 0,
     }
 
 
@@ -65,9 +73,11 @@ def test_keepalive_rtcp_unknown_ssrc_and_forged_packets_are_not_forwarded() -> N
     stranger = cipher_for(XCHACHA_MODE, os.urandom(32))
     assert fwd.datagram(stranger.seal(rtp.pack_header(1, 0, 77), b"x", 0), A) == []
     forged = stranger.seal(rtp.pack_header(1, 0, 1), b"x", 0)
-    assert fwd.datagram(forged, ("127.0.0.1", 1)) == []
+    assert fwd.datagram(forged, ("127.0.0.1", 1)) == []  # a stranger: dropped unread
+    assert fwd.datagram(forged, A) == []  # from the bound address but not authentic
     stats = fwd.stats()[9][1]
-    assert stats.decrypt_failures == 1 and stats.packets_out == 0
+    assert stats.strangers == 1 and stats.decrypt_failures == 1 and stats.packets_out == 0
+    assert fwd.udp_stats.unknown_ssrc == 1
     # the forged packet did not move member 1's address
     good = cipher_for(XCHACHA_MODE, keys[1]).seal(rtp.pack_header(2, 0, 1), b"y", 1)
     assert len(fwd.datagram(good, A)) == 2
@@ -128,6 +138,7 @@ async def test_the_asyncio_driver_on_loopback() -> None:
             await loop.sock_sendto(s, rtp.pack_discovery_request(i + 1), ("127.0.0.1", port))
             reply = await asyncio.wait_for(loop.sock_recv(s, 100), 2)
             assert rtp.parse_discovery(reply).port == s.getsockname()[1]
+            fwd.select(i + 1, "127.0.0.1", s.getsockname()[1])
         packet = cipher_for(AES_GCM_MODE, keys[0]).seal(rtp.pack_header(1, 0, 1), b"hi", 0)
         await loop.sock_sendto(socks[0], packet, ("127.0.0.1", port))
         got = await asyncio.wait_for(loop.sock_recv(socks[1], 100), 2)
@@ -141,9 +152,147 @@ async def test_the_asyncio_driver_on_loopback() -> None:
 def test_channels_are_isolated() -> None:
     fwd = Forwarder()
     keys = three_members(fwd)
-    fwd.add(Member(9, 109, channel_id=10))
+    join(fwd, Member(9, 109, channel_id=10), ("127.0.0.1", 40009))
     fwd.set_key(9, AES_GCM_MODE, os.urandom(32))
-    fwd.datagram(rtp.pack_discovery_request(9), ("127.0.0.1", 40009))
     out = fwd.datagram(cipher_for(XCHACHA_MODE, keys[1]).seal(rtp.pack_header(1, 0, 1), b"a", 0), A)
     assert ("127.0.0.1", 40009) not in [to for _, to in out] and len(out) == 2
     assert fwd.stats()[10][1].packets_in == 0
+
+
+# --- binding: media and discovery only from the address bound to the session -----------------
+
+STRANGER = ("127.0.0.1", 50000)
+
+
+def test_a_stranger_cannot_rebind_a_member_by_discovery_or_rtp() -> None:
+    fwd = Forwarder()
+    keys = three_members(fwd)
+    # discovery naming member 2's SSRC from a stranger: no reply, nothing moves
+    assert fwd.datagram(rtp.pack_discovery_request(2), STRANGER) == []
+    # forged RTP (any key) naming member 2: dropped unread
+    forged = cipher_for(AES_GCM_MODE, os.urandom(32)).seal(rtp.pack_header(1, 0, 2), b"x", 0)
+    assert fwd.datagram(forged, STRANGER) == []
+    # a genuine packet of member 2 replayed from elsewhere: still dropped (no rebinding)
+    genuine = cipher_for(AES_GCM_MODE, keys[2]).seal(rtp.pack_header(1, 0, 2), b"x", 0)
+    assert fwd.datagram(genuine, STRANGER) == []
+    assert fwd.address_of(2) == B
+    assert fwd.stats()[9][1].strangers == 3 and fwd.stats()[9][1].decrypt_failures == 0
+    # member 1's audio still goes to member 2's own address
+    out = fwd.datagram(cipher_for(XCHACHA_MODE, keys[1]).seal(rtp.pack_header(3, 0, 1), b"a", 0), A)
+    assert sorted(to for _, to in out) == [B, C]
+    # and member 2 itself still asks and sends from its address
+    assert [to for _, to in fwd.datagram(rtp.pack_discovery_request(2), B)] == [B]
+    assert sorted(to for _, to in fwd.datagram(genuine, B)) == [A, C]
+
+
+def test_an_unproven_claim_binds_on_the_first_packet_from_it_or_first_authentic_rtp() -> None:
+    fwd = Forwarder()
+    three_members(fwd)
+    # op 1 claims D without a discovery from D: not bound yet, nothing is sent to D
+    d = ("127.0.0.1", 40004)
+    fwd.add(Member(4, 104, 9))
+    fwd.select(4, *d)
+    fwd.set_key(4, AES_GCM_MODE, os.urandom(32))
+    assert fwd.address_of(4) is None
+    assert fwd.datagram(rtp.pack_discovery_request(4), STRANGER) == []  # not the claim
+    assert [to for _, to in fwd.datagram(rtp.pack_discovery_request(4), d)] == [d]
+    assert fwd.address_of(4) == d
+    # op 1 with no usable address: the first packet that authenticates binds
+    key = os.urandom(32)
+    fwd.add(Member(5, 105, 9))
+    fwd.select(5, "not-an-address", 0)
+    fwd.set_key(5, XCHACHA_MODE, key)
+    forged = cipher_for(XCHACHA_MODE, os.urandom(32)).seal(rtp.pack_header(1, 0, 5), b"x", 0)
+    assert fwd.datagram(forged, STRANGER) == [] and fwd.address_of(5) is None
+    e = ("127.0.0.1", 40005)
+    out = fwd.datagram(cipher_for(XCHACHA_MODE, key).seal(rtp.pack_header(1, 0, 5), b"x", 0), e)
+    assert fwd.address_of(5) == e and len(out) == 4
+
+
+def test_discovery_before_select_binds_only_the_claimed_source() -> None:
+    """Two sources asked before op 1 (say a stranger who guessed the SSRC, then the client):
+    op 1 picks the one it names."""
+    fwd = Forwarder()
+    fwd.add(Member(1, 101, 9))
+    assert len(fwd.datagram(rtp.pack_discovery_request(1), STRANGER)) == 1
+    assert len(fwd.datagram(rtp.pack_discovery_request(1), A)) == 1
+    fwd.select(1, "127.0.0.1", A[1])
+    assert fwd.address_of(1) == A
+    assert fwd.datagram(rtp.pack_discovery_request(1), STRANGER) == []
+
+
+def test_discovery_replies_are_rate_limited_per_source_ip_and_never_larger() -> None:
+    fwd = Forwarder(discovery_rate=5)
+    fwd.add(Member(1, 101, 9))
+    request = rtp.pack_discovery_request(1)
+    replies = [fwd.datagram(request, A, now=100.0) for _ in range(20)]
+    assert sum(len(r) for r in replies) == 5 and fwd.udp_stats.rate_limited == 15
+    assert all(len(p) <= len(request) for r in replies for p, _ in r)
+    # another source IP has its own bucket; the first refills with time
+    assert len(fwd.datagram(request, ("127.0.0.2", 1), now=100.0)) == 1
+    assert len(fwd.datagram(request, A, now=100.2)) == 1  # 0.2 s x 5/s = one token
+    assert fwd.datagram(request, A, now=100.2) == []
+    # unknown SSRCs and malformed discovery get nothing and cost no token
+    assert fwd.datagram(rtp.pack_discovery_request(99), A, now=200.0) == []
+    assert fwd.datagram(request[:-1] + b"\x00" * 2, A, now=200.0) == []
+    assert fwd.udp_stats.unknown_ssrc == 1
+
+
+def test_muted_members_are_still_bound_by_their_first_authentic_packet() -> None:
+    fwd = Forwarder()
+    keys = three_members(fwd)
+    key = os.urandom(32)
+    fwd.add(Member(4, 104, 9, can_send=False))
+    fwd.select(4, "garbage", 1)
+    fwd.set_key(4, AES_GCM_MODE, key)
+    d = ("127.0.0.1", 40004)
+    assert (
+        fwd.datagram(cipher_for(AES_GCM_MODE, key).seal(rtp.pack_header(1, 0, 4), b"x", 0), d) == []
+    )
+    assert fwd.address_of(4) == d  # bound (so it hears the others) but its audio is dropped
+    out = fwd.datagram(cipher_for(XCHACHA_MODE, keys[1]).seal(rtp.pack_header(1, 0, 1), b"a", 0), A)
+    assert d in [to for _, to in out]
+
+
+_sources = st.sampled_from([A, B, C, STRANGER, ("127.0.0.9", 1), ("::1", 5)])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["discovery", "forged", "replay", "garbage", "keepalive"]),
+            st.integers(0, 4),
+            _sources,
+            st.binary(max_size=80),
+        ),
+        max_size=40,
+    )
+)
+def test_no_datagram_sequence_moves_a_bound_member_or_amplifies(
+    steps: list[tuple[str, int, tuple[str, int], bytes]],
+) -> None:
+    """Whatever strangers send (discovery, forged or replayed RTP, garbage, any source):
+    bound addresses never change, every reply is no larger than what provoked it and goes
+    either back to the asker (discovery) or to a bound member (forwarded media)."""
+    fwd = Forwarder()
+    keys = three_members(fwd)
+    genuine = {s: cipher_for(XCHACHA_MODE if s != 2 else AES_GCM_MODE, k) for s, k in keys.items()}
+    bound = {1: A, 2: B, 3: C}
+    for kind, ssrc, source, blob in steps:
+        if kind == "discovery":
+            data = rtp.pack_discovery_request(ssrc)
+        elif kind == "forged":
+            data = cipher_for(AES_GCM_MODE, bytes(32)).seal(rtp.pack_header(1, 0, ssrc), blob, 0)
+        elif kind == "replay" and ssrc in genuine:
+            data = genuine[ssrc].seal(rtp.pack_header(1, 0, ssrc), blob, 7)
+        elif kind == "keepalive":
+            data = rtp.pack_keepalive(ssrc)
+        else:
+            data = blob
+        for packet, to in fwd.datagram(data, source):
+            if rtp.classify(packet) is rtp.DatagramKind.DISCOVERY_RESPONSE:
+                assert to == source and len(packet) <= len(data)
+            else:
+                assert to in bound.values() and to != source
+        assert {s: fwd.address_of(s) for s in bound} == bound
