@@ -115,9 +115,16 @@ class Pipeline:
         self, playable: Playable, track: int, *, start_ms: int = 0, end_ms: int | None = None
     ) -> None:
         """Play ``playable`` now as track serial ``track``, replacing the current track
-        (reported as ``replaced``); a queued track stays queued."""
+        (reported as ``replaced``); a queued track stays queued.
+
+        With no current track (the last one finished), the finished track's frames still in
+        :attr:`buffer` are kept: they play out and the new track follows them without a gap
+        (a player that learns of the end and then plays the next track loses no frame)."""
         _check_span(start_ms, end_ms)
-        self._post(lambda: self._replace(self._deck(playable, track, start_ms, end_ms)), flush=True)
+        replacing = self._mixer.current is not None
+        self._post(
+            lambda: self._replace(self._deck(playable, track, start_ms, end_ms)), flush=replacing
+        )
 
     def queue_next(
         self, playable: Playable, track: int, *, start_ms: int = 0, end_ms: int | None = None
@@ -333,8 +340,10 @@ class Pipeline:
         self._schedule()
 
     def _replace(self, deck: Deck) -> None:
+        replacing = self._mixer.current is not None
         self._mixer.set_current(deck, "replaced")
-        self._flush()
+        if replacing:
+            self._flush()
 
     def _skip(self) -> None:
         self._mixer.skip()
