@@ -78,8 +78,12 @@ class Pipeline:
         *,
         open_timeout: float = 10.0,
         position_interval: float = 1.0,
+        owner: int | None = None,
     ) -> None:
         cfg = config or EngineConfig()
+        self.owner = owner
+        """The player this pipeline serves: a producer turn stuck in it or its readers is
+        blamed on that player (``engine/watchdog.py``)."""
         self._cfg = cfg
         self._on_event = on_event or (lambda _e: None)
         self._open_timeout = open_timeout
@@ -109,6 +113,8 @@ class Pipeline:
     def start(self) -> None:
         """Join the process's shared producer thread (:mod:`audionode.media.producer`)."""
         self._producer = shared_producer()
+        if self.owner is not None:
+            self._producer.tag(self, self.owner)
         self._producer.schedule(self)
 
     def play(
@@ -318,6 +324,8 @@ class Pipeline:
             ahead=self._cfg.decode_ahead,
             timeout=self._open_timeout,
         )
+        if self._producer is not None and self.owner is not None:
+            self._producer.tag(reader, self.owner)
         reader.start()
         deck = Deck(reader, end_ms)
         deck.pos = start_ms * 48
