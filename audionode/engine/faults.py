@@ -2,9 +2,9 @@
 
 Off unless the engine's process was started with ``AUDIONODE_TEST_FAULTS=1`` in its
 environment; no route or op builds a ``Fault``, so a bot cannot reach it either way. The
-faults are the two a watchdog must catch: a producer turn that never returns (a libav call
-stuck with the GIL released: the event loop goes on, every guild of the process is silent)
-and a blocked event loop.
+faults are those a watchdog must catch: a producer turn that never returns (a libav call
+stuck with the GIL released: the event loop goes on, every guild of the process is silent),
+a blocked event loop, and a C call holding the GIL (the whole process stops).
 """
 
 from __future__ import annotations
@@ -43,5 +43,9 @@ def inject(command: msg.Fault) -> None:
         producer.schedule(stall)
     elif command.kind == "stall-loop":
         time.sleep(command.seconds)
+    elif command.kind == "hold-gil":
+        # One C call that never lets the GIL go (summing a range runs no bytecode): every
+        # thread of the process stops, the watchdog's publisher included. ~1e8 a second.
+        sum(range(int(command.seconds * 1e8)))
     else:
         raise BadRequest(f"unknown fault {command.kind!r}")

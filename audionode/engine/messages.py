@@ -99,8 +99,9 @@ class Fault(_Msg):
     ``AUDIONODE_TEST_FAULTS=1`` in its environment (no route or op ever builds one).
 
     ``kind``: ``stall-producer`` (a producer turn for this player sleeps ``seconds``: the
-    shared producer thread stops while the event loop goes on) or ``stall-loop`` (the
-    engine's event loop blocks for ``seconds``). The watchdog tests use them.
+    shared producer thread stops while the event loop goes on), ``stall-loop`` (the
+    engine's event loop blocks for ``seconds``) or ``hold-gil`` (one C call keeps the GIL
+    for about ``seconds``: every thread stops). The watchdog tests use them.
     """
 
     kind: str

@@ -14,7 +14,8 @@ few shared float64 slots (:class:`Beacon`, created by the pool and inherited at 
   (the one a stall or a crash mid-turn is blamed on).
 
 The pool reads them (a few loads, no system call) every :data:`CHECK_EVERY` seconds and
-:func:`verdict` says whether the worker must be killed and restarted. All times are
+:func:`verdict` says whether the worker must be killed and restarted: noticed at most
+``timeout`` + :data:`PUBLISH_EVERY` + :data:`CHECK_EVERY` after the stall began. All times are
 ``time.monotonic()``, which is the same clock in every process of the machine.
 
 With ``engine.workers = 0`` there is no process to restart: :class:`LocalWatch` (run by the
@@ -85,14 +86,11 @@ def _age(now: float, then: float) -> float:
     return round(max(0.0, now - then), 3)
 
 
-Part = Literal["process", "producer", "loop"]
-
-
 @dataclass(frozen=True, slots=True)
 class Stall:
     """What stopped making progress, and for how long."""
 
-    part: Part
+    part: Literal["process", "producer", "loop"]
     seconds: float
 
     def __str__(self) -> str:
@@ -111,18 +109,20 @@ class Stall:
 
 
 def verdict(v: Vitals, now: float, timeout: float) -> Stall | None:
-    """What stalled in the worker, or None while it is healthy (or not started yet). A dead
-    producer thread counts as stalled since its last beat."""
+    """What stalled in the worker, or None while it is healthy (or not started yet).
+
+    The loop and producer beats are judged as the publisher saw them (their age at its last
+    write), the publisher itself against ``now``: when the whole process stops, every beat
+    ages together and only the process is to blame. A dead producer thread counts as stalled
+    from its last beat."""
     if not v.started:
         return None
-    beats: tuple[tuple[Part, float], ...] = (
-        ("process", v.published),
-        ("producer", v.producer),
-        ("loop", v.loop),
-    )
-    for part, beat in beats:
-        if now - beat > timeout or (part == "producer" and not v.producer_alive):
-            return Stall(part, now - beat)
+    if now - v.published > timeout:
+        return Stall("process", now - v.published)
+    if not v.producer_alive or v.published - v.producer > timeout:
+        return Stall("producer", now - v.producer)
+    if v.published - v.loop > timeout:
+        return Stall("loop", now - v.loop)
     return None
 
 

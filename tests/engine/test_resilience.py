@@ -123,7 +123,7 @@ async def test_a_track_that_killed_its_worker_twice_is_quarantined(
         assert rate > 45 and gap < 0.2, (rate, gap)
 
 
-@pytest.mark.parametrize("kind", ["stall-producer", "stall-loop"])
+@pytest.mark.parametrize("kind", ["stall-producer", "stall-loop", "hold-gil"])
 async def test_a_stalled_worker_is_restarted_within_2_s(
     node_factory: NodeFactory, monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
@@ -147,7 +147,9 @@ async def test_a_stalled_worker_is_restarted_within_2_s(
         print(f"{kind}: worker restarted {noticed:.2f} s after the stall began")
         assert noticed < 2.0
         assert victim not in s.pool.pids()
-        part = "producer thread" if kind == "stall-producer" else "event loop"
+        part = {"stall-producer": "producer thread", "stall-loop": "event loop"}.get(
+            kind, "worker process"
+        )
         assert part in s.pool.stats()["processes"][slot]["last_death"]
 
         await s.log.wait("PLAYER_TRACEBACK", lambda d: d["guild_id"] == s.a.id)

@@ -35,6 +35,9 @@ def test_verdicts_name_the_part_that_stalled() -> None:
     assert verdict(vitals(now), now, T) is None
     assert verdict(Vitals(0, 0, 0, 0, None, False), now, T) is None  # not started yet
     assert verdict(vitals(now, published=2, loop=2, producer=2), now, T) == Stall("process", 2)
+    # The whole process stopped 1.25 s ago, its producer's last turn began just before: not
+    # yet a stall, and never the producer's (the beats are judged as last published).
+    assert verdict(vitals(now, published=1.25, producer=1.625), now, T) is None
     assert verdict(vitals(now, producer=1.625), now, T) == Stall("producer", 1.625)
     assert verdict(vitals(now, producer=0.125, dead=1), now, T) == Stall("producer", 0.125)
     assert verdict(vitals(now, loop=1.75), now, T) == Stall("loop", 1.75)
