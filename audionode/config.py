@@ -53,6 +53,19 @@ class EngineConfig(_Section):
     buffer_frames: Annotated[int, Meta(ge=2, le=10)] = 3
     """Encoded 20 ms frames kept ready for the sender; a volume/filter change waits behind
     them, so 3 keeps changes under 100 ms while leaving 60 ms for scheduling hiccups."""
+    watchdog_timeout: Annotated[float, Meta(ge=0.5, le=60)] = 1.5
+    """Seconds a worker's event loop or producer thread may go without progress before the
+    watchdog kills and restarts that worker (docs/SECURITY.md, "Engine")."""
+    max_message_bytes: Annotated[int, Meta(ge=1 << 20, le=1 << 30)] = 32 << 20
+    """Largest command sent to an engine (a track held in memory travels whole); a larger
+    one fails that track with an error event instead of reaching the worker."""
+    max_event_bytes: Annotated[int, Meta(ge=64 << 10, le=64 << 20)] = 1 << 20
+    """Largest event a worker sends back; longer texts are cut, a worker that sends more is
+    restarted."""
+    max_pending_commands: Annotated[int, Meta(ge=16, le=1_000_000)] = 1000
+    """Commands kept for a worker being restarted; further ones are refused with an error."""
+    max_pending_bytes: Annotated[int, Meta(ge=1 << 20, le=1 << 32)] = 64 << 20
+    """Bytes of commands kept for a worker being restarted."""
 
 
 class HttpSourceConfig(_Section):

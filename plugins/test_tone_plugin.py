@@ -78,6 +78,7 @@ async def test_wave_shapes_pan_and_rate(manager: SourceManager) -> None:
         ("tone:440?amplitude=2", "`amplitude` must be between 0 and 1"),
         ("tone:440?color=red", "unknown parameter(s) color"),
         ("tone:99999", "between 0 and 24000 Hz"),
+        ("tone:440?rate=96000", "`rate` must be between 8000 and 48000"),
     ],
 )
 async def test_bad_queries_name_the_parameter(
@@ -105,3 +106,42 @@ def test_any_query_text_parses_or_names_the_problem(text: str) -> None:
         assert e.message.startswith("tone: ")
         return
     assert 0 < spec.seconds <= 5 and spec.freqs
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"max_seconds": "long"}, "tone.max_seconds: expected a number from 0.001 to 3600"),
+        ({"max_rate": 400000}, "tone.max_rate: expected a number from 8000 to 192000"),
+        ({"max_sceonds": 5}, "unknown option(s) ['max_sceonds']"),
+    ],
+)
+def test_bad_options_skip_the_plugin_naming_the_key(
+    options: dict[str, object], message: str
+) -> None:
+    config = SourcesConfig(
+        plugins=["tone"],
+        plugins_dir=str(HERE),
+        plugin_options={"tone": options},
+        http=HttpSourceConfig(enabled=False),
+        ytdlp=YtdlpSourceConfig(enabled=False),
+    )
+    manager = SourceManager.from_config(config)
+    (failure,) = manager.failures
+    assert failure.plugin == "tone" and message in failure.message
+
+
+async def test_max_rate_bounds_the_rate_and_its_default() -> None:
+    config = SourcesConfig(
+        plugins=["tone"],
+        plugins_dir=str(HERE),
+        plugin_options={"tone": {"max_rate": 16000, "max_seconds": 2}},
+        http=HttpSourceConfig(enabled=False),
+        ytdlp=YtdlpSourceConfig(enabled=False),
+    )
+    manager = SourceManager.from_config(config)
+    result = await manager.load("tone:440?seconds=2")
+    rate, pcm = read_wav(await manager.open(result.tracks[0]))
+    assert rate == 16000 and len(pcm) == 32000  # 2 s * 16 kHz * 4 bytes: the size bound
+    refused = await manager.load("tone:440?rate=22050")
+    assert "`rate` must be between 8000 and 16000" in (refused.error or "")

@@ -12,16 +12,22 @@ Parameters (after ``?``, ``&``-separated):
 - ``amplitude`` level of the sum (its peak never exceeds it), 0..1 (default 0.5)
 - ``wave``      ``sine`` (default), ``square``, ``saw``, ``triangle`` or ``noise``
 - ``pan``       -1 (left only) .. 1 (right only), default 0 (centre)
-- ``rate``      sample rate of the WAV, 8000..192000 (default 48000)
+- ``rate``      sample rate of the WAV, 8000..``max_rate`` (plugin option, default 48000)
 
 Frequencies are 1..24000 Hz; ``0`` gives silence. The track is a 16-bit stereo WAV made in
-memory with numpy and the standard library: no libav, as the plugin API intends.
+memory with numpy and the standard library (in a thread: a long tone takes a noticeable time
+to render, which the control loop must not wait for): no libav, as the plugin API intends.
 
-Enable it with ``"sources": {"plugins": ["tone"]}``.
+Enable it with ``"sources": {"plugins": ["tone"]}``; options in
+``"sources": {"plugin_options": {"tone": {"max_seconds": 120, "max_rate": 48000}}}``. The two
+bound what a query can make: a WAV is ``seconds * rate * 4`` bytes (23 MB at the defaults),
+travels whole to the engine and is refused there above ``engine.max_message_bytes``
+(docs/SECURITY.md, "Engine").
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
 import math
 import wave
@@ -30,7 +36,7 @@ from urllib.parse import parse_qsl
 
 import numpy as np
 
-from audionode.errors import BadRequest
+from audionode.errors import BadRequest, ConfigError
 from audionode.sources.api import BaseSource, LoadResult, Playable, PluginContext, Track
 
 WAVES = ("sine", "square", "saw", "triangle", "noise")
@@ -68,7 +74,13 @@ def _number(params: dict[str, str], key: str, default: float, lo: float, hi: flo
     return value
 
 
-def parse(query: str, max_seconds: float = 120.0) -> ToneSpec:
+MAX_SECONDS = 120.0
+MAX_RATE = 48000
+RATES = (8000, 192000)
+"""The sample rates the ``max_rate`` option may allow."""
+
+
+def parse(query: str, max_seconds: float = MAX_SECONDS, max_rate: int = MAX_RATE) -> ToneSpec:
     """Parse a ``tone:`` query; BadRequest names the parameter at fault."""
     if not query.startswith("tone:"):
         raise BadRequest(f"not a tone query: {query!r}")
@@ -89,7 +101,7 @@ def parse(query: str, max_seconds: float = 120.0) -> ToneSpec:
         amplitude=_number(params, "amplitude", 0.5, 0.0, 1.0),
         wave=shape,
         pan=_number(params, "pan", 0.0, -1.0, 1.0),
-        rate=int(_number(params, "rate", 48000, 8000, 192000)),
+        rate=int(_number(params, "rate", min(48000, max_rate), RATES[0], max_rate)),
     )
     if params:
         raise BadRequest(f"tone: unknown parameter(s) {', '.join(sorted(params))}")
@@ -138,14 +150,15 @@ class ToneSource(BaseSource):
 
     name = "tone"
 
-    def __init__(self, max_seconds: float = 120.0) -> None:
+    def __init__(self, max_seconds: float = MAX_SECONDS, max_rate: int = MAX_RATE) -> None:
         self.max_seconds = max_seconds
+        self.max_rate = max_rate
 
     def handles(self, query: str) -> bool:
         return query.startswith("tone:")
 
     async def load(self, query: str) -> LoadResult | None:
-        spec = parse(query, self.max_seconds)
+        spec = parse(query, self.max_seconds, self.max_rate)
         freqs = "+".join(f"{f:g}" for f in spec.freqs)
         track = Track(
             source=self.name,
@@ -158,9 +171,27 @@ class ToneSource(BaseSource):
         return LoadResult.of_track(track)
 
     async def open(self, track: Track) -> Playable:
-        return Playable.from_bytes(wav_bytes(parse(track.id, self.max_seconds)), format="wav")
+        spec = parse(track.id, self.max_seconds, self.max_rate)
+        return Playable.from_bytes(await asyncio.to_thread(wav_bytes, spec), format="wav")
+
+
+def _option(options: dict[str, object], key: str, default: float, lo: float, hi: float) -> float:
+    value = options.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
+        raise ConfigError(
+            f"sources.plugin_options.tone.{key}: expected a number from {lo:g} to {hi:g}, "
+            f"got {value!r}"
+        )
+    return float(value)
 
 
 def sources(context: PluginContext) -> list[ToneSource]:
-    """The plugin factory the loader calls."""
-    return [ToneSource(max_seconds=float(context.options.get("max_seconds", 120.0)))]
+    """The plugin factory the loader calls; options ``max_seconds`` (0.001..3600, default
+    120) and ``max_rate`` (8000..192000, default 48000)."""
+    options = dict(context.options)
+    max_seconds = _option(options, "max_seconds", MAX_SECONDS, 0.001, 3600.0)
+    max_rate = int(_option(options, "max_rate", MAX_RATE, *RATES))
+    unknown = set(options) - {"max_seconds", "max_rate"}
+    if unknown:
+        raise ConfigError(f"sources.plugin_options.tone: unknown option(s) {sorted(unknown)}")
+    return [ToneSource(max_seconds=max_seconds, max_rate=max_rate)]

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from audionode.config import Config
+from audionode.engine import faults
 from audionode.engine import messages as msg
 from audionode.engine.gcpolicy import GcPolicy
 from audionode.errors import VoiceError
@@ -76,6 +77,7 @@ class Engine:
             msg.SetVolume: lambda c: self._pipeline(c.player).set_volume(c.volume),
             msg.SetFilters: lambda c: self._pipeline(c.player).set_filters(c.filters),
             msg.SetCrossfade: lambda c: self._pipeline(c.player).set_crossfade(c.seconds),
+            msg.Fault: faults.inject,
         }
 
     async def start(self) -> None:
@@ -205,7 +207,7 @@ class Engine:
                 # Called on the pipeline's thread: hop to the loop, never block it.
                 loop.call_soon_threadsafe(self._media_event, key, event)
 
-            unit.pipeline = Pipeline(self.config.engine, on_event)
+            unit.pipeline = Pipeline(self.config.engine, on_event, owner=key)
             unit.pipeline.start()
         return unit.pipeline
 

@@ -21,6 +21,8 @@ from typing import Any, Protocol
 from audionode.config import Config
 from audionode.engine import messages as msg
 from audionode.engine.stats import StatsBook
+from audionode.engine.watchdog import LocalWatch
+from audionode.media.producer import shared as shared_producer
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +66,20 @@ class EngineHost(Protocol):
 
 
 class LocalHost:
-    """The engine runs in this process and this event loop (tests, tiny deployments)."""
+    """The engine runs in this process and this event loop (tests, tiny deployments).
+
+    Nothing can restart it: a stalled producer thread or event loop is only noticed and
+    reported (:class:`~audionode.engine.watchdog.LocalWatch`). The same message bound as
+    for workers applies to in-memory tracks, so a deployment behaves the same either way.
+    """
 
     def __init__(self, config: Config, on_event: EventCallback, factory: str = DEFAULT_FACTORY):
         self._loop = asyncio.get_running_loop()
         self._on_event = on_event
+        self._max_data = config.engine.max_message_bytes
         self.book = StatsBook()
         self.engine = load_factory(factory)(config, self._emit)
+        self.watch = LocalWatch(shared_producer(), config.engine.watchdog_timeout)
 
     def _emit(self, event: msg.Event) -> None:
         if isinstance(event, msg.EngineStats):
@@ -80,13 +89,24 @@ class LocalHost:
         self._loop.call_soon(self._on_event, event)
 
     def send(self, command: msg.Command) -> None:
+        if isinstance(command, msg.Play | msg.Preload):
+            size = len(command.source.data or b"")
+            if size > self._max_data:
+                message = (
+                    f"the track's data is {size} bytes, over engine.max_message_bytes "
+                    f"({self._max_data})"
+                )
+                self._loop.call_soon(self._on_event, msg.refusal(command, message))
+                return
         self._loop.call_soon(self.engine.handle, command)
 
     async def start(self) -> None:
         await self.engine.start()
+        self.watch.start()
 
     async def close(self) -> None:
+        self.watch.close()
         await self.engine.close()
 
     def stats(self) -> dict[str, Any]:
-        return {"workers": 0, **self.book.snapshot()}
+        return {"workers": 0, **self.watch.report(), **self.book.snapshot()}

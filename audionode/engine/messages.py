@@ -94,6 +94,20 @@ class SetCrossfade(_Msg):
     seconds: float
 
 
+class Fault(_Msg):
+    """Test-only fault injection, refused unless the engine's process was started with
+    ``AUDIONODE_TEST_FAULTS=1`` in its environment (no route or op ever builds one).
+
+    ``kind``: ``stall-producer`` (a producer turn for this player sleeps ``seconds``: the
+    shared producer thread stops while the event loop goes on), ``stall-loop`` (the
+    engine's event loop blocks for ``seconds``) or ``hold-gil`` (one C call keeps the GIL
+    for about ``seconds``: every thread stops). The watchdog tests use them.
+    """
+
+    kind: str
+    seconds: float = 10.0
+
+
 Command = (
     Connect
     | Disconnect
@@ -108,6 +122,7 @@ Command = (
     | SetVolume
     | SetFilters
     | SetCrossfade
+    | Fault
 )
 
 # --- events: engine → player --------------------------------------------------------------
@@ -201,6 +216,18 @@ Event = (
     | CommandFailed
     | EngineStats
 )
+
+
+def refusal(command: Command, message: str) -> Event:
+    """The event that answers a command the host will not deliver (too large, quarantined,
+    worker restarting): a track command fails its track (the player moves on), any other
+    command is reported failed."""
+    if isinstance(command, Play | Preload):
+        return TrackEnded(
+            player=command.player, serial=command.serial, reason="error", message=message
+        )
+    return CommandFailed(player=command.player, command=type(command).__name__, message=message)
+
 
 command_decoder = msgspec.msgpack.Decoder(Command)
 event_decoder = msgspec.msgpack.Decoder(Event)

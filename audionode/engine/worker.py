@@ -1,15 +1,26 @@
 """Engine worker processes (``engine.workers = N``): guilds sharded by player key.
 
 PyAV encoding holds the GIL, so the data plane scales across cores by processes
-(ARCHITECTURE.md). Each worker runs its own event loop with one engine (its voice
-connections, pipelines and the one real-time sender of that process). The control process
-talks to a worker over a socket pair with length-prefixed msgpack frames, both ends asyncio:
-sending a command never blocks the control loop.
+(ARCHITECTURE.md). Each worker (``engine/child.py``) runs its own event loop with one engine
+(its voice connections, pipelines and the one real-time sender of that process). The control
+process talks to a worker over a socket pair with length-prefixed msgpack frames
+(``engine/wire.py``), both ends asyncio: sending a command never blocks the control loop.
 
-A worker that dies (crash, OOM kill, SIGKILL) is noticed through its process sentinel and its
-socket's EOF; the pool reports the players it served (``on_worker_lost``) so the service can
-tell their bots and restart them, and spawns a fresh worker in the same slot. The node itself
-never goes down with a worker.
+The node never goes down with a worker, and a worker never stays down (docs/SECURITY.md,
+"Engine"):
+
+- a worker that dies (crash, OOM kill, SIGKILL) is noticed by its socket's EOF; one that
+  stalls (event loop or producer thread, ``engine.watchdog_timeout``) or never starts is
+  noticed by the watchdog (``engine/watchdog.py``) and killed. Its players are reported at
+  once (``on_worker_lost``: the service tells their bots and restores them) and a fresh worker
+  is spawned in the same slot: at once after a worker that ran a while, with a doubling
+  backoff (0.5 s up to :attr:`WorkerPool.backoff_max`) while workers keep dying young; a
+  failed spawn is retried the same way;
+- commands for a slot whose worker is down wait for the replacement, bounded by
+  ``engine.max_pending_commands`` and ``engine.max_pending_bytes``; beyond that (and for a
+  command over ``engine.max_message_bytes``) the command is refused with an error event;
+- the track or filter set a death is blamed on is struck, and quarantined at its second
+  strike (``engine/quarantine.py``): its replay is refused and the player moves on.
 """
 
 from __future__ import annotations
@@ -19,39 +30,27 @@ import logging
 import multiprocessing
 import os
 import socket
-import struct
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
 from typing import Any
 
 import msgspec
 
 from audionode.config import Config
 from audionode.engine import messages as msg
-from audionode.engine.host import DEFAULT_FACTORY, EventCallback, load_factory
+from audionode.engine import wire
+from audionode.engine.child import worker_main
+from audionode.engine.host import DEFAULT_FACTORY, EventCallback
+from audionode.engine.quarantine import Quarantine
 from audionode.engine.stats import StatsBook
-from audionode.runtime import run
+from audionode.engine.watchdog import CHECK_EVERY, Beacon, verdict
 
 log = logging.getLogger(__name__)
 
-_LEN = struct.Struct(">I")
-_MAX_FRAME = 64 * 1024 * 1024
-"""Commands carry whole in-memory media files (Playable.data) at most."""
-
 LostCallback = Callable[[int, set[int]], None]
 """``on_worker_lost(slot, player_keys)``: called on the control loop when a worker died."""
-
-
-def _frame(payload: bytes) -> bytes:
-    return _LEN.pack(len(payload)) + payload
-
-
-async def _read_frame(reader: asyncio.StreamReader) -> bytes:
-    (size,) = _LEN.unpack(await reader.readexactly(_LEN.size))
-    if size > _MAX_FRAME:
-        raise ValueError(f"frame of {size} bytes exceeds the limit")
-    return await reader.readexactly(size)
 
 
 def default_workers(configured: int) -> int:
@@ -61,55 +60,47 @@ def default_workers(configured: int) -> int:
     return max(1, (os.cpu_count() or 2) - 1)
 
 
-# --- the worker process ---------------------------------------------------------------------
-
-
-def worker_main(conn: Connection, config_json: bytes, factory: str, slot: int) -> None:
-    """Entry point of a worker process (``spawn``): run one engine until the pipe closes."""
-    from audionode.logs import configure_logging
-
-    config = msgspec.json.decode(config_json, type=Config)
-    configure_logging(config.log_level, prefix=f"[worker {slot}] ")
-    run(_serve(conn, config, factory))
-
-
-async def _serve(conn: Connection, config: Config, factory: str) -> None:
-    sock = socket.socket(fileno=os.dup(conn.fileno()))
-    conn.close()
-    reader, writer = await asyncio.open_connection(sock=sock)
-
-    def emit(event: msg.Event) -> None:
-        # Once the control process hung up, the engine's closing events have no reader.
-        if not writer.is_closing():
-            writer.write(_frame(msg.encoder.encode(event)))
-
-    engine = load_factory(factory)(config, emit)
-    await engine.start()
-    try:
-        while True:
-            engine.handle(msg.command_decoder.decode(await _read_frame(reader)))
-    except (asyncio.IncompleteReadError, ConnectionError):
-        pass  # the control process closed the pipe: shut down
-    finally:
-        await engine.close()
-        writer.close()
-
-
-# --- the control side -----------------------------------------------------------------------
-
-
 @dataclass(eq=False)
 class _Worker:
+    """One worker process of a slot."""
+
     slot: int
     process: Any
     writer: asyncio.StreamWriter
+    beacon: Beacon
+    spawned: float
     reader_task: asyncio.Task[None] | None = None
-    players: set[int] = field(default_factory=set)
     alive: bool = True
+    cause: str | None = None
+    """Why the pool killed it (watchdog, protocol breach); None while healthy."""
+    culprit: int | None = None
+    blame_anyone: bool = True
+
+
+@dataclass(eq=False)
+class _Slot:
+    """What outlives the worker processes of one slot."""
+
+    index: int
+    worker: _Worker | None = None
+    players: set[int] = field(default_factory=set)
+    pending: deque[bytes] = field(default_factory=deque)
+    pending_bytes: int = 0
+    restarts: int = 0
+    young_deaths: int = 0
+    """Consecutive deaths of workers that had run less than :attr:`WorkerPool.young`."""
+    last_death: str | None = None
 
 
 class WorkerPool:
     """N engine workers; a player's commands always go to ``slot = key % N``."""
+
+    young = 30.0
+    """A worker dying sooner than this after its start counts toward the restart backoff."""
+    backoff_max = 30.0
+    """Longest wait before a respawn, reached while workers keep dying young."""
+    startup_timeout = 60.0
+    """A worker that has not published its vitals this long after its spawn is restarted."""
 
     def __init__(
         self,
@@ -122,116 +113,267 @@ class WorkerPool:
         if workers < 1:
             raise ValueError("a worker pool needs at least one worker")
         self._config_json = msgspec.json.encode(config)
+        self._limits = config.engine
         self._on_event = on_event
         self._on_lost = on_worker_lost
         self._factory = factory
         self._size = workers
-        self._workers: list[_Worker | None] = [None] * workers
-        self._pending: list[list[bytes]] = [[] for _ in range(workers)]
+        self._slots = [_Slot(i) for i in range(workers)]
         self._closing = False
+        self._watch_task: asyncio.Task[None] | None = None
         self.restarts = 0
         self.book = StatsBook()
+        self.quarantine = Quarantine()
         self._ctx = multiprocessing.get_context("spawn")
 
     async def start(self) -> None:
-        for slot in range(self._size):
+        for slot in self._slots:
             await self._spawn(slot)
+        self._watch_task = asyncio.get_running_loop().create_task(self._watch())
 
-    async def _spawn(self, slot: int) -> None:
+    # --- spawning and losing workers --------------------------------------------------------
+
+    async def _spawn(self, slot: _Slot) -> None:
         parent, child = self._ctx.Pipe(duplex=True)
+        beacon = Beacon(self._ctx)
         process = self._ctx.Process(
             target=worker_main,
-            args=(child, self._config_json, self._factory, slot),
-            name=f"audionode-engine-{slot}",
+            args=(child, self._config_json, self._factory, slot.index, beacon),
+            name=f"audionode-engine-{slot.index}",
             daemon=True,
         )
-        process.start()
-        child.close()
+        try:
+            process.start()
+        finally:
+            child.close()
         sock = socket.socket(fileno=os.dup(parent.fileno()))
         parent.close()
         reader, writer = await asyncio.open_connection(sock=sock)
-        worker = _Worker(slot, process, writer)
-        self._workers[slot] = worker
+        worker = _Worker(slot.index, process, writer, beacon, time.monotonic())
+        slot.worker = worker
         worker.reader_task = asyncio.create_task(self._read_events(worker, reader))
-        for frame in self._pending[slot]:
-            writer.write(frame)
-        self._pending[slot].clear()
-        log.info("engine worker %d started (pid %d)", slot, process.pid)
+        while slot.pending:
+            writer.write(slot.pending.popleft())
+        slot.pending_bytes = 0
+        log.info("engine worker %d started (pid %d)", slot.index, process.pid)
 
     async def _read_events(self, worker: _Worker, reader: asyncio.StreamReader) -> None:
         loop = asyncio.get_running_loop()
         try:
             while True:
-                event = msg.event_decoder.decode(await _read_frame(reader))
+                payload = await wire.read_frame(reader, self._limits.max_event_bytes)
+                event = msg.event_decoder.decode(payload)
                 if isinstance(event, msg.EngineStats):
                     self.book.add(worker.slot, event, loop.time())
                 else:
-                    self._on_event(event)
-        except (asyncio.IncompleteReadError, ConnectionError, ValueError, msgspec.DecodeError):
+                    self.quarantine.received(event)
+                    self._dispatch(event)
+        except (asyncio.IncompleteReadError, ConnectionError):
             pass
+        except (wire.FrameTooLarge, msgspec.DecodeError) as e:
+            worker.cause = worker.cause or f"it sent a malformed event ({e})"
+            worker.blame_anyone = False
         await self._lost(worker)
+
+    def _dispatch(self, event: msg.Event) -> None:
+        try:
+            self._on_event(event)
+        except Exception:  # a control-plane bug must not leave the worker unread
+            log.exception("handling engine event %s failed", type(event).__name__)
+
+    def _condemn(self, worker: _Worker, cause: str, culprit: int | None, anyone: bool) -> None:
+        """Kill a worker that is alive but useless; its EOF then goes through :meth:`_lost`."""
+        worker.cause, worker.culprit, worker.blame_anyone = cause, culprit, anyone
+        log.error("engine worker %d: %s; killing it", worker.slot, cause)
+        worker.process.kill()
 
     async def _lost(self, worker: _Worker) -> None:
         if not worker.alive or self._closing:
             return
         worker.alive = False
+        now = time.monotonic()
+        slot = self._slots[worker.slot]
+        culprit = worker.culprit if worker.cause else worker.beacon.read().suspect(now)
         worker.writer.close()
-        self.book.forget(worker.slot)
+        if worker.process.is_alive():  # a breach: the process itself may still run
+            worker.process.kill()
         await asyncio.get_running_loop().run_in_executor(None, worker.process.join, 5)
+        self.book.forget(worker.slot)
+        cause = worker.cause or f"it died with exit code {worker.process.exitcode}"
+        players = set(slot.players)
+        for fingerprint in self.quarantine.blame(players, culprit, now, anyone=worker.blame_anyone):
+            log.warning("quarantined after crashing the engine twice: %s", fingerprint[:120])
         log.error(
-            "engine worker %d (pid %s) died with exit code %s; %d players affected; restarting",
+            "engine worker %d (pid %s): %s; %d players affected (blamed on: %s); restarting",
             worker.slot,
             worker.process.pid,
-            worker.process.exitcode,
-            len(worker.players),
+            cause,
+            len(players),
+            "nobody" if culprit is None else f"player {culprit}",
         )
+        slot.restarts += 1
         self.restarts += 1
-        await self._spawn(worker.slot)
-        self._on_lost(worker.slot, set(worker.players))
+        slot.last_death = cause
+        slot.young_deaths = slot.young_deaths + 1 if now - worker.spawned < self.young else 0
+        # Told and restored now: the restore's commands wait for the replacement in pending.
+        try:
+            self._on_lost(worker.slot, players)
+        except Exception:
+            log.exception("restoring the players of engine worker %d failed", worker.slot)
+        await self._respawn(slot)
+
+    def backoff(self, young_deaths: int) -> float:
+        """Seconds to wait before a respawn: none after a worker that ran a while or died
+        young once, then 0.5, 1, 2... up to :attr:`backoff_max`."""
+        if young_deaths <= 1:
+            return 0.0
+        return float(min(self.backoff_max, 0.5 * 2 ** (young_deaths - 2)))
+
+    async def _respawn(self, slot: _Slot) -> None:
+        """Spawn a replacement after the backoff; a spawn that fails is retried, backing off."""
+        while not self._closing:
+            delay = self.backoff(slot.young_deaths)
+            if delay:
+                log.warning("engine worker %d: respawning in %.1f s", slot.index, delay)
+                await asyncio.sleep(delay)
+            try:
+                await self._spawn(slot)
+                return
+            except Exception as e:  # no process, no fd, no memory: try again later
+                log.error("engine worker %d could not be spawned: %s", slot.index, e)
+                slot.young_deaths += 1
+                slot.last_death = f"spawn failed: {e}"
+
+    async def _watch(self) -> None:
+        """Every :data:`CHECK_EVERY` s: kill a worker that stalled or never started."""
+        timeout = self._limits.watchdog_timeout
+        while True:
+            await asyncio.sleep(CHECK_EVERY)
+            now = time.monotonic()
+            for slot in self._slots:
+                worker = slot.worker
+                if worker is None or not worker.alive or worker.cause is not None:
+                    continue
+                vitals = worker.beacon.read()
+                stall = verdict(vitals, now, timeout)
+                if stall is not None:
+                    self._condemn(worker, str(stall), stall.suspect(vitals, now), False)
+                elif not vitals.started and now - worker.spawned > self.startup_timeout:
+                    reason = f"it did not start within {self.startup_timeout:.0f} s"
+                    self._condemn(worker, reason, None, False)
+
+    # --- commands ---------------------------------------------------------------------------
 
     def send(self, command: msg.Command) -> None:
-        slot = command.player % self._size
-        worker = self._workers[slot]
+        """Deliver ``command`` to its player's worker (or queue it while that worker is being
+        replaced); a command that cannot be delivered is answered with an error event."""
+        now = time.monotonic()
+        slot = self._slots[command.player % self._size]
+        refusal = self.quarantine.refuse(command, now)
+        data = b""
+        if refusal is None:
+            data = wire.frame(msg.encoder.encode(command))
+            refusal = self._deliver(slot, command, data)
+        if refusal is not None:
+            log.warning(
+                "player %d: %s refused: %s",
+                command.player,
+                type(command).__name__,
+                _message(refusal),
+            )
+            asyncio.get_running_loop().call_soon(self._dispatch, refusal)
+            return
         if isinstance(command, msg.Disconnect):
-            if worker is not None:
-                worker.players.discard(command.player)
-        elif worker is not None:
-            worker.players.add(command.player)
-        frame = _frame(msg.encoder.encode(command))
-        if worker is None or not worker.alive:
-            self._pending[slot].append(frame)  # flushed to the replacement worker
+            slot.players.discard(command.player)
         else:
-            worker.writer.write(frame)
+            slot.players.add(command.player)
+        self.quarantine.sent(command, now)
+
+    def _deliver(self, slot: _Slot, command: msg.Command, data: bytes) -> msg.Event | None:
+        """Write or queue ``data``; the refusal event instead when it cannot go."""
+        limits = self._limits
+        size = len(data)
+        if size - 4 > limits.max_message_bytes:
+            return msg.refusal(
+                command,
+                f"the command is {size - 4} bytes, over engine.max_message_bytes "
+                f"({limits.max_message_bytes}); a track held in memory must be smaller",
+            )
+        worker = slot.worker
+        if worker is not None and worker.alive and worker.cause is None:
+            if worker.writer.transport.get_write_buffer_size() + size > limits.max_pending_bytes:
+                return msg.refusal(command, f"engine worker {slot.index} is not keeping up")
+            worker.writer.write(data)
+            return None
+        if (
+            len(slot.pending) >= limits.max_pending_commands
+            or slot.pending_bytes + size > limits.max_pending_bytes
+        ):
+            return msg.refusal(
+                command,
+                f"engine worker {slot.index} is restarting and its command queue is full "
+                "(engine.max_pending_commands / engine.max_pending_bytes)",
+            )
+        slot.pending.append(data)
+        slot.pending_bytes += size
+        return None
+
+    # --- shutdown and reports ---------------------------------------------------------------
 
     async def close(self) -> None:
         self._closing = True
-        for worker in self._workers:
-            if worker is None:
-                continue
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+        workers = [s.worker for s in self._slots if s.worker is not None]
+        for worker in workers:
             worker.writer.close()
             if worker.reader_task is not None:
                 worker.reader_task.cancel()
         loop = asyncio.get_running_loop()
-        for worker in self._workers:
-            if worker is None:
-                continue
+        for worker in workers:
             await loop.run_in_executor(None, worker.process.join, 5)
             if worker.process.is_alive():
                 worker.process.kill()
                 await loop.run_in_executor(None, worker.process.join, 5)
 
     def stats(self) -> dict[str, Any]:
+        """``/status``: every slot's process, liveness (as the watchdog sees it), restarts
+        and queue, the quarantine, and the frame counters."""
+        now = time.monotonic()
+        timeout = self._limits.watchdog_timeout
+        processes = []
+        for slot in self._slots:
+            worker = slot.worker
+            entry: dict[str, Any] = {
+                "slot": slot.index,
+                "pid": None if worker is None else worker.process.pid,
+                "alive": False,
+                "players": len(slot.players),
+                "restarts": slot.restarts,
+                "last_death": slot.last_death,
+                "pending": len(slot.pending),
+            }
+            if worker is not None and worker.alive:
+                vitals = worker.beacon.read()
+                entry["alive"] = worker.cause is None and verdict(vitals, now, timeout) is None
+                entry["started"] = vitals.started
+                if vitals.started:
+                    entry.update(vitals.report(now))
+            processes.append(entry)
         return {
             "workers": self._size,
             "restarts": self.restarts,
-            "processes": [
-                {"slot": w.slot, "pid": w.process.pid, "alive": w.alive, "players": len(w.players)}
-                for w in self._workers
-                if w is not None
-            ],
+            **self.quarantine.stats(),
+            "processes": processes,
             **self.book.snapshot(),
         }
 
     def pids(self) -> list[int]:
         """Process ids of the live workers (benchmarks sum their CPU time)."""
-        return [w.process.pid for w in self._workers if w is not None and w.alive]
+        return [
+            s.worker.process.pid for s in self._slots if s.worker is not None and s.worker.alive
+        ]
+
+
+def _message(event: msg.Event) -> str:
+    return getattr(event, "message", None) or ""

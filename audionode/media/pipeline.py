@@ -78,8 +78,12 @@ class Pipeline:
         *,
         open_timeout: float = 10.0,
         position_interval: float = 1.0,
+        owner: int | None = None,
     ) -> None:
         cfg = config or EngineConfig()
+        self.owner = owner
+        """The player this pipeline serves: a producer turn stuck in it or its readers is
+        blamed on that player (``engine/watchdog.py``)."""
         self._cfg = cfg
         self._on_event = on_event or (lambda _e: None)
         self._open_timeout = open_timeout
@@ -109,15 +113,24 @@ class Pipeline:
     def start(self) -> None:
         """Join the process's shared producer thread (:mod:`audionode.media.producer`)."""
         self._producer = shared_producer()
+        if self.owner is not None:
+            self._producer.tag(self, self.owner)
         self._producer.schedule(self)
 
     def play(
         self, playable: Playable, track: int, *, start_ms: int = 0, end_ms: int | None = None
     ) -> None:
         """Play ``playable`` now as track serial ``track``, replacing the current track
-        (reported as ``replaced``); a queued track stays queued."""
+        (reported as ``replaced``); a queued track stays queued.
+
+        With no current track (the last one finished), the finished track's frames still in
+        :attr:`buffer` are kept: they play out and the new track follows them without a gap
+        (a player that learns of the end and then plays the next track loses no frame)."""
         _check_span(start_ms, end_ms)
-        self._post(lambda: self._replace(self._deck(playable, track, start_ms, end_ms)), flush=True)
+        replacing = self._mixer.current is not None
+        self._post(
+            lambda: self._replace(self._deck(playable, track, start_ms, end_ms)), flush=replacing
+        )
 
     def queue_next(
         self, playable: Playable, track: int, *, start_ms: int = 0, end_ms: int | None = None
@@ -311,6 +324,8 @@ class Pipeline:
             ahead=self._cfg.decode_ahead,
             timeout=self._open_timeout,
         )
+        if self._producer is not None and self.owner is not None:
+            self._producer.tag(reader, self.owner)
         reader.start()
         deck = Deck(reader, end_ms)
         deck.pos = start_ms * 48
@@ -333,8 +348,10 @@ class Pipeline:
         self._schedule()
 
     def _replace(self, deck: Deck) -> None:
+        replacing = self._mixer.current is not None
         self._mixer.set_current(deck, "replaced")
-        self._flush()
+        if replacing:
+            self._flush()
 
     def _skip(self) -> None:
         self._mixer.skip()

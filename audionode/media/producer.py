@@ -15,6 +15,11 @@ reads the tracks that cannot stall (local files, in-memory data): a separate rea
 every demuxed packet a GIL hand-off between three threads, which cost more than the reading
 (300 DAVE passthrough streams: 1.01 -> 0.94 cores and 1.3 % -> 0.4 % missed deadlines;
 30 MP3 -> opus streams: 3.4 % -> 2.8 % of a core each; docs/PERFORMANCE.md).
+
+One thread serving everyone also means one stuck turn (a libav call that never returns)
+silences every guild of the process. So the thread leaves signs of life a watchdog reads
+(``engine/watchdog.py``): :attr:`Producer.beat` (last wake-up or turn start), :attr:`Producer.busy`
+(the item in its turn) and :meth:`Producer.owner_of` (the player that item serves).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import logging
 import queue
 import threading
 import time
+import weakref
 from typing import Protocol
 
 _log = logging.getLogger(__name__)
@@ -51,6 +57,12 @@ class Producer:
         self._order = itertools.count()
         self._holder: int | None = None
         self._held: list[Steppable] = []
+        self._owners: weakref.WeakKeyDictionary[Steppable, int] = weakref.WeakKeyDictionary()
+        self.beat = time.monotonic()
+        """``time.monotonic()`` of the thread's last wake-up or turn start (at least every
+        0.5 s while it lives and is not stuck in a turn)."""
+        self.busy: Steppable | None = None
+        """The item whose turn is running, if any."""
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -61,6 +73,17 @@ class Producer:
             self._held.append(item)
         else:
             self._queue.put(item)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def tag(self, item: Steppable, owner: int) -> None:
+        """Remember that ``item`` works for player ``owner`` (whom a stuck turn is blamed on)."""
+        self._owners[item] = owner
+
+    def owner_of(self, item: Steppable | None) -> int | None:
+        return None if item is None else self._owners.get(item)
 
     def hold(self) -> None:
         """Keep back the turns this thread asks for until :meth:`release`.
@@ -100,11 +123,14 @@ class Producer:
                     break
 
     def _turn(self, item: Steppable) -> None:
+        self.busy = item
+        self.beat = time.monotonic()
         try:
             delay = item.step()
         except Exception:  # one broken pipeline must not stop everyone's audio
             _log.exception("pipeline step failed")
             delay = None
+        self.busy = None
         self._arm(item, delay)
 
     def _wait(self, block: bool = True) -> dict[Steppable, None]:
@@ -121,7 +147,7 @@ class Producer:
                 ready[self._queue.get_nowait()] = None
             except queue.Empty:
                 break
-        now = time.monotonic()
+        now = self.beat = time.monotonic()
         while self._timers and self._timers[0][0] <= now:
             due, _, item = heapq.heappop(self._timers)
             if self._due.get(item) == due:

@@ -307,8 +307,10 @@ class GuildPlayer:
         elif isinstance(event, msg.NeedNext):
             if self.current is not None and self.current.serial == event.serial:
                 self._need_next()
-            elif self._opening is not None and self._opening.serial == event.serial:
-                self._opening.near_end = True  # acted on when its first frame is sent
+            else:  # a short track: acted on when its first frame is sent
+                for waiting in (self._opening, self._next):
+                    if waiting is not None and waiting.serial == event.serial:
+                        waiting.near_end = True
         else:
             self._voice_event(event)
 

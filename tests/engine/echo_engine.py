@@ -33,3 +33,17 @@ class EchoEngine:
 
     async def close(self) -> None:
         pass
+
+
+FLAKY_ENV = "AUDIONODE_TEST_FLAKY_FILE"
+
+
+class FlakyEngine(EchoEngine):
+    """An echo engine whose process exits at start-up while the file named by
+    ``$AUDIONODE_TEST_FLAKY_FILE`` exists: a worker that cannot start (a broken install, no
+    memory), for the respawn tests."""
+
+    def __init__(self, config: Config, emit: EventCallback) -> None:
+        if os.path.exists(os.environ.get(FLAKY_ENV, "")):
+            os._exit(3)
+        super().__init__(config, emit)

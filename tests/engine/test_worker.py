@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
+
+import pytest
 
 from audionode.engine import messages as m
 from audionode.engine.worker import WorkerPool, default_workers
 from audionode.sources.api import Playable
 from tests.conftest import eventually, make_config
+from tests.engine.echo_engine import FLAKY_ENV
 
 TONE = Playable.from_bytes(b"RIFF", format="wav")
 FACTORY = "tests.engine.echo_engine:EchoEngine"
@@ -34,9 +38,12 @@ async def test_commands_are_sharded_and_events_come_back() -> None:
         pid_of = {e.player: e.serial for e in events if isinstance(e, m.TrackPosition)}
         assert pid_of[1] == pid_of[3] != pid_of[2] == pid_of[4]
         assert sorted(pid_of.values()) == sorted(pool.pids() * 2)
+        pids = pool.pids()
     finally:
         await pool.close()
-    assert all(not p.is_alive() for p in (w.process for w in pool._workers if w))
+    for pid in pids:  # exited and reaped
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
 
 
 async def test_killed_worker_is_reported_and_replaced() -> None:
@@ -64,3 +71,70 @@ async def test_killed_worker_is_reported_and_replaced() -> None:
         assert served[2] == survivor and served[1] in pool.pids() and served[1] != victim
     finally:
         await pool.close()
+
+
+async def test_a_failing_respawn_is_retried_and_pending_commands_are_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = tmp_path / "broken"
+    monkeypatch.setenv(FLAKY_ENV, str(broken))
+    events: list[m.Event] = []
+    lost: list[int] = []
+    config = make_config(engine={"workers": 1, "max_pending_commands": 16})
+    pool = WorkerPool(
+        config,
+        events.append,
+        lambda s, p: lost.append(s),
+        1,
+        "tests.engine.echo_engine:FlakyEngine",
+    )
+    pool.backoff_max = 0.5
+    await pool.start()
+    try:
+        pool.send(m.Seek(player=1, position_ms=0))
+        await wait_for(events, 1)
+        (first,) = pool.pids()
+        broken.touch()  # from now on a new worker exits as it starts
+        os.kill(first, signal.SIGKILL)
+        await eventually(lambda: pool.restarts >= 3, timeout=30)  # died, and failed twice
+        assert pool.stats()["processes"][0]["last_death"] == "it died with exit code 3"
+        events.clear()
+        for i in range(20):  # while no worker runs: 16 are kept, 4 refused
+            pool.send(m.Seek(player=1, position_ms=i))
+        await wait_for(events, 4)
+        refused = [e for e in events if isinstance(e, m.CommandFailed)]
+        assert len(refused) == 4 and "command queue is full" in refused[0].message
+        assert pool.stats()["processes"][0]["pending"] == 16
+        broken.unlink()  # the next attempt succeeds and gets the kept commands, in order
+        await eventually(lambda: len(events) == 20, timeout=30)
+        served = [e.position_ms for e in events if isinstance(e, m.TrackPosition)]
+        assert served == list(range(16))
+        assert first not in pool.pids() and len(lost) == pool.restarts
+    finally:
+        await pool.close()
+
+
+async def test_an_oversize_command_fails_its_track_and_the_worker_lives() -> None:
+    events: list[m.Event] = []
+    config = make_config(engine={"workers": 1, "max_message_bytes": 1 << 20})
+    pool = WorkerPool(config, events.append, lambda s, p: None, 1, FACTORY)
+    await pool.start()
+    try:
+        (pid,) = pool.pids()
+        big = Playable.from_bytes(b"\0" * (1 << 20), format="wav")
+        pool.send(m.Play(player=1, serial=7, source=big))
+        pool.send(m.Play(player=1, serial=8, source=TONE))
+        await wait_for(events, 2)
+        failed, started = events[:2]
+        assert isinstance(failed, m.TrackEnded) and failed.serial == 7
+        assert failed.reason == "error" and "engine.max_message_bytes" in (failed.message or "")
+        assert isinstance(started, m.TrackStarted) and started.serial == 8
+        assert pool.pids() == [pid] and pool.restarts == 0
+    finally:
+        await pool.close()
+
+
+def test_backoff_doubles_while_workers_die_young() -> None:
+    pool = WorkerPool(make_config(), lambda e: None, lambda s, p: None, 1, FACTORY)
+    assert [pool.backoff(n) for n in range(8)] == [0, 0, 0.5, 1, 2, 4, 8, 16]
+    assert pool.backoff(30) == pool.backoff_max

@@ -97,6 +97,23 @@ def test_gapless_join_has_no_silent_frame(
     assert frames[switch].position_ms < 20
 
 
+def test_play_after_the_end_keeps_the_last_frames_of_the_finished_track(
+    media_dir: Path, pipeline: Pipeline, rec: Recorder
+) -> None:
+    # A player plays the next track only once it heard TrackFinished: by then the finished
+    # track's last frames sit in the buffer, and they must still be sent (issue 11 item 9).
+    pipeline.play(file(media_dir / "odd440.wav"), 1)
+    rec.run_until(lambda evs: any(isinstance(e, TrackFinished) for e in evs), pace=0.005)
+    time.sleep(0.05)
+    assert len(pipeline.buffer) >= 2  # the finished track's last frames, not yet sent
+    pipeline.play(file(media_dir / "odd660.wav"), 2)
+    frames = rec.until_ended(2)
+    tracks = [f.track for f in frames]
+    # 0.517 s is 25.85 frames: all 26 of them, the last padded, then the 26 of 0.503 s
+    assert tracks == [1] * 26 + [2] * 26
+    assert [e.reason for e in rec.seen if isinstance(e, TrackFinished)] == ["finished"] * 2
+
+
 def test_gapless_passthrough_join(media_dir: Path, pipeline: Pipeline, rec: Recorder) -> None:
     pipeline.play(file(media_dir / "a440.opus"), 1)
     pipeline.queue_next(file(media_dir / "b660.opus"), 2)
