@@ -1,19 +1,19 @@
 """One player per guild: queue, what plays next, and the events the bot sees.
 
-The player is a sans-I/O state machine of the control plane. Inputs are control calls (from
-REST and the control socket, through NodeService) and engine events; outputs go to the
-callbacks given at construction:
+The player is a sans-I/O state machine of the control plane (its transitions are the table in
+``player/table.py``). Inputs are commands (from the service, already validated) and engine
+events; outputs go to the callbacks given at construction:
 
-- ``emit(op, d)``: an event for the bot (``QUEUE_EVENT``, ``SOURCE_START``...), ``d`` always
-  carries ``guild_id``;
+- ``emit(event)``: a typed event of ``control/events.py`` (never a wire format);
 - ``command(cmd)``: a typed message for the engine (``engine/messages.py``);
 - ``open(request)``: resolve an entry into something the engine can play. The service does it
-  asynchronously and answers with :meth:`GuildPlayer.track_opened` or
-  :meth:`GuildPlayer.track_failed`.
+  asynchronously and answers with :meth:`GuildPlayer.opened` or :meth:`GuildPlayer.open_failed`;
+- ``describe(entry)``: the entry as a typed view (the service signs its track token);
+- ``clock()``: wall-clock seconds, for positions a client can extrapolate.
 
-Event order for a track (docs/API.md): ``SOURCE_START`` when its first frame is sent, then
-``PLAYER_UPDATE`` every few seconds, then ``SOURCE_STOP`` with its reason. With a crossfade the
-next track's ``SOURCE_START`` comes before the previous one's ``SOURCE_STOP``.
+Event order for a track (docs/API.md): ``TrackStarted`` when its first frame is sent, then
+``PositionChanged`` about every second, then ``TrackEnded`` with its reason. With a crossfade
+the next track's ``TrackStarted`` comes before the previous one's ``TrackEnded``.
 """
 
 from __future__ import annotations
@@ -21,16 +21,18 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
+import msgspec
+
+from audionode.control import events as ev
+from audionode.control.commands import Filters, RepeatMode
+from audionode.control.views import CurrentView, EntryView, PlayerState
 from audionode.engine import messages as msg
-from audionode.errors import Conflict
-from audionode.player.queue import Entry, Queue, QueueEvent
-from audionode.player.state import PlayerState
-from audionode.protocol.discodo import snowflake
+from audionode.errors import Conflict, Unprocessable
+from audionode.player.queue import Entry, Queue, QueueChange
+from audionode.player.table import COMMANDS, REFUSALS, TABLE, In, Phase
 from audionode.types import ChannelId, GuildId
-
-RepeatMode = Literal["off", "track", "queue"]
 
 
 @dataclass(slots=True)
@@ -44,7 +46,7 @@ class VoiceCredentials:
 
     @property
     def complete(self) -> bool:
-        """True when a voice connection can be attempted (discord-voice.md §1.2)."""
+        """True when a voice connection can be attempted (docs/discord-voice.md §1.2)."""
         return bool(self.session_id and self.channel_id and self.token and self.endpoint)
 
 
@@ -61,8 +63,10 @@ class OpenRequest:
 class _Playing:
     serial: int
     entry: Entry[Any]
-    position_ms: int = 0
-    end_reason: str | None = None  # what the player asked for (skip/previous/stop)
+    position: float = 0.0
+    """Seconds into the track at :attr:`as_of` (wall clock)."""
+    as_of: float = 0.0
+    end_reason: ev.EndReason | None = None  # what the player asked for (skip/stop/replace)
     near_end: bool = False  # NeedNext came before its first frame was sent (a short track)
 
 
@@ -70,10 +74,14 @@ class _Playing:
 class Callbacks:
     """Where a player's outputs go (see the module docstring)."""
 
-    emit: Callable[[str, dict[str, Any]], None]
+    emit: Callable[[ev.ControlEvent], None]
     command: Callable[[msg.Command], None]
     open: Callable[[OpenRequest], None]
-    describe: Callable[[Entry[Any]], dict[str, Any]]
+    describe: Callable[[Entry[Any]], EntryView]
+    clock: Callable[[], float]
+
+
+_SLOTS = ("_opening", "_next")
 
 
 @dataclass(eq=False)
@@ -85,139 +93,125 @@ class GuildPlayer:
     """Node-unique key of this player in engine messages."""
     cb: Callbacks
     crossfade: float = 0.0
+    max_queue: int = 10_000
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     voice: VoiceCredentials = field(default_factory=VoiceCredentials)
     volume: float = 1.0
-    filters: dict[str, Any] = field(default_factory=dict)
+    filters: Filters | None = None
     autoplay: bool = False
     repeat: RepeatMode = "off"
     context: dict[str, Any] = field(default_factory=dict)
     connected: bool = False
     paused: bool = False
-    stopped: bool = False
+    """The one copy of "paused" in the control plane; the engine is told on every change."""
+    phase: Phase = Phase.IDLE
     current: _Playing | None = None
     queue: Queue[Any] = field(init=False)
     _next: _Playing | None = None  # opened or being opened as the follow-up
     _fading: _Playing | None = None  # the previous track, still audible during a crossfade
     _opening: _Playing | None = None  # being opened to play now
-    _near_end: bool = False
+    _near_end: bool = False  # the current track is within the preload window of its end
+    _filters_before: Filters | None = None  # restored if the engine refuses the new set
     _serial: int = 0
 
     def __post_init__(self) -> None:
-        self.queue = Queue(self.cb.describe)
+        self.queue = Queue(self.cb.describe, max_length=self.max_queue)
 
-    # --- state --------------------------------------------------------------------------
+    # --- the table --------------------------------------------------------------------------
+
+    def _feed(self, inp: In, arg: Any = None) -> None:
+        """Run the table's step for ``inp`` (see ``player/table.py``)."""
+        step = TABLE.get((self.phase, inp))
+        if step is None:
+            if inp in COMMANDS:
+                code, message = REFUSALS.get(inp, ("CONFLICT", f"cannot {inp.value} now"))
+                raise Conflict(message, code=code)
+            return  # an event that means nothing in this phase
+        for check in step.checks:
+            getattr(self, f"_check_{check}")(arg)
+        self.phase = step.next
+        for effect in step.effects:
+            getattr(self, f"_do_{effect}")(arg)
+        if self.phase is Phase.IDLE and len(self.queue):
+            self._feed(In.HEAD_READY)
 
     @property
     def state(self) -> PlayerState:
+        """What the bot sees (``getState.state``)."""
         if not self.connected:
             return PlayerState.DISCONNECTED
         if self.current is None:
             return PlayerState.STOPPED
         return PlayerState.PAUSED if self.paused else PlayerState.PLAYING
 
-    def _emit(self, op: str, **d: Any) -> None:
-        self.cb.emit(op, {"guild_id": snowflake(self.guild_id), **d})
+    def _emit(self, event_type: type[ev.ControlEvent], **fields: Any) -> None:
+        self.cb.emit(event_type(guild_id=self.guild_id, **fields))
 
-    def _queue_events(self, events: list[QueueEvent]) -> None:
-        for name, args in events:
-            self._emit("QUEUE_EVENT", name=name, args=args)
+    def _queue_changes(self, changes: list[QueueChange]) -> None:
+        for change in changes:
+            self._emit(ev.QueueChanged, op=change.op, index=change.at, entries=change.entries)
 
     def _new_serial(self) -> int:
         self._serial += 1
         return self._serial
 
-    def describe_current(self) -> dict[str, Any] | None:
-        if self.current is None:
-            return None
-        d = self.cb.describe(self.current.entry)
-        d["position"] = self.current.position_ms / 1000
-        return d
-
-    # --- queue mutations (each followed by _advance) ---------------------------------------
+    # --- commands -----------------------------------------------------------------------------
 
     def enqueue(self, entries: list[Entry[Any]], index: int | None = None) -> None:
         """Append (or insert at ``index``) and start playing if idle."""
-        if index is None:
-            self._queue_events(self.queue.extend(entries))
-        else:
-            for offset, entry in enumerate(entries):
-                self._queue_events(self.queue.insert(index + offset, entry))
-        self.stopped = False
-        self._advance()
+        self._feed(In.ENQUEUE, (entries, index))
 
     def remove(self, key: int | str) -> Entry[Any]:
-        entry, events = self.queue.remove(key)
-        self._queue_events(events)
-        self._advance()
+        entry, changes = self.queue.remove(key)
+        self._queue_changes(changes)
+        self._feed(In.QUEUE_EDITED)
         return entry
 
     def move(self, key: int | str, to: int) -> None:
-        self._queue_events(self.queue.move(key, to))
-        self._advance()
+        self._queue_changes(self.queue.move(key, to))
+        self._feed(In.QUEUE_EDITED)
 
     def clear(self) -> None:
-        self._queue_events(self.queue.clear())
-        self._advance()
+        self._queue_changes(self.queue.clear())
+        self._feed(In.QUEUE_EDITED)
 
     def shuffle(self) -> None:
-        self._queue_events(self.queue.shuffle())
-        self._advance()
-
-    # --- playback control ----------------------------------------------------------------
+        self._queue_changes(self.queue.shuffle())
+        self._feed(In.QUEUE_EDITED)
 
     def skip(self, count: int = 1) -> None:
         """Skip the current track and ``count - 1`` queued ones."""
-        if self.current is None:
-            raise Conflict("nothing is playing", code="NOT_PLAYING")
-        _, events = self.queue.pop_front(count - 1)
-        self._queue_events(events)
-        self.current.end_reason = "skipped"
-        self._advance()  # the preload may have to change after dropping entries
-        self.cb.command(msg.Skip(player=self.key))
+        self._feed(In.SKIP, count)
 
     def previous(self) -> None:
         """Play the last played track again; the current one goes back to the queue's head."""
-        if not self.queue.history:
-            raise Conflict("no previous track", code="NO_PREVIOUS")
-        entry = self.queue.history.pop()
-        if self.current is not None:
-            self._queue_events(self.queue.push_front(self.current.entry))
-            self.current.end_reason = "replaced"
-        self._open_now(entry)
+        self._feed(In.PREVIOUS)
 
     def stop(self) -> None:
         """Stop the current track; the queue stays. ``resume`` (or an enqueue) starts it again."""
-        self.stopped = True
-        self._cancel_next()
-        if self.current is not None:
-            self.current.end_reason = "stopped"
-            self.cb.command(msg.Stop(player=self.key))
+        self._feed(In.STOP)
 
     def pause(self) -> None:
-        self.paused = True
-        self.cb.command(msg.Pause(player=self.key))
+        self._feed(In.PAUSE)
 
     def resume(self) -> None:
-        self.paused = False
-        self.stopped = False
-        self.cb.command(msg.Resume(player=self.key))
-        self._advance()
+        self._feed(In.RESUME)
 
     def seek(self, seconds: float) -> None:
-        if self.current is None:
-            raise Conflict("nothing is playing", code="NOT_PLAYING")
-        self.current.position_ms = int(seconds * 1000)
-        self.cb.command(msg.Seek(player=self.key, position_ms=int(seconds * 1000)))
+        """Seek the current track; a live or unseekable track is refused at once (409)."""
+        self._feed(In.SEEK, seconds)
+
+    def set_repeat(self, mode: RepeatMode) -> None:
+        self._feed(In.REPEAT, mode)
 
     def set_options(
         self,
-        volume: float | None,
-        crossfade: float | None,
-        autoplay: bool | None,
-        filters: dict[str, Any] | None,
+        volume: float | None = None,
+        crossfade: float | None = None,
+        autoplay: bool | None = None,
+        filters: Filters | None = None,
     ) -> None:
-        """Apply option changes; filters must have been validated by the caller."""
+        """Apply option changes (validated by the front); the engine hears of each at once."""
         if volume is not None:
             self.volume = volume
             self.cb.command(msg.SetVolume(player=self.key, volume=volume))
@@ -227,28 +221,152 @@ class GuildPlayer:
         if autoplay is not None:
             self.autoplay = autoplay
         if filters is not None:
-            self.filters = filters
-            self.cb.command(msg.SetFilters(player=self.key, filters=filters))
+            self._filters_before, self.filters = self.filters, filters
+            self._send_filters()
 
-    def set_repeat(self, mode: RepeatMode) -> None:
-        self.repeat = mode
-        self._advance()
+    def _send_filters(self) -> None:
+        if self.filters is not None:
+            spec: dict[str, Any] = msgspec.to_builtins(self.filters)
+            self.cb.command(msg.SetFilters(player=self.key, filters=spec))
 
-    # --- what plays next ------------------------------------------------------------------
+    # --- answers from the service -------------------------------------------------------------
 
-    def _wanted_next(self) -> Entry[Any] | None:
-        if self.repeat == "track" and self.current is not None:
-            return self.current.entry
-        return self.queue[0] if len(self.queue) else None
+    def opened(self, serial: int, source: Any) -> None:
+        """The service opened the entry of ``serial``; hand it to the engine if still wanted."""
+        slot = self._slot_of(serial)
+        if slot is not None:
+            self._feed(In.OPENED, (slot, source))
 
-    def _advance(self) -> None:
-        """Start the head if idle, or keep the preloaded follow-up equal to what should follow."""
-        if self.current is None and self._opening is None and self._next is None:
-            if not self.stopped and len(self.queue):
-                entries, events = self.queue.pop_front(1)
-                self._queue_events(events)
-                self._open_now(entries[0])
+    def open_failed(self, serial: int, message: str) -> None:
+        """Opening (or decoding, before its first frame) failed: report it, drop the entry,
+        go on with the next one."""
+        slot = self._slot_of(serial)
+        if slot is None:
             return
+        others = [s for s in _SLOTS if s != slot and getattr(self, s) is not None]
+        last = self.current is None and not others
+        self._feed(In.LAST_PENDING_FAILED if last else In.PENDING_FAILED, (slot, message))
+
+    def _slot_of(self, serial: int) -> str | None:
+        for slot in _SLOTS:
+            playing: _Playing | None = getattr(self, slot)
+            if playing is not None and playing.serial == serial:
+                return slot
+        return None
+
+    # --- engine events ------------------------------------------------------------------------
+
+    def on_engine_event(self, event: msg.Event) -> None:
+        """Feed one engine event for this player (events about old serials are dropped)."""
+        if isinstance(event, msg.TrackStarted):
+            slot = self._slot_of(event.serial)
+            if slot is not None:
+                self._feed(In.OPENING_STARTED if slot == "_opening" else In.NEXT_STARTED, slot)
+        elif isinstance(event, msg.TrackEnded):
+            self._ended(event.serial, event.reason, event.message)
+        elif isinstance(event, msg.TrackPosition):
+            if self.current is not None and self.current.serial == event.serial:
+                self._feed(In.POSITION, event.position_ms)
+        elif isinstance(event, msg.NeedNext):
+            if self.current is not None and self.current.serial == event.serial:
+                self._feed(In.NEAR_END)
+            elif self._opening is not None and self._opening.serial == event.serial:
+                self._feed(In.OPENING_NEAR_END)
+        else:
+            self._side_event(event)
+
+    def _ended(self, serial: int, reason: str, message: str | None) -> None:
+        fading, current = self._fading, self.current
+        if fading is not None and fading.serial == serial:
+            self._feed(In.FADING_ENDED, (fading, fading.end_reason or reason, message))
+        elif current is not None and current.serial == serial:
+            why = current.end_reason or reason
+            if why == "finished" and self.repeat == "track" and self._next is None:
+                inp = In.CURRENT_REPEATS
+            elif self._next is not None or self._opening is not None:
+                inp = In.CURRENT_ENDED_FOLLOWED
+            else:
+                inp = In.CURRENT_ENDED
+            self._feed(inp, (current, why, message))
+        elif reason == "error":  # the track being opened or preloaded failed in the engine
+            self.open_failed(serial, message or "the track could not be decoded")
+
+    def _side_event(self, event: msg.Event) -> None:
+        """The voice connection's own two states, and refusals: outside the table."""
+        if isinstance(event, msg.VoiceConnected):
+            self.connected = True
+            self._emit(
+                ev.VoiceConnected,
+                ssrc=event.ssrc,
+                mode=event.mode,
+                dave_protocol_version=event.dave_protocol_version,
+            )
+        elif isinstance(event, msg.VoiceClosed):
+            self.connected = event.will_reconnect and self.connected
+            self._emit(
+                ev.VoiceClosed,
+                code=event.code,
+                reason=event.reason,
+                by_remote=event.by_remote,
+                will_reconnect=event.will_reconnect,
+            )
+        elif isinstance(event, msg.CommandFailed):
+            if event.command == "SetFilters":  # the playing filters stay: so does our copy
+                self.filters = self._filters_before
+            self._emit(ev.PlayerError, message=event.message, command=event.command)
+
+    # --- engine loss ----------------------------------------------------------------------------
+
+    def engine_lost(self) -> None:
+        """The engine serving this player died: report it; :meth:`restore` rebuilds its state."""
+        self._emit(ev.PlayerError, message="the engine worker serving this player died")
+        if self.current is not None:  # where it was when the worker died
+            self.current.position, self.current.as_of = self._position(self.current)
+        self.connected = False
+
+    def restore(self) -> None:
+        """Re-send everything a fresh engine must know, after the Connect: options, then the
+        current track from its last known position (the follow-up is preloaded again later)."""
+        lost = self.current or self._opening
+        self._feed(In.ENGINE_LOST if lost is not None else In.ENGINE_LOST_IDLE, lost)
+
+    # --- checks (may refuse; nothing changed yet) --------------------------------------------
+
+    def _check_room(self, arg: tuple[list[Entry[Any]], int | None]) -> None:
+        self.queue.room_for(len(arg[0]))
+
+    def _check_history(self, _: object) -> None:
+        if not self.queue.history:
+            raise Conflict("no previous track", code="NO_PREVIOUS")
+
+    def _check_seekable(self, seconds: float) -> None:
+        assert self.current is not None  # the table only seeks in PLAYING
+        track = self.cb.describe(self.current.entry).track
+        if not track.seekable:
+            what = "a live stream" if track.is_live else "a stream of unknown length"
+            raise Conflict(f"the current track is {what} and cannot seek", code="NOT_SEEKABLE")
+        if track.duration is not None and seconds > track.duration:
+            raise Unprocessable(
+                f"seek position {seconds:g} s is past the end of the current track "
+                f"({track.duration:g} s)",
+                code="SEEK_OUT_OF_RANGE",
+            )
+
+    # --- effects ------------------------------------------------------------------------------
+
+    def _do_add(self, arg: tuple[list[Entry[Any]], int | None]) -> None:
+        entries, index = arg
+        if index is None:
+            self._queue_changes(self.queue.extend(entries))
+            return
+        for offset, entry in enumerate(entries):
+            self._queue_changes(self.queue.insert(index + offset, entry))
+
+    def _do_set_repeat(self, mode: RepeatMode) -> None:
+        self.repeat = mode
+
+    def _do_refresh_next(self, _: object) -> None:
+        """Keep the preloaded follow-up equal to what should follow (once near the end)."""
         if not self._near_end:
             return
         wanted = self._wanted_next()
@@ -257,6 +375,16 @@ class GuildPlayer:
         if wanted is not None and self._next is None:
             self._next = _Playing(self._new_serial(), wanted)
             self.cb.open(OpenRequest(self._next.serial, wanted, preload=True))
+
+    def _wanted_next(self) -> Entry[Any] | None:
+        if self.repeat == "track" and self.current is not None:
+            return self.current.entry
+        return self.queue[0] if len(self.queue) else None
+
+    def _do_open_head(self, _: object) -> None:
+        entries, changes = self.queue.pop_front(1)
+        self._queue_changes(changes)
+        self._open_now(entries[0])
 
     def _open_now(self, entry: Entry[Any]) -> None:
         self._cancel_next()
@@ -268,179 +396,163 @@ class GuildPlayer:
             self._next = None
             self.cb.command(msg.CancelPreload(player=self.key))
 
-    # --- answers from the service ------------------------------------------------------------
+    def _do_cancel_next(self, _: object) -> None:
+        self._cancel_next()
 
-    def track_opened(self, serial: int, source: Any) -> None:
-        """The service opened the entry of ``serial``; hand it to the engine if still wanted."""
-        for playing, cls in ((self._opening, msg.Play), (self._next, msg.Preload)):
-            if playing is not None and playing.serial == serial:
-                start = int(playing.entry.start_position * 1000)
-                self.cb.command(cls(player=self.key, serial=serial, source=source, start_ms=start))
-                return
+    def _do_drop_skipped(self, count: int) -> None:
+        self._queue_changes(self.queue.pop_front(count - 1)[1])
 
-    def track_failed(self, serial: int, message: str) -> None:
-        """Opening failed: report it, drop the entry, go on with the next one."""
-        for slot in ("_opening", "_next"):
-            playing: _Playing | None = getattr(self, slot)
-            if playing is not None and playing.serial == serial:
-                setattr(self, slot, None)
-                source = self.cb.describe(playing.entry)
-                self._emit("SOURCE_TRACEBACK", source=source, traceback=message)
-                if playing.entry in self.queue:
-                    self._queue_events(self.queue.remove(playing.entry.tag)[1])
-                self._advance()
-                return
+    def _do_mark_skipped(self, _: object) -> None:
+        assert self.current is not None
+        self.current.end_reason = "skipped"
 
-    # --- engine events ---------------------------------------------------------------------
+    def _do_mark_stopped(self, _: object) -> None:
+        assert self.current is not None
+        self.current.end_reason = "stopped"
 
-    def on_engine_event(self, event: msg.Event) -> None:
-        """Feed one engine event for this player."""
-        if isinstance(event, msg.TrackStarted):
-            self._started(event.serial)
-        elif isinstance(event, msg.TrackEnded):
-            self._ended(event.serial, event.reason, event.message)
-        elif isinstance(event, msg.TrackPosition):
-            if self.current is not None and self.current.serial == event.serial:
-                self.current.position_ms = event.position_ms
-                position = event.position_ms / 1000
-                self._emit("PLAYER_UPDATE", position=position, state=self.state.name)
-        elif isinstance(event, msg.NeedNext):
-            if self.current is not None and self.current.serial == event.serial:
-                self._need_next()
-            elif self._opening is not None and self._opening.serial == event.serial:
-                self._opening.near_end = True  # acted on when its first frame is sent
-        else:
-            self._voice_event(event)
+    def _do_engine_skip(self, _: object) -> None:
+        self.cb.command(msg.Skip(player=self.key))
 
-    def _need_next(self) -> None:
+    def _do_engine_stop(self, _: object) -> None:
+        self.cb.command(msg.Stop(player=self.key))
+
+    def _do_open_previous(self, _: object) -> None:
+        self._open_now(self.queue.history.pop())
+
+    def _do_requeue_opening(self, _: object) -> None:
+        if self._opening is not None:
+            self._queue_changes(self.queue.push_front(self._opening.entry))
+            self._opening = None
+
+    def _do_requeue_current(self, _: object) -> None:
+        assert self.current is not None
+        self._queue_changes(self.queue.push_front(self.current.entry))
+        self.current.end_reason = "replaced"
+
+    def _do_seek(self, seconds: float) -> None:
+        assert self.current is not None
+        self.current.position, self.current.as_of = seconds, self.cb.clock()
+        self.cb.command(msg.Seek(player=self.key, position_ms=round(seconds * 1000)))
+
+    def _do_pause(self, _: object) -> None:
+        if self.current is not None:  # freeze the position where it is now
+            self.current.position, self.current.as_of = self._position(self.current)
+        self.paused = True
+        self.cb.command(msg.Pause(player=self.key))
+
+    def _do_resume(self, _: object) -> None:
+        if self.current is not None and self.paused:
+            self.current.as_of = self.cb.clock()
+        self.paused = False
+        self.cb.command(msg.Resume(player=self.key))
+
+    def _do_hand_over(self, arg: tuple[str, Any]) -> None:
+        slot, source = arg
+        playing: _Playing = getattr(self, slot)
+        start = round(playing.entry.start_position * 1000)
+        cls = msg.Play if slot == "_opening" else msg.Preload
+        self.cb.command(cls(player=self.key, serial=playing.serial, source=source, start_ms=start))
+        if cls is msg.Play and self.paused:  # the engine's Play resumes; paused stays paused
+            self.cb.command(msg.Pause(player=self.key))
+
+    def _do_report_failed(self, arg: tuple[str, str]) -> None:
+        slot, message = arg
+        playing: _Playing = getattr(self, slot)
+        setattr(self, slot, None)
+        self._emit(ev.TrackFailed, entry=self.cb.describe(playing.entry), message=message)
+        self._queue_changes(self.queue.discard(playing.entry))
+
+    def _do_promote(self, slot: str) -> None:
+        playing: _Playing = getattr(self, slot)
+        setattr(self, slot, None)
+        if slot == "_next" and self.repeat != "track":
+            self._queue_changes(self.queue.discard(playing.entry))
+        previous, self.current = self.current, playing
+        playing.position, playing.as_of = playing.entry.start_position, self.cb.clock()
+        self._near_end = False
+        view = self.current_view()
+        assert view is not None
+        self._emit(ev.TrackStarted, current=view)
+        if previous is not None:  # crossfading or replaced: it ends when the engine says so
+            self._fading = previous
+        if playing.near_end:
+            self._do_near_end(None)
+
+    def _do_near_end(self, _: object) -> None:
         """The current track ends within the preload window: prepare what follows."""
         self._near_end = True
         if self._wanted_next() is None and self.repeat == "off":
-            current = self.describe_current()
-            self._emit("REQUIRE_NEXT_SOURCE", current=current, autoplay=self.autoplay)
-        self._advance()
+            self._emit(ev.NextWanted, current=self.current_view(), autoplay=self.autoplay)
+        self._do_refresh_next(None)
 
-    def _voice_event(self, event: msg.Event) -> None:
-        if isinstance(event, msg.VoiceConnected):
-            self.connected = True
-            self._emit(
-                "VOICE_CONNECTED",
-                ssrc=event.ssrc,
-                mode=event.mode,
-                dave_protocol_version=event.dave_protocol_version,
-            )
-        elif isinstance(event, msg.VoiceClosed):
-            self.connected = event.will_reconnect and self.connected
-            self._emit(
-                "VOICE_CLOSED",
-                code=event.code,
-                reason=event.reason,
-                by_remote=event.by_remote,
-                will_reconnect=event.will_reconnect,
-            )
-        elif isinstance(event, msg.CommandFailed):
-            self._emit("PLAYER_TRACEBACK", traceback=f"{event.command}: {event.message}")
+    def _do_mark_opening_near_end(self, _: object) -> None:
+        assert self._opening is not None
+        self._opening.near_end = True  # acted on when its first frame is sent
 
-    def _started(self, serial: int) -> None:
-        for slot in ("_opening", "_next"):
-            playing: _Playing | None = getattr(self, slot)
-            if playing is not None and playing.serial == serial:
-                setattr(self, slot, None)
-                if slot == "_next" and self.repeat != "track" and playing.entry in self.queue:
-                    self._queue_events(self.queue.remove(playing.entry.tag)[1])
-                previous, self.current = self.current, playing
-                self._near_end = False
-                self._emit("SOURCE_START", source=self.describe_current())
-                if previous is not None:  # crossfading: it ends when the engine says so
-                    self._fading = previous
-                if playing.near_end:
-                    self._need_next()
-                return
+    def _do_position(self, position_ms: int) -> None:
+        assert self.current is not None
+        now = self.cb.clock()
+        self.current.position, self.current.as_of = position_ms / 1000, now
+        self._emit(ev.PositionChanged, position=position_ms / 1000, as_of=now, state=self.state)
 
-    def _ended(self, serial: int, reason: str, message: str | None) -> None:
-        if self._fading is not None and self._fading.serial == serial:
-            playing, self._fading = self._fading, None
-            self._finish(playing, playing.end_reason or reason, message)
-        elif self.current is not None and self.current.serial == serial:
-            playing, self.current = self.current, None
-            self._finish(playing, playing.end_reason or reason, message)
-            self._advance()
-        elif reason == "error":  # the track being opened or preloaded failed in the engine
-            self.track_failed(serial, message or "the track could not be decoded")
+    def _do_finish_current(self, arg: tuple[_Playing, ev.EndReason, str | None]) -> None:
+        self.current = None
+        self._finish(*arg)
 
-    def _finish(self, playing: _Playing, reason: str, message: str | None) -> None:
-        source = self.cb.describe(playing.entry)
-        extra = {"message": message} if message else {}
-        self._emit("SOURCE_STOP", source=source, reason=reason, **extra)
+    def _do_finish_fading(self, arg: tuple[_Playing, ev.EndReason, str | None]) -> None:
+        self._fading = None
+        self._finish(*arg)
+
+    def _do_reopen_finished(self, arg: tuple[_Playing, ev.EndReason, str | None]) -> None:
+        self._open_now(arg[0].entry)
+
+    def _finish(self, playing: _Playing, reason: ev.EndReason, message: str | None) -> None:
+        view = self.cb.describe(playing.entry)
+        self._emit(ev.TrackEnded, entry=view, reason=reason, message=message)
         if reason == "error":
-            self._emit("SOURCE_TRACEBACK", source=source, traceback=message or "decode error")
+            self._emit(ev.TrackFailed, entry=view, message=message or "decode error")
         if reason != "replaced":
             self.queue.history.append(playing.entry)
-        if self.repeat == "queue" and reason in ("finished", "skipped"):
-            self._queue_events(self.queue.extend([playing.entry]))
-        elif self.repeat == "track" and reason == "finished" and self._next is None:
-            self._open_now(playing.entry)
+        room = len(self.queue) < self.queue.max_length
+        if self.repeat == "queue" and reason in ("finished", "skipped") and room:
+            self._queue_changes(self.queue.extend([playing.entry]))
 
-    # --- engine loss ------------------------------------------------------------------------
-
-    def engine_lost(self) -> None:
-        """The engine serving this player died: report it; :meth:`restore` rebuilds its state."""
-        self._emit("PLAYER_TRACEBACK", traceback="the engine worker serving this player died")
-        self.connected = False
-
-    def restore(self) -> None:
-        """Re-send everything a fresh engine must know, after the Connect: options, then the
-        current track from its last known position (the follow-up is preloaded again later)."""
-        lost = self.current or self._opening
+    def _do_forget_tracks(self, _: object) -> None:
         self.current = self._fading = self._next = self._opening = None
         self._near_end = False
-        self.set_options(self.volume, self.crossfade, None, self.filters)
+
+    def _do_resend_options(self, _: object) -> None:
+        self.cb.command(msg.SetVolume(player=self.key, volume=self.volume))
+        self.cb.command(msg.SetCrossfade(player=self.key, seconds=self.crossfade))
+        self._send_filters()
         if self.paused:
             self.cb.command(msg.Pause(player=self.key))
-        if lost is not None:
-            lost.entry.start_position = lost.position_ms / 1000
-            self._open_now(lost.entry)
-        else:
-            self._advance()
 
-    # --- replies -------------------------------------------------------------------------
+    def _do_reopen_lost(self, lost: _Playing) -> None:
+        lost.entry.start_position = self._position(lost)[0]
+        self._do_forget_tracks(None)
+        self._open_now(lost.entry)
 
-    def describe(self) -> dict[str, Any]:
-        """The ``getState`` reply (discodo-reference.md §2.3); never the voice token."""
-        cur = self.describe_current()
-        duration = cur.get("duration") if cur else None
-        position = cur["position"] if cur else None
-        remain = None if duration is None or position is None else max(0.0, duration - position)
-        return {
-            "id": self.id,
-            "guild_id": snowflake(self.guild_id),
-            "channel_id": snowflake(self.voice.channel_id),
-            "state": int(self.state),
-            "state_name": self.state.name,
-            "current": cur,
-            "duration": duration,
-            "position": position,
-            "remain": remain,
-            "remainQueue": len(self.queue),
-            "repeat": self.repeat,
-            "options": self.options(),
-            "context": self.context,
-            "voice": {
-                "session_id": self.voice.session_id,
-                "endpoint": self.voice.endpoint,
-                "has_token": self.voice.token is not None,
-            },
-        }
+    # --- views --------------------------------------------------------------------------------
 
-    def options(self) -> dict[str, Any]:
-        """The ``GET /options`` reply."""
-        return {
-            "autoplay": self.autoplay,
-            "volume": self.volume,
-            "crossfade": self.crossfade,
-            "filter": self.filters,
-        }
+    def _position(self, playing: _Playing) -> tuple[float, float]:
+        """``(position, as_of)`` now: extrapolated while the track is audibly playing."""
+        now = self.cb.clock()
+        if playing is not self.current or self.paused or not self.connected:
+            return playing.position, now
+        position = playing.position + max(0.0, now - playing.as_of)
+        duration = self.cb.describe(playing.entry).track.duration
+        return (min(position, duration) if duration is not None else position), now
 
-    def describe_queue(self) -> dict[str, Any]:
-        """The ``getQueue`` reply."""
-        return {"guild_id": snowflake(self.guild_id), "entries": self.queue.describe()}
+    def current_view(self) -> CurrentView | None:
+        """The current track with its position now (``None`` when nothing plays)."""
+        if self.current is None:
+            return None
+        position, as_of = self._position(self.current)
+        entry = self.cb.describe(self.current.entry)
+        return CurrentView(
+            entry=entry, position=round(position, 3), as_of=as_of, paused=self.paused
+        )
+
+    def queue_entries(self) -> tuple[EntryView, ...]:
+        return self.queue.describe()

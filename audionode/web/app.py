@@ -29,8 +29,9 @@ def create_app(service: NodeService) -> Sanic:  # type: ignore[type-arg]
     app: Sanic = Sanic(f"audionode_{next(_serial)}", configure_logging=False)  # type: ignore[type-arg]
     # TouchUp rewrites Sanic's class methods once per process; with several apps it breaks.
     app.config.TOUCHUP = False
-    app.config.REQUEST_MAX_SIZE = 1 << 20
-    app.config.WEBSOCKET_MAX_SIZE = 1 << 20
+    limits = service.config.control
+    app.config.REQUEST_MAX_SIZE = limits.max_body_bytes
+    app.config.WEBSOCKET_MAX_SIZE = limits.max_frame_bytes
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.ctx.service = service
     app.on_request(_require_auth)

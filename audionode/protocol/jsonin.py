@@ -1,0 +1,46 @@
+"""Decoding JSON from strangers, bounded: every front door's bodies and frames come through here.
+
+Size is bounded before decoding (by the server: ``control.max_body_bytes``,
+``control.max_frame_bytes``); nesting depth is bounded here (``control.max_json_depth``), so a
+``[[[[...]]]]`` body cannot exhaust the stack of anything that walks the value later.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from audionode.errors import BadRequest
+
+
+class NotJson(ValueError):
+    """The input is not JSON text (a front may treat it as a protocol error, e.g. close 4002)."""
+
+
+def decode(data: str | bytes, max_depth: int, what: str = "body") -> Any:
+    """Decode ``data``; :class:`NotJson` when it is not JSON, :class:`BadRequest` when it
+    nests deeper than ``max_depth``."""
+    try:
+        value = msgspec.json.decode(data)
+    except RecursionError:
+        raise BadRequest(f"{what}: JSON nested deeper than {max_depth} levels") from None
+    except msgspec.DecodeError as e:
+        raise NotJson(f"{what} is not valid JSON: {e}") from None
+    if too_deep(value, max_depth):
+        raise BadRequest(f"{what}: JSON nested deeper than {max_depth} levels")
+    return value
+
+
+def too_deep(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests arrays/objects more than ``limit`` levels (iterative walk)."""
+    if not isinstance(value, dict | list):
+        return False
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        if depth > limit:
+            return True
+        stack.extend((x, depth + 1) for x in children if isinstance(x, dict | list))
+    return False
