@@ -123,6 +123,16 @@ class DecodeError(Exception):
     """The frame is not JSON text: the socket is closed with 4002."""
 
 
+class FrameError(BadRequest):
+    """A JSON frame that cannot be taken; ``op`` and ``guild`` (when it had them) are echoed in
+    the error reply."""
+
+    def __init__(self, message: str, op: str | None = None, guild: str | None = None) -> None:
+        super().__init__(message)
+        self.op = op
+        self.guild = guild
+
+
 def decode_frame(data: str | bytes, max_depth: int = 32) -> tuple[str, Any]:
     """Split a text frame into ``(op, d)``.
 
@@ -132,15 +142,23 @@ def decode_frame(data: str | bytes, max_depth: int = 32) -> tuple[str, Any]:
     if isinstance(data, bytes):
         raise DecodeError("binary frames are not accepted; send JSON text")
     try:
-        value = jsonin.decode(data, max_depth, "frame")
+        value = jsonin.decode_unchecked(data, max_depth, "frame")
     except jsonin.NotJson as e:
         raise DecodeError(str(e)) from None
+    except BadRequest as e:
+        raise FrameError(e.message) from None
     try:
         frame = msgspec.convert(value, Frame)
     except msgspec.ValidationError:
-        raise BadRequest('a frame must be a JSON object {"op": <string>, "d": <any>}') from None
+        raise FrameError('a frame must be a JSON object {"op": <string>, "d": <any>}') from None
     if not isinstance(frame.op, str):
-        raise BadRequest("field `op` is required and must be a string")
+        raise FrameError("field `op` is required and must be a string")
+    try:
+        jsonin.check_depth(frame.d, max_depth - 1, "frame")
+    except BadRequest:
+        raise FrameError(
+            f"frame: JSON nested deeper than {max_depth} levels", frame.op[:64], echo_guild(frame.d)
+        ) from None
     return frame.op, frame.d
 
 
