@@ -226,8 +226,10 @@ def player_ref(headers: Mapping[str, str]) -> PlayerRef:
     )
 
 
-def queue_key(raw: str) -> int | str:
+def queue_key(raw: int | str) -> int | str:
     """``/queue/<index>`` or ``/queue/<tag>`` (tags are 32 hex digits, never all digits)."""
+    if isinstance(raw, int):
+        return raw
     return int(raw) if re.fullmatch(r"-?\d{1,9}", raw) else raw[:128]
 
 
@@ -265,14 +267,17 @@ class RepeatBody(_In):
     mode: RepeatMode
 
 
+QueueKey = Annotated[int, Meta(ge=-1_000_000, le=1_000_000)] | Annotated[str, Meta(max_length=128)]
+
+
 class QueueKeyIn(_In):
-    key: str
+    key: QueueKey
 
 
 class QueueItemBody(_In):
     """``POST /queue/<index or tag>``: move it, set its context, set its start position."""
 
-    key: str
+    key: QueueKey
     index: QueueIndex | UnsetType = UNSET
     context: dict[str, Any] | UnsetType = UNSET
     start_position: Position | UnsetType = UNSET
