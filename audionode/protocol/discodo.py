@@ -33,7 +33,7 @@ from audionode.control.commands import (
 )
 from audionode.errors import BadRequest
 from audionode.protocol import jsonin
-from audionode.validation import explain
+from audionode.validation import convert
 
 _T = TypeVar("_T")
 
@@ -139,10 +139,8 @@ def decode_frame(data: str | bytes, max_depth: int = 32) -> tuple[str, Any]:
     Raises :class:`DecodeError` when it is not a JSON value and :class:`BadRequest` when it is
     JSON but not an object with a string ``op`` (or nests deeper than ``max_depth``).
     """
-    if isinstance(data, bytes):
-        raise DecodeError("binary frames are not accepted; send JSON text")
     try:
-        value = jsonin.decode_unchecked(data, max_depth, "frame")
+        value = jsonin.text_frame(data, max_depth)
     except jsonin.NotJson as e:
         raise DecodeError(str(e)) from None
     except BadRequest as e:
@@ -168,12 +166,7 @@ def parse(payload: Any, typ: type[_T], what: str = "d") -> _T:
     Integers may arrive as strings (snowflakes), so conversion is lax on scalars only.
     ``what=""`` names top-level fields bare (REST bodies: ``field `volume```).
     """
-    try:
-        return msgspec.convert(payload, typ, strict=False)
-    except msgspec.ValidationError as e:
-        field, problem = explain(e, typ, what)
-        sep = " " if problem.startswith("is ") else ": "
-        raise BadRequest(f"field `{field or what or 'body'}`{sep}{problem}") from None
+    return convert(payload, typ, what)
 
 
 def encode(op: str | None, d: Any = None) -> str:

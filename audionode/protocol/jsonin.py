@@ -38,6 +38,13 @@ def decode_unchecked(data: str | bytes, max_depth: int, what: str = "body") -> A
         raise NotJson(f"{what}: expected JSON ({e})") from None
 
 
+def text_frame(data: str | bytes, max_depth: int) -> Any:
+    """A websocket frame's JSON (depth unchecked); :class:`NotJson` for a binary frame too."""
+    if isinstance(data, bytes):
+        raise NotJson("binary frames are not accepted; send JSON text")
+    return decode_unchecked(data, max_depth, "frame")
+
+
 def check_depth(value: Any, max_depth: int, what: str = "body") -> None:
     if too_deep(value, max_depth):
         raise BadRequest(f"{what}: JSON nested deeper than {max_depth} levels")

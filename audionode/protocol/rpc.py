@@ -12,9 +12,8 @@ from typing import Any
 
 import msgspec
 
-from audionode.errors import BadRequest
 from audionode.protocol import jsonin
-from audionode.validation import explain
+from audionode.validation import convert
 
 
 class Op(enum.IntEnum):
@@ -48,11 +47,6 @@ class _Frame(msgspec.Struct):
     op: int
 
 
-class HelloAck(msgspec.Struct, kw_only=True):
-    op: int
-    password: str
-
-
 class Call(msgspec.Struct, kw_only=True):
     """``REQUEST`` (with ``n``) or ``DISPATCH`` (without)."""
 
@@ -64,12 +58,11 @@ class Call(msgspec.Struct, kw_only=True):
 
 def decode(data: str | bytes, max_depth: int) -> tuple[int, dict[str, Any]]:
     """``(op, frame)``; :class:`NotAFrame` or :class:`BadRequest` (too deep, out of range)."""
-    if isinstance(data, bytes):
-        raise NotAFrame("binary frames are not accepted; send JSON text")
     try:
-        value = jsonin.decode(data, max_depth, "frame")
+        value = jsonin.text_frame(data, max_depth)
     except jsonin.NotJson as e:
         raise NotAFrame(str(e)) from None
+    jsonin.check_depth(value, max_depth, "frame")
     try:
         op = msgspec.convert(value, _Frame).op
     except msgspec.ValidationError:
@@ -79,12 +72,7 @@ def decode(data: str | bytes, max_depth: int) -> tuple[int, dict[str, Any]]:
 
 def parse_call(frame: dict[str, Any]) -> Call:
     """A REQUEST/DISPATCH frame; :class:`BadRequest` naming the field."""
-    try:
-        return msgspec.convert(frame, Call)
-    except msgspec.ValidationError as e:
-        field, problem = explain(e, Call)
-        sep = " " if problem.startswith("is ") else ": "
-        raise BadRequest(f"field `{field}`{sep}{problem}") from None
+    return convert(frame, Call)
 
 
 def hello(interval_ms: int) -> str:

@@ -33,7 +33,7 @@ from audionode.protocol import discodo_map as m
 from audionode.protocol import rpc
 from audionode.protocol.discodo_routes import BY_NAME, Route, Scope, argument_fields, build
 from audionode.protocol.rpc import CloseCode, Op
-from audionode.validation import explain
+from audionode.validation import convert
 
 KEY_FIELDS = ("user_id", "shard_id", "guild_id", "voice_client_id")
 
@@ -209,11 +209,7 @@ class RpcSession:
 def _split(arg: dict[str, Any]) -> tuple[_Keys, dict[str, Any]]:
     keys = {k: arg[k] for k in KEY_FIELDS if k in arg}
     fields = {k: v for k, v in arg.items() if k not in KEY_FIELDS}
-    try:
-        return msgspec.convert(keys, _Keys, strict=False), fields
-    except msgspec.ValidationError as e:
-        field, problem = explain(e, _Keys, "a[0]")
-        raise BadRequest(f"field `{field}`: {problem}") from None
+    return convert(keys, _Keys, "a[0]"), fields
 
 
 def _required(value: Any, name: str) -> Any:

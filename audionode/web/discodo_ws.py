@@ -8,14 +8,11 @@ session keeps the events it never got).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 
 from sanic import Blueprint, Request
 from sanic.server.websockets.impl import WebsocketImplProtocol
-from websockets.exceptions import ConnectionClosed
 
 from audionode import __version__
 from audionode.control.events import CloseReason, ControlEvent
@@ -27,6 +24,7 @@ from audionode.protocol.discodo_session import Request as OpRequest
 from audionode.service import NodeService
 from audionode.web.auth import check_authorization
 from audionode.web.context import service_of
+from audionode.web.driver import serve
 from audionode.web.outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -84,38 +82,21 @@ class ControlConnection:
                 await self.ws.send(text)
             await self.ws.close(close.code, close.reason)
             return
-        writer = asyncio.create_task(self.sink.outbox.run())
         self.conn.hello()
-        self.sink.flush()
         try:
-            await self._read_loop()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(writer), timeout=5)
+            await serve(
+                self.ws, self.conn, self.sink.outbox, self._receive, self._handle, self.sink.flush
+            )
         finally:
-            writer.cancel()
             if self.conn.ref is not None:
                 self.service.disconnect(self.conn.ref, self.sink, self.sink.unsent())
 
-    async def _read_loop(self) -> None:
-        while not self.sink.closed:
-            remaining = self.conn.deadline - time.monotonic()
-            try:
-                data = await self.ws.recv(timeout=max(remaining, 0.0))
-            except ConnectionClosed:
-                return
-            if data is None:
-                close = self.conn.expire(time.monotonic())
-                if close is not None:
-                    self.sink.close_with(close)
-                continue
-            try:
-                items = self.conn.receive(data, time.monotonic())
-            except Exception as e:  # our bug: answer it like any error, keep the socket
-                self.conn.fail(None, for_peer(e, "control frame"), None)
-                items = []
-            for item in items:
-                await self._handle(item)
-            self.sink.flush()
+    def _receive(self, data: str | bytes, now: float) -> list[Item]:
+        try:
+            return self.conn.receive(data, now)
+        except Exception as e:  # our bug: answer it like any error, keep the socket
+            self.conn.fail(None, for_peer(e, "control frame"), None)
+            return []
 
     async def _handle(self, item: Item) -> None:
         if isinstance(item, Close):

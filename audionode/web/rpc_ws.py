@@ -7,13 +7,10 @@ rather than a header. Requests run one at a time in arrival order; replies go th
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 
 from sanic import Blueprint, Request
 from sanic.server.websockets.impl import WebsocketImplProtocol
-from websockets.exceptions import ConnectionClosed
 
 from audionode.control.events import CloseReason, ControlEvent
 from audionode.errors import for_peer
@@ -23,6 +20,7 @@ from audionode.protocol.rpc_session import Request as Call
 from audionode.service import NodeService
 from audionode.web.auth import password_matches
 from audionode.web.context import service_of
+from audionode.web.driver import serve
 from audionode.web.outbox import Outbox
 
 bp = Blueprint("rpc_ws")
@@ -66,32 +64,13 @@ class RpcConnection:
             self.outbox.put(text)
 
     async def run(self) -> None:
-        writer = asyncio.create_task(self.outbox.run())
-        self.flush()
         try:
-            await self._read_loop()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(writer), timeout=5)
+            await serve(
+                self.ws, self.conn, self.outbox, self.conn.receive, self._handle, self.flush
+            )
         finally:
-            writer.cancel()
             if self.conn.ref is not None:
                 self.service.disconnect(self.conn.ref, self.sink, [])
-
-    async def _read_loop(self) -> None:
-        while not self.outbox.closed:
-            remaining = self.conn.deadline - time.monotonic()
-            try:
-                data = await self.ws.recv(timeout=max(remaining, 0.0))
-            except ConnectionClosed:
-                return
-            if data is None:
-                close = self.conn.expire(time.monotonic())
-                if close is not None:
-                    self.outbox.close(close.code, close.reason)
-                continue
-            for item in self.conn.receive(data, time.monotonic()):
-                await self._handle(item)
-            self.flush()
 
     async def _handle(self, item: Item) -> None:
         if isinstance(item, Close):
