@@ -256,9 +256,9 @@ class Effects:
             self._emit(ev.NextWanted, current=self.current_view(), autoplay=self.autoplay)
         self._do_refresh_next(None)
 
-    def _do_mark_opening_near_end(self, _: object) -> None:
-        assert self._opening is not None
-        self._opening.near_end = True  # acted on when its first frame is sent
+    def _do_mark_pending_near_end(self, slot: str) -> None:
+        playing: Playing = getattr(self, slot)
+        playing.near_end = True  # acted on when its first frame is sent
 
     def _do_position(self, position_ms: int) -> None:
         assert self.current is not None

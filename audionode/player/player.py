@@ -214,8 +214,8 @@ class GuildPlayer(Effects):
         elif isinstance(event, msg.NeedNext):
             if self.current is not None and self.current.serial == event.serial:
                 self._feed(In.NEAR_END)
-            elif self._opening is not None and self._opening.serial == event.serial:
-                self._feed(In.OPENING_NEAR_END)
+            elif (slot := self._slot_of(event.serial)) is not None:
+                self._feed(In.PENDING_NEAR_END, slot)  # a short track, not started yet
         else:
             self._side_event(event)
 

@@ -54,7 +54,7 @@ class In(enum.Enum):
     OPENING_STARTED = "opening started"
     NEXT_STARTED = "next started"
     NEAR_END = "near end"
-    OPENING_NEAR_END = "opening near end"
+    PENDING_NEAR_END = "near end before its first frame"
     POSITION = "position"
     CURRENT_ENDED = "current ended"
     CURRENT_ENDED_FOLLOWED = "current ended, follow-up pending"
@@ -126,8 +126,8 @@ TABLE: dict[tuple[Phase, In], Step] = {
     (OPEN, In.NEXT_STARTED): Step(PLAY, ("promote",)),  # gapless: the previous one already ended
     (PLAY, In.NEXT_STARTED): Step(PLAY, ("promote",)),  # crossfade: both audible for a while
     (PLAY, In.NEAR_END): Step(PLAY, ("near_end",)),
-    (OPEN, In.OPENING_NEAR_END): Step(OPEN, ("mark_opening_near_end",)),
-    (PLAY, In.OPENING_NEAR_END): Step(PLAY, ("mark_opening_near_end",)),
+    (OPEN, In.PENDING_NEAR_END): Step(OPEN, ("mark_pending_near_end",)),
+    (PLAY, In.PENDING_NEAR_END): Step(PLAY, ("mark_pending_near_end",)),
     (PLAY, In.POSITION): Step(PLAY, ("position",)),
     (PLAY, In.CURRENT_ENDED): Step(IDLE, ("finish_current",)),
     (STOP, In.CURRENT_ENDED): Step(STOP, ("finish_current",)),
