@@ -175,6 +175,31 @@ def load_voiceserver_config(
         raise ConfigError(_explain(e)) from None
 
 
+class ControlConfig(_Section):
+    """Bounds of the control plane (docs/SECURITY.md, "Control plane"): whatever a bot sends,
+    the node answers a precise 4xx or close code instead of growing without end."""
+
+    max_body_bytes: Annotated[int, Meta(ge=1024, le=1 << 30)] = 1 << 20
+    """Largest HTTP request body; a larger one is refused with 413."""
+    max_json_depth: Annotated[int, Meta(ge=2, le=1000)] = 32
+    """Deepest nesting of arrays/objects in a JSON body or frame; deeper is a 400 / error."""
+    max_frame_bytes: Annotated[int, Meta(ge=1024, le=1 << 30)] = 1 << 20
+    """Largest websocket frame a bot may send; a larger one closes the socket with 1009."""
+    max_outbound_bytes: Annotated[int, Meta(ge=1 << 16, le=1 << 30)] = 4 << 20
+    """Bytes queued for one websocket that its peer has not read; beyond, the socket is
+    closed with 4008 (the session lives on, its unsent events kept)."""
+    max_kept_bytes: Annotated[int, Meta(ge=1024, le=1 << 30)] = 4 << 20
+    """Encoded bytes of events kept per session while no socket is attached (oldest dropped)."""
+    max_sessions_per_user: Annotated[int, Meta(ge=1)] = 256
+    """Sessions (shards) one bot user may hold at once."""
+    max_players: Annotated[int, Meta(ge=1)] = 10000
+    """Voice clients the node holds at once, over all sessions."""
+    max_queue: Annotated[int, Meta(ge=1)] = 10000
+    """Entries in one guild's queue."""
+    token_ttl: Annotated[float, Meta(ge=60)] = 86400.0
+    """Seconds a track token stays valid (tokens are re-signed whenever a track is sent)."""
+
+
 class Config(_Section):
     """The whole node configuration; see README.md for every key."""
 
@@ -186,6 +211,10 @@ class Config(_Section):
     log_level: LogLevel = "INFO"
     max_kept_events: Annotated[int, Meta(ge=1)] = 1000
     """Events kept per session while no bot socket is attached; older ones are dropped."""
+    state_dir: str = ""
+    """Folder for the node's own state (the track-token secret, the node id); empty = in
+    memory only, so track tokens die with the process."""
+    control: ControlConfig = msgspec.field(default_factory=ControlConfig)
     engine: EngineConfig = msgspec.field(default_factory=EngineConfig)
     sources: SourcesConfig = msgspec.field(default_factory=SourcesConfig)
     voice: VoiceConfig = msgspec.field(default_factory=VoiceConfig)
@@ -267,6 +296,8 @@ def load_config(
     data: dict[str, Any] = _read_file(Path(path)) if path is not None else {}
     _apply_env(data, os.environ if env is None else env)
     data.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    if isinstance(data.get("log_level"), str):
+        data["log_level"] = data["log_level"].upper()  # "info" and "INFO" alike
     try:
         cfg = msgspec.convert(data, Config)
     except msgspec.ValidationError as e:

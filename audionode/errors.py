@@ -12,15 +12,22 @@
     │   ├── Conflict               the request is valid but the state forbids it now (409)
     │   ├── Unprocessable          well-formed, but it cannot be done (a query that loads nothing)
     │   └── NotIdentified          a control-socket op before IDENTIFY
-    └── RemoteError                something outside failed: a source, a voice server (502)
-        ├── SourceError            resolving or opening a track failed
-        └── VoiceError             the voice connection failed
+    ├── RemoteError                something outside failed: a source, a voice server (502)
+    │   ├── SourceError            resolving or opening a track failed
+    │   └── VoiceError             the voice connection failed
+    └── InternalError              our own bug, as the peer sees it (500, ``INTERNAL``)
 
 Local misuse (our own bugs) is not in this tree: it stays a plain Python exception and is
-logged with its traceback, while the peer only sees an ``INTERNAL`` error code.
+logged with its traceback, while the peer only sees an ``INTERNAL`` error code: every front
+door turns any exception into the error the peer sees with :func:`for_peer`, then maps that to
+its wire in one place.
 """
 
 from __future__ import annotations
+
+import logging
+
+log = logging.getLogger(__name__)
 
 
 class AudionodeError(Exception):
@@ -95,3 +102,16 @@ class SourceError(RemoteError):
 
 class VoiceError(RemoteError):
     code = "VOICE_ERROR"
+
+
+class InternalError(AudionodeError):
+    code = "INTERNAL"
+
+
+def for_peer(exc: BaseException, context: str) -> AudionodeError:
+    """The error a peer sees for ``exc``: ours as is; anything else is our bug, logged with
+    its traceback (``context`` says where) and reported without details."""
+    if isinstance(exc, AudionodeError):
+        return exc
+    log.error("%s failed", context, exc_info=exc)
+    return InternalError("internal error; see the node's log")

@@ -22,7 +22,6 @@ from audionode.config import Config
 from audionode.engine import messages as msg
 from audionode.engine.stats import StatsBook
 from audionode.engine.watchdog import LocalWatch
-from audionode.media.producer import shared as shared_producer
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +78,12 @@ class LocalHost:
         self._max_data = config.engine.max_message_bytes
         self.book = StatsBook()
         self.engine = load_factory(factory)(config, self._emit)
-        self.watch = LocalWatch(shared_producer(), config.engine.watchdog_timeout)
+        # The engine brings its producer thread (the real one does; a test engine may not):
+        # this module runs in the control process and never imports media/ itself.
+        producer = getattr(self.engine, "producer", None)
+        self.watch = (
+            None if producer is None else LocalWatch(producer, config.engine.watchdog_timeout)
+        )
 
     def _emit(self, event: msg.Event) -> None:
         if isinstance(event, msg.EngineStats):
@@ -102,11 +106,14 @@ class LocalHost:
 
     async def start(self) -> None:
         await self.engine.start()
-        self.watch.start()
+        if self.watch is not None:
+            self.watch.start()
 
     async def close(self) -> None:
-        self.watch.close()
+        if self.watch is not None:
+            self.watch.close()
         await self.engine.close()
 
     def stats(self) -> dict[str, Any]:
-        return {"workers": 0, **self.watch.report(), **self.book.snapshot()}
+        watch = {} if self.watch is None else self.watch.report()
+        return {"workers": 0, **watch, **self.book.snapshot()}

@@ -32,9 +32,22 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
-from audionode.media.producer import Producer
+
+class Producer(Protocol):
+    """What the watchdog reads of a producer thread (``audionode.media.producer.Producer``).
+
+    A protocol rather than the class, so the control process, which runs this module's
+    checks, never imports ``media/``."""
+
+    beat: float
+    busy: Any
+
+    @property
+    def alive(self) -> bool: ...
+
+    def owner_of(self, item: Any) -> int | None: ...
 
 log = logging.getLogger(__name__)
 

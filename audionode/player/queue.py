@@ -1,10 +1,9 @@
-"""A guild's server-side queue, pure: every mutation returns the QUEUE_EVENTs that mirror it.
+"""A guild's server-side queue, pure: every mutation returns the changes that mirror it.
 
-Mirroring contract (``QUEUE_EVENT {"name", "args"}``): a client that keeps a plain list and
-applies each event as the Python list method of that name with those args (``append``,
-``extend``, ``insert``, ``pop``, ``clear``) stays identical to the node's queue. Every event is
-JSON-serialisable: indexes are ints, entries are dicts (Discodo once sent a ``slice`` and lost
-the event, discodo-reference.md §4.3).
+Mirroring contract (:class:`audionode.control.events.QueueChanged`): a client that keeps a plain
+list and applies each change as the Python list method of that name (``extend``, ``insert``,
+``pop``, ``clear``) stays identical to the node's queue. A shuffle is ``clear`` + ``extend``,
+a move ``pop`` + ``insert`` (Discodo once sent a ``slice`` and lost the event, docs/discodo.md).
 """
 
 from __future__ import annotations
@@ -12,16 +11,15 @@ from __future__ import annotations
 import random
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
-from audionode.errors import BadRequest, NotFound
+from audionode.control.events import QueueOp
+from audionode.control.views import EntryView
+from audionode.errors import BadRequest, Conflict, NotFound
 
 T = TypeVar("T")
-
-QueueEvent = tuple[str, list[Any]]
-"""``(name, args)`` of one QUEUE_EVENT."""
 
 
 @dataclass(slots=True, eq=False)
@@ -34,25 +32,43 @@ class Entry(Generic[T]):
     start_position: float = 0.0
 
 
-class Queue(Generic[T]):
-    """Ordered entries plus a bounded history of played ones (for ``previous``)."""
+class QueueChange(NamedTuple):
+    """One mutation as a list method: see the module docstring."""
 
-    def __init__(self, describe: Callable[[Entry[T]], dict[str, Any]], history: int = 50) -> None:
+    op: QueueOp
+    at: int | None = None
+    entries: tuple[EntryView, ...] = ()
+
+
+class Queue(Generic[T]):
+    """Ordered entries (at most ``max_length``) plus a bounded history (for ``previous``)."""
+
+    def __init__(
+        self,
+        describe: Callable[[Entry[T]], EntryView],
+        *,
+        max_length: int = 10_000,
+        history: int = 50,
+    ) -> None:
         self._entries: list[Entry[T]] = []
         self._describe = describe
+        self.max_length = max_length
         self.history: deque[Entry[T]] = deque(maxlen=history)
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[Entry[T]]:
         return iter(self._entries)
 
     def __getitem__(self, index: int) -> Entry[T]:
         return self._entries[index]
 
-    def describe(self) -> list[dict[str, Any]]:
-        return [self._describe(e) for e in self._entries]
+    def __contains__(self, entry: object) -> bool:
+        return any(e is entry for e in self._entries)
+
+    def describe(self) -> tuple[EntryView, ...]:
+        return tuple(self._describe(e) for e in self._entries)
 
     # --- lookups ----------------------------------------------------------------------
 
@@ -66,51 +82,71 @@ class Queue(Generic[T]):
         for i, entry in enumerate(self._entries):
             if entry.tag == key:
                 return i
-        raise NotFound(f"no queue entry with tag {key!r}")
+        raise NotFound(f"no queue entry with tag {key[:64]!r}")
 
-    # --- mutations: each returns the events that mirror it ------------------------------
+    def get(self, key: int | str) -> Entry[T]:
+        return self._entries[self.index_of(key)]
 
-    def extend(self, entries: Iterable[Entry[T]]) -> list[QueueEvent]:
+    def room_for(self, count: int) -> None:
+        """Raise :class:`Conflict` (``QUEUE_FULL``) unless ``count`` more entries fit."""
+        if len(self._entries) + count > self.max_length:
+            raise Conflict(
+                f"the queue is full: {len(self._entries)} entries + {count} would exceed "
+                f"{self.max_length} (control.max_queue)",
+                code="QUEUE_FULL",
+            )
+
+    # --- mutations: each returns the changes that mirror it ------------------------------
+
+    def extend(self, entries: Iterable[Entry[T]]) -> list[QueueChange]:
         new = list(entries)
         self._entries.extend(new)
-        return [("extend", [[self._describe(e) for e in new]])] if new else []
+        return [QueueChange("extend", entries=tuple(map(self._describe, new)))] if new else []
 
-    def insert(self, index: int, entry: Entry[T]) -> list[QueueEvent]:
+    def insert(self, index: int, entry: Entry[T]) -> list[QueueChange]:
         if not 0 <= index <= len(self._entries):
             raise BadRequest(f"field `index`: expected 0..{len(self._entries)}, got {index}")
         self._entries.insert(index, entry)
-        return [("insert", [index, self._describe(entry)])]
+        return [QueueChange("insert", index, (self._describe(entry),))]
 
-    def remove(self, key: int | str) -> tuple[Entry[T], list[QueueEvent]]:
+    def remove(self, key: int | str) -> tuple[Entry[T], list[QueueChange]]:
         index = self.index_of(key)
-        return self._entries.pop(index), [("pop", [index])]
+        return self._entries.pop(index), [QueueChange("pop", index)]
 
-    def move(self, key: int | str, to: int) -> list[QueueEvent]:
+    def discard(self, entry: Entry[T]) -> list[QueueChange]:
+        """Remove ``entry`` if it is still queued (no error when it is not)."""
+        for i, e in enumerate(self._entries):
+            if e is entry:
+                del self._entries[i]
+                return [QueueChange("pop", i)]
+        return []
+
+    def move(self, key: int | str, to: int) -> list[QueueChange]:
         """Really move the entry (Discodo's re-inserted it where it was)."""
         src = self.index_of(key)
         if not 0 <= to < len(self._entries):
             raise BadRequest(f"field `index`: expected 0..{len(self._entries) - 1}, got {to}")
         entry = self._entries.pop(src)
         self._entries.insert(to, entry)
-        return [("pop", [src]), ("insert", [to, self._describe(entry)])]
+        return [QueueChange("pop", src), QueueChange("insert", to, (self._describe(entry),))]
 
-    def clear(self) -> list[QueueEvent]:
+    def clear(self) -> list[QueueChange]:
         had = bool(self._entries)
         self._entries.clear()
-        return [("clear", [])] if had else []
+        return [QueueChange("clear")] if had else []
 
-    def shuffle(self, rng: random.Random | None = None) -> list[QueueEvent]:
+    def shuffle(self, rng: random.Random | None = None) -> list[QueueChange]:
         """Shuffle in place; mirrored as clear + extend with the new order."""
         if len(self._entries) < 2:
             return []
         (rng or random.Random()).shuffle(self._entries)
-        return [("clear", []), ("extend", [self.describe()])]
+        return [QueueChange("clear"), QueueChange("extend", entries=self.describe())]
 
-    def pop_front(self, count: int = 1) -> tuple[list[Entry[T]], list[QueueEvent]]:
+    def pop_front(self, count: int = 1) -> tuple[list[Entry[T]], list[QueueChange]]:
         """Take up to ``count`` entries from the head (next track, skips)."""
         taken = self._entries[:count]
         del self._entries[:count]
-        return taken, [("pop", [0]) for _ in taken]
+        return taken, [QueueChange("pop", 0) for _ in taken]
 
-    def push_front(self, entry: Entry[T]) -> list[QueueEvent]:
+    def push_front(self, entry: Entry[T]) -> list[QueueChange]:
         return self.insert(0, entry)

@@ -8,15 +8,15 @@ from sanic import Request, Sanic
 from sanic.response import HTTPResponse
 
 from audionode.service import NodeService
-from audionode.web import discodo_rest, discodo_ws, errors, status
-from audionode.web.auth import PUBLIC_PATHS, check_authorization
+from audionode.web import discodo_rest, discodo_ws, errors, rpc_ws, status
+from audionode.web.auth import PUBLIC_PATHS, SELF_AUTHENTICATED, check_authorization
 
 _serial = itertools.count()
 
 
 async def _require_auth(request: Request) -> HTTPResponse | None:
-    # The control websocket authenticates itself so it can answer FORBIDDEN + close 4001.
-    if request.path in PUBLIC_PATHS or request.path == "/ws":
+    # The websockets authenticate themselves so they can answer with their close codes.
+    if request.path in PUBLIC_PATHS or request.path in SELF_AUTHENTICATED:
         return None
     check_authorization(
         request.headers.get("authorization"), request.app.ctx.service.config.password
@@ -29,8 +29,9 @@ def create_app(service: NodeService) -> Sanic:  # type: ignore[type-arg]
     app: Sanic = Sanic(f"audionode_{next(_serial)}", configure_logging=False)  # type: ignore[type-arg]
     # TouchUp rewrites Sanic's class methods once per process; with several apps it breaks.
     app.config.TOUCHUP = False
-    app.config.REQUEST_MAX_SIZE = 1 << 20
-    app.config.WEBSOCKET_MAX_SIZE = 1 << 20
+    limits = service.config.control
+    app.config.REQUEST_MAX_SIZE = limits.max_body_bytes
+    app.config.WEBSOCKET_MAX_SIZE = limits.max_frame_bytes
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.ctx.service = service
     app.on_request(_require_auth)
@@ -38,4 +39,5 @@ def create_app(service: NodeService) -> Sanic:  # type: ignore[type-arg]
     app.blueprint(status.bp)
     app.blueprint(discodo_ws.bp)
     app.blueprint(discodo_rest.bp)
+    app.blueprint(rpc_ws.bp)
     return app

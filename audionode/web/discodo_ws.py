@@ -1,202 +1,129 @@
-"""``/ws``: the Discodo-style control websocket (seed 002), a thin driver over NodeService.
+"""``/ws``: the Discodo control websocket, a thin Sanic driver over ``protocol/discodo_session.py``.
 
-Frames are handled one at a time in arrival order (Discodo ran each op as its own task, so
-replies could overtake each other). Outbound frames go through a queue drained by one writer
-task, so emitting an event never waits on the socket.
+The protocol decisions live in the sans-I/O session; this module moves frames between it, the
+socket and :class:`~audionode.service.NodeService`. Outbound frames go through an
+:class:`~audionode.web.outbox.Outbox` (a peer that stops reading is closed with 4008 and its
+session keeps the events it never got).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 from sanic import Blueprint, Request
 from sanic.server.websockets.impl import WebsocketImplProtocol
-from websockets.exceptions import ConnectionClosed
 
 from audionode import __version__
-from audionode.errors import AudionodeError, NotIdentified
-from audionode.protocol import discodo as proto
-from audionode.protocol.discodo import CloseCode, Op
+from audionode.control.events import CloseReason, ControlEvent
+from audionode.errors import AudionodeError, for_peer
+from audionode.protocol import discodo_map as m
+from audionode.protocol.discodo import CloseCode
+from audionode.protocol.discodo_session import Close, DiscodoSession, Identify, Item
+from audionode.protocol.discodo_session import Request as OpRequest
 from audionode.service import NodeService
-from audionode.session import Session
 from audionode.web.auth import check_authorization
 from audionode.web.context import service_of
+from audionode.web.driver import serve
+from audionode.web.outbox import Outbox
 
 log = logging.getLogger(__name__)
 bp = Blueprint("discodo_ws")
 
-_GRACE = 1.0
-"""Seconds beyond 2 x heartbeat_interval before a silent socket is closed with 4003."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Close:
-    code: int
-    reason: str
-
 
 class WsSink:
-    """The EventSink of one socket: a queue and the writer task that drains it."""
+    """The EventSink of one socket: session events and replies through its outbox."""
 
-    def __init__(self, ws: WebsocketImplProtocol) -> None:
-        self._ws = ws
-        self._queue: asyncio.Queue[tuple[str, Any] | _Close] = asyncio.Queue()
-        self._inflight: tuple[str, Any] | None = None
-        self.closed = False
+    def __init__(self, ws: WebsocketImplProtocol, conn: DiscodoSession, max_bytes: int) -> None:
+        self._conn = conn
+        self.outbox: Outbox[ControlEvent] = Outbox(ws, max_bytes, CloseCode.NOT_READING)
 
-    def send(self, op: str, d: Any) -> bool:
-        if self.closed:
-            return False
-        self._queue.put_nowait((op, d))
-        return True
+    @property
+    def closed(self) -> bool:
+        return self.outbox.closed
 
-    def close(self, code: int, reason: str) -> None:
-        if not self.closed:
-            self.closed = True
-            self._queue.put_nowait(_Close(code, reason))
+    def deliver(self, event: ControlEvent) -> bool:
+        return self.outbox.put(self._conn.event(event), event)
 
-    async def run_writer(self) -> None:
-        """Send queued frames in order; a queued close ends the socket after them."""
-        with contextlib.suppress(ConnectionClosed, asyncio.CancelledError):
-            while True:
-                item = await self._queue.get()
-                if isinstance(item, _Close):
-                    await self._ws.close(item.code, item.reason)
-                    return
-                self._inflight = item
-                await self._ws.send(proto.encode(*item))
-                self._inflight = None
-        self.closed = True
+    def flush(self) -> None:
+        """Queue the session's replies (after each call into it)."""
+        for text in self._conn.data_to_send():
+            self.outbox.put(text)
 
-    def unsent(self) -> list[tuple[str, Any]]:
-        """Frames queued but never written, oldest first (kept by the session)."""
-        items: list[tuple[str, Any]] = [self._inflight] if self._inflight else []
-        while not self._queue.empty():
-            item = self._queue.get_nowait()
-            if not isinstance(item, _Close):
-                items.append(item)
-        return items
+    def close(self, reason: CloseReason) -> None:
+        self.outbox.close(m.close_code(reason), reason.value)
+
+    def close_with(self, close: Close) -> None:
+        self.outbox.close(close.code, close.reason)
+
+    def unsent(self) -> list[ControlEvent]:
+        """Events queued but never written, oldest first (kept by the session)."""
+        return self.outbox.unsent()
 
 
 class ControlConnection:
-    """One bot socket: authentication, heartbeat watchdog and op dispatch."""
+    """One bot socket: authentication, then frames through the session, one at a time."""
 
     def __init__(self, service: NodeService, ws: WebsocketImplProtocol) -> None:
+        cfg = service.config
         self.service = service
         self.ws = ws
-        self.sink = WsSink(ws)
-        self.session: Session | None = None
-        self._handlers: dict[str, Callable[[Any], None]] = {
-            Op.HEARTBEAT: self._heartbeat,
-            Op.IDENTIFY: self._identify,
-            Op.GET_STATUS: lambda d: self._reply(Op.STATUS, self.service.status()),
-            Op.DISCORD_EVENT: lambda d: self.service.discord_event(self._session(), d),
-            Op.VC_DESTROY: self._vc_destroy,
-            Op.GET_STATE: lambda d: self._guild_reply(Op.GET_STATE, d, "describe"),
-            Op.GET_QUEUE: lambda d: self._guild_reply(Op.GET_QUEUE, d, "describe_queue"),
-        }
+        self.conn = DiscodoSession(
+            cfg.heartbeat_interval, __version__, time.monotonic(), cfg.control.max_json_depth
+        )
+        self.sink = WsSink(ws, self.conn, cfg.control.max_outbound_bytes)
 
     async def run(self, authorization: str | None) -> None:
         try:
             check_authorization(authorization, self.service.config.password)
         except AudionodeError as e:
-            await self.ws.send(proto.encode(Op.FORBIDDEN, e.message))
-            await self.ws.close(CloseCode.AUTHENTICATION_FAILED, e.message)
+            close = self.conn.forbid(e.message)
+            for text in self.conn.data_to_send():
+                await self.ws.send(text)
+            await self.ws.close(close.code, close.reason)
             return
-        writer = asyncio.create_task(self.sink.run_writer())
-        interval = self.service.config.heartbeat_interval
-        self.sink.send(Op.HELLO, {"heartbeat_interval": interval, "version": __version__})
+        self.conn.hello()
         try:
-            await self._read_loop(2 * interval + _GRACE)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(writer), timeout=5)
-        finally:
-            writer.cancel()
-            if self.session is not None:
-                self.service.disconnect(self.session, self.sink, self.sink.unsent())
-
-    async def _read_loop(self, silence_limit: float) -> None:
-        last = time.monotonic()
-        while not self.sink.closed:
-            remaining = last + silence_limit - time.monotonic()
-            try:
-                data = await self.ws.recv(timeout=max(remaining, 0.0))
-            except ConnectionClosed:
-                return
-            if data is None:
-                if time.monotonic() - last >= silence_limit:
-                    self.sink.close(CloseCode.HEARTBEAT_TIMEOUT, "no message within 2 x heartbeat")
-                continue
-            last = time.monotonic()
-            self._on_frame(data)
-
-    def _on_frame(self, data: str | bytes) -> None:
-        op: Any = None
-        try:
-            op, d = proto.decode_frame(data)
-            handler = self._handlers.get(op)
-            if handler is None:
-                known = ", ".join(sorted(self._handlers))
-                raise AudionodeError(
-                    f"unknown op {op!r}; expected one of {known}", code="UNKNOWN_OP"
-                )
-            if self.session is None and op not in (Op.HEARTBEAT, Op.IDENTIFY):
-                raise NotIdentified("send IDENTIFY first")
-            handler(d)
-        except proto.DecodeError as e:
-            self.sink.close(CloseCode.DECODE_ERROR, str(e)[:120])
-        except AudionodeError as e:
-            self.sink.send(op, proto.error_payload(e.code, e.message))
-        except Exception:
-            log.exception("control op %r failed", op)
-            self.sink.send(
-                op, proto.error_payload("INTERNAL", "internal error; see the node's log")
+            await serve(
+                self.ws, self.conn, self.sink.outbox, self._receive, self._handle, self.sink.flush
             )
+        finally:
+            if self.conn.ref is not None:
+                self.service.disconnect(self.conn.ref, self.sink, self.sink.unsent())
 
-    def _session(self) -> Session:
-        assert self.session is not None  # guarded by _on_frame
-        return self.session
+    def _receive(self, data: str | bytes, now: float) -> list[Item]:
+        try:
+            return self.conn.receive(data, now)
+        except Exception as e:  # our bug: answer it like any error, keep the socket
+            self.conn.fail(None, for_peer(e, "control frame"), None)
+            return []
 
-    def _reply(self, op: str, d: Any) -> None:
-        self.sink.send(op, d)
+    async def _handle(self, item: Item) -> None:
+        if isinstance(item, Close):
+            self.sink.close_with(item)
+        elif isinstance(item, Identify):
+            await self._identify(item)
+        else:
+            await self._request(item)
 
-    def _heartbeat(self, d: Any) -> None:
-        self._reply(Op.HEARTBEAT_ACK, d)
+    async def _identify(self, item: Identify) -> None:
+        try:
+            result, kept = await self.service.identify(item.ref, self.sink)
+        except Exception as e:
+            self.conn.fail("IDENTIFY", for_peer(e, "IDENTIFY"), None)
+            return
+        self.conn.identified(result)
+        self.sink.flush()
+        for event in kept:
+            self.sink.deliver(event)
 
-    def _identify(self, d: Any) -> None:
-        if self.session is not None:
-            raise AudionodeError("this connection already identified", code="ALREADY_IDENTIFIED")
-        ident = proto.parse(d, proto.Identify)
-        result = self.service.identify(ident.user_id, ident.shard_id, self.sink)
-        self.session = result.session
-        self.sink.send(
-            Op.IDENTIFIED,
-            {
-                "user_id": proto.snowflake(ident.user_id),
-                "shard_id": ident.shard_id,
-                "resumed": result.resumed,
-            },
-        )
-        if result.resumed:
-            voice_clients = self.service.voice_clients(result.session)
-            self.sink.send(Op.RESUMED, {"voice_clients": voice_clients, "dropped": result.dropped})
-            for op, payload in result.kept:
-                self.sink.send(op, payload)
-
-    def _vc_destroy(self, d: Any) -> None:
-        req = proto.parse(d, proto.GuildRequest)
-        self.service.destroy_player(self._session(), req.guild_id)
-
-    def _guild_reply(self, op: str, d: Any, method: str) -> None:
-        req = proto.parse(d, proto.GuildRequest)
-        player = self.service.player(self._session(), req.guild_id)
-        self.sink.send(op, getattr(player, method)())
+    async def _request(self, item: OpRequest) -> None:
+        try:
+            result = await self.service.execute(item.key, item.command)
+        except Exception as e:
+            self.conn.fail(item.op, for_peer(e, f"control op {item.op}"), item.guild)
+        else:
+            self.conn.reply(item, result)
 
 
 async def control_socket(request: Request, ws: WebsocketImplProtocol) -> None:

@@ -1,16 +1,15 @@
-"""The one place that maps exceptions to wire errors: ``{"error": {"code", "message"}}``."""
+"""The one place that maps exceptions to HTTP error bodies (``protocol/discodo_map.rest_error``):
+``{"error": {"code", "message"}, "status", "description", "message"}``."""
 
 from __future__ import annotations
-
-import logging
 
 from sanic import Request, Sanic
 from sanic.exceptions import SanicException
 from sanic.response import HTTPResponse, json
 
-from audionode.errors import AudionodeError
-
-log = logging.getLogger(__name__)
+from audionode.errors import AudionodeError, for_peer
+from audionode.protocol import jsonin
+from audionode.protocol.discodo_map import rest_error
 
 _SANIC_CODES = {
     400: "BAD_REQUEST",
@@ -24,21 +23,19 @@ _SANIC_CODES = {
 }
 
 
-def error_response(status: int, code: str, message: str) -> HTTPResponse:
-    """Every error body of every route has this shape."""
-    return json({"error": {"code": code, "message": message}}, status=status)
+def _as_error(request: Request, exc: Exception) -> tuple[int, AudionodeError]:
+    if isinstance(exc, SanicException):
+        status = exc.status_code
+        return status, AudionodeError(str(exc), code=_SANIC_CODES.get(status, "HTTP_ERROR"))
+    if isinstance(exc, jsonin.NotJson):
+        return 400, AudionodeError(str(exc), code="BAD_REQUEST")
+    err = for_peer(exc, f"HTTP {request.method} {request.path}")
+    return err.status, err
 
 
 async def _handle(request: Request, exc: Exception) -> HTTPResponse:
-    if isinstance(exc, AudionodeError):
-        return error_response(exc.status, exc.code, exc.message)
-    if isinstance(exc, SanicException):
-        status = exc.status_code
-        if status >= 500:
-            log.error("HTTP %s %s failed: %s", request.method, request.path, exc)
-        return error_response(status, _SANIC_CODES.get(status, "HTTP_ERROR"), str(exc))
-    log.exception("unhandled error on %s %s", request.method, request.path, exc_info=exc)
-    return error_response(500, "INTERNAL", "internal error; see the node's log")
+    status, err = _as_error(request, exc)
+    return json(rest_error(status, err), status=status)
 
 
 def install(app: Sanic) -> None:  # type: ignore[type-arg]

@@ -1,4 +1,4 @@
-"""``GET /``, ``GET /health`` (public) and ``GET /status`` (authenticated)."""
+"""``GET /`` and ``GET /health``: public (``GET /status`` is a route of the catalogue)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 
 from audionode import __version__
-from audionode.web.context import service_of
 
 bp = Blueprint("status")
 
@@ -19,8 +18,3 @@ async def index(request: Request) -> HTTPResponse:
 @bp.get("/health")
 async def health(request: Request) -> HTTPResponse:
     return json({"status": "ok"})
-
-
-@bp.get("/status")
-async def status(request: Request) -> HTTPResponse:
-    return json(service_of(request).status())

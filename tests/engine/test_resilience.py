@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 
+from audionode.control.commands import PlayerRef
 from audionode.engine import messages as msg
 from audionode.engine.faults import ENV
 from audionode.engine.worker import WorkerPool
-from audionode.session import session_key
 from tests.conftest import NodeFactory, eventually
 from tests.e2e.chain import BOT, Chain, EventLog, chain
 from tests.engine.guilds import Guild, gaps, join, of_chain
@@ -41,8 +41,7 @@ class Scene:
 
     def key(self, guild: Guild) -> int:
         service = self.c.node.node.service
-        session = service.sessions[session_key(BOT, None)]
-        return service.player(session, guild.guild).key
+        return service.sessions.find(PlayerRef(user_id=BOT, guild_id=guild.guild))[1].key
 
     def pid(self, guild: Guild) -> int:
         process = self.pool.stats()["processes"][self.key(guild) % 2]

@@ -7,35 +7,65 @@ from typing import Any
 
 import pytest
 
+from audionode.control import events as ev
+from audionode.control.views import EntryView, TrackView
 from audionode.engine import messages as m
 from audionode.errors import Conflict
 from audionode.player.player import Callbacks, GuildPlayer, OpenRequest
 from audionode.player.queue import Entry
 from audionode.types import GuildId
 
+_NAMES = {
+    ev.QueueChanged: "Q",
+    ev.TrackStarted: "SOURCE_START",
+    ev.TrackEnded: "SOURCE_STOP",
+    ev.TrackFailed: "SOURCE_TRACEBACK",
+    ev.NextWanted: "REQUIRE_NEXT_SOURCE",
+    ev.PositionChanged: "PLAYER_UPDATE",
+    ev.VoiceConnected: "VOICE_CONNECTED",
+    ev.VoiceClosed: "VOICE_CLOSED",
+    ev.PlayerError: "PLAYER_TRACEBACK",
+}
+
+
+def view(e: Entry[Any]) -> EntryView:
+    """Tracks in these tests are titles; "live..." ones are live streams, others last 60 s."""
+    live = str(e.track).startswith("live")
+    track = TrackView(
+        source="test", id=e.track, title=e.track, duration=None if live else 60.0, is_live=live
+    )
+    return EntryView(track=track, tag=e.tag, context=e.context, start_position=e.start_position)
+
 
 class Harness:
     def __init__(self) -> None:
-        self.events: list[tuple[str, dict[str, Any]]] = []
+        self.events: list[ev.ControlEvent] = []
         self.commands: list[m.Command] = []
         self.opens: list[OpenRequest] = []
+        self.now = 1000.0
         cb = Callbacks(
-            emit=lambda op, d: self.events.append((op, d)),
+            emit=self.events.append,
             command=self.commands.append,
             open=self.opens.append,
-            describe=lambda e: {"title": e.track, "tag": e.tag},
+            describe=view,
+            clock=lambda: self.now,
         )
         self.player = GuildPlayer(GuildId(7), 1, cb)
         self.player.connected = True
 
     def ops(self) -> list[str]:
-        out = [op if op != "QUEUE_EVENT" else f"Q:{d['name']}" for op, d in self.events]
+        out = [
+            f"Q:{e.op}" if isinstance(e, ev.QueueChanged) else _NAMES[type(e)] for e in self.events
+        ]
         self.events.clear()
         return out
 
+    def of(self, kind: type[Any]) -> list[Any]:
+        return [e for e in self.events if isinstance(e, kind)]
+
     def open_ok(self) -> OpenRequest:
         req = self.opens.pop(0)
-        self.player.track_opened(req.serial, {"play": req.entry.track})
+        self.player.opened(req.serial, {"play": req.entry.track})
         return req
 
     def feed(self, event: m.Event) -> None:
@@ -92,9 +122,9 @@ def test_crossfade_start_of_next_precedes_stop_of_previous() -> None:
     h.ops()
     h.feed(m.TrackStarted(player=1, serial=nxt.serial))
     h.feed(m.TrackEnded(player=1, serial=first.serial, reason="finished"))
-    events = list(h.events)
-    assert [op for op, _ in events] == ["QUEUE_EVENT", "SOURCE_START", "SOURCE_STOP"]
-    assert events[2][1]["source"]["title"] == "a" and events[2][1]["reason"] == "finished"
+    [stop] = h.of(ev.TrackEnded)
+    assert stop.entry.track.title == "a" and stop.reason == "finished"
+    assert h.ops() == ["Q:pop", "SOURCE_START", "SOURCE_STOP"]
 
 
 def test_require_next_source_when_queue_runs_dry() -> None:
@@ -118,8 +148,8 @@ def test_skip_reports_skipped_and_drops_n_minus_one() -> None:
     h.player.skip(2)
     assert isinstance(h.last_command(), m.Skip) and h.titles() == ["c", "d"]
     h.feed(m.TrackEnded(player=1, serial=first.serial, reason="finished"))
-    stop = next(d for op, d in h.events if op == "SOURCE_STOP")
-    assert stop["reason"] == "skipped"
+    [stop] = h.of(ev.TrackEnded)
+    assert stop.reason == "skipped"
     assert h.opens[-1].entry.track == "c"
 
 
@@ -146,8 +176,7 @@ def test_previous_replays_history_and_requeues_current() -> None:
     assert again.entry.track == "a" and h.titles() == ["b"]
     h.feed(m.TrackStarted(player=1, serial=again.serial))
     h.feed(m.TrackEnded(player=1, serial=b.serial, reason="replaced"))
-    stops = [d["reason"] for op, d in h.events if op == "SOURCE_STOP"]
-    assert stops == ["finished", "replaced"]
+    assert [e.reason for e in h.of(ev.TrackEnded)] == ["finished", "replaced"]
 
 
 def test_repeat_track_replays_and_repeat_queue_rotates() -> None:
@@ -172,9 +201,9 @@ def test_failed_open_reports_and_moves_on() -> None:
     h = Harness()
     enqueue(h, "broken", "ok")
     req = h.opens.pop(0)
-    h.player.track_failed(req.serial, "HTTP 404")
-    tb = next(d for op, d in h.events if op == "SOURCE_TRACEBACK")
-    assert tb["traceback"] == "HTTP 404" and tb["source"]["title"] == "broken"
+    h.player.open_failed(req.serial, "HTTP 404")
+    [tb] = h.of(ev.TrackFailed)
+    assert tb.message == "HTTP 404" and tb.entry.track.title == "broken"
     assert h.opens[0].entry.track == "ok"
 
 
@@ -237,3 +266,154 @@ def test_need_next_before_the_first_frame_still_preloads() -> None:
     assert h.opens == []  # not yet: "short" has not started
     h.feed(m.TrackStarted(player=1, serial=first.serial))
     assert h.opens and h.opens[0].preload and h.opens[0].entry.track == "next"
+
+
+# --- the table itself ------------------------------------------------------------------------
+
+
+def test_every_step_names_real_checks_and_effects() -> None:
+    from audionode.player.table import TABLE
+
+    for (phase, inp), step in TABLE.items():
+        for name in step.checks:
+            assert callable(getattr(GuildPlayer, f"_check_{name}", None)), (phase, inp, name)
+        for name in step.effects:
+            assert callable(getattr(GuildPlayer, f"_do_{name}", None)), (phase, inp, name)
+
+
+def test_every_command_is_answered_in_every_phase() -> None:
+    """A command either has a row or a refusal (409) in each phase: never silently dropped."""
+    from audionode.player.table import COMMANDS, REFUSALS, TABLE, Phase
+
+    for phase in Phase:
+        for inp in COMMANDS:
+            assert (phase, inp) in TABLE or inp in REFUSALS, (phase, inp)
+
+
+# --- behaviours the table encodes --------------------------------------------------------------
+
+
+def started(h: Harness, *titles: str) -> OpenRequest:
+    enqueue(h, *titles)
+    req = h.open_ok()
+    h.feed(m.TrackStarted(player=1, serial=req.serial))
+    h.ops()
+    return req
+
+
+def test_seek_on_a_live_stream_is_refused_at_once() -> None:
+    h = Harness()
+    started(h, "live radio")
+    sent = len(h.commands)
+    with pytest.raises(Conflict) as err:
+        h.player.seek(10)
+    assert err.value.code == "NOT_SEEKABLE" and "live stream" in err.value.message
+    assert len(h.commands) == sent  # nothing reached the engine
+
+
+def test_seek_past_the_end_is_refused_and_a_good_one_moves_the_position() -> None:
+    from audionode.errors import Unprocessable
+
+    h = Harness()
+    started(h, "a")
+    with pytest.raises(Unprocessable, match="past the end of the current track"):
+        h.player.seek(61)
+    h.player.seek(42.5)
+    assert h.last_command() == m.Seek(player=1, position_ms=42500)
+    view = h.player.current_view()
+    assert view is not None and view.position == 42.5
+
+
+def test_position_is_extrapolated_while_playing_and_frozen_while_paused() -> None:
+    h = Harness()
+    a = started(h, "a")
+    h.now += 2.5
+    view = h.player.current_view()
+    assert view is not None and view.position == 2.5 and view.as_of == h.now
+    h.player.pause()
+    h.now += 10
+    view = h.player.current_view()
+    assert view is not None and view.position == 2.5 and view.paused
+    h.player.resume()
+    h.now += 1
+    h.feed(m.TrackPosition(player=1, serial=a.serial, position_ms=3600))
+    [update] = h.of(ev.PositionChanged)
+    assert (update.position, update.as_of, update.state.name) == (3.6, h.now, "PLAYING")
+
+
+def test_paused_player_starts_the_next_track_paused() -> None:
+    """``paused`` is stored once, in the player: the engine's Play resumes, so a Pause follows."""
+    h = Harness()
+    h.player.pause()
+    enqueue(h, "a")
+    req = h.open_ok()
+    assert h.commands[-2:] == [
+        m.Play(player=1, serial=req.serial, source={"play": "a"}),
+        m.Pause(player=1),
+    ]
+    h.feed(m.TrackStarted(player=1, serial=req.serial))
+    assert h.player.state.name == "PAUSED"
+
+
+def test_stop_while_opening_puts_the_track_back_and_plays_nothing() -> None:
+    h = Harness()
+    enqueue(h, "a", "b")
+    req = h.opens.pop(0)
+    h.player.stop()
+    assert h.titles() == ["a", "b"] and isinstance(h.last_command(), m.Stop)
+    h.player.opened(req.serial, {"play": "a"})  # the late answer is ignored
+    assert not any(isinstance(c, m.Play) for c in h.commands)
+    assert h.player.phase.name == "STOPPED"
+    h.player.resume()
+    assert h.opens[-1].entry.track == "a"
+
+
+def test_refused_filters_are_reported_and_the_previous_ones_stay() -> None:
+    from audionode.protocol.filters import parse_filters
+
+    h = Harness()
+    good, bad = parse_filters({"volume": 0.5}), parse_filters({"volume": 0.7})
+    h.player.set_options(filters=good)
+    h.player.set_options(filters=bad)
+    assert isinstance(h.last_command(), m.SetFilters)
+    h.feed(m.CommandFailed(player=1, command="SetFilters", message="graph failed"))
+    assert h.player.filters == good
+    [err] = h.of(ev.PlayerError)
+    assert (err.command, err.message) == ("SetFilters", "graph failed")
+
+
+def test_a_full_queue_refuses_and_changes_nothing() -> None:
+    h = Harness()
+    started(h, "a", "b", "c")
+    h.player.queue.max_length = 2
+    with pytest.raises(Conflict) as err:
+        enqueue(h, "d")
+    assert err.value.code == "QUEUE_FULL" and h.titles() == ["b", "c"] and h.events == []
+
+
+def test_engine_loss_reopens_the_track_where_it_was() -> None:
+    h = Harness()
+    started(h, "a", "b")
+    h.now += 4
+    h.player.engine_lost()
+    h.player.restore()
+    again = h.opens[-1]
+    assert again.entry.track == "a" and again.entry.start_position == 4.0
+    assert h.player.phase.name == "OPENING" and h.titles() == ["b"]
+    assert h.commands[-2:] == [
+        m.SetVolume(player=1, volume=1.0),
+        m.SetCrossfade(player=1, seconds=0.0),
+    ]
+
+
+def test_a_short_preloaded_track_asks_for_its_follow_up_when_it_starts() -> None:
+    """NeedNext for a preloaded track that has not started yet (shorter than the preload
+    window): its follow-up is preloaded as soon as its first frame is sent."""
+    h = Harness()
+    a = started(h, "a", "short", "c")
+    h.feed(m.NeedNext(player=1, serial=a.serial))
+    short = h.open_ok()
+    h.feed(m.NeedNext(player=1, serial=short.serial))
+    assert h.opens == []
+    h.feed(m.TrackStarted(player=1, serial=short.serial))
+    assert h.opens and h.opens[0].preload and h.opens[0].entry.track == "c"

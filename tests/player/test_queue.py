@@ -10,22 +10,32 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from audionode.control.events import QueueChanged
+from audionode.control.views import EntryView, TrackView
 from audionode.errors import BadRequest, NotFound
-from audionode.player.queue import Entry, Queue, QueueEvent
+from audionode.player.queue import Entry, Queue, QueueChange
+from audionode.protocol import discodo_map
 
 
-def describe(e: Entry[str]) -> dict[str, Any]:
-    return {"track": e.track, "tag": e.tag}
+def describe(e: Entry[str]) -> EntryView:
+    track = TrackView(source="test", id=e.track, title=e.track)
+    return EntryView(track=track, tag=e.tag, context=e.context)
+
+
+def wire(q: Queue[str]) -> list[dict[str, Any]]:
+    return discodo_map.entries(q.describe())
 
 
 class Mirror:
-    """What a client does: apply each event as the list method of that name."""
+    """What a client does: apply each QUEUE_EVENT as the list method of that name."""
 
     def __init__(self) -> None:
         self.items: list[Any] = []
 
-    def apply(self, events: list[QueueEvent]) -> None:
-        for name, args in events:
+    def apply(self, changes: list[QueueChange]) -> None:
+        for change in changes:
+            event = QueueChanged(guild_id=1, op=change.op, index=change.at, entries=change.entries)
+            name, args = event.op, discodo_map.queue_args(event)
             name, args = json.loads(json.dumps([name, args]))  # must survive the wire
             getattr(self.items, name)(*args)
 
@@ -43,7 +53,7 @@ def test_move_really_moves() -> None:
     assert [e.track for e in q] == ["b", "c", "a", "d"]
     m.apply(q.move(q[3].tag, 0))
     assert [e.track for e in q] == ["d", "b", "c", "a"]
-    assert m.items == q.describe()
+    assert m.items == wire(q)
 
 
 def test_lookups_by_index_and_tag() -> None:
@@ -93,4 +103,4 @@ def test_any_sequence_of_mutations_mirrors_exactly(
                 m.apply(q.pop_front(x)[1])
         except (BadRequest, NotFound):
             pass
-        assert m.items == q.describe()
+        assert m.items == wire(q)

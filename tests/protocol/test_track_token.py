@@ -1,31 +1,68 @@
+"""Track tokens (issue 11 item 6): a random secret, an expiry, the issuing node's name."""
+
+import secrets
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from audionode.errors import BadRequest
-from audionode.protocol.track_token import derive_key, sign, verify
+from audionode.errors import BadRequest, ConfigError
+from audionode.protocol.track_token import sign, verify
+from audionode.service.state import STATE_FILE, load_state
 
-KEY = derive_key("pw")
+KEY = secrets.token_bytes(32)
+NODE = "node-a"
+INFO = {"source": "tone", "id": "tone:440", "title": "A4", "duration": 5.0}
+
+
+def token(
+    info: dict[str, object] = INFO, key: bytes = KEY, node: str = NODE, exp: float = 2e9
+) -> str:
+    return sign(info, key, issuer=node, expires=exp)
 
 
 def test_round_trip() -> None:
-    info = {"source": "tone", "id": "tone:440", "title": "A4", "duration": 5.0}
-    assert verify(sign(info, KEY), KEY) == info
+    assert verify(token(), KEY, issuer=NODE, now=1e9) == INFO
 
 
-def test_other_password_or_tampering_is_refused() -> None:
-    token = sign({"uri": "http://127.0.0.1/x"}, KEY)
+def test_other_secret_or_tampering_is_refused() -> None:
+    with pytest.raises(BadRequest, match="expected a track token issued by this node"):
+        verify(token(), secrets.token_bytes(32), issuer=NODE, now=1e9)
+    body, tag = token().split(".")
+    forged = token({"uri": "file:///etc/passwd"}, secrets.token_bytes(32)).split(".")[0]
     with pytest.raises(BadRequest, match="issued by this node"):
-        verify(token, derive_key("other"))
-    body, tag = token.split(".")
-    forged = sign({"uri": "file:///etc/passwd"}, derive_key("attacker")).split(".")[0]
+        verify(f"{forged}.{tag}", KEY, issuer=NODE, now=1e9)
+    flipped = tag[:5] + ("B" if tag[5] != "B" else "C") + tag[6:]
     with pytest.raises(BadRequest):
-        verify(f"{forged}.{tag}", KEY)
-    with pytest.raises(BadRequest):
-        verify(f"{body}.{tag[:-2]}AA", KEY)
+        verify(f"{body}.{flipped}", KEY, issuer=NODE, now=1e9)
+
+
+def test_expired_token_says_so() -> None:
+    with pytest.raises(BadRequest, match=r"field `source.encoded`: the track token expired 2001"):
+        verify(token(exp=1e9), KEY, issuer=NODE, now=1e9 + 1, field="source.encoded")
+
+
+def test_another_nodes_token_names_that_node() -> None:
+    other = token(key=secrets.token_bytes(32), node="node-b")
+    with pytest.raises(BadRequest, match="issued by node 'node-b', not by this node"):
+        verify(other, KEY, issuer=NODE, now=1e9)
 
 
 @given(st.one_of(st.text(max_size=300), st.integers(), st.none(), st.lists(st.text())))
-def test_garbage_is_refused_with_bad_request(token: object) -> None:
+def test_garbage_is_refused_with_bad_request(garbage: object) -> None:
     with pytest.raises(BadRequest, match="`encoded`"):
-        verify(token, KEY)
+        verify(garbage, KEY, issuer=NODE, now=1e9)
+
+
+def test_the_secret_is_random_and_kept_in_the_state_dir(tmp_path: Path) -> None:
+    memory_a, memory_b = load_state(""), load_state("")
+    assert memory_a.token_secret != memory_b.token_secret  # never derived from anything
+    kept = load_state(str(tmp_path / "state"))
+    again = load_state(str(tmp_path / "state"))
+    assert (kept.node_id, kept.token_secret) == (again.node_id, again.token_secret)
+    assert len(kept.token_secret) == 32
+    assert (tmp_path / "state" / STATE_FILE).stat().st_mode & 0o777 == 0o600
+    (tmp_path / "state" / STATE_FILE).write_text("{not json")
+    with pytest.raises(ConfigError, match=r"`state_dir`.*is not a node state file"):
+        load_state(str(tmp_path / "state"))

@@ -84,12 +84,19 @@ async def test_header_errors(
         assert got == status and body["error"]["code"] == code and text in body["error"]["message"]
 
 
-async def test_shard_id_is_honoured(node: NodeHarness) -> None:
+async def test_shard_id_is_honoured_and_optional(node: NodeHarness) -> None:
     async with bot(node, shard=3) as (_, rest):
         assert (await rest.call("GET", "/options"))[0] == 200
-        no_shard = {k: v for k, v in rest.headers.items() if k != "Shard-ID"}
-        status, body = await Rest(node, no_shard).call("GET", "/options")
+        status, body = await rest.call("GET", "/options", headers={"Shard-ID": "4"})
         assert status == 404 and body["error"]["code"] == "SESSION_NOT_FOUND"
+        # Discodo's own client never sends Shard-ID: the user's only session is meant.
+        no_shard = {k: v for k, v in rest.headers.items() if k != "Shard-ID"}
+        assert (await Rest(node, no_shard).call("GET", "/options"))[0] == 200
+        async with node.ws() as other:  # a second shard holding no voice client for the guild
+            await other.identify(BOT, 5)
+            assert (await Rest(node, no_shard).call("GET", "/options"))[0] == 200
+            status, body = await Rest(node, {**no_shard, "Guild-ID": "1"}).call("GET", "/options")
+            assert status == 404 and body["error"]["code"] == "VOICE_CLIENT_NOT_FOUND"
 
 
 async def test_context_round_trip_and_validation(node: NodeHarness) -> None:
@@ -104,7 +111,7 @@ async def test_context_round_trip_and_validation(node: NodeHarness) -> None:
             and body["error"]["message"] == "field `context`: expected `object`, got `int`"
         )
         status, body = await rest.call("POST", "/context", raw=b"{nope")
-        assert status == 400 and body["error"]["message"] == "body: expected JSON"
+        assert status == 400 and body["error"]["message"].startswith("body: expected JSON (")
         await ws.send("getState", {"guild_id": GUILD})
         assert (await ws.expect("getState"))["context"] == ctx
 

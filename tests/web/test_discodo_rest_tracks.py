@@ -51,7 +51,7 @@ async def test_put_source_accepts_only_tracks_this_node_issued(node_factory: Nod
         forged = dict(track, encoded=track["encoded"][:-4] + "AAAA")
         status, body = await rest.call("POST", "/putSource", {"source": forged})
         assert status == 400 and body["error"]["message"] == (
-            "field `source[0].encoded`: expected a track token issued by this node"
+            "field `source.encoded`: expected a track token issued by this node"
         )
         status, body = await rest.call(
             "POST", "/putSource", {"source": {"url": "file:///etc/passwd"}}
@@ -76,9 +76,13 @@ async def test_post_queue_inserts_at_an_index(node_factory: NodeFactory) -> None
         assert status == 400 and "`index`: expected 0..2" in body["error"]["message"]
         tag = entries[1]["tag"]
         status, moved = await rest.call(
-            "POST", f"/queue/{tag}", {"index": 0, "start_position": 1.5}
+            "POST", f"/queue/{tag}", {"index": 0, "start_position": 0.5}
         )
-        assert status == 200 and moved["start_position"] == 1.5
+        assert status == 200 and moved["start_position"] == 0.5
+        status, body = await rest.call("POST", f"/queue/{tag}", {"start_position": 1.5})
+        assert status == 400 and body["error"]["message"] == (
+            "field `start_position`: expected <= 1 (the track's length), got 1.5"
+        )
         assert (await rest.call("GET", "/queue"))[1]["entries"][0]["tag"] == tag
         status, body = await rest.call("DELETE", "/queue/-1")
         assert status == 200 and body["removed"]["id"] == c["id"] and len(body["entries"]) == 1

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from audionode import __version__
+from audionode.control.commands import Destroy, PlayerRef
+from audionode.control.events import VoiceChannelChanged
 from tests.conftest import NodeFactory, NodeHarness, eventually
 
 GUILD = "111111111111111111"
@@ -197,9 +199,9 @@ async def test_resume_within_vc_timeout_replays_kept_events(node_factory: NodeFa
             vc_id = (await ws.expect("VC_CREATED"))["id"]
             await ws.expect("VC_CHANNEL_EDITED")
         service = node.node.service
-        await eventually(lambda: all(s.sink is None for s in service.sessions.values()))
-        session = next(iter(service.sessions.values()))
-        service.destroy_player(session, int(GUILD))  # an event while no socket is attached
+        await eventually(lambda: all(s.sink is None for s in service.sessions.by_ref.values()))
+        ref = PlayerRef(user_id=int(BOT), shard_id=0, guild_id=int(GUILD))
+        await service.destroy(ref, Destroy())  # an event while no socket is attached
         async with node.ws() as ws:
             d = await ws.identify(BOT, 0)
             assert d["resumed"] is True
@@ -222,6 +224,11 @@ async def test_resumed_lists_voice_clients_in_seed_form(node_factory: NodeFactor
             await ws.identify(BOT)
             resumed = await ws.expect("RESUMED")
             assert sorted(resumed["voice_clients"], key=str) == [[GUILD, "222"], ["42", None]]
+            # ... and each voice client's id again, as VC_CREATED (a client that lost its
+            # state re-learns them; the seed's list form has no room for ids).
+            created = [await ws.expect("VC_CREATED") for _ in range(2)]
+            assert sorted(d["guild_id"] for d in created) == [GUILD, "42"]
+            assert all(len(d["id"]) == 32 for d in created)
 
 
 async def test_kept_events_are_bounded_oldest_dropped(node_factory: NodeFactory) -> None:
@@ -229,14 +236,15 @@ async def test_kept_events_are_bounded_oldest_dropped(node_factory: NodeFactory)
         async with node.ws() as ws:
             await ws.identify(BOT)
         service = node.node.service
-        await eventually(lambda: all(s.sink is None for s in service.sessions.values()))
-        session = next(iter(service.sessions.values()))
+        await eventually(lambda: all(s.sink is None for s in service.sessions.by_ref.values()))
+        session = next(iter(service.sessions.by_ref.values()))
         for i in range(5):
-            session.emit("TEST_EVENT", {"n": i})
+            session.emit(VoiceChannelChanged(guild_id=i, channel_id=None))
         async with node.ws() as ws:
             await ws.identify(BOT)
             assert (await ws.expect("RESUMED"))["dropped"] == 2
-            assert [(await ws.expect("TEST_EVENT"))["n"] for _ in range(3)] == [2, 3, 4]
+            got = [(await ws.expect("VC_CHANNEL_EDITED"))["guild_id"] for _ in range(3)]
+            assert got == ["2", "3", "4"]
 
 
 async def test_session_expires_after_vc_timeout(node_factory: NodeFactory) -> None:
@@ -246,7 +254,7 @@ async def test_session_expires_after_vc_timeout(node_factory: NodeFactory) -> No
             await ws.send("DISCORD_EVENT", vsu())
             await ws.expect("VC_CREATED")
         service = node.node.service
-        await eventually(lambda: not service.sessions, timeout=5)
+        await eventually(lambda: not service.sessions.by_ref, timeout=5)
         status, body = await node.get("/status")
         assert status == 200 and body["sessions"] == 0 and body["players"] == 0
         async with node.ws() as ws:
@@ -264,6 +272,7 @@ async def test_second_socket_takes_over_the_session(node: NodeHarness) -> None:
         async with node.ws() as second:
             assert (await second.identify(BOT, 1))["resumed"] is True
             assert (await second.expect("RESUMED"))["voice_clients"] == [[GUILD, "222"]]
+            assert (await second.expect("VC_CREATED"))["guild_id"] == GUILD
             code, reason = await first.closed()
             assert code == 4004 and "another connection" in reason
             await second.send("VC_DESTROY", {"guild_id": GUILD})

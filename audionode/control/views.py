@@ -1,0 +1,157 @@
+"""Typed results of the service's commands (and the values its events carry).
+
+Front doors map these to their wire in ``protocol/`` (Discodo: ``protocol/discodo_map.py``).
+Times are seconds (floats); ``as_of`` is wall-clock time (``time.time()``) so a client on
+another machine can extrapolate a position with its own clock.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import msgspec
+
+from audionode.control.commands import Context, Filters, RepeatMode
+
+
+class PlayerState(enum.IntEnum):
+    """What a bot sees of a player, with Discodo's integer values (``getState.state``)."""
+
+    DISCONNECTED = 0
+    STOPPED = 1
+    PAUSED = 2
+    PLAYING = 3
+
+
+class _View(msgspec.Struct, frozen=True, kw_only=True):
+    pass
+
+
+class TrackView(_View, frozen=True):
+    """A track as the node hands it out; ``token`` is the node's signature over it, the only
+    way to hand the track back."""
+
+    source: str
+    id: str
+    title: str
+    uri: str = ""
+    author: str = ""
+    duration: float | None = None
+    is_live: bool = False
+    artwork: str | None = None
+    token: str = ""
+
+    @property
+    def seekable(self) -> bool:
+        return not self.is_live and self.duration is not None
+
+
+class EntryView(_View, frozen=True):
+    """A queue entry: the track plus the bot's per-entry state."""
+
+    track: TrackView
+    tag: str
+    context: Context
+    start_position: float = 0.0
+
+
+class CurrentView(_View, frozen=True):
+    """The current track and where its playhead was at ``as_of``; while ``paused`` is False a
+    client extrapolates ``position + (now - as_of)``."""
+
+    entry: EntryView
+    position: float
+    as_of: float
+    paused: bool = False
+
+    @property
+    def remain(self) -> float | None:
+        d = self.entry.track.duration
+        return None if d is None else max(0.0, d - self.position)
+
+
+class OptionsView(_View, frozen=True):
+    autoplay: bool
+    volume: float
+    crossfade: float
+    filters: Filters | None = None
+
+
+class VoiceView(_View, frozen=True):
+    """What the node holds of the bot's voice credentials (never the token itself)."""
+
+    session_id: str | None
+    endpoint: str | None
+    has_token: bool
+
+
+class QueueView(_View, frozen=True):
+    guild_id: int
+    entries: tuple[EntryView, ...]
+
+
+class PlayerView(_View, frozen=True):
+    """``getState``: everything about one voice client."""
+
+    voice_client_id: str
+    guild_id: int
+    channel_id: int | None
+    state: PlayerState
+    current: CurrentView | None
+    queue_length: int
+    repeat: RepeatMode
+    options: OptionsView
+    context: Context
+    voice: VoiceView
+
+
+class PositionView(_View, frozen=True):
+    duration: float | None = None
+    position: float | None = None
+    remain: float | None = None
+
+
+class Found(_View, frozen=True):
+    """A resolved query: ``playlist`` when it named a list (every track is meant)."""
+
+    tracks: tuple[TrackView, ...]
+    playlist: bool = False
+
+
+class Queued(_View, frozen=True):
+    entries: tuple[EntryView, ...]
+    as_list: bool = False
+
+
+class Removed(_View, frozen=True):
+    removed: EntryView
+    queue: QueueView
+
+
+class VoiceClientView(_View, frozen=True):
+    guild_id: int
+    voice_client_id: str
+    channel_id: int | None
+
+
+class Identified(_View, frozen=True):
+    """Result of binding a front's connection to a session."""
+
+    user_id: int
+    shard_id: int | None
+    resumed: bool
+    voice_clients: tuple[VoiceClientView, ...] = ()
+    dropped: int = 0
+    """Events lost to the kept-events bound while no connection was attached."""
+
+
+class NodeStatus(_View, frozen=True):
+    version: str
+    uptime: float
+    cpu: dict[str, Any]
+    memory: dict[str, Any]
+    sessions: int
+    connected_sessions: int
+    players: int
+    engine: dict[str, Any]
