@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from audionode.cli import main
-from audionode.demo.analysis import evaluate, tone_order
+from audionode.demo.analysis import MATCH_HZ, evaluate, tone_order
 from audionode.demo.run import Plan, run_demo
 
 
@@ -67,12 +67,15 @@ def test_the_cli_exits_1_when_the_tones_heard_are_not_the_ones_expected(tmp_path
     )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
-    assert any(
-        line.startswith(
-            "  FAIL  tones in queued order  heard 440 → 554 → 659 Hz, expected 440 → 659 → 554 Hz"
-        )
-        for line in lines
-    ), proc.stdout
+    # What was heard is an FFT peak (2 Hz bins): under load it may read 441 for 440.
+    pattern = re.compile(
+        r"  FAIL  tones in queued order  heard ([\d.]+) → ([\d.]+) → ([\d.]+) Hz, "
+        r"expected 440 → 659 → 554 Hz"
+    )
+    found = [m for m in map(pattern.match, lines) if m]
+    assert found, proc.stdout
+    heard = [float(f) for f in found[0].groups()]
+    assert all(abs(h - e) <= MATCH_HZ for h, e in zip(heard, [440, 554, 659], strict=True))
     assert any(line.startswith("  ok    decoded length") for line in lines), proc.stdout
     assert lines[-1].startswith("FAIL  see the checks above"), proc.stdout
     assert proc.stderr == "", "logs stay at WARNING: a clean run prints nothing on stderr"
