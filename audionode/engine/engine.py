@@ -22,7 +22,7 @@ from audionode.errors import VoiceError
 from audionode.media import events as media_events
 from audionode.media.pipeline import Pipeline
 from audionode.media.producer import shared as shared_producer
-from audionode.media.sender import Sender, SenderStats
+from audionode.transport.sender import Sender, SenderStats
 from audionode.transport.voice_conn import Closed, Connected, Resumed, VoiceConnection, VoiceEvent
 from audionode.voice.packetizer import SILENCE_FRAME_COUNT
 

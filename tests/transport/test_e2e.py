@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from audionode.config import VoiceConfig
-from audionode.media.sender import Sender
+from audionode.transport.sender import Sender
 from audionode.transport.voice_conn import Closed, Connected, Resumed, VoiceConnection, VoiceEvent
 from audionode.voice.crypto import AES_GCM_MODE, XCHACHA_MODE, Opened
 from audionode.voice.packetizer import SILENCE_FRAME

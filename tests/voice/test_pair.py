@@ -12,6 +12,7 @@ import pytest
 from audionode.voice import rtp
 from audionode.voice.crypto import AES_GCM_MODE, XCHACHA_MODE
 from audionode.voice.dave_frame import is_dave_frame, parse_footer
+from audionode.voice.events import Closed, Reopen
 from audionode.voice.gateway import ClientState, ServerGateway
 from audionode.voice.opcodes import (
     DavePrepareEpoch,
@@ -19,6 +20,7 @@ from audionode.voice.opcodes import (
     DaveTransitionReady,
     Op,
     Outgoing,
+    Resume,
 )
 from audionode.voice.packetizer import SILENCE_FRAME, silence_frames
 from tests.voiceserver.memnet import MemClient, MemNet
@@ -184,11 +186,14 @@ def test_resume_replays_missed_messages_and_media_counters_continue() -> None:
     assert ch.pending_transition is not None and ch.epoch == 2  # b's commit won; a not ready
     seen = a.gw.seq_ack
     assert seen < net.server.sessions[A].gw.last_seq
-    a.gw.new_connection()
+    # The session's side of §1.6: a lost socket (no close frame) → Closed, then a resume.
+    a.session.socket_closed(None, "connection lost", True, 1.0)
+    assert a.session.take() == [Closed(1006, "connection lost", True, True), Reopen(0.0, True)]
+    assert a.session.ready and a.session.audio_ready, "UDP and key stay valid meanwhile"
     probe = ServerGateway()
     a.feed(probe.hello())
-    [resume] = probe.feed(a.gw.resume(77, f"s{A}", f"t{A}"))
-    assert resume.seq_ack == seen  # type: ignore[attr-defined]
+    [resume] = probe.feed(a.start()[0])
+    assert isinstance(resume, Resume) and resume.seq_ack == seen
     replay = net.server.sessions[A].gw.resume_connection(seen)
     assert replay is not None and len(replay) > 2
     assert any(isinstance(f, bytes) for f in replay)  # binary DAVE frames are replayed too
@@ -207,9 +212,9 @@ def test_resume_replays_missed_messages_and_media_counters_continue() -> None:
 
 def test_client_without_dave_is_refused_when_required() -> None:
     net = MemNet([AES_GCM_MODE])
-    client = MemClient(B)
+    client = MemClient(B, dave_enabled=False)
     net.clients[B] = client
     net.to_clients.extend(net.server.open(B))
-    net.to_server.append((B, client.gw.identify(77, B, "s", "t", 0)))
+    net.to_server.extend((B, f) for f in client.start())
     net.pump()
     assert net.server.closed == {B: 4017}
