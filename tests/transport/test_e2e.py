@@ -20,9 +20,9 @@ from audionode.transport.sender import Sender
 from audionode.transport.voice_conn import Closed, Connected, Resumed, VoiceConnection, VoiceEvent
 from audionode.voice.crypto import AES_GCM_MODE, XCHACHA_MODE, Opened
 from audionode.voice.packetizer import SILENCE_FRAME
-from tests.transport.listener import Listener
 from tests.transport.opus import OpusDecoder, OpusFrame, sine_opus
 from tests.transport.voiceserver_harness import Harness, VoiceGrant, voice_server
+from tests.voiceserver.member import VoiceMember
 
 GUILD, CHANNEL, OTHER_CHANNEL, NODE, LISTENER, LISTENER2 = 501, 502, 503, 504, 505, 506
 OPUS = sine_opus(3.2)[:160]  # 3.2 s of a 440 Hz sine (the encoder's flush packet dropped)
@@ -96,9 +96,9 @@ async def until(predicate: Callable[[], bool], within: float = 10.0) -> None:
         await asyncio.sleep(0.01)
 
 
-async def join_listener(h: Harness, user: int, channel: int) -> Listener:
+async def join_listener(h: Harness, user: int, channel: int) -> VoiceMember:
     grant = await h.lvsp.grant(user, channel, GUILD)
-    listener = Listener(h.endpoint, GUILD, user, channel, grant.session_id, grant.token)
+    listener = VoiceMember(h.endpoint, GUILD, user, channel, grant.session_id, grant.token)
     await listener.connect(h.http)
     return listener
 
@@ -166,10 +166,10 @@ async def test_dave_stream_invariants(harness: Harness, mode: str) -> None:
 
     t_play = time.monotonic()
     node.sender.play(GUILD, Source(OPUS, track=1))
-    await until(lambda: any(m["d"]["speaking"] == 0 and t > t_play for t, m in listener.ops(5)))
+    await until(lambda: any(m["d"]["speaking"] == 0 and t > t_play for t, m in listener.ops_at(5)))
     ssrc = node.vc.ssrc
     assert ssrc is not None
-    opened = [(t, o) for t, o in listener.opened(ssrc) if t > t_play]
+    opened = [(t, o) for t, o in listener.opened_at(ssrc) if t > t_play]
     assert_rtp_stream(opened, ssrc)
     payloads = [o.payload for _, o in opened]
     audio = [p for p in payloads if p != SILENCE_FRAME]
@@ -189,7 +189,7 @@ async def test_dave_stream_invariants(harness: Harness, mode: str) -> None:
     assert decoder.samples == 960 * (len(audio) + len(trailing))
 
     # speaking 1 reached the listener before the first packet, speaking 0 after the last one
-    speaking = [(t, m["d"]["speaking"]) for t, m in listener.ops(5) if t > t_play]
+    speaking = [(t, m["d"]["speaking"]) for t, m in listener.ops_at(5) if t > t_play]
     on_at = next(t for t, s in speaking if s & 1)
     off_at = next(t for t, s in speaking if s == 0)
     assert on_at < opened[0][0] and off_at > opened[-1][0]
@@ -221,10 +221,10 @@ async def test_resume_after_4015_mid_stream(harness: Harness) -> None:
     await until(lambda: any(isinstance(e, Resumed) for e in node.events))
     closed = [e for e in node.events if isinstance(e, Closed)]
     assert closed == [Closed(4015, "Voice server crashed", True, True)]
-    await until(lambda: any(m["d"]["speaking"] == 0 and t > t_play for t, m in listener.ops(5)))
+    await until(lambda: any(m["d"]["speaking"] == 0 and t > t_play for t, m in listener.ops_at(5)))
     ssrc = node.vc.ssrc
     assert ssrc is not None
-    opened = [(t, o) for t, o in listener.opened(ssrc) if t > t_play]
+    opened = [(t, o) for t, o in listener.opened_at(ssrc) if t > t_play]
     assert_rtp_stream(opened, ssrc)  # seq and ts run on across the resume
     audio = [o.payload for _, o in opened if o.payload != SILENCE_FRAME]
     assert [listener.dave_decrypt(NODE, p) for p in audio] == OPUS[:100]
@@ -256,10 +256,10 @@ async def test_channel_move_reconnects_into_a_new_dave_group(harness: Harness) -
     await until(lambda: node.vc.dave.ready and new.dave_ready)
     t_play = time.monotonic()
     node.sender.play(GUILD, Source(OPUS[:25], track=2))
-    await until(lambda: any(m["d"]["speaking"] == 0 and t > t_play for t, m in new.ops(5)))
+    await until(lambda: any(m["d"]["speaking"] == 0 and t > t_play for t, m in new.ops_at(5)))
     ssrc = node.vc.ssrc
     assert ssrc is not None
-    audio = [o.payload for t, o in new.opened(ssrc) if o.payload != SILENCE_FRAME]
+    audio = [o.payload for t, o in new.opened_at(ssrc) if o.payload != SILENCE_FRAME]
     assert [new.dave_decrypt(NODE, p) for p in audio] == OPUS[:25]
     assert not [p for p in old.packets if p.at > t_play]  # nothing leaks into the old channel
     assert new.dave is not None and old.dave is not None

@@ -1,8 +1,11 @@
-"""A voice client for tests: real aiohttp websocket + UDP socket + davey, on the voice-core codecs.
+"""The tests' independent voice client: real aiohttp websocket + UDP socket + davey.
 
-It follows discord-voice.md §1.2 (join flow), §1.4 (seq_ack), §2.7 (DAVE call sequence) and is
-written independently of the server's gateway code, so that a mismatch shows up as a failure.
-Everything it sees is recorded with arrival times for the invariant checks.
+It is the check on both of the project's voice implementations: the voice server's gateway and
+the node's own voice client (``voice/client.py``). It follows discord-voice.md §1.2 (join flow),
+§1.4 (seq_ack), §1.5 (heartbeats, opt-in), §2.7 (DAVE call sequence) on raw JSON and davey,
+sharing nothing with either but the RTP/AEAD codecs, so that a mistake there cannot hide behind
+the same mistake here. Everything it sees is recorded with arrival times for the invariant
+checks; :meth:`VoiceMember.leaks` flags audio that reached it without DAVE.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import aiohttp
 import davey
 
 from audionode.voice import rtp
-from audionode.voice.crypto import TransportCipher, choose_mode, cipher_for
+from audionode.voice.crypto import Opened, TransportCipher, choose_mode, cipher_for
 from audionode.voice.packetizer import SILENCE_FRAME, Packetizer, silence_frames
 
 
@@ -64,7 +67,7 @@ class VoiceMember:
     """Members not closed yet; the conftest closes leftovers after each test."""
 
     base_url: str
-    server_id: str
+    server_id: str | int
     user_id: int
     channel_id: int
     session_id: str
@@ -72,6 +75,8 @@ class VoiceMember:
     mode: str | None = None
     """Force a transport mode; None = choose_mode() (AES-GCM when offered)."""
     max_dave: int = davey.DAVE_PROTOCOL_VERSION
+    heartbeat: bool = False
+    """Send op 3 at Hello's interval (§1.5); off by default so tests can watch a silent socket."""
     # what we saw
     seq_ack: int = -1
     json_seen: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
@@ -96,6 +101,7 @@ class VoiceMember:
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._udp: asyncio.DatagramTransport | None = None
         self._reader: asyncio.Task[None] | None = None
+        self._beats: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
         self._ext: bytes | None = None
         self.error: Exception | None = None
@@ -109,7 +115,7 @@ class VoiceMember:
         await self.send(
             0,
             {
-                "server_id": self.server_id,
+                "server_id": str(self.server_id),
                 "user_id": str(self.user_id),
                 "session_id": self.session_id,
                 "token": self.token,
@@ -141,7 +147,7 @@ class VoiceMember:
         await self.send(
             7,
             {
-                "server_id": self.server_id,
+                "server_id": str(self.server_id),
                 "session_id": self.session_id,
                 "token": self.token,
                 "seq_ack": self.seq_ack,
@@ -151,6 +157,8 @@ class VoiceMember:
     async def close(self) -> None:
         if self in VoiceMember.live:
             VoiceMember.live.remove(self)
+        if self._beats is not None:
+            self._beats.cancel()
         if self._ws is not None:
             await self._ws.close()
         if self._reader is not None:
@@ -179,6 +187,10 @@ class VoiceMember:
     def ops(self, op: int) -> list[dict[str, Any]]:
         return [m for _, m in self.json_seen if m["op"] == op]
 
+    def ops_at(self, op: int) -> list[tuple[float, dict[str, Any]]]:
+        """``ops`` with arrival times."""
+        return [(t, m) for t, m in self.json_seen if m["op"] == op]
+
     def poke(self) -> None:
         """Wake :meth:`wait_for` (new websocket frame or datagram)."""
         self._changed.set()
@@ -206,10 +218,13 @@ class VoiceMember:
         assert self.close_code is not None
         return self.close_code
 
+    @property
+    def dave_ready(self) -> bool:
+        """DAVE in force and our group established (a transition may still be pending)."""
+        return bool(self.dave_version and self.dave is not None and self.dave.ready)
+
     async def wait_dave_ready(self, within: float = 10.0) -> None:
-        await self.wait_for(
-            lambda: self.dave is not None and self.dave.ready and not self.pending, within
-        )
+        await self.wait_for(lambda: self.dave_ready and not self.pending, within)
 
     # -- reading --
 
@@ -240,8 +255,18 @@ class VoiceMember:
             self.close_code = ws.close_code
             self.poke()
 
+    async def _beat(self, interval: float) -> None:
+        """op 3 ``{t, seq_ack}`` every ``interval`` seconds (§1.4, §1.5)."""
+        while True:
+            await asyncio.sleep(interval)
+            await self.send(3, {"t": int(time.time() * 1000), "seq_ack": self.seq_ack})
+
     async def _on_json(self, op: int, d: Any) -> None:
-        if op == 4:
+        if op == 8 and self.heartbeat:
+            if self._beats is not None:
+                self._beats.cancel()
+            self._beats = asyncio.create_task(self._beat(d["heartbeat_interval"] / 1000))
+        elif op == 4:
             self.cipher = cipher_for(d["mode"], d["secret_key"])
             if self.packetizer is None:
                 self.packetizer = Packetizer(self.ssrc, encryptor=_Dave(self))
@@ -330,11 +355,32 @@ class VoiceMember:
             await asyncio.sleep(max(0.0, start + (i + 1) * 0.02 - time.monotonic()))
         await self.send(5, {"speaking": 0, "delay": 0, "ssrc": self.ssrc})
 
-    def opened(self, ssrc: int) -> list[Any]:
-        """Transport-decrypt every received packet of ``ssrc`` (raises on any AEAD failure)."""
+    def opened_at(self, ssrc: int) -> list[tuple[float, Opened]]:
+        """(arrival time, opened packet) of every RTP packet of ``ssrc``, transport-decrypted
+        (raises on any AEAD failure); RTCP and keepalives are left out."""
         assert self.cipher is not None
-        out = [self.cipher.open(p.data) for p in self.packets]
-        return [o for o in out if o.header.ssrc == ssrc]
+        out = []
+        for p in self.packets:
+            if rtp.classify(p.data) is rtp.DatagramKind.RTP and rtp.seq_ts_ssrc(p.data)[2] == ssrc:
+                out.append((p.at, self.cipher.open(p.data)))
+        return out
+
+    def opened(self, ssrc: int) -> list[Opened]:
+        """Transport-decrypt every received RTP packet of ``ssrc`` (raises on AEAD failure)."""
+        return [o for _, o in self.opened_at(ssrc)]
+
+    def dave_decrypt(self, user_id: int, frame: bytes) -> bytes:
+        assert self.dave is not None
+        return bytes(self.dave.decrypt(user_id, davey.MediaType.audio, frame))
+
+    def leaks(self, ssrc: int, after: float = 0.0) -> list[tuple[float, bytes]]:
+        """Audio of ``ssrc`` that arrived without DAVE (§2.1): neither the silence frame nor a
+        frame ending in the ``FA FA`` marker. In a channel with DAVE in force, each is a leak."""
+        return [
+            (at, o.payload)
+            for at, o in self.opened_at(ssrc)
+            if at > after and o.payload != SILENCE_FRAME and o.payload[-2:] != b"\xfa\xfa"
+        ]
 
     def media_frames(self, ssrc: int) -> list[bytes]:
         """Transport-, then DAVE-decrypt the frames of ``ssrc``; silence frames stay as they are."""
