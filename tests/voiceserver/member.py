@@ -30,6 +30,10 @@ from audionode.voice.packetizer import SILENCE_FRAME, Packetizer, silence_frames
 class Packet:
     at: float
     data: bytes
+    opus: bytes | None = None
+    """The frame inside, opened on arrival (transport, then DAVE with the keys of that moment,
+    as a real listener must); None when it could not be opened then."""
+    error: str | None = None
 
 
 class _Udp(asyncio.DatagramProtocol):
@@ -42,7 +46,9 @@ class _Udp(asyncio.DatagramProtocol):
             if not self.discovery.done():
                 self.discovery.set_result(data)
             return
-        self.member.packets.append(Packet(time.monotonic(), data))
+        packet = Packet(time.monotonic(), data)
+        self.member.open_live(packet)
+        self.member.packets.append(packet)
         self.member.poke()
 
 
@@ -102,6 +108,7 @@ class VoiceMember:
         self._udp: asyncio.DatagramTransport | None = None
         self._reader: asyncio.Task[None] | None = None
         self._beats: asyncio.Task[None] | None = None
+        self._decrypted: dict[bytes, bytes] = {}
         self._changed = asyncio.Event()
         self._ext: bytes | None = None
         self.error: Exception | None = None
@@ -355,6 +362,24 @@ class VoiceMember:
             await asyncio.sleep(max(0.0, start + (i + 1) * 0.02 - time.monotonic()))
         await self.send(5, {"speaking": 0, "delay": 0, "ssrc": self.ssrc})
 
+    def open_live(self, packet: Packet) -> None:
+        """Open an RTP packet as it arrives; the outcome goes into ``packet``."""
+        if self.cipher is None or rtp.classify(packet.data) is not rtp.DatagramKind.RTP:
+            return
+        try:
+            o = self.cipher.open(packet.data)
+        except Exception as exc:
+            packet.error = f"transport: {exc}"
+            return
+        frame, user = o.payload, self.ssrc_user.get(o.header.ssrc)
+        if frame == SILENCE_FRAME or frame[-2:] != b"\xfa\xfa":
+            packet.opus = frame
+        elif user is not None and self.dave is not None:
+            try:
+                packet.opus = self.dave_decrypt(user, frame)
+            except Exception as exc:
+                packet.error = f"DAVE: {exc}"
+
     def opened_at(self, ssrc: int) -> list[tuple[float, Opened]]:
         """(arrival time, opened packet) of every RTP packet of ``ssrc``, transport-decrypted
         (raises on any AEAD failure); RTCP and keepalives are left out."""
@@ -370,8 +395,15 @@ class VoiceMember:
         return [o for _, o in self.opened_at(ssrc)]
 
     def dave_decrypt(self, user_id: int, frame: bytes) -> bytes:
-        assert self.dave is not None
-        return bytes(self.dave.decrypt(user_id, davey.MediaType.audio, frame))
+        """The opus inside a DAVE frame of ``user_id`` (davey refuses to open a frame twice, so
+        frames opened on arrival are answered from what was opened then)."""
+        opus = self._decrypted.get(frame)
+        if opus is None:
+            assert self.dave is not None
+            opus = self._decrypted[frame] = bytes(
+                self.dave.decrypt(user_id, davey.MediaType.audio, frame)
+            )
+        return opus
 
     def leaks(self, ssrc: int, after: float = 0.0) -> list[tuple[float, bytes]]:
         """Audio of ``ssrc`` that arrived without DAVE (§2.1): neither the silence frame nor a
@@ -391,5 +423,5 @@ class VoiceMember:
             if o.payload == SILENCE_FRAME:
                 frames.append(o.payload)
             else:
-                frames.append(bytes(self.dave.decrypt(user, davey.MediaType.audio, o.payload)))
+                frames.append(self.dave_decrypt(user, o.payload))
         return frames
