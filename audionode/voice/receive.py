@@ -25,6 +25,9 @@ MAX_PENDING_PER_SSRC: Final = 50
 MAX_PENDING_SSRCS: Final = 16
 """Unnamed SSRCs tracked at once; packets of further ones are dropped (a flood of made-up SSRCs
 must not grow memory)."""
+MAX_MEMBERS: Final = 1024
+"""SSRC → user entries kept (a voice channel holds at most 99 members; op 13 forgets them): a
+server announcing endless SSRCs must not grow memory either."""
 
 
 @dataclass(slots=True)
@@ -37,6 +40,8 @@ class ReceiveStats:
     """RTP datagrams that could not be opened (transport or DAVE refused them)."""
     ignored: int = 0
     """RTCP, keepalives, unknown datagrams, and RTP before a key exists."""
+    members_refused: int = 0
+    """op 5 mappings not kept because :data:`MAX_MEMBERS` were known."""
     pending_dropped: int = 0
     """Packets of unnamed SSRCs dropped for lack of room."""
 
@@ -61,6 +66,9 @@ class Receiver:
 
     def on_speaking(self, ssrc: int, user_id: int, dave: DaveState) -> list[ReceiveEvent]:
         """op 5 from the server: remember whose ``ssrc`` it is; open what waited for it."""
+        if ssrc not in self.users and len(self.users) >= MAX_MEMBERS:
+            self.stats.members_refused += 1
+            return []
         self.users[ssrc] = user_id
         waiting = self._pending.pop(ssrc, None)
         if not waiting:

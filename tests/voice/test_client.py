@@ -18,6 +18,7 @@ from audionode.voice.client import (
     VoiceClient,
 )
 from audionode.voice.crypto import AES_GCM_MODE, XCHACHA_MODE, cipher_for
+from audionode.voice.dave import DaveState
 from audionode.voice.events import (
     AudioPacket,
     Closed,
@@ -37,6 +38,12 @@ from audionode.voice.events import (
 from audionode.voice.gateway import ClientState, ServerGateway
 from audionode.voice.opcodes import ClientsConnect, DavePrepareTransition, Op, Outgoing
 from audionode.voice.packetizer import SILENCE_FRAME, Packetizer
+from audionode.voice.receive import (
+    MAX_MEMBERS,
+    MAX_PENDING_PER_SSRC,
+    MAX_PENDING_SSRCS,
+    Receiver,
+)
 
 CREDS = Credentials(guild_id=11, user_id=22, channel_id=33, session_id="sess", token="tok")
 KEY = os.urandom(32)
@@ -309,3 +316,18 @@ def test_received_audio_is_opened_per_member() -> None:
     [failed] = h.take()
     assert isinstance(failed, ReceiveFailed) and failed.reason.startswith("transport:")
     assert c.receiver is not None and c.receiver.stats.failed == 1
+
+
+def test_the_receive_path_is_bounded_against_floods() -> None:
+    """Made-up SSRCs (never named by op 5) and endless op 5s cannot grow memory."""
+    r, dave = Receiver(), DaveState(22, 33)
+    cipher = cipher_for(AES_GCM_MODE, KEY)
+    for ssrc in range(MAX_PENDING_SSRCS + 5):
+        p = Packetizer(ssrc, cipher)
+        for _ in range(MAX_PENDING_PER_SSRC + 3 if ssrc == 0 else 1):
+            assert r.on_datagram(p.packet(b"\xfcx"), cipher, dave) == []
+    assert r.stats.pending_dropped == 3 + 5
+    assert len(r.on_speaking(0, 99, dave)) == MAX_PENDING_PER_SSRC, "the newest second waited"
+    for ssrc in range(1, MAX_MEMBERS + 10):
+        r.on_speaking(10_000 + ssrc, ssrc, dave)
+    assert len(r.users) == MAX_MEMBERS and r.stats.members_refused == 10
