@@ -10,13 +10,7 @@ import os
 import pytest
 
 from audionode.voice import rtp
-from audionode.voice.client import (
-    ABANDON_CODE,
-    DISCOVERY_ATTEMPTS,
-    MISSED_ACKS,
-    Credentials,
-    VoiceClient,
-)
+from audionode.voice.client import ABANDON_CODE, Credentials, VoiceClient
 from audionode.voice.crypto import AES_GCM_MODE, XCHACHA_MODE, cipher_for
 from audionode.voice.dave import DaveState
 from audionode.voice.events import (
@@ -44,6 +38,7 @@ from audionode.voice.receive import (
     MAX_PENDING_SSRCS,
     Receiver,
 )
+from audionode.voice.timers import DISCOVERY_ATTEMPTS, MISSED_ACKS
 
 CREDS = Credentials(guild_id=11, user_id=22, channel_id=33, session_id="sess", token="tok")
 KEY = os.urandom(32)
