@@ -42,9 +42,7 @@ from audionode.voice.events import (
     WsClose,
     WsSend,
 )
-from audionode.voice.gateway import ClientGateway
 from audionode.voice.opcodes import GATEWAY_VERSION, backoff
-from audionode.voice.packetizer import Packetizer
 
 __all__ = [
     "Closed",
@@ -126,32 +124,11 @@ class VoiceConnection:
         self._connected: asyncio.Future[None] | None = None
         self.log = logging.LoggerAdapter(log, {"guild": guild_id})
 
-    # --- what the session knows ---------------------------------------------------------------
-
-    @property
-    def guild_id(self) -> int:
-        return self.session.creds.guild_id
-
-    @property
-    def user_id(self) -> int:
-        return self.session.creds.user_id
-
-    @property
-    def channel_id(self) -> int:
-        return self.session.creds.channel_id
-
-    @property
-    def gateway(self) -> ClientGateway:
-        return self.session.gateway
+    # --- what the session knows (the rest: ``self.session``) ---------------------------------
 
     @property
     def dave(self) -> DaveState:
         return self.session.dave
-
-    @property
-    def packetizer(self) -> Packetizer | None:
-        """The RTP state (seq, timestamp, nonce counter) of the current session."""
-        return self.session.packetizer
 
     @property
     def ssrc(self) -> int | None:
@@ -161,26 +138,6 @@ class VoiceConnection:
     @property
     def mode(self) -> str | None:
         return self.session.mode
-
-    @property
-    def max_attempts(self) -> int:
-        return self.session.max_attempts
-
-    @max_attempts.setter
-    def max_attempts(self, value: int) -> None:
-        self.session.max_attempts = value
-
-    @property
-    def frames_sent(self) -> int:
-        return self.session.frames_sent
-
-    @property
-    def frames_dropped(self) -> int:
-        return self.session.frames_dropped
-
-    @property
-    def last_heartbeat_rtt_ms(self) -> float | None:
-        return self.session.last_heartbeat_rtt_ms
 
     # --- the sender's side (synchronous, per frame) ------------------------------------------
 
@@ -226,7 +183,8 @@ class VoiceConnection:
         if self._task is not None:
             raise RuntimeError("connect() called twice; use reconnect() for new credentials")
         self._connected = asyncio.get_running_loop().create_future()
-        self._task = asyncio.create_task(self._supervise(), name=f"voice-{self.guild_id}")
+        name = f"voice-{self.session.creds.guild_id}"
+        self._task = asyncio.create_task(self._supervise(), name=name)
         try:
             await asyncio.wait_for(asyncio.shield(self._connected), self.settings.connect_timeout)
         except TimeoutError:

@@ -88,8 +88,8 @@ async def test_dave_stream_invariants(harness: Harness, mode: str) -> None:
     assert node.events == [Connected(node.vc.ssrc or 0, mode, 1)]
     # Alone in the channel: no group can exist, frames go out plain, nothing breaks (scenario 2).
     node.sender.play(GUILD, Source(OPUS[:10], track=0))
-    await until(lambda: node.vc.frames_sent >= 15)  # 10 audio + 5 silence
-    assert not node.vc.dave.ready and node.vc.frames_dropped == 0
+    await until(lambda: node.vc.session.frames_sent >= 15)  # 10 audio + 5 silence
+    assert not node.vc.dave.ready and node.vc.session.frames_dropped == 0
     listener = await join_listener(h, LISTENER, CHANNEL)
     await until(lambda: node.vc.dave.ready and listener.dave_ready)
     assert listener.dave is not None

@@ -117,6 +117,18 @@ def rtp_continuous(node: Node) -> None:
 # --- resumable faults: the socket goes, UDP, key and DAVE group stay (§1.6) ----------------------
 
 
+async def heard_through_a_resume(r: Rig, name: str) -> None:
+    """The track plays out; the listener heard all of it, in order, without a gap, and the RTP
+    counters ran on (the packets kept flowing while the websocket was replaced)."""
+    await r.played_out()
+    got = r.heard()
+    report(name, got)
+    assert got.leaks == [] and got.undecryptable == 0
+    assert got.indexes == list(range(TRACK)), "in order, each once"
+    assert got.gap_ms < 150, "audio flows on during the resume"
+    rtp_continuous(r.node)
+
+
 async def test_4015_resumes_with_seq_ack_and_the_stream_runs_on(r: Rig) -> None:
     epoch = r.node.vc.dave.epoch
     await r.play()
@@ -125,14 +137,8 @@ async def test_4015_resumes_with_seq_ack_and_the_stream_runs_on(r: Rig) -> None:
     assert closed(r.node) == [(4015, True, True)]
     [(_, resume)] = r.proxy.client_ops(7)
     assert resume["d"]["seq_ack"] == r.proxy.last_seq(0) > 0, "the last seq seen, JSON or binary"
-    await r.played_out()
-    got = r.heard()
-    report("4015 resume", got)
-    assert got.leaks == [] and got.undecryptable == 0 and got.skipped(TRACK) == []
-    assert got.indexes == list(range(TRACK)), "in order, each once"
-    assert got.gap_ms < 150, "audio flows on during the resume"
+    await heard_through_a_resume(r, "4015 resume")
     assert r.node.ssrcs() == {r.node.vc.ssrc} and r.node.vc.dave.epoch == epoch
-    rtp_continuous(r.node)
 
 
 async def test_a_socket_lost_without_close_frame_resumes(r: Rig) -> None:
@@ -140,11 +146,7 @@ async def test_a_socket_lost_without_close_frame_resumes(r: Rig) -> None:
     await r.proxy.abort_live()
     await until(lambda: bool(r.node.at(Resumed)))
     assert closed(r.node) == [(1006, True, True)]
-    await r.played_out()
-    got = r.heard()
-    report("1006 lost socket", got)
-    assert got.leaks == [] and got.skipped(TRACK) == [] and got.gap_ms < 150
-    rtp_continuous(r.node)
+    await heard_through_a_resume(r, "1006 lost socket")
 
 
 async def test_missed_heartbeat_acks_drop_the_socket_and_resume(r: Rig) -> None:
@@ -158,11 +160,7 @@ async def test_missed_heartbeat_acks_drop_the_socket_and_resume(r: Rig) -> None:
     await until(lambda: bool(r.node.at(Resumed)))
     beats = [m["d"]["seq_ack"] for s, m in r.proxy.client_ops(3) if s.link == 0]
     assert beats and beats[-1] == r.proxy.last_seq(0), "every heartbeat acks the last seq"
-    await r.played_out()
-    got = r.heard()
-    report("missed heartbeat ACKs", got)
-    assert got.leaks == [] and got.skipped(TRACK) == [] and got.gap_ms < 150
-    rtp_continuous(r.node)
+    await heard_through_a_resume(r, "missed heartbeat ACKs")
 
 
 # --- a new session mid-track: the DAVE group is re-established (issue 11 item 7) -----------------

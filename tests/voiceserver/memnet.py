@@ -29,7 +29,7 @@ from audionode.voice.events import (
     WsClose,
     WsSend,
 )
-from audionode.voice.gateway import ClientGateway, ServerGateway, Side, VoiceGateway
+from audionode.voice.gateway import ServerGateway, Side, VoiceGateway
 from audionode.voice.opcodes import (
     DaveInvalidCommitWelcome,
     DaveTransitionReady,
@@ -40,7 +40,6 @@ from audionode.voice.opcodes import (
     SelectProtocol,
     Speaking,
 )
-from audionode.voice.packetizer import Packetizer
 from audionode.voice.wire import BinaryMessage
 from audionode.voiceserver.dave_delivery import (
     DaveChannel,
@@ -76,25 +75,8 @@ class MemClient:
         self.session = VoiceClient(creds, dave=self.dave_enabled, modes=modes, receive=True)
 
     @property
-    def gw(self) -> ClientGateway:
-        return self.session.gateway
-
-    @property
     def dave(self) -> DaveState:
         return self.session.dave
-
-    @property
-    def packetizer(self) -> Packetizer | None:
-        return self.session.packetizer
-
-    @property
-    def cipher(self) -> TransportCipher | None:
-        return self.session.cipher
-
-    @property
-    def ssrc_to_user(self) -> dict[int, int]:
-        assert self.session.receiver is not None
-        return self.session.receiver.users
 
     def start(self) -> list[str | bytes]:
         """A new websocket: op 0 (or op 7 after a resumable loss)."""
@@ -128,8 +110,9 @@ class MemClient:
 
     def receive_rtp(self, packet: bytes) -> tuple[int, bytes, bytes]:
         """Transport-decrypt then DAVE-decrypt: (sender user id, dave frame, opus)."""
-        assert self.cipher is not None
-        dave_frame = self.cipher.open(packet).payload
+        cipher = self.session.cipher
+        assert cipher is not None
+        dave_frame = cipher.open(packet).payload
         self.session.receive_datagram(packet, 0.0)
         [event] = self.session.take()
         assert isinstance(event, AudioPacket), event
