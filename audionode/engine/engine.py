@@ -18,6 +18,7 @@ from typing import Any
 from audionode.config import Config
 from audionode.engine import messages as msg
 from audionode.engine.gcpolicy import GcPolicy
+from audionode.engine.receive import ReceivePath
 from audionode.errors import VoiceError
 from audionode.media import events as media_events
 from audionode.media.pipeline import Pipeline
@@ -60,6 +61,8 @@ class Engine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reporter: asyncio.Task[None] | None = None
         self._gc = GcPolicy()
+        self.receive: ReceivePath | None = ReceivePath() if config.voice.receive else None
+        """The other members' audio (``voice.receive``); consumers set its ``on_audio``."""
         self._handlers: dict[type[Any], Callable[[Any], object]] = {
             msg.Connect: self._connect,
             msg.Disconnect: self._disconnect,
@@ -81,6 +84,8 @@ class Engine:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self.sender.start()
+        if self.receive is not None:
+            self.receive.start()
         self._reporter = self._loop.create_task(self._report_stats())
         self._gc.start(self._loop)
 
@@ -95,6 +100,8 @@ class Engine:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         self.sender.close()
+        if self.receive is not None:
+            self.receive.close()
 
     def report(self) -> msg.EngineStats:
         """The counters right now (and the sender's tick timing since the last report)."""
@@ -159,6 +166,9 @@ class Engine:
                 cmd.endpoint,
                 self.config.voice,
                 functools.partial(self._voice_event, cmd.player),
+                on_receive=(
+                    functools.partial(self.receive.feed, cmd.player) if self.receive else None
+                ),
             )
             self.sender.attach(cmd.player, unit.conn)
             if unit.pipeline is not None:  # tracks queued before the connection existed
@@ -192,6 +202,8 @@ class Engine:
         self.sender.detach(key)
         if conn is not None:
             await conn.close()
+        if self.receive is not None:  # after the close: no more packets of this connection
+            self.receive.forget(key)
 
     # --- media ------------------------------------------------------------------------------
 
