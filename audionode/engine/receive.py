@@ -104,6 +104,10 @@ class ReceivePath:
         """The player's connection is gone: drop its members at the next tick."""
         self._inbox.append((player, None))
 
+    def players(self) -> list[int]:
+        """The players whose connections have heard anyone."""
+        return list(self._players)
+
     def stats(self, player: int) -> list[UserStats]:
         """Counters of the player's members (read without locking: counters may be a tick
         apart from each other)."""
