@@ -295,3 +295,30 @@ async def test_an_invalid_commit_mid_track_recovers_without_leaking(r: Rig) -> N
         assert len(kps) == 2, "a new key package after op 31"
     finally:
         await third.close()
+
+
+async def test_a_member_joining_a_bot_playing_alone_hears_no_plain_audio(harness: Harness) -> None:
+    """Alone, the node sends plain opus (no group can exist, §2.2); the moment op 11 announces
+    a member it holds the track until the new group can encrypt it."""
+    h = harness
+    grant = await h.lvsp.grant(NODE, CHANNEL, GUILD)
+    node = await rig.start_node(h, grant, AES_GCM_MODE, guild=GUILD)
+    try:
+        source = Source(numbered_frames(TRACK), track=1)
+        t_play = time.monotonic()
+        node.sender.play(GUILD, source)
+        await until(lambda: source.i >= FAULT_AFTER)
+        assert not node.vc.dave.ready and node.vc.session.audio_ready
+        listener = await rig.join_listener(h, LISTENER, CHANNEL, GUILD, heartbeat=True)
+        try:
+            await until(lambda: source.done, 15)
+            await until(lambda: time.monotonic() > t_play + TRACK * 0.02 + 1.0)
+            got = hearing(listener, node.ssrcs(), NODE, after=t_play)
+            report("member joins a bot playing alone", got)
+            assert got.leaks == [] and got.undecryptable == 0
+            heard = got.indexes
+            assert heard == list(range(heard[0], TRACK)), "from the join on: everything, in order"
+        finally:
+            await listener.close()
+    finally:
+        await node.close()
