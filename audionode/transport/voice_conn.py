@@ -182,6 +182,8 @@ class VoiceConnection:
         """
         if self._task is not None:
             raise RuntimeError("connect() called twice; use reconnect() for new credentials")
+        if self.session.final:
+            raise VoiceError("this voice session is over; reconnect() with new credentials")
         self._connected = asyncio.get_running_loop().create_future()
         name = f"voice-{self.session.creds.guild_id}"
         self._task = asyncio.create_task(self._supervise(), name=name)

@@ -100,3 +100,23 @@ def test_bounded_reordering_and_loss_lose_nothing_else(
     assert played == sorted(set(played)), "in order, none twice"
     assert set(played) <= set(arrivals)
     assert jb.stats.played == len(played) and jb.stats.dropped == 0
+
+
+@given(
+    st.lists(
+        st.one_of(st.tuples(st.just("push"), st.integers(0, 65535)), st.just(("pop", 0))),
+        max_size=300,
+    )
+)
+def test_any_arrivals_keep_the_buffer_bounded_and_accounted(ops: list[tuple[str, int]]) -> None:
+    jb = JitterBuffer(delay=3, max_delay=8)
+    played: list[int] = []
+    for op, seq in ops:
+        if op == "push":
+            jb.push(seq, frame(seq))
+        elif isinstance(slot := jb.pop(), Play):
+            played.append(int.from_bytes(slot.opus[1:], "big"))
+        assert jb.depth <= 8
+    s = jb.stats
+    assert s.received == s.played + s.dropped + jb.depth, "each stored packet is accounted for"
+    assert len(played) == s.played
