@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import numpy as np
 import pytest
 
-from audionode.config import VoiceConfig, VoiceServerConfig
+from audionode.config import VoiceConfig
 from audionode.engine.opusdec import OpusDecodeError, OpusDecoder
 from audionode.engine.receive import ReceivePath
 from audionode.transport.voice_conn import VoiceConnection
@@ -23,7 +22,12 @@ from audionode.voice.events import AudioPacket, MemberLeft
 from audionode.voice.packetizer import SILENCE_FRAME
 from audionode.voiceserver.app import VoiceServer
 from tests.voiceserver.audio import dominant_frequency, snr_db, tone_opus
-from tests.voiceserver.conftest import TOKEN, Lvsp
+from tests.voiceserver.conftest import (  # noqa: F401 (fixtures used by name)
+    http,
+    lvsp,
+    server,
+    server_config,
+)
 from tests.voiceserver.dpy import DpyHarness, OpusTone
 
 pytestmark = pytest.mark.timeout(60)
@@ -99,16 +103,15 @@ def test_two_users_lost_and_reordered_packets_come_out_in_order_per_user() -> No
 
 
 # --- real discord.py members into the built-in voice server ------------------------------------
+# (the voice server's test fixtures: ``server``, ``http``, ``lvsp``)
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[VoiceServer]:
-    srv = VoiceServer(VoiceServerConfig(host="127.0.0.1", port=0, udp_port=0, lvsp_token=TOKEN))
-    await srv.start()
-    try:
-        yield srv
-    finally:
-        await srv.stop()
+async def control(lvsp: Any) -> Any:  # noqa: F811 (the imported fixture)
+    """An identified LVSP client of the test's voice server."""
+    c = await lvsp()
+    await c.identify()
+    return c
 
 
 class Lossy:
@@ -139,58 +142,55 @@ class Lossy:
 
 
 async def test_two_discordpy_members_speaking_are_heard_per_user_through_loss(
-    server: VoiceServer,
+    server: VoiceServer,  # noqa: F811 (the imported fixtures)
+    control: Any,
+    http: aiohttp.ClientSession,  # noqa: F811
 ) -> None:
     heard = Heard()
     rp = ReceivePath(heard.audio, heard.talk)
     rp.start()
-    async with aiohttp.ClientSession() as http:
-        lvsp = Lvsp(await http.ws_connect(server.lvsp_url))
-        await lvsp.identify()
-        info = (await lvsp.request(7, _vst(NODE)))["d"]["info"]
-        node = VoiceConnection(
-            GUILD,
-            NODE,
-            info["session_id"],
-            CHANNEL,
-            info["token"],
-            f"ws://{server.endpoint}",
-            VoiceConfig(),
-            lambda e: None,
-            http=http,
-            on_receive=lambda e: rp.feed(PLAYER, e),
-        )
-        await node.connect()
-        udp = node._udp
-        assert udp is not None
-        lossy = udp._on_datagram = Lossy(udp._on_datagram)
-        members = []
+    info = (await control.request(7, _vst(NODE)))["d"]["info"]
+    node = VoiceConnection(
+        GUILD,
+        NODE,
+        info["session_id"],
+        CHANNEL,
+        info["token"],
+        f"ws://{server.endpoint}",
+        VoiceConfig(),
+        lambda e: None,
+        http=http,
+        on_receive=lambda e: rp.feed(PLAYER, e),
+    )
+    await node.connect()
+    udp = node._udp
+    assert udp is not None
+    lossy = udp._on_datagram = Lossy(udp._on_datagram)
+    members = []
+    try:
         for uid in (555, 556):
-            bot = DpyHarness(lvsp, http, user_id=uid, guild_id=GUILD, channel_id=CHANNEL)
+            bot = DpyHarness(control, http, user_id=uid, guild_id=GUILD, channel_id=CHANNEL)
             await bot.connect(server.endpoint)
             members.append(bot)
-        try:
-            await _until(
-                lambda: (
-                    node.dave.ready and all(m.voice_client._connection.can_encrypt for m in members)
-                )
-            )
-            tones = {555: tone_opus(440, 2.0), 556: tone_opus(660, 2.0)}
-            await asyncio.gather(*(m.play_and_wait(OpusTone(tones[m.user_id])) for m in members))
-            await asyncio.sleep(0.3)
-        finally:
-            for m in members:
-                await m.disconnect()
-            await node.close()
-            await lvsp.ws.close()
-            rp.close()
-    stats = {s.user_id: s for s in rp.stats(PLAYER)} | {}
+        await _until(
+            lambda: node.dave.ready and all(m.voice_client._connection.can_encrypt for m in members)
+        )
+        tones = {555: tone_opus(440, 2.0), 556: tone_opus(660, 2.0)}
+        await asyncio.gather(*(m.play_and_wait(OpusTone(tones[m.user_id])) for m in members))
+        await asyncio.sleep(0.3)
+    finally:
+        for m in members:
+            await m.disconnect()
+        await node.close()
+        rp.close()
+    stats = {s.user_id: s for s in rp.stats(PLAYER)}
     for uid, freq in ((555, 440), (556, 660)):
         pcm = heard.mono(uid)
         assert abs(dominant_frequency(pcm) - freq) < 3, uid
         assert snr_db(pcm, freq) > 15, uid
         assert len(pcm) >= 100 * 960, "two seconds of each member, gaps concealed"
         assert (uid, True) in heard.speaking and (uid, False) in heard.speaking
+        assert stats[uid].failed == 0 and stats[uid].concealed >= 1
     assert lossy.lost >= 10
     print(f"\nRECEIVE two discord.py members, {lossy.lost} datagrams lost: {list(stats.values())}")
 

@@ -13,6 +13,7 @@ heard) and the frames of the track it never heard. The numbers are printed (``py
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -96,6 +97,13 @@ async def r(harness: Harness) -> AsyncIterator[Rig]:
     await node.close()
     await listener.close()
     await proxy.stop()
+
+
+async def allow_without_dave(h: Harness, channel: int) -> None:
+    """LVSP INFO(CHANNEL) ``dave_required: false`` (lvsp.md §5); the server applies it before
+    the next request on the same socket (the join that follows), so its answer is not awaited."""
+    info = {"id": str(channel), "dave_required": False}
+    await h.lvsp.ws.send_str(json.dumps({"op": 6, "d": {"type": 0, "info": info}}))
 
 
 def closed(node: Node) -> list[tuple[int, bool, bool]]:
@@ -257,7 +265,7 @@ async def test_members_joining_and_leaving_mid_track(r: Rig) -> None:
 
 
 async def test_a_downgrade_mid_track_goes_plain_only_once_executed(r: Rig) -> None:
-    await r.h.lvsp.channel(CHANNEL, dave_required=False)
+    await allow_without_dave(r.h, CHANNEL)
     await r.play()
     plain = await rig.join_listener(r.h, THIRD, CHANNEL, GUILD, heartbeat=True, max_dave=0)
     try:

@@ -67,18 +67,6 @@ class Lvsp:
                 )
 
 
-    async def channel(self, channel_id: int, **fields: Any) -> dict[str, Any]:
-        """INFO(CHANNEL): create or update a channel (e.g. ``dave_required=False``); returns
-        the server's answer (lvsp.md §5)."""
-        info = {"id": str(channel_id), **fields}
-        await self.ws.send_str(json.dumps({"op": 6, "d": {"type": 0, "info": info}}))
-        while True:
-            frame = await self._recv()
-            if frame["op"] == 6 and frame["d"]["info"].get("id") == str(channel_id):
-                answer: dict[str, Any] = frame["d"]["info"]
-                return answer
-
-
 @dataclass
 class Harness:
     server: VoiceServer
