@@ -178,12 +178,12 @@ async def test_two_discordpy_members_speaking_are_heard_per_user_through_loss(
         tones = {555: tone_opus(440, 2.0), 556: tone_opus(660, 2.0)}
         await asyncio.gather(*(m.play_and_wait(OpusTone(tones[m.user_id])) for m in members))
         await asyncio.sleep(0.3)
+        stats = {s.user_id: s for s in rp.stats(PLAYER)}  # before they leave (op 13 drops them)
     finally:
         for m in members:
             await m.disconnect()
         await node.close()
         rp.close()
-    stats = {s.user_id: s for s in rp.stats(PLAYER)}
     for uid, freq in ((555, 440), (556, 660)):
         pcm = heard.mono(uid)
         assert abs(dominant_frequency(pcm) - freq) < 3, uid
