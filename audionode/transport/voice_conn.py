@@ -115,7 +115,10 @@ class VoiceConnection:
         self._on_receive = on_receive
         self._http, self._own_http = http, http is None
         self._udp: VoiceUdp | None = None
-        self._udp_task: asyncio.Task[None] | None = None
+        self._udp_opening: set[asyncio.Task[None]] = set()
+        self._udp_wanted = 0
+        """Bumped by every UdpOpen/UdpClose: an open that finishes after a newer one was asked
+        for closes its socket at once (cancelling it could lose a socket already made)."""
         self._sock: GatewaySocket | None = None
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -227,6 +230,8 @@ class VoiceConnection:
         self._fail_connect(VoiceError("voice connection stopped"))
         self._cancel_timer()
         self._close_udp()
+        if self._udp_opening:  # each closes the socket it made (see _open_udp)
+            await asyncio.gather(*self._udp_opening, return_exceptions=True)
 
     # --- supervisor: one socket after another -------------------------------------------------
 
@@ -248,6 +253,10 @@ class VoiceConnection:
                 ws = await self._session().ws_connect(self.url, timeout=_WS_TIMEOUT)
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             self.session.socket_failed(f"cannot open {self.url}: {exc!r}", time.monotonic())
+            self._flush()
+            return
+        except RuntimeError as exc:  # the owner closed the HTTP session under us: we are done
+            self.session.close(f"cannot open {self.url}: {exc}", lost=True)
             self._flush()
             return
         sock = self._sock = GatewaySocket(ws)
@@ -300,7 +309,9 @@ class VoiceConnection:
                     self._sock.close_soon(out.code, out.reason)
             elif isinstance(out, UdpOpen):
                 self._close_udp()
-                self._udp_task = asyncio.create_task(self._open_udp(out.host, out.port))
+                task = asyncio.create_task(self._open_udp(out.host, out.port))
+                self._udp_opening.add(task)
+                task.add_done_callback(self._udp_opening.discard)
             elif isinstance(out, UdpClose):
                 self._close_udp()
             elif isinstance(out, Reopen):
@@ -312,19 +323,23 @@ class VoiceConnection:
         self._arm_timer()
 
     async def _open_udp(self, host: str, port: int) -> None:
+        wanted = self._udp_wanted
         try:
             udp = await VoiceUdp.open(host, port, self._datagram)
         except VoiceError as exc:
-            self.session.udp_failed(str(exc))
-        else:
-            self._udp = udp
-            self.session.udp_opened(time.monotonic())
+            if wanted == self._udp_wanted:
+                self.session.udp_failed(str(exc))
+                self._flush()
+            return
+        if wanted != self._udp_wanted:  # the session moved on meanwhile
+            udp.close()
+            return
+        self._udp = udp
+        self.session.udp_opened(time.monotonic())
         self._flush()
 
     def _close_udp(self) -> None:
-        if self._udp_task is not None:
-            self._udp_task.cancel()
-            self._udp_task = None
+        self._udp_wanted += 1
         if self._udp is not None:
             self._udp.close()
             self._udp = None

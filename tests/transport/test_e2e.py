@@ -7,6 +7,7 @@ transitions) are in test_faults.py.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import time
 from collections.abc import AsyncIterator
@@ -84,54 +85,57 @@ def assert_server_accepted_all(h: Harness, channel: int) -> None:
 @pytest.mark.parametrize("mode", [AES_GCM_MODE, XCHACHA_MODE])
 async def test_dave_stream_invariants(harness: Harness, mode: str) -> None:
     h = harness
-    node = await start_node(h, await h.lvsp.grant(NODE, CHANNEL, GUILD), mode)
-    assert node.events == [Connected(node.vc.ssrc or 0, mode, 1)]
-    # Alone in the channel: no group can exist, frames go out plain, nothing breaks (scenario 2).
-    node.sender.play(GUILD, Source(OPUS[:10], track=0))
-    await until(lambda: node.vc.session.frames_sent >= 15)  # 10 audio + 5 silence
-    assert not node.vc.dave.ready and node.vc.session.frames_dropped == 0
-    listener = await join_listener(h, LISTENER, CHANNEL)
-    await until(lambda: node.vc.dave.ready and listener.dave_ready)
-    assert listener.dave is not None
-    assert node.vc.dave.voice_privacy_code == listener.dave.voice_privacy_code
+    async with contextlib.AsyncExitStack() as cleanup:
+        node = await start_node(h, await h.lvsp.grant(NODE, CHANNEL, GUILD), mode)
+        cleanup.push_async_callback(node.close)
+        assert node.events == [Connected(node.vc.ssrc or 0, mode, 1)]
+        # Alone in the channel: no group can exist, frames go out plain, nothing breaks
+        # (scenario 2).
+        node.sender.play(GUILD, Source(OPUS[:10], track=0))
+        await until(lambda: node.vc.session.frames_sent >= 15)  # 10 audio + 5 silence
+        assert not node.vc.dave.ready and node.vc.session.frames_dropped == 0
+        listener = await join_listener(h, LISTENER, CHANNEL)
+        cleanup.push_async_callback(listener.close)
+        await until(lambda: node.vc.dave.ready and listener.dave_ready)
+        assert listener.dave is not None
+        assert node.vc.dave.voice_privacy_code == listener.dave.voice_privacy_code
 
-    t_play = time.monotonic()
-    node.sender.play(GUILD, Source(OPUS, track=1))
-    await until(lambda: any(m["d"]["speaking"] == 0 and t > t_play for t, m in listener.ops_at(5)))
-    ssrc = node.vc.ssrc
-    assert ssrc is not None
-    opened = [(t, o) for t, o in listener.opened_at(ssrc) if t > t_play]
-    assert_rtp_stream(opened, ssrc)
-    payloads = [o.payload for _, o in opened]
-    audio = [p for p in payloads if p != SILENCE_FRAME]
-    assert len(audio) == len(OPUS)
-    trailing = list(itertools.takewhile(lambda p: p == SILENCE_FRAME, reversed(payloads)))
-    assert len(trailing) >= 5 and payloads[: len(OPUS)] == audio
+        t_play = time.monotonic()
+        node.sender.play(GUILD, Source(OPUS, track=1))
+        await until(
+            lambda: any(m["d"]["speaking"] == 0 and t > t_play for t, m in listener.ops_at(5))
+        )
+        ssrc = node.vc.ssrc
+        assert ssrc is not None
+        opened = [(t, o) for t, o in listener.opened_at(ssrc) if t > t_play]
+        assert_rtp_stream(opened, ssrc)
+        payloads = [o.payload for _, o in opened]
+        audio = [p for p in payloads if p != SILENCE_FRAME]
+        assert len(audio) == len(OPUS)
+        trailing = list(itertools.takewhile(lambda p: p == SILENCE_FRAME, reversed(payloads)))
+        assert len(trailing) >= 5 and payloads[: len(OPUS)] == audio
 
-    # DAVE: every audio frame carries the footer, nonces increase, the listener decrypts each
-    # back to exactly the opus the sender popped, and every frame decodes to 960 samples.
-    nonces = [parse_dave_footer(p)[1] for p in audio]
-    assert all(b > a for a, b in itertools.pairwise(nonces))
-    decrypted = [listener.dave_decrypt(NODE, p) for p in audio]
-    assert decrypted == OPUS
-    decoder = OpusDecoder()
-    for frame in [*decrypted, *trailing]:
-        assert decoder.decode(frame) == 960
-    assert decoder.samples == 960 * (len(audio) + len(trailing))
+        # DAVE: every audio frame carries the footer, nonces increase, the listener decrypts each
+        # back to exactly the opus the sender popped, and every frame decodes to 960 samples.
+        nonces = [parse_dave_footer(p)[1] for p in audio]
+        assert all(b > a for a, b in itertools.pairwise(nonces))
+        decrypted = [listener.dave_decrypt(NODE, p) for p in audio]
+        assert decrypted == OPUS
+        decoder = OpusDecoder()
+        for frame in [*decrypted, *trailing]:
+            assert decoder.decode(frame) == 960
+        assert decoder.samples == 960 * (len(audio) + len(trailing))
 
-    # speaking 1 reached the listener before the first packet, speaking 0 after the last one
-    speaking = [(t, m["d"]["speaking"]) for t, m in listener.ops_at(5) if t > t_play]
-    on_at = next(t for t, s in speaking if s & 1)
-    off_at = next(t for t, s in speaking if s == 0)
-    assert on_at < opened[0][0] and off_at > opened[-1][0]
-    assert_pacing([t for t, _ in opened[: len(OPUS)]])
+        # speaking 1 reached the listener before the first packet, speaking 0 after the last one
+        speaking = [(t, m["d"]["speaking"]) for t, m in listener.ops_at(5) if t > t_play]
+        on_at = next(t for t, s in speaking if s & 1)
+        off_at = next(t for t, s in speaking if s == 0)
+        assert on_at < opened[0][0] and off_at > opened[-1][0]
+        assert_pacing([t for t, _ in opened[: len(OPUS)]])
 
-    # sender side: N4 strictly +1 from 0 since the only op 4, plain phase included
-    n4 = [int.from_bytes(d[-4:], "big") for d in node.sent if len(d) > 8]
-    assert n4 == list(range(len(n4)))
-    assert [(t, p) for t, p, _ in node.started] == [(0, 0), (1, 0)]
-    assert node.started[1][2] <= opened[0][0]  # reported when actually sent
-    assert_server_accepted_all(h, CHANNEL)
-    await listener.close()
-    await node.vc.close()
-    node.sender.close()
+        # sender side: N4 strictly +1 from 0 since the only op 4, plain phase included
+        n4 = [int.from_bytes(d[-4:], "big") for d in node.sent if len(d) > 8]
+        assert n4 == list(range(len(n4)))
+        assert [(t, p) for t, p, _ in node.started] == [(0, 0), (1, 0)]
+        assert node.started[1][2] <= opened[0][0]  # reported when actually sent
+        assert_server_accepted_all(h, CHANNEL)

@@ -112,11 +112,13 @@ class VoiceMember:
         self._changed = asyncio.Event()
         self._ext: bytes | None = None
         self.error: Exception | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- connection --
 
     async def connect(self, http: aiohttp.ClientSession, *, version: int = 8) -> None:
         """Identify, IP discovery, select protocol, wait for op 4 (§1.2 step 3)."""
+        self._loop = asyncio.get_running_loop()
         self._ws = await http.ws_connect(f"{self.base_url}/?v={version}")
         self._reader = asyncio.create_task(self._read())
         await self.send(
@@ -164,6 +166,8 @@ class VoiceMember:
     async def close(self) -> None:
         if self in VoiceMember.live:
             VoiceMember.live.remove(self)
+        if self._loop is not None and self._loop.is_closed():
+            return  # left behind by a test that failed: its sockets went with its loop
         if self._beats is not None:
             self._beats.cancel()
         if self._ws is not None:
