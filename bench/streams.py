@@ -45,7 +45,7 @@ from bench.bot import Bot
 from bench.lvsp import Lvsp
 from bench.sink import Sink
 from bench.stress import Pages, Stress
-from tests.voiceserver.member import VoiceMember
+from tests.transport.listener import Listener
 
 LVSP_TOKEN = "bench-lvsp"  # noqa: S105 - loopback-only benchmark secret
 PASSWORD = "bench-password"  # noqa: S105 - loopback-only benchmark secret
@@ -190,13 +190,13 @@ async def dave_member(
     vs: VoiceServer,
     guild: int,
     channel: int,
-) -> VoiceMember:
+) -> Listener:
     """A second member per channel, joined first: a lone member forms no DAVE group (the
     built-in voice server, like Discord, needs a committer and someone to add), so with
     ``--dave`` every stream is end-to-end encrypted to this member. It reads nothing but its
     websocket (the node's packets go to the sink)."""
     info = await lvsp.grant(LISTENER, channel, guild)
-    member = VoiceMember(
+    member = Listener(
         f"ws://127.0.0.1:{vs.port}", guild, LISTENER, channel, info["session_id"], info["token"]
     )
     await member.connect(http)

@@ -22,9 +22,9 @@ import numpy as np
 from audionode.voice import rtp
 from audionode.voice.packetizer import SILENCE_FRAME
 from tests.conftest import PASSWORD, NodeFactory, NodeHarness, WsClient
+from tests.transport.listener import Listener
 from tests.transport.voiceserver_harness import Harness, voice_server
 from tests.voiceserver.audio import decode_opus
-from tests.voiceserver.member import VoiceMember
 
 BOT = 4242
 _ids = itertools.count(1)
@@ -35,7 +35,7 @@ class Chain:
     node: NodeHarness
     vs: Harness
     ws: WsClient
-    listener: VoiceMember
+    listener: Listener
     headers: dict[str, str]
     guild: int
     channel: int
@@ -63,7 +63,7 @@ class Chain:
     def audio_frames(self, bot_ssrc: int) -> list[tuple[float, bytes]]:
         """(arrival time, opus) of every packet the bot sent, transport- and DAVE-decrypted."""
         out = []
-        for at, opened in self.listener.opened_at(bot_ssrc):
+        for at, opened in self.listener.opened(bot_ssrc):
             frame = opened.payload
             if frame != SILENCE_FRAME and frame.endswith(b"\xfa\xfa"):
                 frame = self.listener.dave_decrypt(BOT, frame)
@@ -147,7 +147,7 @@ async def chain(
     overrides = {"sources": sources, **node_overrides}
     async with voice_server() as vs, node_factory(**overrides) as node, node.ws() as ws:
         lgrant = await vs.lvsp.grant(listener_id, channel, guild)
-        listener = VoiceMember(
+        listener = Listener(
             vs.endpoint, guild, listener_id, channel, lgrant.session_id, lgrant.token
         )
         await listener.connect(vs.http)

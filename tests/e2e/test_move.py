@@ -7,7 +7,7 @@ import asyncio
 
 from tests.conftest import NodeFactory
 from tests.e2e.chain import BOT, EventLog, chain, decode, dominant
-from tests.voiceserver.member import VoiceMember
+from tests.transport.listener import Listener
 
 
 async def test_channel_move_reconnects_into_a_new_dave_group(node_factory: NodeFactory) -> None:
@@ -17,7 +17,7 @@ async def test_channel_move_reconnects_into_a_new_dave_group(node_factory: NodeF
         await log.wait("SOURCE_START")
         new_channel = c.channel + 1
         other = await c.vs.lvsp.grant(7777, new_channel, c.guild)
-        listener2 = VoiceMember(
+        listener2 = Listener(
             c.vs.endpoint, c.guild, 7777, new_channel, other.session_id, other.token
         )
         await listener2.connect(c.vs.http)
@@ -45,7 +45,7 @@ async def test_channel_move_reconnects_into_a_new_dave_group(node_factory: NodeF
             ssrcs = {p.data[8:12] for p in listener2.packets}
             assert len(ssrcs) == 1
             frames = []
-            for _, opened in listener2.opened_at(int.from_bytes(ssrcs.pop(), "big")):
+            for _, opened in listener2.opened(int.from_bytes(ssrcs.pop(), "big")):
                 frame = opened.payload
                 if frame.endswith(b"\xfa\xfa"):
                     frames.append(listener2.dave_decrypt(BOT, frame))

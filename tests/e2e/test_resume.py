@@ -43,7 +43,7 @@ async def test_after_vc_timeout_the_voice_client_is_gone(node_factory: NodeFacto
         await c.ws.ws.close()
         # The listener sees the bot leave: op 13 Client Disconnect for it.
         await c.listener.wait_for(
-            lambda: any(m["d"]["user_id"] == str(BOT) for _, m in c.listener.ops_at(13)), within=10
+            lambda: any(m["d"]["user_id"] == str(BOT) for _, m in c.listener.ops(13)), within=10
         )
         frames = [f for _, f in c.audio_frames(c.bot_ssrc())]
         assert frames[-5:] == [SILENCE_FRAME] * 5, "five silence frames before the disconnect"

@@ -35,7 +35,7 @@ def heard(c: Chain, ssrc: int) -> tuple[list[bytes], int]:
     Each frame is DAVE-decrypted once (davey refuses a replayed frame), keyed by RTP sequence.
     """
     audio, failed = [], 0
-    for _, opened in c.listener.opened_at(ssrc):
+    for _, opened in c.listener.opened(ssrc):
         frame = opened.payload
         if frame == SILENCE_FRAME:
             continue

@@ -218,11 +218,11 @@ class VoiceMember:
 
     async def wait_op(self, op: int, count: int = 1, within: float = 5.0) -> dict[str, Any]:
         await self.wait_for(
-            lambda: len(self.ops(op)) >= count or self.close_code is not None, within
+            lambda: len(VoiceMember.ops(self, op)) >= count or self.close_code is not None, within
         )
-        if len(self.ops(op)) < count:
+        if len(VoiceMember.ops(self, op)) < count:
             raise AssertionError(f"closed with {self.close_code} while waiting for op {op}")
-        return self.ops(op)[count - 1]
+        return VoiceMember.ops(self, op)[count - 1]
 
     async def wait_closed(self, within: float = 5.0) -> int:
         await self.wait_for(lambda: self.close_code is not None, within)
@@ -423,7 +423,7 @@ class VoiceMember:
         assert self.dave is not None
         user = self.ssrc_user[ssrc]
         frames = []
-        for o in self.opened(ssrc):
+        for _, o in self.opened_at(ssrc):
             if o.payload == SILENCE_FRAME:
                 frames.append(o.payload)
             else:
