@@ -113,6 +113,9 @@ class VoiceConfig(_Section):
     """Offer DAVE (max_dave_protocol_version 1). Discord closes non-DAVE clients with 4017."""
     connect_timeout: Seconds = 10.0
     udp_keepalive: Seconds = 5.0
+    receive: bool = False
+    """Hear the other members: per-user jitter buffer, DAVE decrypt, opus decode with PLC/FEC
+    on a receive thread of each engine (``engine/receive.py``)."""
 
 
 class VoiceServerConfig(_Section):

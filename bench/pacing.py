@@ -2,8 +2,8 @@
 
 Setup (all on loopback, one process, one event loop, like an in-process engine): the built-in
 voice server; the node's VoiceConnection (DAVE on) fed by the real-time Sender; a second member
-(another VoiceConnection) in the same channel whose UDP socket timestamps every RTP packet the
-server forwards from the node. Prints packets/s and the inter-packet gap distribution at the
+(another VoiceConnection, receive path on) in the same channel that timestamps every packet of
+the node it opens. Prints packets/s and the inter-packet gap distribution at the
 receiver (and, for comparison, at the send call).
 
     .venv/bin/python bench/pacing.py [--seconds 10] [--mode aes|xchacha] [--uvloop]
@@ -25,10 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for the tests' h
 
 
 from audionode.config import VoiceConfig
-from audionode.media.sender import Sender
+from audionode.transport.sender import Sender
 from audionode.transport.voice_conn import VoiceConnection
-from audionode.voice import rtp
 from audionode.voice.crypto import AES_GCM_MODE, XCHACHA_MODE
+from audionode.voice.events import AudioPacket, ReceiveEvent
 from tests.transport.opus import OpusFrame, sine_opus
 from tests.transport.voiceserver_harness import voice_server
 
@@ -70,8 +70,8 @@ async def run(seconds: float, mode: str) -> None:
     async with voice_server() as h:
         grants = [await h.lvsp.grant(u, CHANNEL, GUILD) for u in (NODE, LISTENER)]
 
-        def on_datagram(data: bytes, kind: rtp.DatagramKind) -> None:
-            if kind is rtp.DatagramKind.RTP:
+        def on_receive(event: ReceiveEvent) -> None:
+            if isinstance(event, AudioPacket):
                 arrivals.append(time.monotonic())
 
         conns = [
@@ -86,7 +86,7 @@ async def run(seconds: float, mode: str) -> None:
                 lambda e: None,
                 http=h.http,
                 modes=(mode,),
-                on_datagram=on_datagram if g.user_id == LISTENER else None,
+                on_receive=on_receive if g.user_id == LISTENER else None,
             )
             for g in grants
         ]

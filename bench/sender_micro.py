@@ -22,7 +22,7 @@ import uvloop
 
 from audionode.config import VoiceConfig
 from audionode.media.frames import Frame
-from audionode.media.sender import Sender
+from audionode.transport.sender import Sender
 from audionode.transport.udp import VoiceUdp
 from audionode.transport.voice_conn import VoiceConnection
 from audionode.voice.crypto import AesGcmRtpsize
@@ -56,7 +56,9 @@ async def run(streams: int, ticks: int, dave: bool) -> None:
         p = Packetizer(1000 + i, AesGcmRtpsize(os.urandom(32)))
         if dave:
             p.set_encryptor(FakeDave())
-        conn._packetizer = p
+        conn.session.packetizer = p  # what op 2 + op 4 would install
+        conn.session._udp_open = True
+        conn.session._refresh()
         conn._udp = await VoiceUdp.open(host, port)
         sender.attach(i, conn)
         sender.play(i, Loop(frame))

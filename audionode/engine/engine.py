@@ -19,11 +19,12 @@ from audionode.config import Config
 from audionode.engine import faults
 from audionode.engine import messages as msg
 from audionode.engine.gcpolicy import GcPolicy
+from audionode.engine.receive import ReceivePath
 from audionode.errors import VoiceError
 from audionode.media import events as media_events
 from audionode.media.pipeline import Pipeline
 from audionode.media.producer import shared as shared_producer
-from audionode.media.sender import Sender, SenderStats
+from audionode.transport.sender import Sender, SenderStats
 from audionode.transport.voice_conn import Closed, Connected, Resumed, VoiceConnection, VoiceEvent
 from audionode.voice.packetizer import SILENCE_FRAME_COUNT
 
@@ -67,6 +68,8 @@ class Engine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reporter: asyncio.Task[None] | None = None
         self._gc = GcPolicy()
+        self.receive: ReceivePath | None = ReceivePath() if config.voice.receive else None
+        """The other members' audio (``voice.receive``); consumers set its ``on_audio``."""
         self._handlers: dict[type[Any], Callable[[Any], object]] = {
             msg.Connect: self._connect,
             msg.Disconnect: self._disconnect,
@@ -89,6 +92,8 @@ class Engine:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self.sender.start()
+        if self.receive is not None:
+            self.receive.start()
         self._reporter = self._loop.create_task(self._report_stats())
         self._gc.start(self._loop)
 
@@ -103,6 +108,8 @@ class Engine:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         self.sender.close()
+        if self.receive is not None:
+            self.receive.close()
 
     def report(self) -> msg.EngineStats:
         """The counters right now (and the sender's tick timing since the last report)."""
@@ -167,6 +174,9 @@ class Engine:
                 cmd.endpoint,
                 self.config.voice,
                 functools.partial(self._voice_event, cmd.player),
+                on_receive=(
+                    functools.partial(self.receive.feed, cmd.player) if self.receive else None
+                ),
             )
             self.sender.attach(cmd.player, unit.conn)
             if unit.pipeline is not None:  # tracks queued before the connection existed
@@ -200,6 +210,8 @@ class Engine:
         self.sender.detach(key)
         if conn is not None:
             await conn.close()
+        if self.receive is not None:  # after the close: no more packets of this connection
+            self.receive.forget(key)
 
     # --- media ------------------------------------------------------------------------------
 

@@ -1,41 +1,21 @@
-"""The voice UDP socket: IP discovery and a non-blocking send path (discord-voice.md §1.8, §1.11).
+"""The voice UDP socket (docs/discord-voice.md §1.8, §1.11): a thin asyncio endpoint.
 
-One :class:`VoiceUdp` per voice session: it is opened on op 2 Ready's ``ip:port``, survives a
-websocket resume (§1.6: UDP stays valid) and is replaced only by a fresh session. Received
-datagrams other than the discovery reply (audio the server forwards from other members, RTCP)
-are counted and handed to an optional callback; the node itself does not play them.
+One :class:`VoiceUdp` per voice session: opened on op 2 Ready's ``ip:port`` (the
+:class:`~audionode.voice.events.UdpOpen` action), kept across a websocket resume (§1.6: UDP stays
+valid) and replaced only by a fresh session. It only moves bytes: IP discovery, keepalives and
+the receive path belong to the sans-I/O :class:`~audionode.voice.client.VoiceClient`, which gets
+every received datagram through the callback.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable
-from typing import Final, cast
+from typing import cast
 
 from audionode.errors import VoiceError
-from audionode.voice.rtp import (
-    DISCOVERY_RESPONSE,
-    DatagramKind,
-    Discovery,
-    RtpError,
-    classify,
-    pack_discovery_request,
-    parse_discovery,
-)
 
-log = logging.getLogger(__name__)
-
-DISCOVERY_TIMEOUT: Final = 1.0
-"""Seconds to wait for each IP-discovery reply before sending the request again."""
-DISCOVERY_ATTEMPTS: Final = 3
-
-
-class DiscoveryError(VoiceError):
-    """IP discovery got no valid reply: the voice server's UDP port is unreachable."""
-
-
-DatagramCallback = Callable[[bytes, DatagramKind], None]
+DatagramCallback = Callable[[bytes], None]
 
 
 class VoiceUdp(asyncio.DatagramProtocol):
@@ -48,7 +28,6 @@ class VoiceUdp(asyncio.DatagramProtocol):
     def __init__(self, on_datagram: DatagramCallback | None = None) -> None:
         self._transport: asyncio.DatagramTransport | None = None
         self._on_datagram = on_datagram
-        self._discovery: asyncio.Future[Discovery] | None = None
         self._closed = asyncio.Event()
         self.sent = 0
         self.received = 0
@@ -77,11 +56,8 @@ class VoiceUdp(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         self.received += 1
-        kind = classify(data)
-        if kind is DatagramKind.DISCOVERY_RESPONSE:
-            self._discovered(data)
-        elif self._on_datagram is not None:
-            self._on_datagram(data, kind)
+        if self._on_datagram is not None:
+            self._on_datagram(data)
 
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable and the like: not fatal for UDP, but worth a counter.
@@ -91,8 +67,6 @@ class VoiceUdp(asyncio.DatagramProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
         self._closed.set()
-        if self._discovery is not None and not self._discovery.done():
-            self._discovery.set_exception(DiscoveryError("UDP socket closed during discovery"))
 
     # --- API ---------------------------------------------------------------------------------
 
@@ -113,43 +87,6 @@ class VoiceUdp(asyncio.DatagramProtocol):
         if transport is not None:
             transport.sendto(data)
             self.sent += 1
-
-    async def discover(
-        self,
-        ssrc: int,
-        *,
-        wait: float = DISCOVERY_TIMEOUT,
-        attempts: int = DISCOVERY_ATTEMPTS,
-    ) -> Discovery:
-        """IP discovery (§1.8): send the 74-byte request for ``ssrc`` up to ``attempts`` times,
-        ``wait`` seconds apart; return the reply (our external ip and port) or raise
-        :class:`DiscoveryError`. UDP may drop either datagram, hence the retries."""
-        loop = asyncio.get_running_loop()
-        request = pack_discovery_request(ssrc)
-        for _ in range(attempts):
-            self._discovery = loop.create_future()
-            self.send(request)
-            try:
-                return await asyncio.wait_for(asyncio.shield(self._discovery), wait)
-            except TimeoutError:
-                continue
-            finally:
-                self._discovery = None
-        raise DiscoveryError(
-            f"IP discovery: no reply for SSRC {ssrc} after {attempts} tries of {wait:g} s"
-        )
-
-    def _discovered(self, data: bytes) -> None:
-        fut = self._discovery
-        if fut is None or fut.done():
-            return
-        try:
-            reply = parse_discovery(data)
-        except RtpError as exc:
-            log.warning("ignoring malformed IP discovery reply: %s", exc)
-            return
-        if reply.kind == DISCOVERY_RESPONSE:
-            fut.set_result(reply)
 
     def close(self) -> None:
         """Close the socket (idempotent)."""

@@ -1,65 +1,54 @@
-"""VoiceConnection: the asyncio driver of one guild's Discord voice session.
+"""VoiceConnection: the asyncio driver of one :class:`~audionode.voice.client.VoiceClient`.
 
-A thin shell around the sans-I/O core (docs/discord-voice.md; ARCHITECTURE.md "transport/"):
-``VoiceGateway(Side.CLIENT)`` frames and parses the websocket, ``DaveState`` runs DAVE,
-``Packetizer`` turns opus into sealed RTP. This module owns only the I/O: the aiohttp websocket,
-the UDP socket (:mod:`.udp`), the heartbeat timer, and the resume/reconnect loop whose decisions
-come from the one close-code policy, :func:`audionode.voice.opcodes.close_action` (§1.7).
+The voice session itself is sans-I/O (``voice/client.py``: handshake, heartbeats, resume, the
+close-code policy, DAVE, both media paths). This module only moves its bytes and keeps its
+time: an aiohttp websocket (:mod:`.ws`), the UDP socket (:mod:`.udp`), one timer for the
+session's next deadline, and the supervisor task that opens one websocket after another as the
+session's :class:`~audionode.voice.events.Reopen` actions say (docs/discord-voice.md §1.6, §1.7).
 
-Call sequence (§1.2, §2.7): op 0 Identify (with ``max_dave_protocol_version``) → op 8 Hello /
-op 2 Ready → UDP IP discovery → op 1 Select Protocol (AES-GCM rtpsize when offered, else
-XChaCha) → op 4 Session Description → op 5 Speaking → DAVE ops → RTP. A resume (§1.6) opens a
-new websocket and sends op 7 with ``seq_ack``, keeping UDP, SSRC, key, RTP counters and the DAVE
-group; :meth:`VoiceConnection.reconnect` starts over with new credentials and a new DAVE group.
+DAVE steps that run MLS go through :mod:`.cpugate` so that bursts of joins do not stall the
+real-time sender (the session says which, :meth:`VoiceClient.is_heavy`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final
 
 import aiohttp
-import msgspec
 from yarl import URL
 
 from audionode.config import VoiceConfig
 from audionode.errors import VoiceError
 from audionode.transport.cpugate import gate_for_loop
-from audionode.transport.events import Closed, Connected, EventCallback, Resumed, VoiceEvent
-from audionode.transport.udp import DatagramCallback, VoiceUdp
+from audionode.transport.udp import VoiceUdp
 from audionode.transport.ws import GatewaySocket
-from audionode.voice import wire
-from audionode.voice.crypto import SUPPORTED_MODES, choose_mode, cipher_for
-from audionode.voice.dave import MAX_PROTOCOL_VERSION, DaveError, DaveState
-from audionode.voice.gateway import ClientGateway, ClientState, Side, VoiceGateway
-from audionode.voice.opcodes import (
-    GATEWAY_VERSION,
-    ClientDisconnect,
-    ClientsConnect,
-    CloseAction,
-    CloseCode,
-    DaveExecuteTransition,
-    DavePrepareEpoch,
-    DavePrepareTransition,
-    HeartbeatAck,
-    Hello,
-    Op,
-    Outgoing,
-    Ready,
-    SessionDescription,
-    close_action,
-    is_bug,
+from audionode.voice.client import Credentials, VoiceClient
+from audionode.voice.crypto import SUPPORTED_MODES
+from audionode.voice.dave import DaveState
+from audionode.voice.events import (
+    Closed,
+    Connected,
+    ReceiveEvent,
+    Reopen,
+    Resumed,
+    UdpClose,
+    UdpOpen,
+    UdpSend,
+    VoiceEvent,
+    WsClose,
+    WsSend,
 )
-from audionode.voice.packetizer import Packetizer
+from audionode.voice.opcodes import GATEWAY_VERSION, backoff
 
 __all__ = [
     "Closed",
     "Connected",
     "EventCallback",
+    "ReceiveCallback",
     "Resumed",
     "VoiceConnection",
     "VoiceEvent",
@@ -69,20 +58,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-MAX_ATTEMPTS: Final = 6
-"""Consecutive failed (re)connection attempts before giving up (backoff 0, .5, 1, 2, 4, 8 s)."""
-MISSED_ACKS: Final = 2
-"""Heartbeats without an op 6 before the socket counts as dead (then resumed)."""
+EventCallback = Callable[[VoiceEvent], None]
+ReceiveCallback = Callable[[ReceiveEvent], None]
 _WS_TIMEOUT: Final = aiohttp.ClientWSTimeout(ws_close=2.0)
-_DAVE_JSON_OPS: Final[dict[type, Op]] = {
-    DavePrepareTransition: Op.DAVE_PREPARE_TRANSITION,
-    DaveExecuteTransition: Op.DAVE_EXECUTE_TRANSITION,
-    DavePrepareEpoch: Op.DAVE_PREPARE_EPOCH,
-}
-
-_DAVE_HEAVY: Final = (wire.BinaryMessage, SessionDescription, DavePrepareEpoch)
-"""Messages whose DAVE handling runs MLS (sessions, key packages, welcomes, commits): a few
-milliseconds each in davey with the GIL held, so they go through ``transport.cpugate``."""
 
 
 def gateway_url(endpoint: str) -> str:
@@ -99,21 +77,17 @@ def gateway_url(endpoint: str) -> str:
     return str(url.update_query(v=GATEWAY_VERSION))
 
 
-def backoff(attempt: int) -> float:
-    """Seconds to wait before attempt ``attempt`` (1-based) of a resume or reconnect."""
-    return 0.0 if attempt <= 1 else min(0.5 * 2 ** (attempt - 2), 8.0)
-
-
 class VoiceConnection:
     """One guild's voice connection. Create it with the bot's credentials, ``await connect()``,
-    then hand it to the :class:`~audionode.media.sender.Sender`, which calls :meth:`send_frame`,
-    :meth:`set_speaking` and :meth:`send_keepalive` (all synchronous and non-blocking).
+    then hand it to the real-time sender (``transport/sender.py``), which calls
+    :meth:`send_frame`, :meth:`set_speaking` and :meth:`send_keepalive` (all synchronous and
+    non-blocking) and reads :attr:`ready` / :attr:`audio_ready`.
 
     ``on_event`` receives :class:`Connected`, :class:`Resumed` and :class:`Closed` from the event
-    loop; it must not block. ``on_datagram(data, kind)`` (optional) sees every received UDP
-    datagram but the discovery reply: the audio the server forwards from other members, RTCP.
-    After a final ``Closed`` (``will_reconnect=False``) call
-    :meth:`reconnect` with a new VOICE_SERVER_UPDATE, or :meth:`close`.
+    loop; it must not block. ``on_receive`` (optional) turns the receive path on: other members'
+    audio (:class:`~audionode.voice.events.AudioPacket`), failures, speaking and leave events.
+    After a final ``Closed`` (``will_reconnect=False``) call :meth:`reconnect` with a new
+    VOICE_SERVER_UPDATE, or :meth:`close`.
     """
 
     def __init__(
@@ -128,78 +102,77 @@ class VoiceConnection:
         on_event: EventCallback,
         *,
         http: aiohttp.ClientSession | None = None,
-        on_datagram: DatagramCallback | None = None,
+        on_receive: ReceiveCallback | None = None,
         modes: Sequence[str] = SUPPORTED_MODES,
     ) -> None:
-        self.guild_id, self.user_id = guild_id, user_id
-        self.session_id, self.channel_id, self.token = session_id, channel_id, token
         self.url = gateway_url(endpoint)
         self.settings = settings
+        creds = Credentials(guild_id, user_id, channel_id, session_id, token)
+        self.session = VoiceClient(
+            creds, dave=settings.dave, modes=modes, receive=on_receive is not None
+        )
         self._on_event = on_event
-        self._on_datagram = on_datagram
-        self.modes = tuple(modes)
-        """Transport modes we accept; the best offered one is chosen (AES-GCM first, §1.10)."""
+        self._on_receive = on_receive
         self._http, self._own_http = http, http is None
-        self.gateway: ClientGateway = VoiceGateway(Side.CLIENT)
-        self.dave = DaveState(user_id, channel_id)
         self._udp: VoiceUdp | None = None
-        self._packetizer: Packetizer | None = None
-        self.mode: str | None = None
-        self._speaking = False
+        self._udp_opening: set[asyncio.Task[None]] = set()
+        self._udp_wanted = 0
+        """Bumped by every UdpOpen/UdpClose: an open that finishes after a newer one was asked
+        for closes its socket at once (cancelling it could lose a socket already made)."""
         self._sock: GatewaySocket | None = None
         self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._reopen: Reopen | None = None
         self._connected: asyncio.Future[None] | None = None
-        self._failures = 0
-        self.max_attempts = MAX_ATTEMPTS
-        """Consecutive failed resumes/reconnects before the connection gives up."""
-        self.frames_sent = 0
-        self.frames_dropped = 0
-        """Frames given to :meth:`send_frame` while not ready, or that DAVE failed to encrypt."""
-        self.last_heartbeat_rtt_ms: float | None = None
         self.log = logging.LoggerAdapter(log, {"guild": guild_id})
+
+    # --- what the session knows (the rest: ``self.session``) ---------------------------------
+
+    @property
+    def dave(self) -> DaveState:
+        return self.session.dave
+
+    @property
+    def ssrc(self) -> int | None:
+        p = self.session.packetizer
+        return p.ssrc if p is not None else None
+
+    @property
+    def mode(self) -> str | None:
+        return self.session.mode
 
     # --- the sender's side (synchronous, per frame) ------------------------------------------
 
     @property
     def ready(self) -> bool:
-        """True while frames can be sent: UDP open and an op 4 key installed (also during a
+        """True while packets can be sent: UDP open and an op 4 key installed (also during a
         resume, when the old UDP and key stay valid)."""
-        p, udp = self._packetizer, self._udp
-        return p is not None and p.keyed and udp is not None and udp.is_open
+        return self.session.ready
 
     @property
-    def ssrc(self) -> int | None:
-        return self._packetizer.ssrc if self._packetizer is not None else None
-
-    @property
-    def packetizer(self) -> Packetizer | None:
-        """The RTP state (seq, timestamp, nonce counter) of the current session."""
-        return self._packetizer
+    def audio_ready(self) -> bool:
+        """True while an audio frame can be sent without leaking past DAVE (else: silence)."""
+        return self.session.audio_ready
 
     def send_frame(self, opus: bytes) -> None:
-        """DAVE-encrypt (when the group is ready; never silence), packetize, seal and send one
-        20 ms opus frame. Never raises and never blocks; dropped while not :attr:`ready`."""
-        p, udp = self._packetizer, self._udp
-        if p is None or udp is None or not p.keyed:
-            self.frames_dropped += 1
-            return
-        try:
-            udp.send(p.packet(opus))
-        except Exception:  # a DAVE ratchet hiccup must not kill the sender; counters unchanged
-            self.frames_dropped += 1
-            return
-        self.frames_sent += 1
+        """Seal and send one 20 ms opus frame (see :meth:`VoiceClient.seal`). Never raises and
+        never blocks; dropped while not :attr:`ready`."""
+        datagram = self.session.seal(opus)
+        udp = self._udp
+        if datagram is not None and udp is not None:
+            udp.send(datagram)
 
     def set_speaking(self, on: bool) -> None:
         """Send op 5 now when the session is active; remembered and re-sent after op 4/op 9."""
-        self._speaking = on
-        self._send_speaking()
+        self.session.set_speaking(on)
+        self._flush()
 
     def send_keepalive(self) -> None:
         """The 8-byte UDP keepalive (§1.11); the sender calls it after 5 s without a packet."""
-        p, udp = self._packetizer, self._udp
-        if p is not None and udp is not None:
-            udp.send(p.keepalive())
+        datagram = self.session.keepalive()
+        if datagram is not None and self._udp is not None:
+            self._udp.send(datagram)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -212,14 +185,17 @@ class VoiceConnection:
         """
         if self._task is not None:
             raise RuntimeError("connect() called twice; use reconnect() for new credentials")
+        if self.session.final:
+            raise VoiceError("this voice session is over; reconnect() with new credentials")
         self._connected = asyncio.get_running_loop().create_future()
-        self._failures = 0
-        self._task = asyncio.create_task(self._supervise(), name=f"voice-{self.guild_id}")
+        name = f"voice-{self.session.creds.guild_id}"
+        self._task = asyncio.create_task(self._supervise(), name=name)
         try:
             await asyncio.wait_for(asyncio.shield(self._connected), self.settings.connect_timeout)
         except TimeoutError:
-            await self._stop(1000, "connect timed out")
-            self._emit(Closed(1006, "connect timed out", False, False))
+            self.session.close("connect timed out", lost=True)
+            self._flush()
+            await self._stop()
             raise VoiceError(
                 f"voice connect to {self.url} timed out after {self.settings.connect_timeout:g} s"
             ) from None
@@ -228,249 +204,177 @@ class VoiceConnection:
         """Start over with a new VOICE_SERVER_UPDATE/VOICE_STATE_UPDATE (channel move, region
         change, after a 4014/4006...): new websocket, UDP, SSRC, key and DAVE group (§1.2)."""
         url = gateway_url(endpoint)
-        if self._sock is not None:
-            self._emit(Closed(1000, "reconnecting with new credentials", False, True))
-        await self._stop(1000, "reconnecting with new credentials")
-        self.token, self.url, self.session_id = token, url, session_id
-        self.channel_id = channel_id
-        self.gateway = VoiceGateway(Side.CLIENT)
-        self.dave = DaveState(self.user_id, channel_id)
+        c = self.session.creds
+        self.session.restart(Credentials(c.guild_id, c.user_id, channel_id, session_id, token))
+        self._flush()
+        await self._stop()
+        self.url = url
         await self.connect()
 
     async def close(self) -> None:
         """Close the websocket (1000) and the UDP socket; idempotent. Emits a final ``Closed``
         when a websocket was open."""
-        had_socket = self._sock is not None
-        await self._stop(CloseCode.NORMAL, "closed by client")
-        if had_socket:
-            self._emit(Closed(1000, "closed by client", False, False))
+        self.session.close()
+        self._flush()
+        await self._stop()
         if self._own_http and self._http is not None:
             await self._http.close()
             self._http = None
 
-    async def _stop(self, code: int, reason: str) -> None:
-        """Cancel the supervisor; its socket leaves with close ``code`` (no event from it)."""
+    async def _stop(self) -> None:
+        """Cancel the supervisor (its socket leaves with the close code the session chose)."""
         task, self._task = self._task, None
-        if self._sock is not None:
-            self._sock.final = (code, reason)
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        self._fail_connect(VoiceError(f"voice connection stopped: {reason}"))
-        self._drop_udp()
+        self._fail_connect(VoiceError("voice connection stopped"))
+        self._cancel_timer()
+        self._close_udp()
+        if self._udp_opening:  # each closes the socket it made (see _open_udp)
+            await asyncio.gather(*self._udp_opening, return_exceptions=True)
 
-    def _drop_udp(self) -> None:
-        if self._udp is not None:
-            self._udp.close()
-        self._udp, self._packetizer, self.mode = None, None, None
-
-    # --- supervisor: one socket after another, per the close policy ---------------------------
+    # --- supervisor: one socket after another -------------------------------------------------
 
     async def _supervise(self) -> None:
-        resume = False
-        while True:
-            code, reason, by_remote, opened = await self._run_socket(resume)
-            action = self._next_action(code)
-            again = action in (CloseAction.RESUME, CloseAction.RECONNECT)
-            if action is None:
-                reason = f"{reason} (gave up after {self.max_attempts} attempts)"
-            level = logging.ERROR if is_bug(code) else logging.INFO
-            step = action.value if action is not None else "give up"
-            self.log.log(
-                level, "voice ws closed %s %r (remote=%s): %s", code, reason, by_remote, step
-            )
-            if opened or not again:
-                self._emit(Closed(code, reason, by_remote, again))
-            if not again:
-                self._fail_connect(VoiceError(f"voice gateway closed {code}: {reason}"))
-                self._drop_udp()
+        try:
+            while not self.session.final:
+                await self._one_socket()
+                reopen, self._reopen = self._reopen, None
+                if reopen is None:
+                    break
+                await asyncio.sleep(reopen.delay)
+        finally:
+            if self._task is asyncio.current_task():
                 self._task = None
-                return
-            resume = action is CloseAction.RESUME
-            if not resume:
-                self._drop_udp()
-            await asyncio.sleep(backoff(self._failures))
 
-    def _next_action(self, code: int) -> CloseAction | None:
-        """:func:`close_action` (the one policy), adjusted to this session: a lost socket before
-        the first op 4 has nothing to resume; ``None`` after :attr:`max_attempts` failures."""
-        action = close_action(code)
-        if action is CloseAction.RESUME and not self.gateway.resumable:
-            action = CloseAction.RECONNECT
-        if action in (CloseAction.RESUME, CloseAction.RECONNECT):
-            self._failures += 1
-            if self._failures > self.max_attempts:
-                return None
-        return action
-
-    async def _run_socket(self, resume: bool) -> tuple[int, str, bool, bool]:
-        """Open one websocket, identify or resume, read until it ends.
-        Returns ``(code, reason, by_remote, opened)``."""
+    async def _one_socket(self) -> None:
         try:
             async with asyncio.timeout(self.settings.connect_timeout):
                 ws = await self._session().ws_connect(self.url, timeout=_WS_TIMEOUT)
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            return CloseCode.ABNORMAL, f"cannot open {self.url}: {exc!r}", False, False
+            self.session.socket_failed(f"cannot open {self.url}: {exc!r}", time.monotonic())
+            self._flush()
+            return
+        except RuntimeError as exc:  # the owner closed the HTTP session under us: we are done
+            self.session.close(f"cannot open {self.url}: {exc}", lost=True)
+            self._flush()
+            return
         sock = self._sock = GatewaySocket(ws)
         try:
-            self.gateway.new_connection()
-            if resume:
-                sock.send(self.gateway.resume(self.guild_id, self.session_id, self.token))
-            else:
-                sock.send(
-                    self.gateway.identify(
-                        self.guild_id, self.user_id, self.session_id, self.token, self._max_dave()
-                    )
-                )
+            self.session.socket_opened(time.monotonic())
+            self._flush()
             code, reason, by_remote = await self._read(sock)
-        except VoiceError as exc:  # IP discovery failed, no usable mode...: try again
-            await sock.abandon(str(exc))
-            code, reason, by_remote = CloseCode.ABNORMAL, str(exc), False
         finally:
             self._sock = None
             await sock.dispose()
-        return code, reason, by_remote, True
+        self.session.socket_closed(code, reason, by_remote, time.monotonic())
+        self._flush()
 
     def _session(self) -> aiohttp.ClientSession:
         if self._http is None:
             self._http = aiohttp.ClientSession()
         return self._http
 
-    def _max_dave(self) -> int:
-        return MAX_PROTOCOL_VERSION if self.settings.dave else 0
-
-    async def _read(self, sock: GatewaySocket) -> tuple[int, str, bool]:
-        ws = sock.ws
+    async def _read(self, sock: GatewaySocket) -> tuple[int | None, str, bool]:
+        ws, session = sock.ws, self.session
         while True:
             msg = await ws.receive()
-            if msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
-                await self._feed(sock, msg.data)
-                continue
-            if sock.abandoned is not None:
-                return CloseCode.ABNORMAL, sock.abandoned, False
-            if msg.type is aiohttp.WSMsgType.CLOSE:
-                return int(msg.data), str(msg.extra or ""), True
-            exc = ws.exception()
-            return ws.close_code or CloseCode.ABNORMAL, str(exc or "connection lost"), True
-
-    # --- received messages ------------------------------------------------------------------
-
-    async def _feed(self, sock: GatewaySocket, data: str | bytes) -> None:
-        try:
-            events = self.gateway.feed(data)
-        except wire.GatewayError as exc:
-            self.log.warning("ignoring bad voice gateway message: %s", exc)
-            return
-        for event in events:
-            try:
-                if isinstance(event, Ready):
-                    await self._on_ready(sock, event)
-                elif self.settings.dave and isinstance(event, _DAVE_HEAVY):
+            if msg.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+                break
+            for event in session.parse(msg.data):
+                if session.dave_enabled and session.is_heavy(event):
                     async with gate_for_loop():  # MLS work: see transport/cpugate.py
-                        self._on_event_sync(sock, event)
+                        session.handle(event, time.monotonic())
                 else:
-                    self._on_event_sync(sock, event)
-            except VoiceError:
-                raise  # this socket is unusable (no UDP, bad key): _run_socket drops it
-            except Exception:  # a bug must cost one message, not the connection
-                self.log.exception("voice gateway event %s failed", type(event).__name__)
+                    session.handle(event, time.monotonic())
+                self._flush()
+        if msg.type is aiohttp.WSMsgType.CLOSE:
+            return int(msg.data), str(msg.extra or ""), True
+        exc = ws.exception()
+        return ws.close_code, str(exc or "connection lost"), True
 
-    def _on_event_sync(self, sock: GatewaySocket, event: msgspec.Struct) -> None:
-        if isinstance(event, Hello):
-            if sock.heartbeat is None:
-                interval = event.heartbeat_interval / 1000
-                sock.heartbeat = asyncio.create_task(self._heartbeat(sock, interval))
-        elif isinstance(event, HeartbeatAck):
-            sock.unacked = 0
-            self.last_heartbeat_rtt_ms = time.time() * 1000 - event.t
-        elif isinstance(event, SessionDescription):
-            self._on_session_description(sock, event)
-        elif isinstance(event, wire.Resumed):
-            self._failures = 0
-            self._send_speaking()
-            self._emit(Resumed())
-        elif isinstance(event, ClientsConnect | ClientDisconnect):
-            self._recognize(event)
-        elif isinstance(event, wire.BinaryMessage):
-            self._dave_op(sock, event.op, event.payload)
-        elif (op := _DAVE_JSON_OPS.get(type(event))) is not None:
-            self._dave_op(sock, op, event)
-        # op 5 from other members (SSRC -> user) matters only for receiving audio: ignored.
+    # --- performing the session's output ------------------------------------------------------
 
-    def _recognize(self, event: ClientsConnect | ClientDisconnect) -> None:
-        """ops 11/13 feed DAVE's recognized-user set (§2.2); ids must be snowflakes."""
+    def _flush(self) -> None:
+        """Perform every action the session asked for; hand its events to the owner."""
+        for out in self.session.take():
+            if isinstance(out, WsSend):
+                if self._sock is not None:
+                    self._sock.send(out.frame)
+            elif isinstance(out, UdpSend):
+                if self._udp is not None:
+                    self._udp.send(out.data)
+            elif isinstance(out, WsClose):
+                if self._sock is not None:
+                    self._sock.close_soon(out.code, out.reason)
+            elif isinstance(out, UdpOpen):
+                self._close_udp()
+                task = asyncio.create_task(self._open_udp(out.host, out.port))
+                self._udp_opening.add(task)
+                task.add_done_callback(self._udp_opening.discard)
+            elif isinstance(out, UdpClose):
+                self._close_udp()
+            elif isinstance(out, Reopen):
+                self._reopen = out
+            elif isinstance(out, Connected | Resumed | Closed):
+                self._emit(out)
+            elif self._on_receive is not None:
+                self._on_receive(out)
+        self._arm_timer()
+
+    async def _open_udp(self, host: str, port: int) -> None:
+        wanted = self._udp_wanted
         try:
-            if isinstance(event, ClientsConnect):
-                self.dave.on_clients_connect(event.user_ids)
-            else:
-                self.dave.on_client_disconnect(event.user_id)
-        except ValueError:
-            self.log.warning(
-                "op %d ignored: user ids must be snowflakes, got %r",
-                11 if isinstance(event, ClientsConnect) else 13,
-                event,
-            )
-
-    def _dave_op(self, sock: GatewaySocket, op: Op, data: msgspec.Struct | bytes) -> None:
-        try:
-            out = self.dave.handle(op, data)
-        except DaveError as exc:
-            self.log.warning("DAVE message dropped: %s", exc)
+            udp = await VoiceUdp.open(host, port, self._datagram)
+        except VoiceError as exc:
+            if wanted == self._udp_wanted:
+                self.session.udp_failed(str(exc))
+                self._flush()
             return
-        self._send_all(sock, out)
-
-    def _send_all(self, sock: GatewaySocket, messages: list[Outgoing]) -> None:
-        for message in messages:
-            sock.send(self.gateway.send(message))
-
-    async def _on_ready(self, sock: GatewaySocket, ready: Ready) -> None:
-        """op 2: UDP socket + IP discovery (§1.8), then op 1 with our mode (§1.10)."""
-        mode = choose_mode(m for m in ready.modes if m in self.modes)
-        self._drop_udp()
-        self._udp = await VoiceUdp.open(ready.ip, ready.port, self._on_datagram)
-        found = await self._udp.discover(ready.ssrc)
-        self._packetizer = Packetizer(
-            ready.ssrc, sequence=secrets.randbelow(1 << 16), timestamp=secrets.randbelow(1 << 32)
-        )
-        sock.send(self.gateway.select_protocol(found.ip, found.port, mode))
-
-    def _on_session_description(self, sock: GatewaySocket, sd: SessionDescription) -> None:
-        """op 4: new key (nonce restarts at 0), DAVE (re)init + key package, then op 5."""
-        p = self._packetizer
-        if p is None:
-            self.log.warning("op 4 before op 2 Ready: ignored")
+        if wanted != self._udp_wanted:  # the session moved on meanwhile
+            udp.close()
             return
-        p.set_cipher(cipher_for(sd.mode, sd.secret_key))
-        p.set_encryptor(self.dave)
-        self.mode = sd.mode
-        try:
-            self._send_all(sock, self.dave.on_session_description(sd.dave_protocol_version))
-        except DaveError as exc:
-            self.log.warning("DAVE init failed: %s", exc)
-        self._failures = 0
-        self._send_speaking()
-        self._emit(Connected(p.ssrc, sd.mode, sd.dave_protocol_version))
-        if self._connected is not None and not self._connected.done():
-            self._connected.set_result(None)
+        self._udp = udp
+        self.session.udp_opened(time.monotonic())
+        self._flush()
 
-    # --- helpers ----------------------------------------------------------------------------
+    def _close_udp(self) -> None:
+        self._udp_wanted += 1
+        if self._udp is not None:
+            self._udp.close()
+            self._udp = None
 
-    def _send_speaking(self) -> None:
-        sock = self._sock
-        if sock is not None and self.gateway.state is ClientState.ACTIVE:
-            sock.send(self.gateway.speaking(1 if self._speaking else 0))
+    def _datagram(self, data: bytes) -> None:
+        self.session.receive_datagram(data, time.monotonic())
+        self._flush()
 
-    async def _heartbeat(self, sock: GatewaySocket, interval: float) -> None:
-        """op 3 every Hello interval with ``seq_ack`` (§1.4, §1.5); close after missed ACKs."""
-        while True:
-            await asyncio.sleep(interval)
-            if sock.unacked >= MISSED_ACKS:
-                await sock.abandon(f"no heartbeat ACK for {sock.unacked} beats")
-                return
-            sock.send(self.gateway.heartbeat(int(time.time() * 1000)))
-            sock.unacked += 1
+    def _arm_timer(self) -> None:
+        at = self.session.next_deadline()
+        if at == self._timer_at:
+            return
+        self._cancel_timer()
+        if at is not None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(max(0.0, at - time.monotonic()), self._on_timer)
+            self._timer_at = at
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer, self._timer_at = None, None
+
+    def _on_timer(self) -> None:
+        self._timer, self._timer_at = None, None
+        self.session.poll(time.monotonic())
+        self._flush()
 
     def _emit(self, event: VoiceEvent) -> None:
+        if isinstance(event, Connected):
+            fut = self._connected
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+        elif isinstance(event, Closed) and not event.will_reconnect:
+            self._fail_connect(VoiceError(f"voice gateway closed {event.code}: {event.reason}"))
         try:
             self._on_event(event)
         except Exception:

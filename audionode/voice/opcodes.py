@@ -192,6 +192,43 @@ def is_bug(code: int | None) -> bool:
     return code in BUG_CODES
 
 
+MAX_ATTEMPTS: Final = 6
+"""Consecutive failed resumes/reconnects before a client gives up (back-off 0, .5, 1, 2, 4, 8 s)."""
+
+
+def backoff(attempt: int) -> float:
+    """Seconds to wait before attempt ``attempt`` (1-based) of a resume or reconnect."""
+    return 0.0 if attempt <= 1 else min(0.5 * 2 ** (attempt - 2), 8.0)
+
+
+class CloseDecision(NamedTuple):
+    """What one voice client does about one closed socket (see :func:`decide_close`)."""
+
+    action: CloseAction
+    retry: bool
+    """True for RESUME and RECONNECT: a new socket is opened after :attr:`delay` seconds."""
+    delay: float
+    gave_up: bool
+    """True when a retry was due but :data:`MAX_ATTEMPTS` (or the caller's limit) ran out."""
+
+
+def decide_close(
+    code: int | None, *, resumable: bool, failures: int, max_attempts: int = MAX_ATTEMPTS
+) -> CloseDecision:
+    """The close-code policy applied to one session: :func:`close_action` (§1.7), except that a
+    socket lost before the first op 4 has nothing to resume (RECONNECT instead), and that the
+    ``failures``-th consecutive failed attempt (this one included) beyond ``max_attempts``
+    gives up. Used by :class:`~audionode.voice.client.VoiceClient`; nothing else decides."""
+    action = close_action(code)
+    if action is CloseAction.RESUME and not resumable:
+        action = CloseAction.RECONNECT
+    if action not in (CloseAction.RESUME, CloseAction.RECONNECT):
+        return CloseDecision(action, False, 0.0, False)
+    if failures > max_attempts:
+        return CloseDecision(action, False, 0.0, True)
+    return CloseDecision(action, True, backoff(failures), False)
+
+
 # --- JSON payload structs (§1.3, §2.2). Fields named exactly as on the wire. ---------------------
 
 

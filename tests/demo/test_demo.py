@@ -27,10 +27,10 @@ async def test_the_demo_hears_the_three_tones_in_order_with_the_crossfade() -> N
     connected = [e.d for e in result.events if e.op == "VOICE_CONNECTED"]
     assert len(connected) == 1 and connected[0]["dave_protocol_version"] == 1
     assert [e.d["reason"] for e in result.events if e.op == "SOURCE_STOP"] == ["finished"] * 3
-    # End to end encrypted: frames sent before the bot's MLS group is ready may go out plain
-    # (and are accepted during davey's upgrade window), so allow a few.
+    # End to end encrypted, every audio frame: the listener was in the channel first, so the
+    # bot held its audio until its DAVE group was ready (issue 11 item 7).
     dave = re.search(r"(\d+) of the (\d+) audio frames DAVE-encrypted", text)
-    assert dave is not None and 0 <= int(dave[2]) - int(dave[1]) <= 5, text
+    assert dave is not None and int(dave[1]) == int(dave[2]) > 0, text
     for line in (
         "DAVE        v1, epoch",
         "440 Hz + 554 Hz",

@@ -15,7 +15,7 @@ FRAME = 960  # 20 ms
 
 @dataclass(frozen=True)
 class OpusFrame:
-    """Satisfies ``media.sender.Frame``."""
+    """Satisfies ``transport.sender.Frame``."""
 
     opus: bytes
     track: int

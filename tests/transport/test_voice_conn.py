@@ -213,7 +213,7 @@ async def test_session_ending_codes_are_final(
     assert conn.closed() == [Closed(code, "bye", True, False)]
     assert len(server.sockets) == 1 and not conn.vc.ready
     conn.vc.send_frame(b"\x01" * 10)  # dropped quietly, never raises
-    assert conn.vc.frames_dropped == 1
+    assert conn.vc.session.frames_dropped == 1
 
 
 async def test_rate_limited_4021_stops(server: ScriptedServer, conn: Conn) -> None:
@@ -314,7 +314,7 @@ async def test_binary_server_frames_count_for_seq_ack(server: ScriptedServer, co
 
 async def test_gives_up_after_max_attempts(server: ScriptedServer, conn: Conn) -> None:
     server.script.close_on_identify = 4016  # a "bug" code: reconnect fresh, with back-off
-    conn.vc.max_attempts = 2
+    conn.vc.session.max_attempts = 2
     with pytest.raises(VoiceError, match="gave up after 2 attempts"):
         await conn.vc.connect()
     assert server.identifies == 3

@@ -12,6 +12,7 @@ import pytest
 from audionode.voice import rtp
 from audionode.voice.crypto import AES_GCM_MODE, XCHACHA_MODE
 from audionode.voice.dave_frame import is_dave_frame, parse_footer
+from audionode.voice.events import Closed, Reopen
 from audionode.voice.gateway import ClientState, ServerGateway
 from audionode.voice.opcodes import (
     DavePrepareEpoch,
@@ -19,6 +20,7 @@ from audionode.voice.opcodes import (
     DaveTransitionReady,
     Op,
     Outgoing,
+    Resume,
 )
 from audionode.voice.packetizer import SILENCE_FRAME, silence_frames
 from tests.voiceserver.memnet import MemClient, MemNet
@@ -68,7 +70,11 @@ def test_two_members_form_a_group_and_exchange_e2ee_audio(mode: str) -> None:
     a = net.connect(A, (mode,))
     ch = net.server.channel
     # Alone: op 25 and our op 26, but nobody to commit with; frames go out plain.
-    assert a.gw.state is ClientState.ACTIVE and a.cipher is not None and a.cipher.mode == mode
+    assert (
+        a.session.gateway.state is ClientState.ACTIVE
+        and a.session.cipher is not None
+        and a.session.cipher.mode == mode
+    )
     assert _binary_ops(a.received, True) == [Op.DAVE_MLS_EXTERNAL_SENDER]
     assert not a.dave.ready and ch.in_group() == [] and ch.epoch == 0
     assert a.dave.encrypt_opus(b"\xfcalone") == b"\xfcalone"
@@ -82,14 +88,14 @@ def test_two_members_form_a_group_and_exchange_e2ee_audio(mode: str) -> None:
     assert _binary_ops(a.sent, False) == [Op.DAVE_MLS_KEY_PACKAGE, Op.DAVE_MLS_COMMIT_WELCOME]
     assert _binary_ops(b.sent, False) == [Op.DAVE_MLS_KEY_PACKAGE]
     assert a.dave.key_packages_sent == b.dave.key_packages_sent == 1
-    ready = a.gw.send(Outgoing(Op.DAVE_TRANSITION_READY, DaveTransitionReady(1)))
+    ready = a.session.gateway.send(Outgoing(Op.DAVE_TRANSITION_READY, DaveTransitionReady(1)))
     assert ready in a.sent and ready in b.sent
     # seq_ack counts JSON seq and binary prefixes alike.
     assert _binary_ops(b.received, True) == [Op.DAVE_MLS_EXTERNAL_SENDER, Op.DAVE_MLS_WELCOME]
     for c in (a, b):
-        assert c.gw.seq_ack == net.server.sessions[c.user_id].gw.last_seq > 0
-    hb = a.gw.heartbeat(12345)
-    assert f'"seq_ack":{a.gw.seq_ack}' in hb
+        assert c.session.gateway.seq_ack == net.server.sessions[c.user_id].gw.last_seq > 0
+    hb = a.session.gateway.heartbeat(12345)
+    assert f'"seq_ack":{a.session.gateway.seq_ack}' in hb
 
     _assert_e2ee(net, A)
     _assert_e2ee(net, B)
@@ -129,7 +135,10 @@ def test_downgrade_then_plain_frames() -> None:
     ch = net.server.channel
     net.deliver(net.server.route(ch.prepare_downgrade()))
     tid = 2
-    assert a.gw.send(Outgoing(Op.DAVE_TRANSITION_READY, DaveTransitionReady(tid))) in a.sent
+    assert (
+        a.session.gateway.send(Outgoing(Op.DAVE_TRANSITION_READY, DaveTransitionReady(tid)))
+        in a.sent
+    )
     assert a.dave.downgraded and a.dave.protocol_version == 0 and not a.dave.ready
     assert ch.protocol_version == 0 and ch.in_group() == []
     frames = _opus(10)
@@ -176,26 +185,33 @@ def test_resume_replays_missed_messages_and_media_counters_continue() -> None:
     net = MemNet([AES_GCM_MODE])
     a, b = net.connect(A), net.connect(B)
     net.play(A, _opus(5))
-    assert a.packetizer is not None
-    before = (a.packetizer.sequence, a.packetizer.timestamp, a.packetizer.nonce)
+    assert a.session.packetizer is not None
+    before = (
+        a.session.packetizer.sequence,
+        a.session.packetizer.timestamp,
+        a.session.packetizer.nonce,
+    )
     a.online = False  # the socket died; frames to it are lost
     c = net.connect(C)  # op 11, op 27, op 29 for a are missed
     ch = net.server.channel
     assert ch.pending_transition is not None and ch.epoch == 2  # b's commit won; a not ready
-    seen = a.gw.seq_ack
+    seen = a.session.gateway.seq_ack
     assert seen < net.server.sessions[A].gw.last_seq
-    a.gw.new_connection()
+    # The session's side of §1.6: a lost socket (no close frame) → Closed, then a resume.
+    a.session.socket_closed(None, "connection lost", True, 1.0)
+    assert a.session.take() == [Closed(1006, "connection lost", True, True), Reopen(0.0, True)]
+    assert a.session.ready and a.session.audio_ready, "UDP and key stay valid meanwhile"
     probe = ServerGateway()
     a.feed(probe.hello())
-    [resume] = probe.feed(a.gw.resume(77, f"s{A}", f"t{A}"))
-    assert resume.seq_ack == seen  # type: ignore[attr-defined]
+    [resume] = probe.feed(a.start()[0])
+    assert isinstance(resume, Resume) and resume.seq_ack == seen
     replay = net.server.sessions[A].gw.resume_connection(seen)
     assert replay is not None and len(replay) > 2
     assert any(isinstance(f, bytes) for f in replay)  # binary DAVE frames are replayed too
     a.online = True
     net.deliver([(A, f) for f in replay])
-    assert a.gw.state is ClientState.ACTIVE
-    assert a.gw.seq_ack == net.server.sessions[A].gw.last_seq
+    assert a.session.gateway.state is ClientState.ACTIVE
+    assert a.session.gateway.seq_ack == net.server.sessions[A].gw.last_seq
     assert ch.pending_transition is None and a.dave.epoch == c.dave.epoch == b.dave.epoch == 2
     net.play(A, _opus(3))
     first_after = rtp.seq_ts_ssrc(net.packets[A][5])
@@ -207,9 +223,9 @@ def test_resume_replays_missed_messages_and_media_counters_continue() -> None:
 
 def test_client_without_dave_is_refused_when_required() -> None:
     net = MemNet([AES_GCM_MODE])
-    client = MemClient(B)
+    client = MemClient(B, dave_enabled=False)
     net.clients[B] = client
     net.to_clients.extend(net.server.open(B))
-    net.to_server.append((B, client.gw.identify(77, B, "s", "t", 0)))
+    net.to_server.extend((B, f) for f in client.start())
     net.pump()
     assert net.server.closed == {B: 4017}

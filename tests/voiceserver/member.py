@@ -1,8 +1,11 @@
-"""A voice client for tests: real aiohttp websocket + UDP socket + davey, on the voice-core codecs.
+"""The tests' independent voice client: real aiohttp websocket + UDP socket + davey.
 
-It follows discord-voice.md §1.2 (join flow), §1.4 (seq_ack), §2.7 (DAVE call sequence) and is
-written independently of the server's gateway code, so that a mismatch shows up as a failure.
-Everything it sees is recorded with arrival times for the invariant checks.
+It is the check on both of the project's voice implementations: the voice server's gateway and
+the node's own voice client (``voice/client.py``). It follows discord-voice.md §1.2 (join flow),
+§1.4 (seq_ack), §1.5 (heartbeats, opt-in), §2.7 (DAVE call sequence) on raw JSON and davey,
+sharing nothing with either but the RTP/AEAD codecs, so that a mistake there cannot hide behind
+the same mistake here. Everything it sees is recorded with arrival times for the invariant
+checks; :meth:`VoiceMember.leaks` flags audio that reached it without DAVE.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import aiohttp
 import davey
 
 from audionode.voice import rtp
-from audionode.voice.crypto import TransportCipher, choose_mode, cipher_for
+from audionode.voice.crypto import Opened, TransportCipher, choose_mode, cipher_for
 from audionode.voice.packetizer import SILENCE_FRAME, Packetizer, silence_frames
 
 
@@ -27,6 +30,10 @@ from audionode.voice.packetizer import SILENCE_FRAME, Packetizer, silence_frames
 class Packet:
     at: float
     data: bytes
+    opus: bytes | None = None
+    """The frame inside, opened on arrival (transport, then DAVE with the keys of that moment,
+    as a real listener must); None when it could not be opened then."""
+    error: str | None = None
 
 
 class _Udp(asyncio.DatagramProtocol):
@@ -39,7 +46,9 @@ class _Udp(asyncio.DatagramProtocol):
             if not self.discovery.done():
                 self.discovery.set_result(data)
             return
-        self.member.packets.append(Packet(time.monotonic(), data))
+        packet = Packet(time.monotonic(), data)
+        self.member.open_live(packet)
+        self.member.packets.append(packet)
         self.member.poke()
 
 
@@ -64,7 +73,7 @@ class VoiceMember:
     """Members not closed yet; the conftest closes leftovers after each test."""
 
     base_url: str
-    server_id: str
+    server_id: str | int
     user_id: int
     channel_id: int
     session_id: str
@@ -72,6 +81,8 @@ class VoiceMember:
     mode: str | None = None
     """Force a transport mode; None = choose_mode() (AES-GCM when offered)."""
     max_dave: int = davey.DAVE_PROTOCOL_VERSION
+    heartbeat: bool = False
+    """Send op 3 at Hello's interval (§1.5); off by default so tests can watch a silent socket."""
     # what we saw
     seq_ack: int = -1
     json_seen: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
@@ -96,20 +107,24 @@ class VoiceMember:
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._udp: asyncio.DatagramTransport | None = None
         self._reader: asyncio.Task[None] | None = None
+        self._beats: asyncio.Task[None] | None = None
+        self._decrypted: dict[bytes, bytes] = {}
         self._changed = asyncio.Event()
         self._ext: bytes | None = None
         self.error: Exception | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- connection --
 
     async def connect(self, http: aiohttp.ClientSession, *, version: int = 8) -> None:
         """Identify, IP discovery, select protocol, wait for op 4 (§1.2 step 3)."""
+        self._loop = asyncio.get_running_loop()
         self._ws = await http.ws_connect(f"{self.base_url}/?v={version}")
         self._reader = asyncio.create_task(self._read())
         await self.send(
             0,
             {
-                "server_id": self.server_id,
+                "server_id": str(self.server_id),
                 "user_id": str(self.user_id),
                 "session_id": self.session_id,
                 "token": self.token,
@@ -141,7 +156,7 @@ class VoiceMember:
         await self.send(
             7,
             {
-                "server_id": self.server_id,
+                "server_id": str(self.server_id),
                 "session_id": self.session_id,
                 "token": self.token,
                 "seq_ack": self.seq_ack,
@@ -151,6 +166,10 @@ class VoiceMember:
     async def close(self) -> None:
         if self in VoiceMember.live:
             VoiceMember.live.remove(self)
+        if self._loop is not None and self._loop.is_closed():
+            return  # left behind by a test that failed: its sockets went with its loop
+        if self._beats is not None:
+            self._beats.cancel()
         if self._ws is not None:
             await self._ws.close()
         if self._reader is not None:
@@ -179,6 +198,10 @@ class VoiceMember:
     def ops(self, op: int) -> list[dict[str, Any]]:
         return [m for _, m in self.json_seen if m["op"] == op]
 
+    def ops_at(self, op: int) -> list[tuple[float, dict[str, Any]]]:
+        """``ops`` with arrival times."""
+        return [(t, m) for t, m in self.json_seen if m["op"] == op]
+
     def poke(self) -> None:
         """Wake :meth:`wait_for` (new websocket frame or datagram)."""
         self._changed.set()
@@ -195,21 +218,24 @@ class VoiceMember:
 
     async def wait_op(self, op: int, count: int = 1, within: float = 5.0) -> dict[str, Any]:
         await self.wait_for(
-            lambda: len(self.ops(op)) >= count or self.close_code is not None, within
+            lambda: len(VoiceMember.ops(self, op)) >= count or self.close_code is not None, within
         )
-        if len(self.ops(op)) < count:
+        if len(VoiceMember.ops(self, op)) < count:
             raise AssertionError(f"closed with {self.close_code} while waiting for op {op}")
-        return self.ops(op)[count - 1]
+        return VoiceMember.ops(self, op)[count - 1]
 
     async def wait_closed(self, within: float = 5.0) -> int:
         await self.wait_for(lambda: self.close_code is not None, within)
         assert self.close_code is not None
         return self.close_code
 
+    @property
+    def dave_ready(self) -> bool:
+        """DAVE in force and our group established (a transition may still be pending)."""
+        return bool(self.dave_version and self.dave is not None and self.dave.ready)
+
     async def wait_dave_ready(self, within: float = 10.0) -> None:
-        await self.wait_for(
-            lambda: self.dave is not None and self.dave.ready and not self.pending, within
-        )
+        await self.wait_for(lambda: self.dave_ready and not self.pending, within)
 
     # -- reading --
 
@@ -240,8 +266,18 @@ class VoiceMember:
             self.close_code = ws.close_code
             self.poke()
 
+    async def _beat(self, interval: float) -> None:
+        """op 3 ``{t, seq_ack}`` every ``interval`` seconds (§1.4, §1.5)."""
+        while True:
+            await asyncio.sleep(interval)
+            await self.send(3, {"t": int(time.time() * 1000), "seq_ack": self.seq_ack})
+
     async def _on_json(self, op: int, d: Any) -> None:
-        if op == 4:
+        if op == 8 and self.heartbeat:
+            if self._beats is not None:
+                self._beats.cancel()
+            self._beats = asyncio.create_task(self._beat(d["heartbeat_interval"] / 1000))
+        elif op == 4:
             self.cipher = cipher_for(d["mode"], d["secret_key"])
             if self.packetizer is None:
                 self.packetizer = Packetizer(self.ssrc, encryptor=_Dave(self))
@@ -330,20 +366,66 @@ class VoiceMember:
             await asyncio.sleep(max(0.0, start + (i + 1) * 0.02 - time.monotonic()))
         await self.send(5, {"speaking": 0, "delay": 0, "ssrc": self.ssrc})
 
-    def opened(self, ssrc: int) -> list[Any]:
-        """Transport-decrypt every received packet of ``ssrc`` (raises on any AEAD failure)."""
+    def open_live(self, packet: Packet) -> None:
+        """Open an RTP packet as it arrives; the outcome goes into ``packet``."""
+        if self.cipher is None or rtp.classify(packet.data) is not rtp.DatagramKind.RTP:
+            return
+        try:
+            o = self.cipher.open(packet.data)
+        except Exception as exc:
+            packet.error = f"transport: {exc}"
+            return
+        frame, user = o.payload, self.ssrc_user.get(o.header.ssrc)
+        if frame == SILENCE_FRAME or frame[-2:] != b"\xfa\xfa":
+            packet.opus = frame
+        elif user is not None and self.dave is not None:
+            try:
+                packet.opus = self.dave_decrypt(user, frame)
+            except Exception as exc:
+                packet.error = f"DAVE: {exc}"
+
+    def opened_at(self, ssrc: int) -> list[tuple[float, Opened]]:
+        """(arrival time, opened packet) of every RTP packet of ``ssrc``, transport-decrypted
+        (raises on any AEAD failure); RTCP and keepalives are left out."""
         assert self.cipher is not None
-        out = [self.cipher.open(p.data) for p in self.packets]
-        return [o for o in out if o.header.ssrc == ssrc]
+        out = []
+        for p in self.packets:
+            if rtp.classify(p.data) is rtp.DatagramKind.RTP and rtp.seq_ts_ssrc(p.data)[2] == ssrc:
+                out.append((p.at, self.cipher.open(p.data)))
+        return out
+
+    def opened(self, ssrc: int) -> list[Opened]:
+        """Transport-decrypt every received RTP packet of ``ssrc`` (raises on AEAD failure)."""
+        return [o for _, o in self.opened_at(ssrc)]
+
+    def dave_decrypt(self, user_id: int, frame: bytes) -> bytes:
+        """The opus inside a DAVE frame of ``user_id`` (davey refuses to open a frame twice, so
+        frames opened on arrival are answered from what was opened then)."""
+        opus = self._decrypted.get(frame)
+        if opus is None:
+            assert self.dave is not None
+            opus = self._decrypted[frame] = bytes(
+                self.dave.decrypt(user_id, davey.MediaType.audio, frame)
+            )
+        return opus
+
+    def leaks(self, ssrc: int, after: float = 0.0) -> list[tuple[float, bytes]]:
+        """Audio of ``ssrc`` that arrived without DAVE (§2.1): neither the silence frame nor a
+        frame ending in the ``FA FA`` marker. In a channel with DAVE in force, each is a leak."""
+        return [
+            (at, o.payload)
+            for at, o in self.opened_at(ssrc)
+            if at > after and o.payload != SILENCE_FRAME and o.payload[-2:] != b"\xfa\xfa"
+        ]
 
     def media_frames(self, ssrc: int) -> list[bytes]:
         """Transport-, then DAVE-decrypt the frames of ``ssrc``; silence frames stay as they are."""
         assert self.dave is not None
         user = self.ssrc_user[ssrc]
         frames = []
-        for o in self.opened(ssrc):
+        for _, o in self.opened_at(ssrc):
             if o.payload == SILENCE_FRAME:
                 frames.append(o.payload)
             else:
-                frames.append(bytes(self.dave.decrypt(user, davey.MediaType.audio, o.payload)))
+                frames.append(self.dave_decrypt(user, o.payload))
         return frames

@@ -15,24 +15,31 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from audionode.voice.crypto import TransportCipher, choose_mode, cipher_for
+from audionode.voice import rtp
+from audionode.voice.client import Credentials, VoiceClient
+from audionode.voice.crypto import SUPPORTED_MODES, TransportCipher, cipher_for
 from audionode.voice.dave import DaveState
-from audionode.voice.gateway import ClientGateway, ServerGateway, Side, VoiceGateway
+from audionode.voice.events import (
+    AudioPacket,
+    Output,
+    Reopen,
+    UdpClose,
+    UdpOpen,
+    UdpSend,
+    WsClose,
+    WsSend,
+)
+from audionode.voice.gateway import ServerGateway, Side, VoiceGateway
 from audionode.voice.opcodes import (
-    ClientDisconnect,
-    ClientsConnect,
     DaveInvalidCommitWelcome,
     DaveTransitionReady,
     Heartbeat,
     Identify,
     Op,
     Outgoing,
-    Ready,
     SelectProtocol,
-    SessionDescription,
     Speaking,
 )
-from audionode.voice.packetizer import Packetizer
 from audionode.voice.wire import BinaryMessage
 from audionode.voiceserver.dave_delivery import (
     DaveChannel,
@@ -42,80 +49,74 @@ from audionode.voiceserver.dave_delivery import (
 )
 
 GUILD = 77
+LOCAL = "127.0.0.1"
 CHANNEL = 0x1234_5678_9ABC
 BINARY_CLIENT_OPS = (Op.DAVE_MLS_KEY_PACKAGE, Op.DAVE_MLS_COMMIT_WELCOME)
 
 
 @dataclass
 class MemClient:
-    """One voice client: gateway + DAVE + packetizer, like the node's voice connection."""
+    """One voice client: the project's sans-I/O :class:`VoiceClient`, driven in memory (UDP
+    discovery is answered on the spot, as the server would)."""
 
     user_id: int
     modes_wanted: tuple[str, ...] | None = None
-    gw: ClientGateway = field(default_factory=ClientGateway)
-    dave: DaveState = field(init=False)
-    packetizer: Packetizer | None = None
-    cipher: TransportCipher | None = None
-    ssrc_to_user: dict[int, int] = field(default_factory=dict)
+    dave_enabled: bool = True
+    session: VoiceClient = field(init=False)
     sent: list[str | bytes] = field(default_factory=list)
     received: list[str | bytes] = field(default_factory=list)
+    heard: list[Output] = field(default_factory=list)
+    """Receive events (audio of others, speaking, leaves) in arrival order."""
     online: bool = True
 
     def __post_init__(self) -> None:
-        self.dave = DaveState(self.user_id, CHANNEL)
+        creds = Credentials(GUILD, self.user_id, CHANNEL, f"s{self.user_id}", f"t{self.user_id}")
+        modes = self.modes_wanted or SUPPORTED_MODES
+        self.session = VoiceClient(creds, dave=self.dave_enabled, modes=modes, receive=True)
+
+    @property
+    def dave(self) -> DaveState:
+        return self.session.dave
 
     def start(self) -> list[str | bytes]:
-        return [self.gw.identify(GUILD, self.user_id, f"s{self.user_id}", f"t{self.user_id}", 1)]
+        """A new websocket: op 0 (or op 7 after a resumable loss)."""
+        self.session.socket_opened(0.0)
+        return self._outputs()
 
     def feed(self, frame: str | bytes) -> list[str | bytes]:
         self.received.append(frame)
-        out: list[str | bytes] = []
-        for ev in self.gw.feed(frame):
-            out += self._on_event(ev)
-        self.sent += out
-        return out
+        self.session.receive(frame, 0.0)
+        return self._outputs()
 
-    def _on_event(self, ev: msgspec.Struct) -> list[str | bytes]:
-        if isinstance(ev, Ready):
-            offered = [m for m in ev.modes if self.modes_wanted is None or m in self.modes_wanted]
-            return [
-                self.gw.select_protocol(
-                    "127.0.0.1", 40000 + self.user_id % 1000, choose_mode(offered)
-                )
-            ]
-        if isinstance(ev, SessionDescription):
-            self.cipher = cipher_for(ev.mode, ev.secret_key)
-            if self.packetizer is None:
-                assert self.gw.ssrc is not None
-                self.packetizer = Packetizer(self.gw.ssrc, sequence=100, encryptor=self.dave)
-            self.packetizer.set_cipher(self.cipher)
-            dave = self.dave.on_session_description(ev.dave_protocol_version)
-            return [self.gw.speaking(0), *map(self.gw.send, dave)]
-        if isinstance(ev, ClientsConnect):
-            self.dave.on_clients_connect(ev.user_ids)
-        elif isinstance(ev, ClientDisconnect):
-            self.dave.on_client_disconnect(ev.user_id)
-        elif isinstance(ev, Speaking) and isinstance(ev.user_id, str):
-            self.ssrc_to_user[ev.ssrc] = int(ev.user_id)
-        op = Op(ev.op) if isinstance(ev, BinaryMessage) else _op_of(ev)
-        payload = ev.payload if isinstance(ev, BinaryMessage) else ev
-        return [self.gw.send(m) for m in self.dave.handle(op, payload)] if op else []
+    def _outputs(self) -> list[str | bytes]:
+        """Perform the session's actions in memory; return the websocket frames it sent."""
+        frames: list[str | bytes] = []
+        pending = self.session.take()
+        while pending:
+            out = pending.pop(0)
+            if isinstance(out, WsSend):
+                frames.append(out.frame)
+            elif isinstance(out, UdpOpen):
+                self.session.udp_opened(0.0)
+            elif isinstance(out, UdpSend):  # IP discovery: answered as the server would
+                ssrc = rtp.parse_discovery(out.data).ssrc
+                port = 40000 + self.user_id % 1000
+                self.session.receive_datagram(rtp.pack_discovery_response(ssrc, LOCAL, port), 0.0)
+            elif not isinstance(out, WsClose | UdpClose | Reopen):
+                self.heard.append(out)
+            pending += self.session.take()
+        self.sent += frames
+        return frames
 
     def receive_rtp(self, packet: bytes) -> tuple[int, bytes, bytes]:
         """Transport-decrypt then DAVE-decrypt: (sender user id, dave frame, opus)."""
-        assert self.cipher is not None
-        opened = self.cipher.open(packet)
-        sender = self.ssrc_to_user[opened.header.ssrc]
-        return sender, opened.payload, self.dave.decrypt(sender, opened.payload)
-
-
-def _op_of(ev: msgspec.Struct) -> Op | None:
-    names = {
-        "DavePrepareTransition": Op.DAVE_PREPARE_TRANSITION,
-        "DaveExecuteTransition": Op.DAVE_EXECUTE_TRANSITION,
-        "DavePrepareEpoch": Op.DAVE_PREPARE_EPOCH,
-    }
-    return names.get(type(ev).__name__)
+        cipher = self.session.cipher
+        assert cipher is not None
+        dave_frame = cipher.open(packet).payload
+        self.session.receive_datagram(packet, 0.0)
+        [event] = self.session.take()
+        assert isinstance(event, AudioPacket), event
+        return event.user_id, dave_frame, event.opus
 
 
 @dataclass
@@ -264,14 +265,14 @@ class MemNet:
     def play(self, sender: int, frames: list[bytes]) -> dict[int, list[tuple[bytes, bytes]]]:
         """Send frames from ``sender`` through the SFU; each receiver's (dave frame, opus)."""
         client = self.clients[sender]
-        packetizer = client.packetizer
-        assert packetizer is not None
         # Speaking before audio (§1.11): it also tells the others our SSRC.
-        self.to_server.append((sender, client.gw.speaking(1)))
+        client.session.set_speaking(True)
+        self.to_server.extend((sender, f) for f in client._outputs())
         self.pump()
         got: dict[int, list[tuple[bytes, bytes]]] = {u: [] for u in self.clients if u != sender}
         for frame in frames:
-            datagram = packetizer.packet(frame)
+            datagram = client.session.seal(frame)
+            assert datagram is not None, "the sender's session is not ready"
             self.packets.setdefault(sender, []).append(datagram)
             for uid, pkt in self.server.forward(sender, datagram).items():
                 src, dave_frame, opus = self.clients[uid].receive_rtp(pkt)

@@ -1,7 +1,10 @@
 """The real-time sender: one 20 ms clock for every voice connection of the process.
 
 ARCHITECTURE.md ("the sender never awaits the control plane, never decodes, never logs per
-packet") and issue 4 items 5-6; framing facts from docs/discord-voice.md §1.9 and §1.11.
+packet") and issue 4 items 5-6; framing facts from docs/discord-voice.md §1.9 and §1.11. It
+lives in ``transport/`` beside the connections it drives (it paces their UDP sends): it knows
+opus frames only through the :class:`Frame`/:class:`FrameSource` protocols and never imports
+``media/``.
 
 Each tick, on an absolute deadline (``deadline += 0.020`` on ``loop.time()``), the sender:
 
@@ -15,6 +18,12 @@ frame (so the websocket op 5 leaves before the UDP packet), five ``F8 FF FE`` si
 follow every break in the audio (pause, stop, underrun), speaking off comes after them, and an
 8-byte UDP keepalive goes out after 5 s without any packet. When the clock falls more than
 ``resync_after`` behind it skips the missed slots (counted as ``deficit``) instead of bursting.
+
+While a connection can send packets but not audio (``ready`` but not ``audio_ready``: its DAVE
+group is being (re)established, issue 11 item 7), the stream *holds*: nothing is popped, so the
+track does not advance; the silence frames and speaking off of a break go out as usual (silence
+passes DAVE in the clear, §2.1), and the audio continues where it stopped once encryption is
+possible.
 """
 
 from __future__ import annotations
@@ -77,11 +86,16 @@ class VoiceSink(Protocol):
     """The connection side of a stream (``transport.voice_conn.VoiceConnection``).
 
     All methods are synchronous and cheap; ``ready`` is false while the connection has no UDP
-    socket or transport key (connecting, reconnecting), and then the sender pops nothing.
+    socket or transport key (connecting, reconnecting), and then the sender pops nothing and
+    sends nothing. ``audio_ready`` (implies ``ready``) is false while an audio frame would leak
+    past DAVE: the sender then pops nothing but still sends owed silence frames.
     """
 
     @property
     def ready(self) -> bool: ...
+
+    @property
+    def audio_ready(self) -> bool: ...
 
     def send_frame(self, opus: bytes) -> None: ...
 
@@ -346,8 +360,10 @@ class Sender(Generic[K]):
         if stream.speaking and stream.playing and stream.pending is None:
             # The steady state, kept to as few Python calls as possible (profiled, issue 7):
             # it is the same as the general path below for a speaking stream with no held frame.
-            if not sink.ready:
+            if not sink.audio_ready:
                 stream.stats.nulled += 1
+                if sink.ready:  # DAVE hold: owed silence, then speaking off
+                    self._after_audio(stream, now)
                 return
             assert stream.source is not None
             frame = stream.source.pop()
@@ -367,8 +383,12 @@ class Sender(Generic[K]):
             if stream.playing:
                 self._null(stream)
             return
-        if stream.playing and self._send_audio(key, stream, now):
-            return
+        if stream.playing:
+            if sink.audio_ready:
+                if self._send_audio(key, stream, now):
+                    return
+            else:
+                self._null(stream)  # DAVE hold: the track waits, nothing is popped
         self._after_audio(stream, now)
 
     def _after_audio(self, stream: _Stream, now: float) -> None:
@@ -377,7 +397,8 @@ class Sender(Generic[K]):
         if stream.tail:
             self._send_silence(stream, now)
         elif stream.speaking:
-            # Stopped while a frame was held for op 5: no audio went out, so no silence is owed.
+            # Stopped (or held) while a frame waited for op 5: no audio went out, so no silence
+            # is owed.
             sink.set_speaking(False)
             stream.speaking = False
         elif now - stream.last_packet >= self.keepalive_interval:

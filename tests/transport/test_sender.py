@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from audionode.media.sender import Sender
+from audionode.transport.sender import Sender
 from audionode.voice import rtp
 from audionode.voice.crypto import AES_GCM_MODE, cipher_for
 from audionode.voice.packetizer import SILENCE_FRAME, Packetizer
@@ -58,6 +58,12 @@ class PacketSink:
         self.packetizer = Packetizer(0x1234, self.cipher, sequence=65533)
         self.log: list[tuple[str, object]] = []
         self.ready = True
+        self.hold = False
+        """True plays a DAVE group being (re)established: packets may go out, audio may not."""
+
+    @property
+    def audio_ready(self) -> bool:
+        return self.ready and not self.hold
 
     def send_frame(self, opus: bytes) -> None:
         self.log.append(("rtp", self.packetizer.packet(opus)))
@@ -225,6 +231,32 @@ def test_not_ready_connection_pops_nothing_and_counts_nulled() -> None:
     sink.ready = True
     run(sender, 3, 1.0)
     assert sink.kinds() == [("speaking", True), "audio", "audio"]
+
+
+def test_a_dave_hold_mid_track_sends_silence_then_continues_where_it_stopped() -> None:
+    """Issue 11 item 7: while audio would leak, nothing is popped (the track waits), the break
+    gets its five silence frames and speaking off, and no frame of the track is skipped."""
+    sender: Sender[int] = Sender()
+    sink = PacketSink()
+    src = ListSource(frames(1, 20))
+    sender.attach(1, sink)
+    sender.play(1, src)
+    run(sender, 4)  # commands + speaking on, then 3 audio frames
+    sink.hold = True
+    run(sender, 10, 1.0)
+    assert src.pops == 3 and sink.kinds() == [
+        ("speaking", True),
+        *["audio"] * 3,
+        *["silence"] * 5,
+        ("speaking", False),
+    ]
+    stats = sender.stats(1)
+    assert stats is not None and stats.nulled == 10 and stats.silence == 5
+    sink.hold = False
+    run(sender, 25, 2.0)
+    audio = [p for p in sink.payloads() if p != SILENCE_FRAME]
+    assert audio == [f.opus for f in frames(1, 20) if f is not None]  # nothing skipped
+    assert sink.kinds()[-1] == ("speaking", False)  # played out, then the usual tail
 
 
 class BrokenSink(PacketSink):
