@@ -15,8 +15,13 @@ $(VENV)/.run-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e .
 	touch $@
 
+# Discodo 3.0.5's own client (tests/web/test_discodo_client.py) pins a websockets that cannot
+# share the node's environment: it lives in its own folder, loaded by a subprocess.
+DISCODO_CLIENT := $(VENV)/discodo-3.0.5
+
 $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --no-deps --target $(DISCODO_CLIENT) discodo==3.0.5 websockets==13.1
 	touch $@ $(VENV)/.run-installed
 
 run: $(VENV)/.run-installed
@@ -25,6 +30,7 @@ run: $(VENV)/.run-installed
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check $(wildcard audionode tests plugins bench)
 	$(BIN)/mypy --strict audionode
+	$(BIN)/lint-imports
 
 test: lint
 	$(BIN)/python -m pytest -q

@@ -41,3 +41,23 @@ def test_example_config_is_valid_and_complete() -> None:
         if f"`{k}`" not in readme and f"`{k.rsplit('.', 1)[-1]}`" not in readme
     ]
     assert undocumented == []
+
+
+def test_log_level_is_case_insensitive() -> None:
+    assert (
+        load_config(env={}, overrides={"password": "pw", "log_level": "debug"}).log_level == "DEBUG"
+    )
+    assert load_config(
+        env={"AUDIONODE_LOG_LEVEL": "Warning"}, overrides={"password": "pw"}
+    ).log_level == ("WARNING")
+    with pytest.raises(ConfigError, match="config key `log_level`: expected one of"):
+        load_config(env={}, overrides={"password": "pw", "log_level": "loud"})
+
+
+def test_udp_keepalive_reaches_the_engines_sender() -> None:
+    """``voice.udp_keepalive`` is documented, so it must be read: by the sender that sends
+    keepalives on idle voice connections."""
+    from audionode.engine.engine import Engine
+
+    cfg = load_config(env={}, overrides={"password": "pw", "voice": {"udp_keepalive": 0.7}})
+    assert Engine(cfg, lambda _: None).sender.keepalive_interval == 0.7

@@ -55,7 +55,11 @@ class Engine:
     def __init__(self, config: Config, emit: Callable[[msg.Event], None]) -> None:
         self.config = config
         self._emit = emit
-        self.sender: Sender[int] = Sender(self._track_started, batch=shared_producer())
+        self.sender: Sender[int] = Sender(
+            self._track_started,
+            batch=shared_producer(),
+            keepalive_interval=config.voice.udp_keepalive,
+        )
         self._units: dict[int, _Unit] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reporter: asyncio.Task[None] | None = None
