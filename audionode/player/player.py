@@ -68,6 +68,7 @@ class _Playing:
     as_of: float = 0.0
     end_reason: ev.EndReason | None = None  # what the player asked for (skip/stop/replace)
     near_end: bool = False  # NeedNext came before its first frame was sent (a short track)
+    end_at: float | None = None  # an end set while it plays (checked at position reports)
 
 
 @dataclass(slots=True)
@@ -112,6 +113,7 @@ class GuildPlayer:
     _opening: _Playing | None = None  # being opened to play now
     _near_end: bool = False  # the current track is within the preload window of its end
     _filters_before: Filters | None = None  # restored if the engine refuses the new set
+    _replacing: bool = False  # a play-now waits to replace the current track
     _serial: int = 0
 
     def __post_init__(self) -> None:
@@ -134,6 +136,11 @@ class GuildPlayer:
             getattr(self, f"_do_{effect}")(arg)
         if self.phase is Phase.IDLE and len(self.queue):
             self._feed(In.HEAD_READY)
+
+    @property
+    def has_track(self) -> bool:
+        """A track plays or is being opened to play (not stopped, not idle)."""
+        return self.phase in (Phase.OPENING, Phase.PLAYING)
 
     @property
     def state(self) -> PlayerState:
@@ -190,6 +197,39 @@ class GuildPlayer:
     def stop(self) -> None:
         """Stop the current track; the queue stays. ``resume`` (or an enqueue) starts it again."""
         self._feed(In.STOP)
+
+    def play_now(self, entry: Entry[Any], replace: bool = True, paused: bool | None = None) -> bool:
+        """Play ``entry`` now, outside the queue; False (nothing changed) when ``replace`` is
+        False and a track plays or is being opened. ``paused`` applies to the new track."""
+        if not replace and self.has_track:
+            return False
+        self._feed(In.PLAY_NOW, (entry, paused))
+        return True
+
+    def set_end(self, end: float | None) -> None:
+        """End the current track (or the one being opened) at ``end`` seconds; None lifts an
+        end set while it plays. An end the engine was given with the track can only be moved
+        earlier (409 ``END_FIXED``)."""
+        if self.current is None:
+            if self._opening is not None:
+                self._opening.entry.end_position = end
+            return
+        fixed = self.current.entry.end_position
+        if fixed is not None and (end is None or end > fixed):
+            raise Conflict(
+                f"the current track ends at {fixed:g} s, as given when it started; an end "
+                "set while it plays may only come earlier",
+                code="END_FIXED",
+            )
+        self.current.end_at = end
+        self._check_end()
+
+    def _check_end(self) -> None:
+        cur = self.current
+        if cur is None or cur.end_at is None or cur.end_reason is not None:
+            return
+        if self._position(cur)[0] >= cur.end_at:
+            self._feed(In.END_REACHED)
 
     def pause(self) -> None:
         self._feed(In.PAUSE)
@@ -267,6 +307,7 @@ class GuildPlayer:
         elif isinstance(event, msg.TrackPosition):
             if self.current is not None and self.current.serial == event.serial:
                 self._feed(In.POSITION, event.position_ms)
+                self._check_end()
         elif isinstance(event, msg.NeedNext):
             if self.current is not None and self.current.serial == event.serial:
                 self._feed(In.NEAR_END)
@@ -399,6 +440,29 @@ class GuildPlayer:
     def _do_cancel_next(self, _: object) -> None:
         self._cancel_next()
 
+    def _do_open_given(self, arg: tuple[Entry[Any], bool | None]) -> None:
+        entry, paused = arg
+        if paused is not None:  # the engine hears it at the hand-over (Play, then Pause)
+            self.paused = paused
+        self._open_now(entry)
+
+    def _do_mark_replaced(self, _: object) -> None:
+        assert self.current is not None
+        self.current.end_reason = "replaced"
+        self._replacing = True
+
+    def _do_stop_replaced(self, arg: tuple[str, str]) -> None:
+        """The track meant to replace the current one failed: the current one still goes."""
+        if arg[0] != "_opening":
+            return
+        replacing, self._replacing = self._replacing, False
+        if replacing and self.current is not None:
+            self.cb.command(msg.Stop(player=self.key))
+
+    def _do_mark_finished(self, _: object) -> None:
+        assert self.current is not None
+        self.current.end_reason = "finished"
+
     def _do_drop_skipped(self, count: int) -> None:
         self._queue_changes(self.queue.pop_front(count - 1)[1])
 
@@ -450,8 +514,14 @@ class GuildPlayer:
         slot, source = arg
         playing: _Playing = getattr(self, slot)
         start = round(playing.entry.start_position * 1000)
+        end = playing.entry.end_position
+        end_ms = None if end is None else round(end * 1000)
         cls = msg.Play if slot == "_opening" else msg.Preload
-        self.cb.command(cls(player=self.key, serial=playing.serial, source=source, start_ms=start))
+        self.cb.command(
+            cls(
+                player=self.key, serial=playing.serial, source=source, start_ms=start, end_ms=end_ms
+            )
+        )
         if cls is msg.Play and self.paused:  # the engine's Play resumes; paused stays paused
             self.cb.command(msg.Pause(player=self.key))
 
@@ -469,7 +539,7 @@ class GuildPlayer:
             self._queue_changes(self.queue.discard(playing.entry))
         previous, self.current = self.current, playing
         playing.position, playing.as_of = playing.entry.start_position, self.cb.clock()
-        self._near_end = False
+        self._near_end = self._replacing = False
         view = self.current_view()
         assert view is not None
         self._emit(ev.TrackStarted, current=view)
@@ -497,6 +567,7 @@ class GuildPlayer:
 
     def _do_finish_current(self, arg: tuple[_Playing, ev.EndReason, str | None]) -> None:
         self.current = None
+        self._replacing = False
         self._finish(*arg)
 
     def _do_finish_fading(self, arg: tuple[_Playing, ev.EndReason, str | None]) -> None:
@@ -553,6 +624,10 @@ class GuildPlayer:
         return CurrentView(
             entry=entry, position=round(position, 3), as_of=as_of, paused=self.paused
         )
+
+    def opening_view(self) -> EntryView | None:
+        """The entry being opened to play now (before its first frame is sent)."""
+        return None if self._opening is None else self.cb.describe(self._opening.entry)
 
     def queue_entries(self) -> tuple[EntryView, ...]:
         return self.queue.describe()
