@@ -284,6 +284,9 @@ class GuildPlayer:
         if slot is None:
             return
         others = [s for s in _SLOTS if s != slot and getattr(self, s) is not None]
+        if slot == "_opening" and self._replacing and self.current is not None:
+            self._feed(In.REPLACEMENT_FAILED, (slot, message))
+            return
         last = self.current is None and not others
         self._feed(In.LAST_PENDING_FAILED if last else In.PENDING_FAILED, (slot, message))
 
@@ -451,13 +454,13 @@ class GuildPlayer:
         self.current.end_reason = "replaced"
         self._replacing = True
 
-    def _do_stop_replaced(self, arg: tuple[str, str]) -> None:
-        """The track meant to replace the current one failed: the current one still goes."""
-        if arg[0] != "_opening":
-            return
-        replacing, self._replacing = self._replacing, False
-        if replacing and self.current is not None:
-            self.cb.command(msg.Stop(player=self.key))
+    def _do_end_replaced(self, _: object) -> None:
+        """The track meant to replace the current one failed: the current one goes anyway,
+        reported now (the engine's end of it, later, is about a track no longer current)."""
+        current, self.current, self._replacing = self.current, None, False
+        assert current is not None
+        self.cb.command(msg.Stop(player=self.key))
+        self._finish(current, "replaced", None)
 
     def _do_mark_finished(self, _: object) -> None:
         assert self.current is not None

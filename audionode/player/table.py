@@ -22,8 +22,8 @@ Phases:
 - ``PLAYING``: a current track (paused or not).
 
 ``play now`` (``Play``) opens one track outside the queue; in ``PLAYING`` the current track
-stays audible until the new one replaces it in the engine (reported ``replaced``), and is
-stopped at once if the new one fails to open.
+stays audible until the new one replaces it in the engine (reported ``replaced``), and ends
+at once, replaced, if the new one fails to open (its failure is reported after that end).
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ class In(enum.Enum):
     OPENED = "opened"
     PENDING_FAILED = "pending failed"
     LAST_PENDING_FAILED = "last pending failed"
+    REPLACEMENT_FAILED = "play-now failed to open"
     OPENING_STARTED = "opening started"
     NEXT_STARTED = "next started"
     NEAR_END = "near end"
@@ -131,7 +132,8 @@ TABLE: dict[tuple[Phase, In], Step] = {
     (OPEN, In.OPENED): Step(OPEN, ("hand_over",)),
     (PLAY, In.OPENED): Step(PLAY, ("hand_over",)),
     (OPEN, In.PENDING_FAILED): Step(OPEN, ("report_failed", "refresh_next")),
-    (PLAY, In.PENDING_FAILED): Step(PLAY, ("report_failed", "stop_replaced", "refresh_next")),
+    (PLAY, In.PENDING_FAILED): Step(PLAY, ("report_failed", "refresh_next")),
+    (PLAY, In.REPLACEMENT_FAILED): Step(IDLE, ("end_replaced", "report_failed")),
     (OPEN, In.LAST_PENDING_FAILED): Step(IDLE, ("report_failed",)),
     # --- engine events about tracks --------------------------------------------------------------
     (OPEN, In.OPENING_STARTED): Step(PLAY, ("promote",)),

@@ -34,6 +34,9 @@ from audionode.control.views import EntryView, FrameStats, NodeStatus, PlayerSta
 from audionode.protocol import lavalink_map as m
 
 _END_REASONS = {"finished": "finished", "skipped": "stopped", "stopped": "stopped"}
+REPORT_EVERY = 1.0
+"""Seconds of track time between two position reports of a playing track (the engine's
+pipeline reports one per second); a stall is only a stall once a report is overdue."""
 _encoder = msgspec.json.Encoder()
 
 
@@ -53,6 +56,8 @@ class _Guild:
     paused: bool = False
     progress: float = 0.0
     """When audio last advanced (or the stuck watch restarted)."""
+    pace: float = 1.0
+    """Track seconds per second (the timescale filter's speed x rate)."""
     stuck: bool = False
     next_update: float | None = None
     """When the periodic playerUpdate is next due (None: no track, none due)."""
@@ -120,6 +125,8 @@ class LavalinkSession:
 
     def _observe(self, g: _Guild, view: PlayerView, now: float) -> None:
         g.paused = view.paused
+        scale = None if view.options.filters is None else view.options.filters.timescale
+        g.pace = 1.0 if scale is None else max(0.01, scale.speed * scale.rate)
         self._connected(g, view.state is not PlayerState.DISCONNECTED, now)
         g.progress, g.stuck = now, False
 
@@ -205,7 +212,7 @@ class LavalinkSession:
 
     def _stuck_at(self, g: _Guild) -> float | None:
         watched = g.track is not None and g.connected and not g.paused and not g.stuck
-        return g.progress + self.stuck_threshold if watched else None
+        return g.progress + REPORT_EVERY / g.pace + self.stuck_threshold if watched else None
 
     def _cleanup_at(self, g: _Guild) -> float | None:
         if g.track is None or g.offline_since is None or g.cleaning:

@@ -88,10 +88,9 @@ class DirectMethods:
         """The session a front issued ``session_id`` for (404 ``SESSION_NOT_FOUND``)."""
         return self.sessions.named(session_id)
 
-    def can_resume(self, ref: c.SessionRef) -> bool:
-        """Whether ``ref`` names a session that waits for a connection."""
-        session = self.sessions.by_ref.get(ref)
-        return session is not None and session.sink is None
+    def has_session(self, ref: c.SessionRef) -> bool:
+        """Whether ``ref`` names a session (attached to a connection or waiting for one)."""
+        return ref in self.sessions.by_ref
 
     async def configure_session(
         self, ref: c.SessionRef, cmd: c.ConfigureSession

@@ -15,14 +15,17 @@ import itertools
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from aiohttp import web
 
 from audionode.voice import rtp
 from audionode.voice.packetizer import SILENCE_FRAME
 from tests.conftest import NodeFactory, NodeHarness
 from tests.e2e.chain import decode, dominant
+from tests.media.mediafiles import tone, write_media
 from tests.transport.listener import Listener
 from tests.transport.voiceserver_harness import Harness, VoiceGrant, voice_server
 
@@ -104,7 +107,7 @@ async def stage(node_factory: NodeFactory, **lavalink: Any) -> AsyncIterator[Sta
             await listener.close()
 
 
-__all__ = ["BOT", "Stage", "dominant", "rms", "stage", "until"]
+__all__ = ["BOT", "Stage", "dominant", "rms", "stage", "stalling_server", "until"]
 
 
 def rms(pcm: np.ndarray) -> float:
@@ -117,3 +120,37 @@ async def until(predicate: Callable[[], bool], within: float = 10.0, what: str =
     while not predicate():
         assert time.monotonic() < deadline, f"not reached within {within} s: {what}"
         await asyncio.sleep(0.02)
+
+
+@contextlib.asynccontextmanager
+async def stalling_server(folder: Path, sent: float = 0.07) -> AsyncIterator[str]:
+    """An HTTP server of a 30 s Ogg/Opus file. The http source reads its head, then lets libav
+    probe it (both get the whole file); playback gets the first ``sent`` of it and then
+    nothing more, the connection left open: a stream that got stuck."""
+    write_media(folder / "stall.ogg", tone([330.0], 30), "opus")
+    wav = (folder / "stall.ogg").read_bytes()
+    cut = int(len(wav) * sent)
+    served = itertools.count()
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "audio/ogg"})
+        resp.content_length = len(wav)
+        await resp.prepare(request)
+        if next(served) < 2:  # the head and the probe
+            await resp.write(wav)
+            return resp
+        await resp.write(wav[:cut])
+        await asyncio.sleep(30)
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/stall.ogg", serve)
+    runner = web.AppRunner(app, handler_cancellation=True)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}/stall.ogg"
+    finally:
+        await runner.cleanup()

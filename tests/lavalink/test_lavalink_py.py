@@ -11,13 +11,14 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import lavalink
 import pytest
 
 from tests.conftest import PASSWORD, NodeFactory
-from tests.lavalink.harness import BOT, Stage, dominant, rms, stage, until
+from tests.lavalink.harness import BOT, Stage, dominant, rms, stage, stalling_server, until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -126,3 +127,86 @@ async def test_play_volume_pause_seek_filters_stop_destroy(node_factory: NodeFac
         with pytest.raises(lavalink.RequestError) as got:
             await b.node.get_player(b.st.guild)
         assert got.value.status == 404
+
+
+async def test_replace_end_time_and_a_track_that_fails_to_load(node_factory: NodeFactory) -> None:
+    async with bot(node_factory) as b:
+        player = await b.join()
+        first, second = await b.load("tone:440?seconds=30"), await b.load("tone:660?seconds=5")
+        await player.play(first)
+        await b.wait(lavalink.TrackStartEvent)
+        await player.play(second, end_time=1500)  # replaces; ends itself 1.5 s in
+        replaced = await b.wait(lavalink.TrackEndEvent)
+        assert replaced.reason == lavalink.EndReason.REPLACED
+        assert replaced.track.identifier == first.identifier
+        started = await b.wait(lavalink.TrackStartEvent, 2)
+        assert started.track.identifier == second.identifier
+        t0 = time.monotonic()
+        ended = await b.wait(lavalink.TrackEndEvent, 2, within=5)
+        took = time.monotonic() - t0
+        assert ended.reason == lavalink.EndReason.FINISHED and 1.2 < took < 2.5, took
+        await asyncio.sleep(0.3)
+        tail = b.st.heard(t0 - 0.2)
+        assert abs(dominant(tail) - 660) < 5 and 65 <= len(tail) / 960 <= 90, len(tail) / 960
+
+        # A track the client encoded itself is resolved again through the sources: this one
+        # names a tone the tone source refuses, so it fails to load, as Lavalink reports it.
+        _, forged = lavalink.encode_track({
+            "title": "forged", "author": "x", "length": 1000, "identifier": "tone:99999",
+            "isStream": False, "uri": "tone:99999", "sourceName": "tone", "position": 0,
+            "artworkUrl": None, "isrc": None,
+        })  # fmt: skip
+        await player.play(await b.client.decode_track(forged))
+        failed = await b.wait(lavalink.TrackExceptionEvent)
+        assert "24000" in failed.message and failed.severity == lavalink.Severity.COMMON
+        load_failed = await b.wait(lavalink.TrackEndEvent, 3)
+        assert load_failed.reason == lavalink.EndReason.LOAD_FAILED
+        kinds = [type(e).__name__ for e in b.events if "Track" in type(e).__name__]
+        assert kinds[-3:] == ["TrackStartEvent", "TrackExceptionEvent", "TrackEndEvent"]
+
+
+async def test_stuck_track_closed_voice_and_cleanup(
+    node_factory: NodeFactory, tmp_path: Path
+) -> None:
+    async with bot(node_factory) as b, stalling_server(tmp_path) as url:
+        player = await b.join()
+        await player.play(await b.load(url))
+        await b.wait(lavalink.TrackStartEvent)
+        stuck = await b.wait(lavalink.TrackStuckEvent, within=8)
+        assert stuck.threshold == 1000 and stuck.track.uri == url
+        # lavalink.py's player moves on after a stuck track (its queue is empty: it stops)
+        assert (await b.wait(lavalink.TrackEndEvent)).reason == lavalink.EndReason.STOPPED
+
+        await player.play(await b.load("tone:440?seconds=30"))
+        await b.wait(lavalink.TrackStartEvent, 2)
+        await b.st.grant(b.st.channel + 1)  # moved elsewhere: the voice server closes 4014
+        closed = await b.wait(lavalink.WebSocketClosedEvent)
+        assert closed.code == 4014 and closed.by_remote is True
+        # nobody hears the track any more: after `cleanup_threshold` it is cleaned up
+        cleaned = await b.wait(lavalink.TrackEndEvent, 2, within=5)
+        assert cleaned.reason == lavalink.EndReason.CLEANUP
+
+
+async def test_session_resumes_after_a_socket_drop(node_factory: NodeFactory) -> None:
+    async with bot(node_factory, resume_timeout=5) as b:
+        session = await b.node.update_session(resuming=True, timeout=20)
+        assert session == {"resuming": True, "timeout": 20}
+        player = await b.join()
+        await player.play(await b.load("tone:440?seconds=2"))
+        await b.wait(lavalink.TrackStartEvent)
+        t0 = time.monotonic()
+        first = b.of(lavalink.NodeReadyEvent)[0]
+        transport = b.node._transport
+        await transport.close(reconnect=False)  # the socket drops while the track plays
+        service = b.st.node.node.service
+        ref = service.named_session(first.session_id)
+        await until(lambda: service.sessions.by_ref[ref].sink is None, 5, "the socket is gone")
+        await asyncio.sleep(2.5)  # the track ends meanwhile: its TrackEndEvent is kept
+        assert not b.of(lavalink.TrackEndEvent)
+        frames = len(b.st.heard(t0)) / 960
+        assert frames >= 80, f"the player played on while its client was away ({frames})"
+        transport.connect()
+        again = await b.wait(lavalink.NodeReadyEvent, 2)
+        assert again.resumed is True and again.session_id == first.session_id
+        end = await b.wait(lavalink.TrackEndEvent)
+        assert end.reason == lavalink.EndReason.FINISHED, "the event missed during the drop"

@@ -13,6 +13,7 @@ import contextlib
 import itertools
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -21,8 +22,9 @@ import discord
 import pytest
 import wavelink
 
+from audionode.protocol import lavaplayer_track as lp
 from tests.conftest import PASSWORD, NodeFactory
-from tests.lavalink.harness import BOT, Stage, dominant, rms, stage, until
+from tests.lavalink.harness import BOT, Stage, dominant, rms, stage, stalling_server, until
 
 pytestmark = pytest.mark.timeout(60)
 _names = itertools.count(1)
@@ -184,3 +186,53 @@ async def test_wavelink_plays_and_controls_a_track(node_factory: NodeFactory) ->
 
         await player.disconnect()  # leaves the channel and destroys the player (DELETE)
         assert await b.voice_guild.player.node.fetch_player_info(b.st.guild) is None  # type: ignore[union-attr]
+
+
+async def test_wavelink_sees_every_event_and_resumes(
+    node_factory: NodeFactory, tmp_path: Path
+) -> None:
+    async with bot(node_factory) as b, stalling_server(tmp_path) as url:
+        player = await join(b)
+        # TrackStuckEvent: the stream stops coming while the player plays it
+        await player.play((await wavelink.Playable.search(url, source=None))[0])
+        await b.wait("track_start")
+        stuck = await b.wait("track_stuck", within=8)
+        assert stuck.threshold == 1000 and stuck.track.uri == url
+
+        # TrackExceptionEvent: a track the client encoded itself is resolved again by the
+        # node's sources, which refuse it (the tone source takes no 99999 Hz)
+        forged = lp.encode(lp.LavaplayerTrack(
+            title="forged", author="x", length=1000, identifier="tone:99999", is_stream=False,
+            uri="tone:99999", source_name="tone",
+        ))  # fmt: skip
+        data = await player.node.send(path="v4/decodetrack", params={"encodedTrack": forged})
+        await player.play(wavelink.Playable(data))
+        failed = await b.wait("track_exception")
+        assert failed.exception["severity"] == "common" and "24000" in failed.exception["message"]
+        assert (await b.wait("track_end", 2)).reason == "loadFailed"
+
+        # session resume: the socket drops, wavelink reconnects with its Session-Id
+        track = (await wavelink.Playable.search("tone:440?seconds=30", source=None))[0]
+        await player.play(track)
+        await b.wait("track_start", 3)
+        first = b.of("node_ready")[0]
+        socket = player.node._websocket.socket  # type: ignore[union-attr]
+        assert socket is not None
+        t0 = time.monotonic()
+        await socket.close()
+        again = await b.wait("node_ready", 2)
+        assert again.resumed is True and again.session_id == first.session_id
+        await b.st.frames_after(t0, 60)
+        assert abs(dominant(b.st.heard(t0)) - 440) < 5, "the player played on, untouched"
+        info = await player.node.fetch_player_info(b.st.guild)
+        assert info is not None and info.track is not None and info.track.title == track.title
+
+        # WebSocketClosedEvent: moved away, the voice server closes the node's connection
+        await b.st.grant(b.st.channel + 1)
+        closed = await b.wait("websocket_closed")
+        assert closed.code.value == 4014 and closed.by_remote is True
+        # nobody hears the track any more: after `cleanup_threshold` it is cleaned up
+        ended = await b.wait("track_end", 3, within=5)
+        assert ended.reason == "cleanup" and ended.track == track
+        await player.disconnect()
+        await until(lambda: b.st.guild not in player.node.players, 5, "player destroyed")
