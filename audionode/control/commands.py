@@ -183,6 +183,9 @@ class Play(_Frozen, frozen=True):
     end_position: float | None = None
     replace: bool = True
     paused: bool | None = None
+    start_field: str = "start_position"
+    end_field: str = "end_position"
+    """How the client named the start and the end (errors name them so)."""
 
 
 class SetEnd(_Frozen, frozen=True):

@@ -244,6 +244,8 @@ def _play(up: PlayerUpdate, track: tuple[Any, str], no_replace: bool) -> c.Play:
         end_position=None if end is None else end / 1000,
         replace=not no_replace,
         paused=False if isinstance(up.paused, UnsetType) else up.paused,
+        start_field="position",
+        end_field="endTime",
     )
 
 

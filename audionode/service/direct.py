@@ -50,10 +50,10 @@ class DirectMethods:
             return False  # before a slow resolve: Lavalink's noReplace changes nothing
         entry = await self._entry(cmd.track)
         player = self.sessions.find(ref)[1]  # it may have been destroyed meanwhile
-        check_start(entry.track, cmd.start_position)
+        check_start(entry.track, cmd.start_position, field=cmd.start_field)
         if cmd.end_position is not None and cmd.end_position <= cmd.start_position:
             raise BadRequest(
-                f"field `end_position`: expected > {cmd.start_position:g} (the start), "
+                f"field `{cmd.end_field}`: expected > {cmd.start_position:g} (the start), "
                 f"got {cmd.end_position:g}"
             )
         entry.start_position, entry.end_position = cmd.start_position, cmd.end_position

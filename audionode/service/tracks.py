@@ -188,9 +188,9 @@ class TrackBook:
         return await self._sources().open(track)
 
 
-def check_start(track: Track, start: float, where: str = "") -> None:
+def check_start(track: Track, start: float, where: str = "", field: str = "start_position") -> None:
     """A start position must lie inside a track of known length (and 0 for a live one)."""
-    name = f"{where}.start_position" if where else "start_position"
+    name = f"{where}.{field}" if where else field
     if start and track.is_live:
         raise BadRequest(f"field `{name}`: a live stream starts where it is (0)")
     if track.duration_ms is not None and start * 1000 > track.duration_ms:
