@@ -7,10 +7,13 @@ message everywhere: ``field `volume`: expected `float` <= 5.0``.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Literal, TypeVar, get_args, get_origin
 
 import msgspec
 
+from audionode.errors import BadRequest
+
+_T = TypeVar("_T")
 _AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
 
 
@@ -52,3 +55,14 @@ def explain(err: msgspec.ValidationError, root: Any, prefix: str = "") -> tuple[
     if msg.startswith("Invalid enum value") and (choices := _literal_choices(here)):
         return join, f"expected one of {', '.join(choices)}, got {msg.split(' ', 3)[3]}"
     return join, f"{msg[0].lower()}{msg[1:]}"
+
+
+def convert(payload: Any, typ: type[_T], what: str = "", *, strict: bool = False) -> _T:
+    """``payload`` as ``typ`` or :class:`BadRequest` naming the field as ``<what>.<field>``
+    (``what=""`` names top-level fields bare). Lax by default: snowflakes arrive as strings."""
+    try:
+        return msgspec.convert(payload, typ, strict=strict)
+    except msgspec.ValidationError as e:
+        field, problem = explain(e, typ, what)
+        sep = " " if problem.startswith("is ") else ": "
+        raise BadRequest(f"field `{field or what or 'body'}`{sep}{problem}") from None

@@ -62,7 +62,7 @@ class In(enum.Enum):
     NEXT_STARTED = "next started"
     NEAR_END = "near end"
     END_REACHED = "end position reached"
-    OPENING_NEAR_END = "opening near end"
+    PENDING_NEAR_END = "near end before its first frame"
     POSITION = "position"
     CURRENT_ENDED = "current ended"
     CURRENT_ENDED_FOLLOWED = "current ended, follow-up pending"
@@ -133,16 +133,16 @@ TABLE: dict[tuple[Phase, In], Step] = {
     (PLAY, In.OPENED): Step(PLAY, ("hand_over",)),
     (OPEN, In.PENDING_FAILED): Step(OPEN, ("report_failed", "refresh_next")),
     (PLAY, In.PENDING_FAILED): Step(PLAY, ("report_failed", "refresh_next")),
-    (PLAY, In.REPLACEMENT_FAILED): Step(IDLE, ("end_replaced", "report_failed")),
     (OPEN, In.LAST_PENDING_FAILED): Step(IDLE, ("report_failed",)),
+    (PLAY, In.REPLACEMENT_FAILED): Step(IDLE, ("end_replaced", "report_failed")),
     # --- engine events about tracks --------------------------------------------------------------
     (OPEN, In.OPENING_STARTED): Step(PLAY, ("promote",)),
     (PLAY, In.OPENING_STARTED): Step(PLAY, ("promote",)),  # previous: the replaced one fades out
     (OPEN, In.NEXT_STARTED): Step(PLAY, ("promote",)),  # gapless: the previous one already ended
     (PLAY, In.NEXT_STARTED): Step(PLAY, ("promote",)),  # crossfade: both audible for a while
     (PLAY, In.NEAR_END): Step(PLAY, ("near_end",)),
-    (OPEN, In.OPENING_NEAR_END): Step(OPEN, ("mark_opening_near_end",)),
-    (PLAY, In.OPENING_NEAR_END): Step(PLAY, ("mark_opening_near_end",)),
+    (OPEN, In.PENDING_NEAR_END): Step(OPEN, ("mark_pending_near_end",)),
+    (PLAY, In.PENDING_NEAR_END): Step(PLAY, ("mark_pending_near_end",)),
     (PLAY, In.POSITION): Step(PLAY, ("position",)),
     (PLAY, In.CURRENT_ENDED): Step(IDLE, ("finish_current",)),
     (STOP, In.CURRENT_ENDED): Step(STOP, ("finish_current",)),

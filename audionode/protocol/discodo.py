@@ -33,7 +33,7 @@ from audionode.control.commands import (
 )
 from audionode.errors import BadRequest
 from audionode.protocol import jsonin
-from audionode.validation import explain
+from audionode.validation import convert
 
 _T = TypeVar("_T")
 
@@ -123,24 +123,40 @@ class DecodeError(Exception):
     """The frame is not JSON text: the socket is closed with 4002."""
 
 
+class FrameError(BadRequest):
+    """A JSON frame that cannot be taken; ``op`` and ``guild`` (when it had them) are echoed in
+    the error reply."""
+
+    def __init__(self, message: str, op: str | None = None, guild: str | None = None) -> None:
+        super().__init__(message)
+        self.op = op
+        self.guild = guild
+
+
 def decode_frame(data: str | bytes, max_depth: int = 32) -> tuple[str, Any]:
     """Split a text frame into ``(op, d)``.
 
     Raises :class:`DecodeError` when it is not a JSON value and :class:`BadRequest` when it is
     JSON but not an object with a string ``op`` (or nests deeper than ``max_depth``).
     """
-    if isinstance(data, bytes):
-        raise DecodeError("binary frames are not accepted; send JSON text")
     try:
-        value = jsonin.decode(data, max_depth, "frame")
+        value = jsonin.text_frame(data, max_depth)
     except jsonin.NotJson as e:
         raise DecodeError(str(e)) from None
+    except BadRequest as e:
+        raise FrameError(e.message) from None
     try:
         frame = msgspec.convert(value, Frame)
     except msgspec.ValidationError:
-        raise BadRequest('a frame must be a JSON object {"op": <string>, "d": <any>}') from None
+        raise FrameError('a frame must be a JSON object {"op": <string>, "d": <any>}') from None
     if not isinstance(frame.op, str):
-        raise BadRequest("field `op` is required and must be a string")
+        raise FrameError("field `op` is required and must be a string")
+    try:
+        jsonin.check_depth(frame.d, max_depth - 1, "frame")
+    except BadRequest:
+        raise FrameError(
+            f"frame: JSON nested deeper than {max_depth} levels", frame.op[:64], echo_guild(frame.d)
+        ) from None
     return frame.op, frame.d
 
 
@@ -150,12 +166,7 @@ def parse(payload: Any, typ: type[_T], what: str = "d") -> _T:
     Integers may arrive as strings (snowflakes), so conversion is lax on scalars only.
     ``what=""`` names top-level fields bare (REST bodies: ``field `volume```).
     """
-    try:
-        return msgspec.convert(payload, typ, strict=False)
-    except msgspec.ValidationError as e:
-        field, problem = explain(e, typ, what)
-        sep = " " if problem.startswith("is ") else ": "
-        raise BadRequest(f"field `{field or what or 'body'}`{sep}{problem}") from None
+    return convert(payload, typ, what)
 
 
 def encode(op: str | None, d: Any = None) -> str:
@@ -208,8 +219,10 @@ def player_ref(headers: Mapping[str, str]) -> PlayerRef:
     )
 
 
-def queue_key(raw: str) -> int | str:
+def queue_key(raw: int | str) -> int | str:
     """``/queue/<index>`` or ``/queue/<tag>`` (tags are 32 hex digits, never all digits)."""
+    if isinstance(raw, int):
+        return raw
     return int(raw) if re.fullmatch(r"-?\d{1,9}", raw) else raw[:128]
 
 
@@ -247,14 +260,17 @@ class RepeatBody(_In):
     mode: RepeatMode
 
 
+QueueKey = Annotated[int, Meta(ge=-1_000_000, le=1_000_000)] | Annotated[str, Meta(max_length=128)]
+
+
 class QueueKeyIn(_In):
-    key: str
+    key: QueueKey
 
 
 class QueueItemBody(_In):
     """``POST /queue/<index or tag>``: move it, set its context, set its start position."""
 
-    key: str
+    key: QueueKey
     index: QueueIndex | UnsetType = UNSET
     context: dict[str, Any] | UnsetType = UNSET
     start_position: Position | UnsetType = UNSET

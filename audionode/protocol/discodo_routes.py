@@ -11,7 +11,7 @@ ops (``getState``, ``VC_DESTROY``...); routes Discodo lacked get names in the sa
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -187,6 +187,14 @@ def build(route: Route, fields: Any, user_id: int | None, what: str) -> tuple[An
     ``(input, typed command)``."""
     wire = None if route.wire is None else w.parse(fields, route.wire, what)
     return wire, route.build(wire, user_id)
+
+
+def rest_request(
+    route: Route, headers: Mapping[str, str], fields: Any
+) -> tuple[c.PlayerRef | None, Any]:
+    """A REST request: the key its headers name (player routes) and its typed command."""
+    ref = w.player_ref(headers) if route.scope is Scope.PLAYER else None
+    return ref, build(route, fields, None, "")[1]
 
 
 def argument_fields(route: Route) -> list[str]:

@@ -28,7 +28,7 @@ from typing import Any
 from audionode.control.commands import PlayerRef, SessionRef
 from audionode.control.events import ControlEvent
 from audionode.control.views import Identified as IdentifiedView
-from audionode.errors import AudionodeError, BadRequest, NotIdentified
+from audionode.errors import AudionodeError, NotIdentified
 from audionode.protocol import discodo as w
 from audionode.protocol import discodo_map as m
 from audionode.protocol.discodo import CloseCode, Op
@@ -121,8 +121,8 @@ class DiscodoSession:
             op, d = w.decode_frame(data, self.max_depth)
         except w.DecodeError as e:
             return [Close(CloseCode.DECODE_ERROR, str(e)[:120])]
-        except BadRequest as e:
-            self.fail(None, e, None)
+        except w.FrameError as e:
+            self.fail(e.op, e, e.guild)
             return []
         try:
             item = self._dispatch(op, d)

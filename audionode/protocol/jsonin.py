@@ -19,17 +19,35 @@ class NotJson(ValueError):
 
 
 def decode(data: str | bytes, max_depth: int, what: str = "body") -> Any:
-    """Decode ``data``; :class:`NotJson` when it is not JSON, :class:`BadRequest` when it
-    nests deeper than ``max_depth``."""
+    """Decode ``data``; :class:`NotJson` when it is not JSON, :class:`BadRequest` when a
+    number is out of range or it nests deeper than ``max_depth``."""
+    value = decode_unchecked(data, max_depth, what)
+    check_depth(value, max_depth, what)
+    return value
+
+
+def decode_unchecked(data: str | bytes, max_depth: int, what: str = "body") -> Any:
+    """:func:`decode` without the depth check (for a caller that reads a field first)."""
     try:
-        value = msgspec.json.decode(data)
+        return msgspec.json.decode(data)
     except RecursionError:
         raise BadRequest(f"{what}: JSON nested deeper than {max_depth} levels") from None
+    except msgspec.ValidationError:  # valid JSON text, but a number beyond float64/int64
+        raise BadRequest(f"{what}: a number is out of range") from None
     except msgspec.DecodeError as e:
-        raise NotJson(f"{what} is not valid JSON: {e}") from None
+        raise NotJson(f"{what}: expected JSON ({e})") from None
+
+
+def text_frame(data: str | bytes, max_depth: int) -> Any:
+    """A websocket frame's JSON (depth unchecked); :class:`NotJson` for a binary frame too."""
+    if isinstance(data, bytes):
+        raise NotJson("binary frames are not accepted; send JSON text")
+    return decode_unchecked(data, max_depth, "frame")
+
+
+def check_depth(value: Any, max_depth: int, what: str = "body") -> None:
     if too_deep(value, max_depth):
         raise BadRequest(f"{what}: JSON nested deeper than {max_depth} levels")
-    return value
 
 
 def too_deep(value: Any, limit: int) -> bool:

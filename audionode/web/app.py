@@ -8,15 +8,23 @@ from sanic import Request, Sanic
 from sanic.response import HTTPResponse
 
 from audionode.service import NodeService
-from audionode.web import discodo_rest, discodo_ws, errors, lavalink_rest, lavalink_ws, status
-from audionode.web.auth import PUBLIC_PATHS, check_authorization
+from audionode.web import (
+    discodo_rest,
+    discodo_ws,
+    errors,
+    lavalink_rest,
+    lavalink_ws,
+    rpc_ws,
+    status,
+)
+from audionode.web.auth import PUBLIC_PATHS, SELF_AUTHENTICATED, check_authorization
 
 _serial = itertools.count()
 
 
 async def _require_auth(request: Request) -> HTTPResponse | None:
-    # The control websocket authenticates itself so it can answer FORBIDDEN + close 4001.
-    if request.path in PUBLIC_PATHS or request.path == "/ws":
+    # The websockets authenticate themselves so they can answer with their close codes.
+    if request.path in PUBLIC_PATHS or request.path in SELF_AUTHENTICATED:
         return None
     check_authorization(
         request.headers.get("authorization"), request.app.ctx.service.config.password
@@ -39,6 +47,7 @@ def create_app(service: NodeService) -> Sanic:  # type: ignore[type-arg]
     app.blueprint(status.bp)
     app.blueprint(discodo_ws.bp)
     app.blueprint(discodo_rest.bp)
+    app.blueprint(rpc_ws.bp)
     app.blueprint(lavalink_ws.bp)
     app.blueprint(lavalink_rest.bp)
     return app

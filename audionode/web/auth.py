@@ -13,6 +13,14 @@ from audionode.errors import Forbidden, Unauthorized
 PUBLIC_PATHS = frozenset({"/", "/health"})
 """Routes that need no credentials (health checks)."""
 
+SELF_AUTHENTICATED = frozenset({"/ws", "/rpc"})
+"""Websockets that check credentials themselves, to answer with their protocol's close code."""
+
+
+def password_matches(supplied: str, password: str) -> bool:
+    """Constant-time comparison (every front door's password check ends here)."""
+    return hmac.compare_digest(supplied.encode(), password.encode())
+
 
 def check_authorization(header: str | None, password: str) -> None:
     """Raise :class:`Unauthorized` when missing, :class:`Forbidden` when wrong."""
@@ -22,5 +30,5 @@ def check_authorization(header: str | None, password: str) -> None:
     scheme, _, rest = supplied.partition(" ")
     if scheme.lower() == "bearer" and rest:
         supplied = rest.strip()
-    if not hmac.compare_digest(supplied.encode(), password.encode()):
+    if not password_matches(supplied, password):
         raise Forbidden("wrong password in Authorization header", code="AUTHENTICATION_FAILED")

@@ -14,8 +14,7 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, empty, json
 
 from audionode.protocol import jsonin
-from audionode.protocol.discodo import player_ref
-from audionode.protocol.discodo_routes import ROUTES, Route, Scope, build
+from audionode.protocol.discodo_routes import ROUTES, Route, rest_request
 from audionode.web.context import service_of
 
 bp = Blueprint("discodo_rest")
@@ -37,10 +36,8 @@ def _fields(request: Request, route: Route, path: dict[str, str]) -> Any:
 
 def _handler(route: Route) -> Handler:
     async def handle(request: Request, **path: str) -> HTTPResponse:
-        service = service_of(request)
-        ref = player_ref(request.headers) if route.scope is Scope.PLAYER else None
-        _, command = build(route, _fields(request, route, path), None, "")
-        result = await service.execute(ref, command)
+        ref, command = rest_request(route, request.headers, _fields(request, route, path))
+        result = await service_of(request).execute(ref, command)
         return empty() if route.reply is None else json(route.reply(result))
 
     handle.__name__ = f"rest_{route.name}"

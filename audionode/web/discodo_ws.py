@@ -1,23 +1,18 @@
 """``/ws``: the Discodo control websocket, a thin Sanic driver over ``protocol/discodo_session.py``.
 
 The protocol decisions live in the sans-I/O session; this module moves frames between it, the
-socket and :class:`~audionode.service.NodeService`. Outbound frames go through a queue drained
-by one writer task, so emitting an event never waits on the socket; the queue is bounded in
-bytes (``control.max_outbound_bytes``): a peer that stops reading is closed with 4008 and its
-session keeps the events it never got.
+socket and :class:`~audionode.service.NodeService`. Outbound frames go through an
+:class:`~audionode.web.outbox.Outbox` (a peer that stops reading is closed with 4008 and its
+session keeps the events it never got).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
-from collections import deque
 
 from sanic import Blueprint, Request
 from sanic.server.websockets.impl import WebsocketImplProtocol
-from websockets.exceptions import ConnectionClosed
 
 from audionode import __version__
 from audionode.control.events import CloseReason, ControlEvent
@@ -29,78 +24,41 @@ from audionode.protocol.discodo_session import Request as OpRequest
 from audionode.service import NodeService
 from audionode.web.auth import check_authorization
 from audionode.web.context import service_of
+from audionode.web.driver import serve
+from audionode.web.outbox import Outbox
 
 log = logging.getLogger(__name__)
 bp = Blueprint("discodo_ws")
 
 
 class WsSink:
-    """The EventSink of one socket: a byte-bounded queue and the writer task that drains it."""
+    """The EventSink of one socket: session events and replies through its outbox."""
 
     def __init__(self, ws: WebsocketImplProtocol, conn: DiscodoSession, max_bytes: int) -> None:
-        self._ws = ws
         self._conn = conn
-        self._max = max_bytes
-        self._queue: deque[tuple[str, ControlEvent | None] | Close] = deque()
-        self._bytes = 0
-        self._wake = asyncio.Event()
-        self._inflight: ControlEvent | None = None
-        self.closed = False
+        self.outbox: Outbox[ControlEvent] = Outbox(ws, max_bytes, CloseCode.NOT_READING)
+
+    @property
+    def closed(self) -> bool:
+        return self.outbox.closed
 
     def deliver(self, event: ControlEvent) -> bool:
-        if self.closed:
-            return False
-        self._put(self._conn.event(event), event)
-        return True
+        return self.outbox.put(self._conn.event(event), event)
 
     def flush(self) -> None:
         """Queue the session's replies (after each call into it)."""
         for text in self._conn.data_to_send():
-            self._put(text, None)
+            self.outbox.put(text)
 
     def close(self, reason: CloseReason) -> None:
-        self.close_with(Close(m.close_code(reason), reason.value))
+        self.outbox.close(m.close_code(reason), reason.value)
 
     def close_with(self, close: Close) -> None:
-        if not self.closed:
-            self.closed = True
-            self._queue.append(close)
-            self._wake.set()
-
-    def _put(self, text: str, event: ControlEvent | None) -> None:
-        if self.closed:
-            return
-        self._queue.append((text, event))
-        self._bytes += len(text)
-        self._wake.set()
-        if self._bytes > self._max:  # the peer is not reading: stop, keep what it missed
-            self.closed = True
-            log.warning("control socket not reading (%d bytes queued): closing 4008", self._bytes)
-            self._ws.fail_connection(CloseCode.NOT_READING, "outbound limit reached: not reading")
-
-    async def run_writer(self) -> None:
-        """Send queued frames in order; a queued close ends the socket after them."""
-        with contextlib.suppress(ConnectionClosed, asyncio.CancelledError):
-            while True:
-                while not self._queue:
-                    self._wake.clear()
-                    await self._wake.wait()
-                item = self._queue.popleft()
-                if isinstance(item, Close):
-                    await self._ws.close(item.code, item.reason)
-                    return
-                text, self._inflight = item
-                await self._ws.send(text)
-                self._bytes -= len(text)
-                self._inflight = None
-        self.closed = True
+        self.outbox.close(close.code, close.reason)
 
     def unsent(self) -> list[ControlEvent]:
         """Events queued but never written, oldest first (kept by the session)."""
-        events = [self._inflight] if self._inflight is not None else []
-        events += [i[1] for i in self._queue if not isinstance(i, Close) and i[1] is not None]
-        self._queue.clear()
-        return events
+        return self.outbox.unsent()
 
 
 class ControlConnection:
@@ -124,38 +82,21 @@ class ControlConnection:
                 await self.ws.send(text)
             await self.ws.close(close.code, close.reason)
             return
-        writer = asyncio.create_task(self.sink.run_writer())
         self.conn.hello()
-        self.sink.flush()
         try:
-            await self._read_loop()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(writer), timeout=5)
+            await serve(
+                self.ws, self.conn, self.sink.outbox, self._receive, self._handle, self.sink.flush
+            )
         finally:
-            writer.cancel()
             if self.conn.ref is not None:
                 self.service.disconnect(self.conn.ref, self.sink, self.sink.unsent())
 
-    async def _read_loop(self) -> None:
-        while not self.sink.closed:
-            remaining = self.conn.deadline - time.monotonic()
-            try:
-                data = await self.ws.recv(timeout=max(remaining, 0.0))
-            except ConnectionClosed:
-                return
-            if data is None:
-                close = self.conn.expire(time.monotonic())
-                if close is not None:
-                    self.sink.close_with(close)
-                continue
-            try:
-                items = self.conn.receive(data, time.monotonic())
-            except Exception as e:  # our bug: answer it like any error, keep the socket
-                self.conn.fail(None, for_peer(e, "control frame"), None)
-                items = []
-            for item in items:
-                await self._handle(item)
-            self.sink.flush()
+    def _receive(self, data: str | bytes, now: float) -> list[Item]:
+        try:
+            return self.conn.receive(data, now)
+        except Exception as e:  # our bug: answer it like any error, keep the socket
+            self.conn.fail(None, for_peer(e, "control frame"), None)
+            return []
 
     async def _handle(self, item: Item) -> None:
         if isinstance(item, Close):

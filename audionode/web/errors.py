@@ -28,7 +28,7 @@ def _as_error(request: Request, exc: Exception) -> tuple[int, AudionodeError]:
         status = exc.status_code
         return status, AudionodeError(str(exc), code=_SANIC_CODES.get(status, "HTTP_ERROR"))
     if isinstance(exc, jsonin.NotJson):
-        return 400, AudionodeError("body: expected JSON", code="BAD_REQUEST")
+        return 400, AudionodeError(str(exc), code="BAD_REQUEST")
     err = for_peer(exc, f"HTTP {request.method} {request.path}")
     return err.status, err
 

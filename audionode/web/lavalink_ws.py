@@ -18,7 +18,6 @@ import logging
 import secrets
 import string
 import time
-from collections import deque
 from typing import Any
 
 from sanic import Blueprint, Request, Sanic
@@ -35,6 +34,7 @@ from audionode.protocol.lavalink_session import LavalinkSession
 from audionode.service import NodeService
 from audionode.web.context import service_of
 from audionode.web.lavalink_errors import lavalink_error
+from audionode.web.outbox import Outbox
 
 log = logging.getLogger(__name__)
 bp = Blueprint("lavalink_ws")
@@ -53,34 +53,27 @@ def sockets_of(app: Sanic) -> dict[str, LavalinkSocket]:  # type: ignore[type-ar
     return found
 
 
-class Outbox:
-    """The socket's EventSink: frames queued in order, bounded in bytes, one writer task."""
+class Sink:
+    """The socket's EventSink: a session event becomes its frames in the outbox. Events that
+    come before ``ready`` went out are held until :meth:`release`."""
 
-    def __init__(self, ws: WebsocketImplProtocol, session: LavalinkSession, limit: int) -> None:
-        self.ws = ws
+    def __init__(self, outbox: Outbox[ControlEvent], session: LavalinkSession) -> None:
+        self.outbox = outbox
         self.session = session
-        self.limit = limit
-        self.queue: deque[tuple[str, ControlEvent | None]] = deque()
-        self.bytes = 0
-        self.wake = asyncio.Event()
-        self.closing: tuple[int, str] | None = None
-        self.held: list[ControlEvent] | None = []  # events before `ready` went out
-        self.inflight: ControlEvent | None = None
-
-    @property
-    def closed(self) -> bool:
-        return self.closing is not None
+        self.held: list[ControlEvent] | None = []
 
     def deliver(self, event: ControlEvent) -> bool:
-        if self.closed:
+        if self.outbox.closed:
             return False
         if self.held is not None:
             self.held.append(event)
             return True
-        frames = self.session.event(event, time.monotonic())
-        for i, text in enumerate(frames):
-            self.push(text, event if i == 0 else None)
+        for i, text in enumerate(self.session.event(event, time.monotonic())):
+            self.outbox.put(text, event if i == 0 else None)
         return True
+
+    def close(self, reason: CloseReason) -> None:
+        self.outbox.close(_CLOSES.get(reason, 1000), reason.value)
 
     def release(self, kept: list[ControlEvent]) -> None:
         """``ready`` is out: the kept events, then those that came meanwhile."""
@@ -88,42 +81,8 @@ class Outbox:
         for event in [*kept, *held]:
             self.deliver(event)
 
-    def push(self, text: str, event: ControlEvent | None = None) -> None:
-        if self.closed:
-            return
-        self.queue.append((text, event))
-        self.bytes += len(text)
-        self.wake.set()
-        if self.bytes > self.limit:  # the peer is not reading: stop, keep what it missed
-            log.warning("Lavalink socket not reading (%d bytes queued): closing", self.bytes)
-            self.closing = (CLOSE_NOT_READING, "outbound limit reached: not reading")
-            self.ws.fail_connection(*self.closing)
-
-    def close(self, reason: CloseReason) -> None:
-        if not self.closed:
-            self.closing = (_CLOSES.get(reason, 1000), reason.value)
-            self.wake.set()
-
-    async def run_writer(self) -> None:
-        with contextlib.suppress(ConnectionClosed, asyncio.CancelledError):
-            while True:
-                while self.queue:
-                    text, self.inflight = self.queue.popleft()
-                    await self.ws.send(text)
-                    self.bytes -= len(text)
-                    self.inflight = None
-                if self.closing is not None:
-                    await self.ws.close(*self.closing)
-                    return
-                self.wake.clear()
-                await self.wake.wait()
-        self.closing = self.closing or (1000, "closed")
-
     def unsent(self) -> list[ControlEvent]:
-        events = [self.inflight] if self.inflight is not None else []
-        events += [e for _, e in self.queue if e is not None]
-        self.queue.clear()
-        return [*events, *(self.held or [])]
+        return [*self.outbox.unsent(), *(self.held or [])]
 
 
 class LavalinkSocket:
@@ -143,23 +102,26 @@ class LavalinkSocket:
             cleanup_threshold=cfg.lavalink.cleanup_threshold,
             now=time.monotonic(),
         )
-        self.outbox = Outbox(ws, self.session, cfg.control.max_outbound_bytes)
+        self.outbox: Outbox[ControlEvent] = Outbox(
+            ws, cfg.control.max_outbound_bytes, CLOSE_NOT_READING
+        )
+        self.sink = Sink(self.outbox, self.session)
 
     def observe(self, view: PlayerView, refresh: bool) -> None:
         """A REST update of one of this session's players."""
         text = self.session.observe(view, time.monotonic(), _now_ms(), refresh)
         if text is not None:
-            self.outbox.push(text)
+            self.outbox.put(text)
 
     async def start(self, resumed: bool, kept: list[ControlEvent]) -> None:
-        self.outbox.push(self.session.ready(resumed))
+        self.outbox.put(self.session.ready(resumed))
         if resumed:
             players = await self.service.players(self.ref, c.GetPlayers())
             self.session.seed(players, time.monotonic())
-        self.outbox.release(kept)
+        self.sink.release(kept)
 
     async def run(self) -> None:
-        writer = asyncio.create_task(self.outbox.run_writer())
+        writer = asyncio.create_task(self.outbox.run())
         try:
             while not self.outbox.closed:
                 wait = max(0.0, min(1.0, self.session.next_due() - time.monotonic()))
@@ -178,11 +140,11 @@ class LavalinkSocket:
     async def _tick(self) -> None:
         due = self.session.due(time.monotonic())
         for text in due.frames:
-            self.outbox.push(text)
+            self.outbox.put(text)
         if due.stats:
             status = await self.service.status(None, c.GetStatus())
             frames = await self.service.frame_stats(self.ref, c.GetFrameStats())
-            self.outbox.push(self.session.stats(status, frames))
+            self.outbox.put(self.session.stats(status, frames))
         for guild_id in due.cleanups:  # a track nobody can hear: stopped, ends `cleanup`
             with contextlib.suppress(AudionodeError):
                 await self.service.stop(self._player(guild_id), c.Stop())
@@ -192,7 +154,7 @@ class LavalinkSocket:
                 view = await self.service.state(self._player(guild_id), c.GetState())
             except NotFound:
                 continue  # destroyed meanwhile
-            self.outbox.push(self.session.player_update(view, _now_ms()))
+            self.outbox.put(self.session.player_update(view, _now_ms()))
 
     def _player(self, guild_id: int) -> c.PlayerRef:
         user, session_id = self.ref.user_id, self.ref.session_id
@@ -238,7 +200,7 @@ async def lavalink_socket(request: Request, ws: WebsocketImplProtocol) -> None:
         ref = c.SessionRef(user_id=user_id, session_id=_new_id(service))
     sock = LavalinkSocket(service, ws, ref)
     try:
-        identified, kept = await service.identify(ref, sock.outbox)
+        identified, kept = await service.identify(ref, sock.sink)
         if not resumed:
             timeout = service.config.lavalink.resume_timeout
             cmd = c.ConfigureSession(resumable=False, timeout=timeout)
@@ -258,7 +220,7 @@ async def lavalink_socket(request: Request, ws: WebsocketImplProtocol) -> None:
     finally:
         if sockets.get(ref.session_id) is sock:
             del sockets[ref.session_id]
-        service.disconnect(ref, sock.outbox, sock.outbox.unsent())
+        service.disconnect(ref, sock.sink, sock.sink.unsent())
 
 
 def _verb(resumed: bool) -> str:

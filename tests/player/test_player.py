@@ -404,3 +404,16 @@ def test_engine_loss_reopens_the_track_where_it_was() -> None:
         m.SetVolume(player=1, volume=1.0),
         m.SetCrossfade(player=1, seconds=0.0),
     ]
+
+
+def test_a_short_preloaded_track_asks_for_its_follow_up_when_it_starts() -> None:
+    """NeedNext for a preloaded track that has not started yet (shorter than the preload
+    window): its follow-up is preloaded as soon as its first frame is sent."""
+    h = Harness()
+    a = started(h, "a", "short", "c")
+    h.feed(m.NeedNext(player=1, serial=a.serial))
+    short = h.open_ok()
+    h.feed(m.NeedNext(player=1, serial=short.serial))
+    assert h.opens == []
+    h.feed(m.TrackStarted(player=1, serial=short.serial))
+    assert h.opens and h.opens[0].preload and h.opens[0].entry.track == "c"

@@ -111,7 +111,7 @@ async def test_context_round_trip_and_validation(node: NodeHarness) -> None:
             and body["error"]["message"] == "field `context`: expected `object`, got `int`"
         )
         status, body = await rest.call("POST", "/context", raw=b"{nope")
-        assert status == 400 and body["error"]["message"] == "body: expected JSON"
+        assert status == 400 and body["error"]["message"].startswith("body: expected JSON (")
         await ws.send("getState", {"guild_id": GUILD})
         assert (await ws.expect("getState"))["context"] == ctx
 

@@ -1,0 +1,87 @@
+"""One websocket's outbound frames: a byte-bounded queue and the writer task that drains it.
+
+Producers never wait on the socket (events and replies are queued synchronously); one writer
+sends them in order. The queue is bounded in bytes (``control.max_outbound_bytes``): a peer
+that stops reading is failed with the front's "not reading" close code, keeping memory bounded
+whatever it does, and the frames it never got are handed back by :meth:`Outbox.unsent`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from sanic.server.websockets.impl import WebsocketImplProtocol
+from websockets.exceptions import ConnectionClosed
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class _Close:
+    code: int
+    reason: str
+
+
+class Outbox(Generic[T]):
+    """Frames with an optional tag each (``unsent`` returns the tags of frames never written)."""
+
+    def __init__(self, ws: WebsocketImplProtocol, max_bytes: int, not_reading: int) -> None:
+        self._ws = ws
+        self._max = max_bytes
+        self._not_reading = not_reading
+        self._queue: deque[tuple[str, T | None] | _Close] = deque()
+        self._bytes = 0
+        self._wake = asyncio.Event()
+        self._inflight: T | None = None
+        self.closed = False
+
+    def put(self, text: str, tag: T | None = None) -> bool:
+        """Queue a frame; False when the outbox is closed (nothing queued)."""
+        if self.closed:
+            return False
+        self._queue.append((text, tag))
+        self._bytes += len(text)
+        self._wake.set()
+        if self._bytes > self._max:  # the peer is not reading: stop, keep what it missed
+            self.closed = True
+            log.warning("websocket peer not reading (%d bytes queued): closing", self._bytes)
+            self._ws.fail_connection(self._not_reading, "outbound limit reached: not reading")
+        return True
+
+    def close(self, code: int, reason: str) -> None:
+        """Close after the frames already queued."""
+        if not self.closed:
+            self.closed = True
+            self._queue.append(_Close(code, reason))
+            self._wake.set()
+
+    async def run(self) -> None:
+        """The writer task: send queued frames in order; a queued close ends the socket."""
+        with contextlib.suppress(ConnectionClosed, asyncio.CancelledError):
+            while True:
+                while not self._queue:
+                    self._wake.clear()
+                    await self._wake.wait()
+                item = self._queue.popleft()
+                if isinstance(item, _Close):
+                    await self._ws.close(item.code, item.reason)
+                    return
+                text, self._inflight = item
+                await self._ws.send(text)
+                self._bytes -= len(text)
+                self._inflight = None
+        self.closed = True
+
+    def unsent(self) -> list[T]:
+        """Tags of frames queued but never written, oldest first."""
+        tags = [self._inflight] if self._inflight is not None else []
+        tags += [i[1] for i in self._queue if not isinstance(i, _Close) and i[1] is not None]
+        self._queue.clear()
+        return tags
