@@ -83,6 +83,17 @@ class Stage:
         frames = [f for at, f in self.bot_frames() if since <= at < until]
         return decode(frames) if frames else np.zeros(0)
 
+    def first_heard(self, since: float, freq: float) -> float | None:
+        """Arrival time of the first frame after ``since`` whose strongest frequency is
+        ``freq`` (to the 50 Hz of one 20 ms frame), or None."""
+        frames = [(at, f) for at, f in self.bot_frames() if at >= since]
+        pcm = decode([f for _, f in frames]) if frames else np.zeros(0)
+        for i, (at, _) in enumerate(frames):
+            chunk = pcm[i * 960 : (i + 1) * 960]
+            if len(chunk) == 960 and abs(dominant(chunk) - freq) <= 50:
+                return at
+        return None
+
     async def frames_after(self, since: float, count: int, within: float = 10.0) -> None:
         """Wait until ``count`` audio frames arrived after ``since``."""
 

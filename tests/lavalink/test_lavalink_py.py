@@ -106,10 +106,13 @@ async def test_play_volume_pause_seek_filters_stop_destroy(node_factory: NodeFac
         await player.set_pause(False)
         await b.st.frames_after(time.monotonic(), 20)
 
+        asked = time.monotonic()
         await player.set_filters(lavalink.Timescale(pitch=1.5))
         t2 = time.monotonic() + 0.3
         await b.st.frames_after(t2, 40)
         assert abs(dominant(b.st.heard(t2)) - 660) < 8, "pitch 1.5 moves 440 Hz to 660 Hz"
+        heard = b.st.first_heard(asked, 660)
+        assert heard is not None and heard - asked < 0.25, "applied within 100 ms (+ load)"
 
         await player.seek(27_000)
         update = await b.wait(lavalink.PlayerUpdateEvent, len(b.of(lavalink.PlayerUpdateEvent)) + 1)
