@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
@@ -22,7 +22,7 @@ from audionode.control import commands as c
 from audionode.errors import BadRequest
 from audionode.protocol import lavaplayer_track as lp
 from audionode.protocol.filters import parse_filters
-from audionode.validation import explain
+from audionode.validation import convert as parse
 
 VERSION = "4.2.1"
 """The Lavalink API version this front speaks (``GET /version``)."""
@@ -36,17 +36,6 @@ MAX_VOLUME = 500
 
 Millis = Annotated[float, Meta(ge=0, le=c.MAX_POSITION * 1000)]
 Snowflake = Annotated[int, Meta(gt=0, le=2**63 - 1)]
-_T = TypeVar("_T")
-
-
-def parse(payload: Any, typ: type[_T], what: str = "") -> _T:
-    """Validate ``payload`` as ``typ``; a failure is a 400 naming the field."""
-    try:
-        return msgspec.convert(payload, typ, strict=False)
-    except msgspec.ValidationError as e:
-        field, problem = explain(e, typ, what)
-        sep = " " if problem.startswith("is ") else ": "
-        raise BadRequest(f"field `{field or what or 'body'}`{sep}{problem}") from None
 
 
 def snowflake(raw: str, what: str) -> int:
