@@ -131,7 +131,10 @@ class LavalinkSocket:
                     return
                 if data is not None:  # Lavalink v4 takes nothing over the socket
                     log.debug("Lavalink session %s sent a frame; ignored", self.ref.session_id)
-                await self._tick()
+                try:
+                    await self._tick()
+                except Exception:  # our bug: logged, and the socket lives on
+                    log.exception("Lavalink session %s: schedules failed", self.ref.session_id)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.shield(writer), timeout=5)
         finally:

@@ -114,6 +114,10 @@ async def test_play_volume_pause_seek_filters_stop_destroy(node_factory: NodeFac
         heard = b.st.first_heard(asked, 660)
         assert heard is not None and heard - asked < 0.25, "applied within 100 ms (+ load)"
 
+        stats = b.node.stats  # the stats op, parsed by lavalink.py
+        assert not stats.is_fake and stats.players == 1 and stats.playing_players == 1
+        assert 1000 < stats.frames_sent <= 3100, "the engine's counters (a pause was in the minute)"
+
         await player.seek(27_000)
         update = await b.wait(lavalink.PlayerUpdateEvent, len(b.of(lavalink.PlayerUpdateEvent)) + 1)
         assert update.position >= 26_900

@@ -168,6 +168,10 @@ async def test_wavelink_plays_and_controls_a_track(node_factory: NodeFactory) ->
         assert fetched is not None and fetched.filters.timescale.payload["pitch"] == 1.25
         assert fetched.volume == 50 and fetched.paused is False and fetched.state.connected
 
+        stats = await b.wait("stats_update", len(b.of("stats_update")) + 1)
+        assert stats.players == 1 and stats.playing == 1 and stats.frames is not None
+        assert stats.frames.sent > 1000 and stats.frames.sent + stats.frames.nulled <= 3100
+
         await player.seek(28_000)
         await until(lambda: player.position >= 28_000, 5, "the position follows the seek")
         end = await b.wait("track_end", within=8)
