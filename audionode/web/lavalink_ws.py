@@ -3,9 +3,9 @@
 
 The handshake is checked before the upgrade (Lavalink's answers: 401 for a missing or wrong
 ``Authorization``, 400 for a missing ``User-Id``). A ``Session-Id`` naming one of the user's
-sessions resumes it (``ready`` with ``resumed: true``, the events it missed, a ``playerUpdate``
-per player); anything else starts a new session, resumable only once the client says so
-(``PATCH /v4/sessions/{id}``). Frames leave through a queue bounded in bytes
+resumable sessions resumes it (``ready`` with ``resumed: true``, the events it missed, a
+``playerUpdate`` per player); anything else starts a new session, resumable only once the
+client says so (``PATCH /v4/sessions/{id}``). Frames leave through a queue bounded in bytes
 (``control.max_outbound_bytes``): a peer that stops reading is closed with 4008 and its session
 keeps what it never got. The REST driver reaches a live socket through :func:`sockets_of`.
 """
@@ -196,9 +196,11 @@ async def lavalink_socket(request: Request, ws: WebsocketImplProtocol) -> None:
     user_id = snowflake(request.headers.get("user-id", ""), "header `User-Id`")
     wanted = request.headers.get("session-id")
     ref = c.SessionRef(user_id=user_id, session_id=wanted) if wanted else None
-    # A session still attached is taken over (its socket is closed with 4000): a client only
-    # resumes its own session, and a socket the client dropped may look open here for a while.
+    # A resumable session still attached is taken over (its socket is closed with 4000): only
+    # its client knows the id, and a socket the client dropped may look open here for a while.
     resumed = ref is not None and service.has_session(ref)
+    if ref is not None and resumed:
+        resumed = (await service.configure_session(ref, c.ConfigureSession())).resumable
     if ref is None or not resumed:
         ref = c.SessionRef(user_id=user_id, session_id=_new_id(service))
     sock = LavalinkSocket(service, ws, ref)
