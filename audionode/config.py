@@ -203,6 +203,26 @@ class ControlConfig(_Section):
     """Seconds a track token stays valid (tokens are re-signed whenever a track is sent)."""
 
 
+class LavalinkConfig(_Section):
+    """The Lavalink v4 front door (``/v4/...``, ``/version``; docs/LAVALINK.md)."""
+
+    player_update_interval: Annotated[float, Meta(ge=0.2, le=3600)] = 5.0
+    """Seconds between ``playerUpdate`` messages for a player with a track (Lavalink: 5)."""
+    stats_interval: Annotated[float, Meta(ge=1, le=3600)] = 60.0
+    """Seconds between ``stats`` messages on a Lavalink websocket (Lavalink: 60)."""
+    resume_timeout: Annotated[float, Meta(ge=0)] = 60.0
+    """Seconds a resumable session waits for its client, until ``PATCH /v4/sessions`` sets
+    another (Lavalink: 60). Sessions are resumable only once the client enables it."""
+    max_resume_timeout: Annotated[float, Meta(ge=0)] = 3600.0
+    """Largest ``timeout`` a client may set on its session (a larger one is a 400)."""
+    track_stuck_threshold: Annotated[float, Meta(gt=0, le=3600)] = 10.0
+    """Seconds a playing, connected, unpaused player may send no audio before a
+    ``TrackStuckEvent`` (Lavalink: 10)."""
+    cleanup_threshold: Annotated[float, Meta(gt=0, le=86400)] = 60.0
+    """Seconds a track may stay current while its player has no voice connection; then it
+    is stopped and ends with ``cleanup`` (Lavalink: 60)."""
+
+
 class Config(_Section):
     """The whole node configuration; see README.md for every key."""
 
@@ -222,6 +242,7 @@ class Config(_Section):
     sources: SourcesConfig = msgspec.field(default_factory=SourcesConfig)
     voice: VoiceConfig = msgspec.field(default_factory=VoiceConfig)
     voiceserver: VoiceServerConfig = msgspec.field(default_factory=VoiceServerConfig)
+    lavalink: LavalinkConfig = msgspec.field(default_factory=LavalinkConfig)
 
 
 def _explain(err: msgspec.ValidationError) -> str:

@@ -52,6 +52,10 @@ class Session:
     kept_bytes: int = 0
     dropped: int = 0
     expiry: asyncio.TimerHandle | None = None
+    resumable: bool = True
+    """False: the session ends (its voice clients destroyed) as its connection closes."""
+    resume_timeout: float | None = None
+    """Seconds it outlives its connection; None: ``vc_timeout``."""
 
     def emit(self, event: ControlEvent) -> None:
         """Send an event now, or keep it for the next connection."""

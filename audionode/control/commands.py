@@ -38,10 +38,13 @@ class _Frozen(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class SessionRef(_Frozen, frozen=True):
-    """A bot's session: one per (user, shard), as Discodo keyed its managers."""
+    """A bot's session: one per (user, shard), as Discodo keyed its managers; or, for a front
+    whose sessions are not keyed by shard (Lavalink), one per ``session_id`` the front issued.
+    A named session is never found by a shard lookup, nor a shard-keyed one by name."""
 
     user_id: int
     shard_id: int | None = None
+    session_id: str | None = None
 
 
 class PlayerRef(_Frozen, frozen=True):
@@ -58,10 +61,14 @@ class PlayerRef(_Frozen, frozen=True):
     shard_id: int | None = None
     shard_given: bool = True
     voice_client_id: str | None = None
+    session_id: str | None = None
+    """The front-issued session id (see :class:`SessionRef`)."""
 
     @property
     def session(self) -> SessionRef:
-        return SessionRef(user_id=self.user_id, shard_id=self.shard_id)
+        return SessionRef(
+            user_id=self.user_id, shard_id=self.shard_id, session_id=self.session_id
+        )
 
 
 # --- session and voice --------------------------------------------------------------------------
@@ -97,6 +104,17 @@ class Search(_Frozen, frozen=True):
     first_only: bool = False
 
 
+class Resolve(_Frozen, frozen=True):
+    """Resolve a query as the sources answer it: its load type and every track, with an empty
+    or failed result as a value rather than an error (Lavalink's ``loadtracks``)."""
+
+    query: str
+
+
+class GetSources(_Frozen, frozen=True):
+    """The names of the node's sources, in asking order."""
+
+
 class Load(_Frozen, frozen=True):
     """Resolve a query and queue what it gives (a playlist queues every track)."""
 
@@ -122,7 +140,64 @@ class Put(_Frozen, frozen=True):
     """The bot sent a list (the reply is a list too)."""
 
 
+class ClaimedTrack(_Frozen, frozen=True):
+    """A track a client describes without this node's signature (Lavalink's ``encoded``):
+    resolved again through the sources, and their guards, before it plays; what the sources
+    answer then replaces this description."""
+
+    source: str
+    id: str
+    title: str
+    uri: str = ""
+    author: str = ""
+    duration: float | None = None
+    is_live: bool = False
+    artwork: str | None = None
+    field: str = "track"
+    """Where the description came from, for errors (``track.encoded``)."""
+    context: Context = msgspec.field(default_factory=dict)
+
+
+class TrackQuery(_Frozen, frozen=True):
+    """A query that must resolve to exactly one track (Lavalink's ``identifier``): a search, a
+    playlist or nothing is a 400 naming ``field``."""
+
+    query: str
+    field: str = "identifier"
+    context: Context = msgspec.field(default_factory=dict)
+
+
 # --- playback -----------------------------------------------------------------------------------
+
+
+class Play(_Frozen, frozen=True):
+    """Play one track now, outside the queue (Lavalink's player: the client owns the queue).
+
+    What plays is replaced (its end is reported as ``replaced``) unless ``replace`` is False
+    and a track is playing or being opened (then nothing changes). ``paused`` sets the player's
+    paused state for the new track (None: unchanged). ``end_position`` ends the track there
+    (reported as ``finished``)."""
+
+    track: TrackIn | ClaimedTrack | TrackQuery
+    start_position: float = 0.0
+    end_position: float | None = None
+    replace: bool = True
+    paused: bool | None = None
+    start_field: str = "start_position"
+    end_field: str = "end_position"
+    """How the client named the start and the end (errors name them so)."""
+
+
+class SetEnd(_Frozen, frozen=True):
+    """End the current track at ``end_position`` seconds (None: play it to its end). Nothing
+    changes when no track plays."""
+
+    end_position: float | None
+
+
+class EnsurePlayer(_Frozen, frozen=True):
+    """Create the guild's voice client if the session has none (Lavalink's players exist from
+    their first update, voice or not)."""
 
 
 class Skip(_Frozen, frozen=True):
@@ -243,8 +318,27 @@ class GetStatus(_Frozen, frozen=True):
     pass
 
 
+class ConfigureSession(_Frozen, frozen=True):
+    """How long a session outlives its connection: ``resumable`` False ends it (and its voice
+    clients) as its connection closes; ``timeout`` seconds otherwise (None: unchanged)."""
+
+    resumable: bool | None = None
+    timeout: float | None = None
+
+
+class GetPlayers(_Frozen, frozen=True):
+    """Every voice client of a session."""
+
+
+class GetFrameStats(_Frozen, frozen=True):
+    """The last minute's frame counters of a session's playing voice clients."""
+
+
 PlayerCommand = (
     Load
+    | Play
+    | SetEnd
+    | EnsurePlayer
     | Put
     | Skip
     | Previous

@@ -8,7 +8,7 @@ another machine can extrapolate a position with its own clock.
 from __future__ import annotations
 
 import enum
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -104,6 +104,10 @@ class PlayerView(_View, frozen=True):
     options: OptionsView
     context: Context
     voice: VoiceView
+    opening: EntryView | None = None
+    """The track being opened to play now (``Play``), before its first frame is sent."""
+    paused: bool = False
+    """The player's paused state (a paused player starts its next track paused)."""
 
 
 class PositionView(_View, frozen=True):
@@ -117,6 +121,19 @@ class Found(_View, frozen=True):
 
     tracks: tuple[TrackView, ...]
     playlist: bool = False
+
+
+class Resolved(_View, frozen=True):
+    """A query as the sources answered it (``Resolve``): ``kind`` is the load type."""
+
+    kind: Literal["track", "playlist", "search", "empty", "error"]
+    tracks: tuple[TrackView, ...] = ()
+    playlist: str | None = None
+    """The playlist's name (``kind == "playlist"``)."""
+    selected: int = -1
+    """Index of the track the query pointed at inside the playlist, or -1."""
+    error: str | None = None
+    """Why loading failed (``kind == "error"``), fit for the end user."""
 
 
 class Queued(_View, frozen=True):
@@ -155,3 +172,22 @@ class NodeStatus(_View, frozen=True):
     connected_sessions: int
     players: int
     engine: dict[str, Any]
+    playing: int = 0
+    """Voice clients playing a track, not paused."""
+
+
+class SessionConfig(_View, frozen=True):
+    """How long a session outlives its connection (``ConfigureSession``)."""
+
+    resumable: bool
+    timeout: float
+
+
+class FrameStats(_View, frozen=True):
+    """Frames per minute of a session's playing voice clients, summed over the ``players``
+    whose engine has reported for a while (the engine's sender counters)."""
+
+    players: int
+    sent: float = 0.0
+    nulled: float = 0.0
+    """Frame slots in which a playing stream had no frame ready."""

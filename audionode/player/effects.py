@@ -41,6 +41,7 @@ class Playing:
     as_of: float = 0.0
     end_reason: ev.EndReason | None = None  # what the player asked for (skip/stop/replace)
     near_end: bool = False  # NeedNext came before its first frame was sent (a short track)
+    end_at: float | None = None  # an end set while it plays (checked at position reports)
 
 
 @dataclass(slots=True)
@@ -74,6 +75,7 @@ class Effects:
     _fading: Playing | None
     _opening: Playing | None
     _near_end: bool
+    _replacing: bool
     _serial: int
 
     @property
@@ -170,6 +172,29 @@ class Effects:
     def _do_cancel_next(self, _: object) -> None:
         self._cancel_next()
 
+    def _do_open_given(self, arg: tuple[Entry[Any], bool | None]) -> None:
+        entry, paused = arg
+        if paused is not None:  # the engine hears it at the hand-over (Play, then Pause)
+            self.paused = paused
+        self._open_now(entry)
+
+    def _do_mark_replaced(self, _: object) -> None:
+        assert self.current is not None
+        self.current.end_reason = "replaced"
+        self._replacing = True
+
+    def _do_end_replaced(self, _: object) -> None:
+        """The track meant to replace the current one failed: the current one goes anyway,
+        reported now (the engine's end of it, later, is about a track no longer current)."""
+        current, self.current, self._replacing = self.current, None, False
+        assert current is not None
+        self.cb.command(msg.Stop(player=self.key))
+        self._finish(current, "replaced", None)
+
+    def _do_mark_finished(self, _: object) -> None:
+        assert self.current is not None
+        self.current.end_reason = "finished"
+
     def _do_drop_skipped(self, count: int) -> None:
         self._queue_changes(self.queue.pop_front(count - 1)[1])
 
@@ -221,8 +246,14 @@ class Effects:
         slot, source = arg
         playing: Playing = getattr(self, slot)
         start = round(playing.entry.start_position * 1000)
+        end = playing.entry.end_position
+        end_ms = None if end is None else round(end * 1000)
         cls = msg.Play if slot == "_opening" else msg.Preload
-        self.cb.command(cls(player=self.key, serial=playing.serial, source=source, start_ms=start))
+        self.cb.command(
+            cls(
+                player=self.key, serial=playing.serial, source=source, start_ms=start, end_ms=end_ms
+            )
+        )
         if cls is msg.Play and self.paused:  # the engine's Play resumes; paused stays paused
             self.cb.command(msg.Pause(player=self.key))
 
@@ -240,7 +271,7 @@ class Effects:
             self._queue_changes(self.queue.discard(playing.entry))
         previous, self.current = self.current, playing
         playing.position, playing.as_of = playing.entry.start_position, self.cb.clock()
-        self._near_end = False
+        self._near_end = self._replacing = False
         view = self.current_view()
         assert view is not None
         self._emit(ev.TrackStarted, current=view)
@@ -268,6 +299,7 @@ class Effects:
 
     def _do_finish_current(self, arg: tuple[Playing, ev.EndReason, str | None]) -> None:
         self.current = None
+        self._replacing = False
         self._finish(*arg)
 
     def _do_finish_fading(self, arg: tuple[Playing, ev.EndReason, str | None]) -> None:

@@ -81,6 +81,7 @@ class GuildPlayer(Effects):
     _opening: Playing | None = None  # being opened to play now
     _near_end: bool = False  # the current track is within the preload window of its end
     _filters_before: Filters | None = None  # restored if the engine refuses the new set
+    _replacing: bool = False  # a play-now waits to replace the current track
     _serial: int = 0
 
     def __post_init__(self) -> None:
@@ -103,6 +104,11 @@ class GuildPlayer(Effects):
             getattr(self, f"_do_{effect}")(arg)
         if self.phase is Phase.IDLE and len(self.queue):
             self._feed(In.HEAD_READY)
+
+    @property
+    def has_track(self) -> bool:
+        """A track plays or is being opened to play (not stopped, not idle)."""
+        return self.phase in (Phase.OPENING, Phase.PLAYING)
 
     # --- commands -----------------------------------------------------------------------------
 
@@ -139,6 +145,39 @@ class GuildPlayer(Effects):
     def stop(self) -> None:
         """Stop the current track; the queue stays. ``resume`` (or an enqueue) starts it again."""
         self._feed(In.STOP)
+
+    def play_now(self, entry: Entry[Any], replace: bool = True, paused: bool | None = None) -> bool:
+        """Play ``entry`` now, outside the queue; False (nothing changed) when ``replace`` is
+        False and a track plays or is being opened. ``paused`` applies to the new track."""
+        if not replace and self.has_track:
+            return False
+        self._feed(In.PLAY_NOW, (entry, paused))
+        return True
+
+    def set_end(self, end: float | None) -> None:
+        """End the current track (or the one being opened) at ``end`` seconds; None lifts an
+        end set while it plays. An end the engine was given with the track can only be moved
+        earlier (409 ``END_FIXED``)."""
+        if self.current is None:
+            if self._opening is not None:
+                self._opening.entry.end_position = end
+            return
+        fixed = self.current.entry.end_position
+        if fixed is not None and (end is None or end > fixed):
+            raise Conflict(
+                f"the current track ends at {fixed:g} s, as given when it started; an end "
+                "set while it plays may only come earlier",
+                code="END_FIXED",
+            )
+        self.current.end_at = end
+        self._check_end()
+
+    def _check_end(self) -> None:
+        cur = self.current
+        if cur is None or cur.end_at is None or cur.end_reason is not None:
+            return
+        if self._position(cur)[0] >= cur.end_at:
+            self._feed(In.END_REACHED)
 
     def pause(self) -> None:
         self._feed(In.PAUSE)
@@ -188,6 +227,9 @@ class GuildPlayer(Effects):
         if slot is None:
             return
         others = [s for s in _SLOTS if s != slot and getattr(self, s) is not None]
+        if slot == "_opening" and self._replacing and self.current is not None:
+            self._feed(In.REPLACEMENT_FAILED, (slot, message))
+            return
         last = self.current is None and not others
         self._feed(In.LAST_PENDING_FAILED if last else In.PENDING_FAILED, (slot, message))
 
@@ -211,6 +253,7 @@ class GuildPlayer(Effects):
         elif isinstance(event, msg.TrackPosition):
             if self.current is not None and self.current.serial == event.serial:
                 self._feed(In.POSITION, event.position_ms)
+                self._check_end()
         elif isinstance(event, msg.NeedNext):
             if self.current is not None and self.current.serial == event.serial:
                 self._feed(In.NEAR_END)
@@ -273,6 +316,10 @@ class GuildPlayer(Effects):
         current track from its last known position (the follow-up is preloaded again later)."""
         lost = self.current or self._opening
         self._feed(In.ENGINE_LOST if lost is not None else In.ENGINE_LOST_IDLE, lost)
+
+    def opening_view(self) -> EntryView | None:
+        """The entry being opened to play now (before its first frame is sent)."""
+        return None if self._opening is None else self.cb.describe(self._opening.entry)
 
     def queue_entries(self) -> tuple[EntryView, ...]:
         return self.queue.describe()

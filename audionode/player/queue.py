@@ -30,6 +30,8 @@ class Entry(Generic[T]):
     tag: str = field(default_factory=lambda: uuid.uuid4().hex)
     context: dict[str, Any] = field(default_factory=dict)
     start_position: float = 0.0
+    end_position: float | None = None
+    """Seconds into the track at which it ends (None: its own end)."""
 
 
 class QueueChange(NamedTuple):

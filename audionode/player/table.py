@@ -17,8 +17,13 @@ Phases:
 - ``STOPPED``: the bot stopped playback; nothing starts until ``resume``, an enqueue or
   ``previous``. A stopped track is still ``current`` until the engine reports its end;
 - ``OPENING``: a track is being opened or is handed to the engine, nothing audible yet (this
-  includes the moment between a track's end and its preloaded follow-up's first frame);
+  includes the moment between a track's end and its preloaded follow-up's first frame, and a
+  ``play now`` after a stop, while the stopped track winds down);
 - ``PLAYING``: a current track (paused or not).
+
+``play now`` (``Play``) opens one track outside the queue; in ``PLAYING`` the current track
+stays audible until the new one replaces it in the engine (reported ``replaced``), and ends
+at once, replaced, if the new one fails to open (its failure is reported after that end).
 """
 
 from __future__ import annotations
@@ -46,14 +51,17 @@ class In(enum.Enum):
     RESUME = "resume"
     STOP = "stop"
     REPEAT = "repeat"
+    PLAY_NOW = "play now"
     # --- events -----------------------------------------------------------------------------
     HEAD_READY = "head ready"
     OPENED = "opened"
     PENDING_FAILED = "pending failed"
     LAST_PENDING_FAILED = "last pending failed"
+    REPLACEMENT_FAILED = "play-now failed to open"
     OPENING_STARTED = "opening started"
     NEXT_STARTED = "next started"
     NEAR_END = "near end"
+    END_REACHED = "end position reached"
     PENDING_NEAR_END = "near end before its first frame"
     POSITION = "position"
     CURRENT_ENDED = "current ended"
@@ -66,7 +74,7 @@ class In(enum.Enum):
 
 COMMANDS = frozenset(
     {In.ENQUEUE, In.QUEUE_EDITED, In.SKIP, In.PREVIOUS, In.SEEK, In.PAUSE, In.RESUME, In.STOP}
-    | {In.REPEAT}
+    | {In.REPEAT, In.PLAY_NOW}
 )
 
 
@@ -114,12 +122,19 @@ TABLE: dict[tuple[Phase, In], Step] = {
     (STOP, In.STOP): Step(STOP),
     (OPEN, In.STOP): Step(STOP, ("cancel_next", "requeue_opening", "engine_stop")),
     (PLAY, In.STOP): Step(STOP, ("cancel_next", "requeue_opening", "mark_stopped", "engine_stop")),
+    # --- one track now, outside the queue (Lavalink's player) ------------------------------------
+    (IDLE, In.PLAY_NOW): Step(OPEN, ("open_given",)),
+    (STOP, In.PLAY_NOW): Step(OPEN, ("open_given",)),  # a stopped track may still wind down
+    (OPEN, In.PLAY_NOW): Step(OPEN, ("open_given",)),  # the track being opened is dropped
+    (PLAY, In.PLAY_NOW): Step(PLAY, ("mark_replaced", "open_given")),  # audible until replaced
+    (PLAY, In.END_REACHED): Step(PLAY, ("mark_finished", "engine_skip")),
     # --- opening (answers from the service) ----------------------------------------------------
     (OPEN, In.OPENED): Step(OPEN, ("hand_over",)),
     (PLAY, In.OPENED): Step(PLAY, ("hand_over",)),
     (OPEN, In.PENDING_FAILED): Step(OPEN, ("report_failed", "refresh_next")),
     (PLAY, In.PENDING_FAILED): Step(PLAY, ("report_failed", "refresh_next")),
     (OPEN, In.LAST_PENDING_FAILED): Step(IDLE, ("report_failed",)),
+    (PLAY, In.REPLACEMENT_FAILED): Step(IDLE, ("end_replaced", "report_failed")),
     # --- engine events about tracks --------------------------------------------------------------
     (OPEN, In.OPENING_STARTED): Step(PLAY, ("promote",)),
     (PLAY, In.OPENING_STARTED): Step(PLAY, ("promote",)),  # previous: the replaced one fades out
@@ -133,6 +148,9 @@ TABLE: dict[tuple[Phase, In], Step] = {
     (STOP, In.CURRENT_ENDED): Step(STOP, ("finish_current",)),
     (PLAY, In.CURRENT_ENDED_FOLLOWED): Step(OPEN, ("finish_current",)),
     (STOP, In.CURRENT_ENDED_FOLLOWED): Step(STOP, ("finish_current",)),
+    (OPEN, In.CURRENT_ENDED): Step(IDLE, ("finish_current",)),  # stopped, then play-now failed
+    (IDLE, In.CURRENT_ENDED): Step(IDLE, ("finish_current",)),  # stopped, then resumed at once
+    (OPEN, In.CURRENT_ENDED_FOLLOWED): Step(OPEN, ("finish_current",)),  # stopped, then play-now
     (PLAY, In.CURRENT_REPEATS): Step(OPEN, ("finish_current", "reopen_finished")),
     **{(ph, In.FADING_ENDED): Step(ph, ("finish_fading",)) for ph in _ALL},
     # --- the engine worker died: rebuild (the service re-sent Connect first) ------------------

@@ -33,21 +33,22 @@ from audionode.control.views import (
     Identified,
     NodeStatus,
     OptionsView,
+    PlayerState,
     PlayerView,
     PositionView,
     Queued,
     QueueView,
     Removed,
-    VoiceView,
 )
 from audionode.engine import messages as msg
 from audionode.engine.host import EngineHost
 from audionode.errors import AudionodeError, Conflict
 from audionode.player.player import Callbacks, GuildPlayer, OpenRequest
 from audionode.player.queue import Entry
+from audionode.service.direct import DirectMethods, player_view
 from audionode.service.sessions import Sessions
 from audionode.service.state import load_state
-from audionode.service.tracks import TrackBook, check_start
+from audionode.service.tracks import Claimed, TrackBook, check_start
 from audionode.session import EventSink, Session
 from audionode.sources.loader import SourceManager
 from audionode.types import ChannelId, GuildId
@@ -57,7 +58,7 @@ log = logging.getLogger(__name__)
 Ref = c.SessionRef | c.PlayerRef | None
 
 
-class NodeService:
+class NodeService(DirectMethods):
     """Sessions and players. Create inside a running event loop; call :meth:`close` last."""
 
     def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
@@ -149,22 +150,7 @@ class NodeService:
         return self.sessions.find(ref)[1]
 
     async def state(self, ref: c.PlayerRef, cmd: c.GetState) -> PlayerView:
-        p = self._player(ref)
-        voice = VoiceView(
-            session_id=p.voice.session_id, endpoint=p.voice.endpoint, has_token=bool(p.voice.token)
-        )
-        return PlayerView(
-            voice_client_id=p.id,
-            guild_id=p.guild_id,
-            channel_id=p.voice.channel_id,
-            state=p.state,
-            current=p.current_view(),
-            queue_length=len(p.queue),
-            repeat=p.repeat,
-            options=_options(p),
-            context=p.context,
-            voice=voice,
-        )
+        return player_view(self._player(ref))
 
     async def queue(self, ref: c.PlayerRef, cmd: c.GetQueue) -> QueueView:
         return _queue(self._player(ref))
@@ -310,6 +296,9 @@ class NodeService:
             connected_sessions=sum(1 for s in by_ref.values() if s.sink is not None),
             players=self.sessions.players,
             engine=self.engine.stats() if self.engine is not None else {},
+            playing=sum(
+                p.state is PlayerState.PLAYING for s in by_ref.values() for p in s.players.values()
+            ),
         )
 
     async def close(self) -> None:
@@ -348,6 +337,8 @@ class NodeService:
 
     async def _open_task(self, key: int, request: OpenRequest) -> None:
         try:
+            if isinstance(request.entry.track, Claimed):  # a client's description: resolve it
+                request.entry.track = await self.tracks.recall(request.entry.track)
             source = await self.tracks.open(request.entry.track)
         except AudionodeError as e:
             found = self._by_key.get(key)
@@ -423,5 +414,7 @@ def _handlers(s: NodeService) -> dict[type[Any], Handler]:
         s.update_entry, s.remove_entry, s.shuffle, s.clear, s.skip, s.previous, s.seek,
         s.pause, s.resume, s.stop, s.set_options, s.set_repeat, s.set_context,
         s.set_current_context, s.status,
+        s.play, s.set_end, s.ensure_player, s.resolve, s.source_names, s.configure_session,
+        s.players, s.frame_stats,
     ]  # fmt: skip
     return {get_type_hints(m)["cmd"]: m for m in methods}

@@ -36,6 +36,8 @@ class Sessions:
         self._make_player = make_player
         self._drop = drop
         self.by_ref: dict[SessionRef, Session] = {}
+        self.by_name: dict[str, SessionRef] = {}
+        """Front-issued session ids (:attr:`SessionRef.session_id`) -> their refs."""
 
     def __len__(self) -> int:
         return len(self.by_ref)
@@ -53,6 +55,8 @@ class Sessions:
             self._room_for_session(ref)
             session = Session(ref, self.config.max_kept_events, self.config.control.max_kept_bytes)
             self.by_ref[ref] = session
+            if ref.session_id is not None:
+                self.by_name[ref.session_id] = ref
             session.attach(sink)
             log.info("session %s/%s identified", ref.user_id, ref.shard_id)
             return Identified(user_id=ref.user_id, shard_id=ref.shard_id, resumed=False), []
@@ -93,15 +97,24 @@ class Sessions:
         """A connection closed: keep the session for ``vc_timeout`` unless one took over."""
         if not session.detach(sink, unsent) or self.by_ref.get(session.ref) is not session:
             return
-        timeout = self.config.vc_timeout
+        if not session.resumable:
+            self._expire(session)
+            return
+        timeout = self.timeout_of(session)
         log.info("session %s/%s detached; kept for %.1f s", *ref_parts(session.ref), timeout)
         loop = asyncio.get_running_loop()
         session.expiry = loop.call_later(timeout, self._expire, session)
+
+    def timeout_of(self, session: Session) -> float:
+        """Seconds ``session`` outlives its connection."""
+        timeout = session.resume_timeout
+        return self.config.vc_timeout if timeout is None else timeout
 
     def _expire(self, session: Session) -> None:
         if self.by_ref.get(session.ref) is not session or session.sink is not None:
             return
         del self.by_ref[session.ref]
+        self._unname(session.ref)
         for guild_id in list(session.players):
             self.drop_player(session, guild_id)
         session.kept.clear()
@@ -114,6 +127,11 @@ class Sessions:
             if session.sink is not None:
                 session.sink.close(CloseReason.SHUTTING_DOWN)
         self.by_ref.clear()
+        self.by_name.clear()
+
+    def _unname(self, ref: SessionRef) -> None:
+        if ref.session_id is not None and self.by_name.get(ref.session_id) == ref:
+            del self.by_name[ref.session_id]
 
     # --- lookups ------------------------------------------------------------------------------
 
@@ -125,6 +143,13 @@ class Sessions:
                 code="SESSION_NOT_FOUND",
             )
         return found
+
+    def named(self, session_id: str) -> SessionRef:
+        """The ref of the session a front issued ``session_id`` for."""
+        ref = self.by_name.get(session_id)
+        if ref is None:
+            raise NotFound(f"no session {session_id[:64]!r}", code="SESSION_NOT_FOUND")
+        return ref
 
     def find(self, ref: PlayerRef) -> tuple[Session, GuildPlayer]:
         """The player ``ref`` names; without a shard, the user's session holding the guild."""
@@ -143,7 +168,11 @@ class Sessions:
         return session, player
 
     def _by_guild(self, ref: PlayerRef) -> Session:
-        mine = [s for r, s in self.by_ref.items() if r.user_id == ref.user_id]
+        mine = [
+            s
+            for r, s in self.by_ref.items()
+            if r.user_id == ref.user_id and r.session_id == ref.session_id
+        ]
         if len(mine) == 1:
             return mine[0]  # the only session, whatever its shard (Discodo's client)
         holding = [s for s in mine if GuildId(ref.guild_id) in s.players]

@@ -12,15 +12,23 @@ from typing import Any
 
 import msgspec
 
-from audionode.control.commands import TrackIn
-from audionode.control.views import EntryView, Found, TrackView
-from audionode.errors import BadRequest, NotFound, Unprocessable
+from audionode.control.commands import ClaimedTrack, TrackIn, TrackQuery
+from audionode.control.views import EntryView, Found, Resolved, TrackView
+from audionode.errors import AudionodeError, BadRequest, NotFound, SourceError, Unprocessable
 from audionode.playable import Playable
 from audionode.player.queue import Entry
 from audionode.protocol.track_token import sign, verify
 from audionode.service.state import NodeState
 from audionode.sources.api import LoadResult, Track
 from audionode.sources.loader import SourceManager
+
+
+class Claimed(Track, frozen=True, kw_only=True):
+    """A track as a client described it, unsigned (``ClaimedTrack``): queued as is, resolved
+    again through the sources before it is opened (:meth:`TrackBook.recall`). Never signed:
+    its views carry no token, so it cannot come back through a front that takes tokens."""
+
+    field: str = "track"
 
 
 class TrackBook:
@@ -44,12 +52,12 @@ class TrackBook:
     def view(self, track: Track) -> TrackView:
         """The track as bots see it, with a token valid for ``ttl`` seconds from now."""
         info: dict[str, Any] = msgspec.to_builtins(track)
-        token = sign(
+        token = "" if isinstance(track, Claimed) else sign(
             info,
             self.state.token_secret,
             issuer=self.state.node_id,
             expires=self.clock() + self.ttl,
-        )
+        )  # fmt: skip
         return TrackView(
             source=track.source,
             id=track.id,
@@ -95,7 +103,73 @@ class TrackBook:
             out.append(Entry(track, context=t.context, start_position=t.start_position))
         return out
 
+    def claimed(self, claim: ClaimedTrack) -> Entry[Track]:
+        """A queue entry for a track a client described (resolved again when opened)."""
+        track = Claimed(
+            source=claim.source,
+            id=claim.id,
+            title=claim.title,
+            uri=claim.uri,
+            author=claim.author,
+            duration_ms=None if claim.duration is None else round(claim.duration * 1000),
+            is_live=claim.is_live,
+            artwork=claim.artwork,
+            field=claim.field,
+        )
+        return Entry(track, context=claim.context)
+
     # --- sources ---------------------------------------------------------------------------
+
+    async def resolve(self, query: str) -> Resolved:
+        """The sources' answer to ``query`` as a value (empty and error results included)."""
+        result = await self._sources().load(query)
+        if result.type == "error":
+            return Resolved(kind="error", error=result.error or "the query could not be loaded")
+        if result.type == "empty" or not result.tracks:
+            return Resolved(kind="empty")
+        playlist = result.playlist
+        return Resolved(
+            kind=result.type,
+            tracks=tuple(self.view(t) for t in result.tracks),
+            playlist=None if playlist is None else playlist.name,
+            selected=-1 if playlist is None else playlist.selected,
+        )
+
+    async def one(self, query: TrackQuery) -> Entry[Track]:
+        """The one track ``query`` names; a search, a playlist or nothing is a 400."""
+        result = await self._sources().load(query.query)
+        where = f"field `{query.field}`"
+        if result.type == "error":
+            raise BadRequest(f"{where}: {result.error or 'the query could not be loaded'}")
+        if result.type != "track" or not result.tracks:
+            what = "no matches" if not result.tracks else f"a {result.type}, not one track"
+            raise BadRequest(f"{where}: {query.query[:200]!r} gave {what}")
+        return Entry(result.tracks[0], context=query.context)
+
+    async def recall(self, claim: Claimed) -> Track:
+        """Resolve a claimed track again: its uri (else its identifier) through the sources.
+        The answer must hold the same item (same source and id; for one track of the same
+        source, any id, as a redirect may change it). A claim naming a source this node does
+        not have (a Lavalink node's ``youtube``) takes what our sources make of its uri."""
+        query = claim.uri or claim.id
+        try:
+            result = await self._sources().load(query)
+        except AudionodeError as e:
+            raise SourceError(f"field `{claim.field}`: {e.message}") from None
+        if result.type == "error":
+            raise SourceError(f"field `{claim.field}`: {result.error}")
+        ours = any(s.name == claim.source for s in self._sources().sources)
+        same = [
+            t for t in result.tracks if t.id == claim.id and (t.source == claim.source or not ours)
+        ]
+        if same:
+            return same[0]
+        if result.type == "track" and (result.tracks[0].source == claim.source or not ours):
+            return result.tracks[0]
+        raise SourceError(
+            f"field `{claim.field}`: {query[:200]!r} no longer gives the {claim.source} track "
+            f"{claim.id[:200]!r}"
+        )
 
     async def search(self, query: str) -> tuple[LoadResult, Found]:
         """Resolve a query; an unusable result is a 4xx naming why."""
@@ -114,9 +188,9 @@ class TrackBook:
         return await self._sources().open(track)
 
 
-def check_start(track: Track, start: float, where: str = "") -> None:
+def check_start(track: Track, start: float, where: str = "", field: str = "start_position") -> None:
     """A start position must lie inside a track of known length (and 0 for a live one)."""
-    name = f"{where}.start_position" if where else "start_position"
+    name = f"{where}.{field}" if where else field
     if start and track.is_live:
         raise BadRequest(f"field `{name}`: a live stream starts where it is (0)")
     if track.duration_ms is not None and start * 1000 > track.duration_ms:

@@ -8,7 +8,15 @@ from sanic import Request, Sanic
 from sanic.response import HTTPResponse
 
 from audionode.service import NodeService
-from audionode.web import discodo_rest, discodo_ws, errors, rpc_ws, status
+from audionode.web import (
+    discodo_rest,
+    discodo_ws,
+    errors,
+    lavalink_rest,
+    lavalink_ws,
+    rpc_ws,
+    status,
+)
 from audionode.web.auth import PUBLIC_PATHS, SELF_AUTHENTICATED, check_authorization
 
 _serial = itertools.count()
@@ -40,4 +48,6 @@ def create_app(service: NodeService) -> Sanic:  # type: ignore[type-arg]
     app.blueprint(discodo_ws.bp)
     app.blueprint(discodo_rest.bp)
     app.blueprint(rpc_ws.bp)
+    app.blueprint(lavalink_ws.bp)
+    app.blueprint(lavalink_rest.bp)
     return app

@@ -41,7 +41,8 @@ async def test_the_demo_hears_the_three_tones_in_order_with_the_crossfade() -> N
 
     # The same recording against another queue order: the self-check must say no.
     wrong = evaluate(result.windows, result.decoded_seconds, [440, 659, 554], 5.0, 0)
-    assert not wrong[0].ok and wrong[0].detail.startswith("heard 440 → 554 → 659 Hz")
+    assert not wrong[0].ok and wrong[0].detail.startswith("heard 440"), wrong[0].detail
+    assert wrong[0].detail.endswith("expected 440 → 659 → 554 Hz"), wrong[0].detail
 
 
 async def test_a_chain_that_breaks_is_reported_not_raised() -> None:
