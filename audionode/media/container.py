@@ -22,7 +22,6 @@ from typing import IO, Any
 
 import av
 import av.container
-import av.logging
 from av.audio.stream import AudioStream
 
 from audionode.errors import SourceError
@@ -95,15 +94,12 @@ def open_input(playable: Playable, timeout: float, files: list[Any] | None = Non
         source = open(url, "rb")  # noqa: SIM115 - closed by MediaInput
         files.append(source)
     options["format_whitelist"] = allowed
-    with av.logging.Capture(local=True) as logs:
-        try:
-            container = av.open(
-                source, "r", format=playable.format, options=options, io_open=io_open
-            )
-        except Exception as e:
-            for f in files:
-                f.close()
-            raise _refused_container(logs) or e from None
+    try:
+        container = av.open(source, "r", format=playable.format, options=options, io_open=io_open)
+    except Exception as e:
+        for f in files:
+            f.close()
+        raise _refused_container(e) or e from None
     opened = MediaInput(container, files)
     try:
         check_stream(container, playable)
@@ -125,10 +121,12 @@ def check_stream(container: av.container.InputContainer, playable: Playable) -> 
     return stream
 
 
-def _refused_container(logs: list[tuple[int, str, str]]) -> MediaRejected | None:
-    for _level, name, message in logs:
-        if "whitelist" in message:
-            return MediaRejected(f"the media's container ({name}) is not one the node plays")
+def _refused_container(exc: Exception) -> MediaRejected | None:
+    """The whitelist's refusal, from the libav log line PyAV attaches to the error (this
+    thread's own; a captured log may hold another thread's lines)."""
+    log = getattr(exc, "log", None)
+    if isinstance(exc, av.error.FFmpegError) and log and "whitelist" in str(log[2]):
+        return MediaRejected(f"the media's container ({log[1]}) is not one the node plays")
     return None
 
 

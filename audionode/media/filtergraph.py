@@ -257,6 +257,9 @@ def _trial(chain: FilterChain) -> None:
 
 
 def _reason(logs: list[tuple[int, str, str]], exc: BaseException) -> str:
+    log = getattr(exc, "log", None)  # this thread's last libav error, attached by PyAV
+    if isinstance(exc, av.error.FFmpegError) and log and str(log[2]).strip():
+        return str(log[2]).strip().rstrip(".")
     lines = [msg.strip() for _level, _name, msg in logs if msg.strip()]
     # Prefer libav's line about the option ('Value 7000 for parameter 'tempo' out of range').
     useful = [ln for ln in lines if not ln.startswith(("Error applying", "Error setting"))]

@@ -318,16 +318,20 @@ async def test_a_playlist_larger_than_the_bound_is_refused(
     assert end.message.endswith("the playlist is larger than 1048576 bytes")
 
 
-@pytest.mark.parametrize("data", ["hls", "concat"])
+@pytest.mark.parametrize("kind", ["hls", "concat"])
 async def test_playlists_in_memory_or_local_files_are_refused(
-    root: Path, pipe: Pipeline, events: queue.Queue[PipelineEvent], data: str
+    root: Path, pipe: Pipeline, events: queue.Queue[PipelineEvent], kind: str
 ) -> None:
-    """Only network streams may be HLS; concat and other indirections never."""
-    body = (root / "index.m3u8").read_bytes() if data == "hls" else b"ffconcat version 1.0\n"
-    pipe.play(Playable.from_bytes(body), 1)
+    """Only network streams may be HLS; concat and other indirections never, even when a
+    source names the container."""
+    body = (root / "index.m3u8").read_bytes() if kind == "hls" else b"ffconcat version 1.0\n"
+    pipe.play(Playable.from_bytes(body, format=kind), 1)
     _, end = await ended(pipe, events)
     assert isinstance(end, TrackFailed)
-    assert "is not one the node plays" in end.message or "Invalid data" in end.message
+    assert end.message == f"the media's container ({kind}) is not one the node plays"
+    pipe.play(Playable.from_url(str(root / "index.m3u8"), format=kind), 2)  # a local file
+    _, end = await ended(pipe, events)
+    assert isinstance(end, TrackFailed) and end.message.endswith("is not one the node plays")
 
 
 async def test_refusals_say_nothing_about_what_is_behind_the_address(
