@@ -78,22 +78,7 @@ def open_input(playable: Playable, timeout: float, files: list[Any] | None = Non
     errors. ``files`` receives every file object opened, as it is opened (so another thread
     can abort a stalled open)."""
     files = [] if files is None else files
-    source: IO[bytes] | HttpFile
-    io_open: Any = _no_nested
-    allowed = CONTAINERS
-    options = dict(playable.options)
-    if playable.data is not None:
-        source = io.BytesIO(playable.data)
-    elif (url := playable.url or "").lower().startswith(("http://", "https://")):
-        headers = dict(playable.headers)
-        io_open = opener(playable.policy, timeout, headers, files)
-        source = io_open(url, 1, {})
-        allowed = NETWORK_CONTAINERS
-        options = {**_NETWORK_OPTIONS, **options, **_HLS_OPTIONS}
-    else:
-        source = open(url, "rb")  # noqa: SIM115 - closed by MediaInput
-        files.append(source)
-    options["format_whitelist"] = allowed
+    source, io_open, options = _source(playable, timeout, files)
     try:
         container = av.open(source, "r", format=playable.format, options=options, io_open=io_open)
     except Exception as e:
@@ -107,6 +92,24 @@ def open_input(playable: Playable, timeout: float, files: list[Any] | None = Non
         opened.close()
         raise
     return opened
+
+
+def _source(
+    playable: Playable, timeout: float, files: list[Any]
+) -> tuple[IO[bytes] | HttpFile, Any, dict[str, str]]:
+    """The file object libav reads, its ``io_open`` and the demuxer options."""
+    options = {**playable.options, "format_whitelist": CONTAINERS}
+    if playable.data is not None:
+        return io.BytesIO(playable.data), _no_nested, options
+    url = playable.url or ""
+    if url.lower().startswith(("http://", "https://")):
+        io_open = opener(playable.policy, timeout, dict(playable.headers), files)
+        network = {**_NETWORK_OPTIONS, **options, **_HLS_OPTIONS}
+        network["format_whitelist"] = NETWORK_CONTAINERS
+        return io_open(url, 1, {}), io_open, network
+    local = open(url, "rb")  # noqa: SIM115 - closed by MediaInput
+    files.append(local)
+    return local, _no_nested, options
 
 
 def check_stream(container: av.container.InputContainer, playable: Playable) -> AudioStream:

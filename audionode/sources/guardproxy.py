@@ -113,21 +113,10 @@ class GuardProxy:
     ) -> None:
         method, target, version = line
         host, port, path = _destination(method, target)
-        try:
-            address = await self.guard.pick(host, port)
-        except Forbidden as e:
-            session.refusals.append(e)
-            await _answer(writer, 403, "Forbidden", e.message)
+        upstream = await self._connect(session, host, port, writer)
+        if upstream is None:
             return
-        except AudionodeError as e:
-            await _answer(writer, 502, "Bad Gateway", e.message)
-            return
-        try:
-            async with asyncio.timeout(self.guard.timeout):
-                up_reader, up_writer = await asyncio.open_connection(str(address), port)
-        except (OSError, TimeoutError):
-            await _answer(writer, 502, "Bad Gateway", f"could not connect to {host}")
-            return
+        up_reader, up_writer = upstream
         try:
             if method == "CONNECT":
                 writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
@@ -138,6 +127,27 @@ class GuardProxy:
             await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
         finally:
             up_writer.close()
+
+    async def _connect(
+        self, session: ProxySession, host: str, port: int, writer: asyncio.StreamWriter
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        """A connection to the checked address of ``host``, or None once the client has
+        been answered why not (a refusal is also recorded for the extraction)."""
+        try:
+            address = await self.guard.pick(host, port)
+        except Forbidden as e:
+            session.refusals.append(e)
+            await _answer(writer, 403, "Forbidden", e.message)
+            return None
+        except AudionodeError as e:
+            await _answer(writer, 502, "Bad Gateway", e.message)
+            return None
+        try:
+            async with asyncio.timeout(self.guard.timeout):
+                return await asyncio.open_connection(str(address), port)
+        except (OSError, TimeoutError):
+            await _answer(writer, 502, "Bad Gateway", f"could not connect to {host}")
+            return None
 
 
 def _parse_head(head: bytes) -> tuple[list[str], list[tuple[str, str]]]:
