@@ -31,6 +31,7 @@ from audionode.media.pipeline import Pipeline
 from audionode.netpolicy import InputPolicy
 from audionode.playable import Playable
 from tests.media.mediafiles import decode_opus, peak_freq, tone, write_media
+from tests.sources.conftest import start_site
 
 OPEN = InputPolicy(allow_private=True)
 PUBLIC = InputPolicy(allow_networks=("127.0.0.2/32",))
@@ -131,20 +132,10 @@ def _write_hls(d: Path, seconds: int) -> None:
             out.mux(p)
 
 
-async def _serve(site: Site, host: str, port: int = 0) -> web.AppRunner:
-    runner = web.AppRunner(site.app, handler_cancellation=True)
-    await runner.setup()
-    tcp = web.TCPSite(runner, host, port)
-    await tcp.start()
-    bound = tcp._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    site.base = f"http://{host}:{bound}"
-    return runner
-
-
 @pytest.fixture
 async def public(root: Path) -> AsyncIterator[Site]:
     site = Site(root)
-    runner = await _serve(site, "127.0.0.2")
+    runner, site.base = await start_site(site.app, "127.0.0.2")
     yield site
     await runner.cleanup()
 
@@ -153,7 +144,7 @@ async def public(root: Path) -> AsyncIterator[Site]:
 async def internal(root: Path, public: Site) -> AsyncIterator[Site]:
     """The same files on 127.0.0.1, on the port the public site has (a host's other face)."""
     site = Site(root)
-    runner = await _serve(site, "127.0.0.1", int(public.base.rsplit(":", 1)[1]))
+    runner, site.base = await start_site(site.app, "127.0.0.1", int(public.base.rsplit(":")[2]))
     yield site
     await runner.cleanup()
 

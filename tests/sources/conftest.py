@@ -44,8 +44,7 @@ class MediaServer:
         r.add_get("/two.html", self.two)
         r.add_get("/to-media", self.redirect)
         r.add_get("/redirect", self.redirect_to)
-        r.add_get("/hls-page.html", self.hls_page)
-        r.add_get("/redirect-page", self.audio_page)
+        r.add_get("/embed.html", self.embed)
         r.add_get("/slow", self.slow)
         r.add_get("/not-media", self.not_media)
         r.add_get("/live", self.live)
@@ -98,21 +97,12 @@ class MediaServer:
     async def redirect_to(self, request: web.Request) -> web.Response:
         raise web.HTTPFound(request.query["to"])
 
-    async def audio_page(self, request: web.Request) -> web.Response:
-        """A page whose <audio> points at ``?to=`` (yt-dlp lists it without fetching it)."""
-        html = (
-            "<html><head><title>Elsewhere</title></head><body>"
-            f'<audio src="{request.query["to"]}"></audio></body></html>'
-        )
-        return web.Response(text=html, content_type="text/html")
-
-    async def hls_page(self, request: web.Request) -> web.Response:
-        """A page whose only media is an HLS manifest at ``?src=`` (yt-dlp fetches it)."""
-        html = (
-            "<html><head><title>Stream</title></head><body>"
-            f'<video src="{request.query["src"]}"></video></body></html>'
-        )
-        return web.Response(text=html, content_type="text/html")
+    async def embed(self, request: web.Request) -> web.Response:
+        """A page with one ``<tag src=...>`` (``?tag=audio``: yt-dlp lists the URL without
+        fetching it; ``?tag=video`` with an HLS manifest: yt-dlp fetches the manifest)."""
+        tag, src = request.query["tag"], request.query["src"]
+        html = f"<html><head><title>Embed</title></head><body><{tag} src=\"{src}\"></{tag}>"
+        return web.Response(text=html + "</body></html>", content_type="text/html")
 
     async def live(self, request: web.Request) -> web.StreamResponse:
         """An endless MP3 stream (the same frames over and over), as internet radios send."""
@@ -131,20 +121,21 @@ class MediaServer:
         return web.Response(text="too late")
 
 
-async def _start(srv: MediaServer, host: str, port: int = 0) -> web.AppRunner:
-    runner = web.AppRunner(srv.app, handler_cancellation=True)
+async def start_site(app: web.Application, host: str, port: int = 0) -> tuple[web.AppRunner, str]:
+    """Serve ``app`` on ``host`` (any loopback address; port 0: any free one); returns the
+    runner (``cleanup()`` it) and the base URL."""
+    runner = web.AppRunner(app, handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
     bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    srv.base = f"http://{host}:{bound}"
-    return runner
+    return runner, f"http://{host}:{bound}"
 
 
 @pytest.fixture
 async def server(served: Path) -> AsyncIterator[MediaServer]:
     srv = MediaServer(served)
-    runner = await _start(srv, "127.0.0.1")
+    runner, srv.base = await start_site(srv.app, "127.0.0.1")
     yield srv
     await runner.cleanup()
 
@@ -154,6 +145,6 @@ async def public(served: Path) -> AsyncIterator[MediaServer]:
     """A server on 127.0.0.2, which tests let through with ``allow_networks`` to stand for
     the internet (tests may only use loopback); 127.0.0.1 stays refused."""
     srv = MediaServer(served)
-    runner = await _start(srv, "127.0.0.2")
+    runner, srv.base = await start_site(srv.app, "127.0.0.2")
     yield srv
     await runner.cleanup()

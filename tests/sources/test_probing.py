@@ -12,7 +12,7 @@ from aiohttp import web
 
 from audionode.config import HttpSourceConfig, SourcesConfig, YtdlpSourceConfig
 from audionode.sources.loader import SourceManager
-from tests.sources.conftest import MediaServer
+from tests.sources.conftest import MediaServer, start_site
 
 
 @pytest.fixture
@@ -29,12 +29,8 @@ async def slow_server(served: Path) -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_get("/slow.mp3", trickle)
-    runner = web.AppRunner(app, handler_cancellation=True)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"http://127.0.0.1:{port}/slow.mp3"
+    runner, base = await start_site(app, "127.0.0.1")
+    yield f"{base}/slow.mp3"
     await runner.cleanup()
 
 

@@ -172,7 +172,7 @@ async def test_a_manifest_yt_dlp_would_fetch_from_an_internal_address_is_refused
     answers = []
     for target in (server.url("/media/index.m3u8"), f"http://127.0.0.1:{closed}/index.m3u8"):
         with pytest.raises(Forbidden) as err:
-            await guarded.load(public.url(f"/hls-page.html?src={target}"))
+            await guarded.load(public.url(f"/embed.html?tag=video&src={target}"))
         answers.append(err.value.message)
     assert answers == [REFUSED, REFUSED]
     assert server.hits == 0 and public.hits == 2
@@ -183,7 +183,8 @@ async def test_an_internal_stream_url_found_on_a_page_is_refused_when_opened(
 ) -> None:
     """yt-dlp does not fetch an <audio src> while extracting: the node refuses it when the
     track is opened (and the engine would refuse it again)."""
-    result = await guarded.load(public.url(f"/redirect-page?to={server.url('/media/a440.mp3')}"))
+    page = public.url(f"/embed.html?tag=audio&src={server.url('/media/a440.mp3')}")
+    result = await guarded.load(page)
     assert result is not None and result.type == "track"
     with pytest.raises(Forbidden) as err:
         await guarded.open(result.tracks[0])
