@@ -89,9 +89,6 @@ class MediaLimitsConfig(_Section):
     min_sample_rate: Annotated[int, Meta(ge=1000, le=48000)] = 8000
     max_sample_rate: Annotated[int, Meta(ge=48000, le=768000)] = 384000
     max_channels: Annotated[int, Meta(ge=2, le=64)] = 8
-    max_data_bytes: Annotated[int, Meta(ge=1 << 20, le=60 << 20)] = 32 << 20
-    """In-memory media a source may hand over (generated tracks); must stay under the
-    engine's 64 MiB worker message."""
     max_playlist_bytes: Annotated[int, Meta(ge=4096, le=64 << 20)] = 1 << 20
 
 

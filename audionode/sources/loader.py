@@ -12,7 +12,7 @@ Plugins come before the built-ins so that they can claim URLs the built-ins woul
 The manager owns what the built-ins share: the network guard (``netguard.py``, with its DNS
 threads) and the probe processes (``probing.py``). Every Playable a source returns, plugins'
 included, leaves with the node's input policy stamped on it (``audionode/netpolicy.py``: the
-engine fetches and decodes under it) and within ``sources.media.max_data_bytes``.
+engine fetches and decodes under it).
 
 A plugin is a *factory*: a callable taking a :class:`PluginContext` and returning a Source or
 an iterable of Sources. A plugin module in ``plugins/`` exposes it as ``sources``; an entry
@@ -67,14 +67,12 @@ class SourceManager:
         default_search: str = "",
         failures: Sequence[PluginFailure] = (),
         shared: Shared | None = None,
-        max_data_bytes: int = 32 << 20,
     ) -> None:
         self.sources = list(sources)
         self.default_search = default_search
         self.failures = list(failures)
         self.shared = shared
         self.policy = shared.guard.policy if shared is not None else InputPolicy()
-        self.max_data_bytes = max_data_bytes
         names = [s.name for s in self.sources]
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate source names in {names}")
@@ -88,7 +86,6 @@ class SourceManager:
             default_search=config.default_search,
             failures=failures,
             shared=shared,
-            max_data_bytes=config.media.max_data_bytes,
         )
 
     def get(self, name: str) -> Source:
@@ -129,11 +126,6 @@ class SourceManager:
         except Exception as e:
             _log.exception("source %s failed to open a track", source.name)
             raise SourceError(f"{source.name} could not open the track: {e}") from None
-        if playable.data is not None and len(playable.data) > self.max_data_bytes:
-            raise SourceError(
-                f"{source.name} made {len(playable.data)} bytes of media, more than "
-                f"{self.max_data_bytes} (sources.media.max_data_bytes)"
-            )
         return msgspec.structs.replace(playable, policy=self.policy)
 
     async def close(self) -> None:
