@@ -21,6 +21,7 @@ import msgspec
 from msgspec import Meta, Struct
 
 from audionode.errors import ConfigError
+from audionode.netpolicy import parse_networks
 from audionode.validation import explain
 
 EXAMPLE_PASSWORD = "change-me"  # noqa: S105 - a known-bad value we refuse
@@ -72,7 +73,16 @@ class HttpSourceConfig(_Section):
     enabled: bool = True
     allow_private: bool = False
     """Allow loopback and private-network URLs (off by default: SSRF protection)."""
+    allow_networks: list[str] = msgspec.field(default_factory=list)
+    """CIDR networks fetched from even though they are not public (an internal media server),
+    while everything else non-public stays refused."""
     timeout: Seconds = 10.0
+
+    def __post_init__(self) -> None:
+        try:
+            parse_networks(self.allow_networks)
+        except ValueError as e:
+            raise ValueError(f"`allow_networks`: {e}") from None
 
 
 class YtdlpSourceConfig(_Section):
@@ -86,6 +96,15 @@ class YtdlpSourceConfig(_Section):
     core from an engine worker on a busy machine (issue 7, ``bench/streams.py --stress``)."""
 
 
+class MediaLimitsConfig(_Section):
+    """Bounds on every input, checked by the probe and by the engine's reader."""
+
+    min_sample_rate: Annotated[int, Meta(ge=1000, le=48000)] = 8000
+    max_sample_rate: Annotated[int, Meta(ge=48000, le=768000)] = 384000
+    max_channels: Annotated[int, Meta(ge=2, le=64)] = 8
+    max_playlist_bytes: Annotated[int, Meta(ge=4096, le=64 << 20)] = 1 << 20
+
+
 class LocalSourceConfig(_Section):
     enabled: bool = False
     roots: list[str] = msgspec.field(default_factory=list)
@@ -96,6 +115,11 @@ class SourcesConfig(_Section):
     http: HttpSourceConfig = msgspec.field(default_factory=HttpSourceConfig)
     ytdlp: YtdlpSourceConfig = msgspec.field(default_factory=YtdlpSourceConfig)
     local: LocalSourceConfig = msgspec.field(default_factory=LocalSourceConfig)
+    media: MediaLimitsConfig = msgspec.field(default_factory=MediaLimitsConfig)
+    probe_processes: Annotated[int, Meta(ge=1, le=16)] = 2
+    """Processes that probe media before it is queued (the control process never loads av)."""
+    dns_threads: Annotated[int, Meta(ge=1, le=64)] = 4
+    """Threads resolving names for the control process's fetches."""
     plugins: list[str] = msgspec.field(default_factory=list)
     """Module names to load from the repository's plugins/ folder, e.g. ["tone"]."""
     plugins_dir: str = "plugins"

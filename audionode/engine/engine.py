@@ -261,6 +261,9 @@ class Engine:
             out = msg.NeedNext(player=key, serial=event.track)
         elif isinstance(event, media_events.Position):
             out = msg.TrackPosition(player=key, serial=event.track, position_ms=event.position_ms)
+        elif isinstance(event, media_events.FiltersFailed):
+            # built off the loop (media/filtergraph.py); the playing set stayed
+            out = msg.CommandFailed(player=key, command="SetFilters", message=event.message)
         if out is not None:
             self._emit(out)
 

@@ -68,4 +68,15 @@ class Position(msgspec.Struct, frozen=True, tag=True):
     position_ms: int
 
 
-PipelineEvent = TrackStarted | TrackFinished | TrackFailed | NextWanted | Position
+class FiltersFailed(msgspec.Struct, frozen=True, tag=True):
+    """A filter set could not be applied (its graph failed to build, failed its trial, or
+    missed the build deadline: the previous set stays), or a playing chain failed or
+    overran its CPU budget (the filters are removed, the audio goes on). The engine reports
+    it as ``CommandFailed`` for ``SetFilters``; ``message`` is fit for the end user."""
+
+    message: str
+
+
+PipelineEvent = (
+    TrackStarted | TrackFinished | TrackFailed | NextWanted | Position | FiltersFailed
+)

@@ -1,13 +1,8 @@
-"""Lavalink's filter set translated into libavfilter stages (the set itself, and its
-validation, are in ``audionode.protocol.filters``).
+"""A validated filter set translated into libavfilter stages (the set itself, its whitelist
+and its validation are in ``audionode.protocol.filters`` and ``protocol/rawfilters.py``).
 
-The accepted object is Lavalink's ``filters`` payload (same names, same meaning) plus ``raw``,
-Discodo's escape hatch: an ordered ``{"<libavfilter name>": "<args>"}`` mapping, e.g.
-``{"raw": {"atempo": "1.25"}}``. :func:`parse_filters` validates everything before anything
-plays; every error names the filter and the parameter::
-
-    invalid filter `timescale.speed`: expected `float` >= 0.05
-    invalid filter `raw.equalizer`: Unable to parse "g" option value "zz"
+Every argument written here comes from a typed, range-checked value (numbers formatted by
+us, choices from the whitelist's own constants): no text a bot sent reaches libav.
 
 How each filter is made (libavfilter wherever it has the effect; the chain order is fixed:
 equalizer, karaoke, timescale, tremolo, vibrato, distortion, rotation, channelMix, lowPass,
@@ -22,19 +17,26 @@ raw; ``volume`` is applied by the pipeline after the chain, ramped over one fram
 - timescale: ``asetrate`` by ``pitch*rate`` + ``aresample`` back to 48 kHz + ``atempo`` by
   ``speed/pitch`` (chained to stay within atempo's 0.5-100 range).
 - tremolo / vibrato: libavfilter's filters of the same names.
-- distortion: ``aeval`` with ``x * (offset + scale * S * C * T)`` where ``S = sinOffset +
-  sin(x*sinScale)`` (and C, T alike with cos, tan); a factor whose scale is 0 is left out.
+- distortion: ``x * (offset + scale * S * C * T)`` where ``S = sinOffset + sin(x*sinScale)``
+  (and C, T alike with cos, tan; a factor whose scale is 0 is left out), computed in numpy
+  between two libav graphs (``media/filtergraph.py``): libav's only per-sample waveshaper is
+  ``aeval``, an expression evaluator, which no input may reach.
 - rotation: ``apulsator`` (sine, left and right half a period apart) at ``rotationHz``.
 - channelMix: ``pan``. lowPass: one-pole ``lowpass`` with the cut-off of an exponential
   smoothing of factor ``smoothing`` (off when ``smoothing <= 1``).
+- raw (whitelisted libav filters): one stage each, ``option=value`` pairs from the typed
+  options.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
-from audionode.media.codec import RATE
+import numpy as np
+
+from audionode.media.codec import RATE, Pcm
 from audionode.protocol.filters import Band, Distortion, Filters, Karaoke, Timescale
 
 EQ_BANDS_HZ = (25, 40, 63, 100, 160, 250, 400, 630, 1000, 1600, 2500, 4000, 6300, 10000, 16000)
@@ -46,13 +48,15 @@ _EQ_FLOOR_DB = -40.0
 
 @dataclass(frozen=True, slots=True)
 class Stage:
-    """One libavfilter filter, or (``karaoke`` set) karaoke's two-branch sub-graph."""
+    """One libavfilter filter, or (``karaoke`` set) karaoke's two-branch sub-graph, or
+    (``distortion`` set) Lavalink's distortion, computed outside libav."""
 
     name: str
     args: str
     label: str
     """The user-facing name (``equalizer[3]``, ``raw.atempo``) used in error messages."""
     karaoke: Karaoke | None = None
+    distortion: Distortion | None = None
 
 
 def stages(f: Filters) -> list[Stage]:
@@ -94,8 +98,39 @@ def _stages(f: Filters) -> list[Stage]:
     if f.low_pass is not None and f.low_pass.smoothing > 1.0:
         out.append(Stage("lowpass", f"f={_num(_smoothing_cutoff(f.low_pass.smoothing))}:p=1",
                          "lowPass"))
-    out += [Stage(name, args, f"raw.{name}") for name, args in f.raw.items()]
+    for name, options in f.raw.items():
+        if name == "atempo":
+            out += _atempo(float(options.get("tempo", 1.0)), "raw.atempo") or [_anull("raw.atempo")]
+        else:
+            out.append(Stage(name, raw_args(options), f"raw.{name}"))
     return out
+
+
+def _anull(label: str) -> Stage:
+    return Stage("anull", "", label)
+
+
+def raw_args(options: dict[str, Any]) -> str:
+    """libav's option string for typed options (``tempo=1.25``, ``delays=1000|1800``)."""
+    return ":".join(f"{key}={_value(value)}" for key, value in options.items())
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return _num(value)
+    if isinstance(value, list):
+        return "|".join(_band(v) if isinstance(v, dict) else _value(v) for v in value)
+    return str(value)  # a choice: the whitelist's own constant
+
+
+def _band(band: dict[str, Any]) -> str:
+    """One anequalizer band: ``c0 f=1000 w=100 g=2 t=0``."""
+    rest = " ".join(f"{k}={_value(v)}" for k, v in band.items() if k != "c")
+    return f"c{int(band['c'])} {rest}"
 
 
 def _equalizer(bands: list[Band]) -> list[Stage]:
@@ -117,31 +152,48 @@ def _timescale(t: Timescale) -> list[Stage]:
     if resample != 1.0:
         out.append(Stage("asetrate", str(round(RATE * resample)), "timescale"))
         out.append(Stage("aresample", str(RATE), "timescale"))
-    tempo = t.speed / t.pitch
-    # atempo accepts 0.5..100 per instance; split smaller factors into a chain.
-    while tempo < 0.5:
-        out.append(Stage("atempo", "0.5", "timescale"))
-        tempo /= 0.5
+    return out + _atempo(t.speed / t.pitch, "timescale")
+
+
+_TEMPO_MIN = 0.5
+_TEMPO_MAX = 2.0
+"""Per atempo instance. libav accepts 0.5-100, but a large factor on the long frames an
+upsampling timescale makes fails an assertion in af_atempo.c (tempo 8 on 19200-sample
+frames aborts the process); up to 2 per stage it holds, so larger factors are chained."""
+
+
+def _atempo(tempo: float, label: str) -> list[Stage]:
+    out = []
+    while tempo < _TEMPO_MIN:
+        out.append(Stage("atempo", _num(_TEMPO_MIN), label))
+        tempo /= _TEMPO_MIN
+    while tempo > _TEMPO_MAX:
+        out.append(Stage("atempo", _num(_TEMPO_MAX), label))
+        tempo /= _TEMPO_MAX
     if tempo != 1.0:
-        out.append(Stage("atempo", _num(tempo), "timescale"))
+        out.append(Stage("atempo", _num(tempo), label))
     return out
 
 
 def _distortion(d: Distortion) -> Stage:
-    def expr(ch: int) -> str:
-        x = f"val({ch})"
-        factors = [
-            f"({_num(off)}+{fn}({x}*{_num(scale)}))"
-            for fn, off, scale in (
-                ("sin", d.sin_offset, d.sin_scale),
-                ("cos", d.cos_offset, d.cos_scale),
-                ("tan", d.tan_offset, d.tan_scale),
-            )
-            if scale != 0.0
-        ]
-        return f"{x}*({_num(d.offset)}+{_num(d.scale)}*{'*'.join(factors) or '1'})"
+    return Stage("distortion", "", "distortion", distortion=d)
 
-    return Stage("aeval", f"exprs={expr(0)}|{expr(1)}:channel_layout=stereo", "distortion")
+
+def distort(d: Distortion, x: Pcm) -> Pcm:
+    """Lavalink's distortion of ``x``; the result is kept finite and within +-4 (tan runs off
+    to infinity near its poles; +-4 leaves later stages room before the encoder clips)."""
+    y = np.full_like(x, d.scale)
+    for fn, off, scale in (
+        (np.sin, d.sin_offset, d.sin_scale),
+        (np.cos, d.cos_offset, d.cos_scale),
+        (np.tan, d.tan_offset, d.tan_scale),
+    ):
+        if scale != 0.0:
+            y *= off + fn(x * np.float32(scale))
+    y += np.float32(d.offset)
+    y *= x
+    out: Pcm = np.clip(np.nan_to_num(y, nan=0.0, posinf=4.0, neginf=-4.0), -4.0, 4.0)
+    return out
 
 
 def _smoothing_cutoff(smoothing: float) -> float:

@@ -20,13 +20,14 @@ from audionode.media.codec import RATE, OpusEncoder, Pcm
 from audionode.media.deck import Deck
 from audionode.media.events import (
     EndReason,
+    FiltersFailed,
     NextWanted,
     PipelineEvent,
     TrackFailed,
     TrackFinished,
     TrackStarted,
 )
-from audionode.media.filtergraph import FilterChain
+from audionode.media.filtergraph import FilterChain, FilterFailure
 from audionode.media.frames import FRAME_SAMPLES, Frame
 
 _MAX_FEEDS = 16
@@ -202,8 +203,17 @@ class Mixer:
                 return None
             serial, pos, pcm = got
             self._last_fed = (serial, pos + len(pcm))
-            self._out.push(serial, pos, pcm if self.chain is None else self.chain.process(pcm))
+            self._out.push(serial, pos, pcm if self.chain is None else self._filter(pcm))
         return self._encode_out()
+
+    def _filter(self, pcm: Pcm) -> Pcm:
+        assert self.chain is not None
+        try:
+            return self.chain.process(pcm)
+        except FilterFailure as e:  # the filters go, this player's audio goes on
+            self.chain = None
+            self.emit(FiltersFailed(str(e)))
+            return pcm
 
     def _encode_out(self) -> Frame:
         serial, pos, pcm = self._out.take(FRAME_SAMPLES)

@@ -36,6 +36,7 @@ Typical use (engine side)::
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections import deque
@@ -46,8 +47,8 @@ from audionode.config import EngineConfig
 from audionode.errors import BadRequest, Conflict
 from audionode.media.codec import OpusEncoder
 from audionode.media.deck import Deck
-from audionode.media.events import PipelineEvent, Position
-from audionode.media.filtergraph import build_chain
+from audionode.media.events import FiltersFailed, PipelineEvent, Position
+from audionode.media.filtergraph import FilterChain, build_async
 from audionode.media.frames import FRAME_MS, Frame, FrameBuffer
 from audionode.media.mixer import Mixer
 from audionode.media.producer import Producer
@@ -104,6 +105,7 @@ class Pipeline:
         self._closed = False
         self._volume = 1.0
         self._filters = Filters()
+        self._filter_gen = 0
         self._last_position: tuple[int, int] = (-1, 0)
         self._step_lock = threading.RLock()
         self._producer: Producer | None = None
@@ -190,20 +192,31 @@ class Pipeline:
         self._post(self._apply_gain)
 
     def set_filters(self, filters: Mapping[str, Any] | Filters | None) -> Filters:
-        """Replace the filter set (a Lavalink ``filters`` object, see media/filters.py).
+        """Replace the filter set (see protocol/filters.py and media/filters.py).
 
-        Validates and builds the libavfilter chain first: an invalid set raises
-        :class:`audionode.protocol.filters.FilterError` and the playing set stays.
+        Validates here (an invalid set raises :class:`audionode.protocol.filters.FilterError`
+        and the playing set stays), then builds and tries the libavfilter chain on a builder
+        thread within a deadline (``media/filtergraph.py``): the new set plays once built,
+        or a :class:`FiltersFailed` event says why not (the playing set stays).
         """
         spec = parse_filters(filters)
-        chain = build_chain(spec)
-        self._filters = spec
+        with self._wake:
+            self._filter_gen += 1
+            gen = self._filter_gen
 
-        def apply() -> None:
-            self._mixer.chain = chain
-            self._apply_gain()
+        def built(chain: FilterChain | None, error: str | None) -> None:
+            def apply() -> None:
+                if error is not None:
+                    self._emit(FiltersFailed(error))
+                elif gen == self._filter_gen:  # else a newer set was asked for meanwhile
+                    self._filters = spec
+                    self._mixer.chain = chain
+                    self._apply_gain()
 
-        self._post(apply)
+            with contextlib.suppress(Conflict):  # closed meanwhile
+                self._post(apply)
+
+        build_async(spec, built)
         return spec
 
     @property

@@ -1,18 +1,23 @@
 """Probe a Playable for what a source wants to know before a track is queued.
 
-Sources may not import av (only ``media/`` does); they call :func:`probe` instead. It blocks
-(network or disk): call it through ``asyncio.to_thread``.
+The control process never imports this module (it would load av): sources run :func:`probe`
+in the probe process pool (``sources/probing.py``), by name. It opens the media exactly as
+the engine will (``media/container.py``: through the fetch guard, whitelisted containers,
+bounded sample rate and channels), so what the probe accepts the engine can play.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import av
 
 from audionode.errors import SourceError
+from audionode.media.container import open_input
 from audionode.media.errors import describe_av_error
-from audionode.media.reader import open_container
+from audionode.media.httpfile import StreamTimeout
 from audionode.playable import Playable
 
 
@@ -29,12 +34,12 @@ class MediaProbe:
 def probe(playable: Playable, timeout: float = 10.0) -> MediaProbe:
     """Open ``playable``, read its header and tags, close it.
 
-    Raises :class:`SourceError` (one line, no URL) when it cannot be opened or has no audio.
+    Raises :class:`SourceError` (one line, no URL) when it cannot be opened, is refused by
+    the input policy, or has no acceptable audio stream.
     """
     try:
-        with open_container(playable, timeout) as container:
-            if not container.streams.audio:
-                raise SourceError("the media has no audio stream")
+        with open_input(playable, timeout) as media:
+            container = media.container
             stream = container.streams.audio[0]
             tags = {k.lower(): v for k, v in {**stream.metadata, **container.metadata}.items()}
             duration = None if container.duration is None else container.duration // 1000
@@ -47,5 +52,13 @@ def probe(playable: Playable, timeout: float = 10.0) -> MediaProbe:
             )
     except SourceError:
         raise
+    except StreamTimeout:
+        raise SourceError(f"the media did not answer within {timeout:g} s") from None
     except (av.error.FFmpegError, OSError, ValueError) as e:
         raise SourceError(f"cannot read the media: {describe_av_error(e)}") from None
+
+
+def probe_plain(playable: Playable, timeout: float = 10.0) -> dict[str, Any]:
+    """:func:`probe` as plain data, for the probe process pool (``sources/probing.py``): the
+    control process unpickles the answer without importing this module."""
+    return dataclasses.asdict(probe(playable, timeout))

@@ -18,7 +18,6 @@ thread-safe and never blocks on I/O.
 
 from __future__ import annotations
 
-import io
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -30,13 +29,15 @@ import msgspec
 import numpy as np
 from av.audio.stream import AudioStream
 
+from audionode.errors import AudionodeError
 from audionode.media.codec import RATE, Pcm, ToPcm
+from audionode.media.container import MediaInput, MediaRejected, check_stream, open_input
 from audionode.media.errors import describe_av_error
+from audionode.media.httpfile import StreamTimeout
 from audionode.media.opus import OpusPacketError, packet_samples
 from audionode.media.producer import Producer, shared_readers
 from audionode.playable import Playable
 
-_NET_PROTOCOLS = "http,https,tcp,tls,crypto,httpproxy,data"
 _BURST = 50
 """Packets one inline track reads per turn of the shared thread before the others."""
 _REST = "rest"
@@ -65,24 +66,6 @@ class Packet(msgspec.Struct, frozen=True, gc=False):
     """Position of the packet's first sample in the track, in 48 kHz samples."""
     samples: int
     """Samples per channel in the packet; 0 when the TOC could not be parsed."""
-
-
-def open_container(playable: Playable, timeout: float) -> av.container.InputContainer:
-    """Open ``playable`` with libav, restricted to the protocols its kind needs."""
-    if playable.data is not None:
-        return av.open(io.BytesIO(playable.data), "r", format=playable.format)
-    url = playable.url or ""
-    options = dict(playable.options)
-    remote = url.startswith(("http://", "https://"))
-    if remote:
-        options.setdefault("reconnect", "1")
-        options.setdefault("reconnect_streamed", "1")
-        options.setdefault("reconnect_delay_max", "5")
-        if playable.headers:
-            options["headers"] = "".join(f"{k}: {v}\r\n" for k, v in playable.headers.items())
-    # Set last so a source cannot widen it: a URL must not reach local files or vice versa.
-    options["protocol_whitelist"] = _NET_PROTOCOLS if remote else "file"
-    return av.open(url, "r", format=playable.format, options=options, timeout=(timeout, timeout))
 
 
 class TrackReader:
@@ -135,7 +118,9 @@ class TrackReader:
         self._inline: Producer | None = None
         """Set when the shared reader thread serves this track instead of its own thread."""
         self._loop: _StreamLoop | None = None
-        self._container: av.container.InputContainer | None = None
+        self._input: MediaInput | None = None
+        self._files: list[object] = []
+        """Every file object under the stream, for :meth:`close` to abort a blocked read."""
         self._step_lock = threading.Lock()
 
     # -- consumer side ---------------------------------------------------------------------
@@ -227,6 +212,10 @@ class TrackReader:
             self._closed = True
             self._drop_buffers()
             self._nudge()
+        for f in list(self._files):
+            abort = getattr(f, "abort", None)
+            if abort is not None:
+                abort()
         if wait > 0 and self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(wait)
 
@@ -245,26 +234,29 @@ class TrackReader:
 
     def _run(self) -> None:
         try:
-            container = open_container(self.playable, self._timeout)
-        except av.error.ExitError:  # libav's interrupt callback: our timeout
-            self._fail(f"{self.playable.describe()} did not answer within {self._timeout:g} s")
-            return
+            media = open_input(self.playable, self._timeout, self._files)
         except Exception as e:  # every failure to open becomes the track's error message
-            self._fail(f"cannot open {self.playable.describe()}: {describe_av_error(e)}")
+            self._fail(self._open_error(e))
             return
         try:
-            with container:
-                self._read(container)
-        except av.error.ExitError:
-            self._fail(f"the stream stopped sending data (nothing for {self._timeout:g} s)")
+            with media:
+                self._read(media.container)
         except Exception as e:  # a reader must never die silently
-            self._fail(f"reading failed: {describe_av_error(e)}")
+            if not self._closed:
+                self._fail(_read_error(e))
+
+    def _open_error(self, exc: BaseException) -> str:
+        if isinstance(exc, StreamTimeout) and exc.answered:
+            return _read_error(exc)
+        if isinstance(exc, StreamTimeout):
+            return f"{self.playable.describe()} did not answer within {self._timeout:g} s"
+        if isinstance(exc, MediaRejected):
+            return exc.message
+        reason = exc.message if isinstance(exc, AudionodeError) else describe_av_error(exc)
+        return f"cannot open {self.playable.describe()}: {reason}"
 
     def _read(self, container: av.container.InputContainer, *, run: bool = True) -> None:
-        if not container.streams.audio:
-            self._fail(f"{self.playable.describe()} has no audio stream")
-            return
-        stream = container.streams.audio[0]
+        stream = check_stream(container, self.playable)
         codec = stream.codec_context.name
         duration = None if container.duration is None else container.duration // 1000
         self.info = MediaInfo(
@@ -295,35 +287,44 @@ class TrackReader:
                 return None
             assert self._loop is not None and not isinstance(work, str)
             target, gen = work
-            for _ in range(_BURST):
-                self._loop.once(target, gen)
-                target = None
-                # Unlocked reads, one per packet: a change seen a packet late costs one more
-                # packet read (dropped by its stale ``gen`` after a seek); the next turn's
-                # _take_work decides under the lock (rest, seek, close).
-                if (
-                    self._buffered >= self._limit
-                    or self.eof
-                    or self._closed
-                    or self._seek_to is not None
-                ):
-                    break
+            try:
+                self._read_burst(target, gen)
+            except Exception as e:  # the track's error, never the shared thread's
+                self._release()
+                self._fail(_read_error(e))
+                return None
             return 0.0
+
+    def _read_burst(self, target: int | None, gen: int) -> None:
+        assert self._loop is not None
+        for _ in range(_BURST):
+            self._loop.once(target, gen)
+            target = None
+            # Unlocked reads, one per packet: a change seen a packet late costs one more
+            # packet read (dropped by its stale ``gen`` after a seek); the next turn's
+            # _take_work decides under the lock (rest, seek, close).
+            if (
+                self._buffered >= self._limit
+                or self.eof
+                or self._closed
+                or self._seek_to is not None
+            ):
+                return
 
     def _open_inline(self) -> bool:
         try:
-            self._container = open_container(self.playable, self._timeout)
-            self._read(self._container, run=False)
+            self._input = open_input(self.playable, self._timeout, self._files)
+            self._read(self._input.container, run=False)
         except Exception as e:  # every failure becomes the track's error message
             self._release()
-            self._fail(f"cannot open {self.playable.describe()}: {describe_av_error(e)}")
+            self._fail(self._open_error(e))
             return False
         return self._loop is not None
 
     def _release(self) -> None:
-        if self._container is not None:
-            self._container.close()
-            self._container = None
+        if self._input is not None:
+            self._input.close()
+            self._input = None
 
     def _take_work(self) -> tuple[int | None, int] | str | None:
         """Like :meth:`_wait_for_work` without waiting: ``_REST`` when there is nothing to do."""
@@ -380,6 +381,14 @@ class TrackReader:
         self._wake()
 
 
+def _read_error(exc: BaseException) -> str:
+    if isinstance(exc, StreamTimeout):
+        return f"the stream stopped sending data ({exc})"
+    if isinstance(exc, AudionodeError):
+        return exc.message
+    return f"reading failed: {describe_av_error(exc)}"
+
+
 class _StreamLoop:
     """The demux/decode loop of one reader thread (kept apart to keep functions short)."""
 
@@ -399,6 +408,8 @@ class _StreamLoop:
         self.pos: int | None = None
         self.next_packet_pos = 0
         self.bad = 0
+        self.shape = (0, 0)
+        """(rate, channels) of the last decoded frame, once the policy accepted it."""
 
     def run(self) -> None:
         while (work := self.r._wait_for_work()) is not None:
@@ -464,10 +475,23 @@ class _StreamLoop:
             self._bad_packet()
             return []
         self.bad = 0
-        out = [(f.time, self.to_pcm.convert(f)) for f in frames if isinstance(f, av.AudioFrame)]
+        audio = [f for f in frames if isinstance(f, av.AudioFrame)]
+        for f in audio:
+            self._check_shape(f)
+        out = [(f.time, self.to_pcm.convert(f)) for f in audio]
         if packet is None:
             out.append((None, self.to_pcm.convert(None)))
         return out
+
+    def _check_shape(self, frame: av.AudioFrame) -> None:
+        """Refuse a frame whose rate or channel count leaves the policy (a stream may change
+        them midway), before the resampler sees it."""
+        shape = (frame.sample_rate, frame.layout.nb_channels)
+        if shape != self.shape:
+            problem = self.r.playable.policy.audio_problem(*shape)
+            if problem:
+                raise MediaRejected(problem)
+            self.shape = shape
 
     def _on_pcm(self, gen: int, chunks: list[tuple[float | None, Pcm]]) -> None:
         for time, pcm in chunks:

@@ -9,6 +9,11 @@ Order in which sources are asked (the first whose ``load`` returns a result wins
 
 Plugins come before the built-ins so that they can claim URLs the built-ins would also try.
 
+The manager owns what the built-ins share: the network guard (``netguard.py``, with its DNS
+threads) and the probe processes (``probing.py``). Every Playable a source returns, plugins'
+included, leaves with the node's input policy stamped on it (``audionode/netpolicy.py``: the
+engine fetches and decodes under it).
+
 A plugin is a *factory*: a callable taking a :class:`PluginContext` and returning a Source or
 an iterable of Sources. A plugin module in ``plugins/`` exposes it as ``sources``; an entry
 point names it directly (``tone = "my_pkg.tone:sources"``). A plugin that fails to import, whose
@@ -30,9 +35,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import msgspec
+
 from audionode.config import SourcesConfig
 from audionode.errors import AudionodeError, BadRequest, NotFound, SourceError
+from audionode.netpolicy import InputPolicy
 from audionode.sources.api import LoadResult, Playable, PluginContext, Source, Track
+from audionode.sources.netguard import NetGuard
+from audionode.sources.probing import Prober
 
 ENTRY_POINT_GROUP = "audionode.sources"
 _log = logging.getLogger(__name__)
@@ -56,18 +66,27 @@ class SourceManager:
         *,
         default_search: str = "",
         failures: Sequence[PluginFailure] = (),
+        shared: Shared | None = None,
     ) -> None:
         self.sources = list(sources)
         self.default_search = default_search
         self.failures = list(failures)
+        self.shared = shared
+        self.policy = shared.guard.policy if shared is not None else InputPolicy()
         names = [s.name for s in self.sources]
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate source names in {names}")
 
     @classmethod
     def from_config(cls, config: SourcesConfig, *, base_dir: Path | None = None) -> SourceManager:
-        sources, failures = load_sources(config, base_dir=base_dir)
-        return cls(sources, default_search=config.default_search, failures=failures)
+        shared = Shared.from_config(config)
+        sources, failures = load_sources(config, base_dir=base_dir, shared=shared)
+        return cls(
+            sources,
+            default_search=config.default_search,
+            failures=failures,
+            shared=shared,
+        )
 
     def get(self, name: str) -> Source:
         for source in self.sources:
@@ -97,15 +116,17 @@ class SourceManager:
         return LoadResult.of_error(f"no source could load {query!r}")
 
     async def open(self, track: Track) -> Playable:
-        """Ask the track's source for a Playable; raises SourceError / NotFound."""
+        """Ask the track's source for a Playable, stamped with the node's input policy;
+        raises SourceError / NotFound."""
         source = self.get(track.source)
         try:
-            return await source.open(track)
+            playable = await source.open(track)
         except AudionodeError:
             raise
         except Exception as e:
             _log.exception("source %s failed to open a track", source.name)
             raise SourceError(f"{source.name} could not open the track: {e}") from None
+        return msgspec.structs.replace(playable, policy=self.policy)
 
     async def close(self) -> None:
         for source in self.sources:
@@ -113,6 +134,39 @@ class SourceManager:
                 await source.close()
             except Exception:
                 _log.exception("source %s failed to close", source.name)
+        if self.shared is not None:
+            await self.shared.close()
+
+
+@dataclass(frozen=True, slots=True)
+class Shared:
+    """What the built-in sources share: the guard and the probe processes."""
+
+    guard: NetGuard
+    prober: Prober
+
+    @classmethod
+    def from_config(cls, config: SourcesConfig) -> Shared:
+        timeout = config.http.timeout
+        guard = NetGuard(input_policy(config), timeout=timeout, dns_threads=config.dns_threads)
+        return cls(guard, Prober(config.probe_processes, timeout))
+
+    async def close(self) -> None:
+        await self.prober.close()
+        await self.guard.close()
+
+
+def input_policy(config: SourcesConfig) -> InputPolicy:
+    """The node's input policy from ``sources.http`` and ``sources.media``."""
+    media = config.media
+    return InputPolicy(
+        allow_private=config.http.allow_private,
+        allow_networks=tuple(config.http.allow_networks),
+        min_sample_rate=media.min_sample_rate,
+        max_sample_rate=media.max_sample_rate,
+        max_channels=media.max_channels,
+        max_playlist_bytes=media.max_playlist_bytes,
+    )
 
 
 def _handles(source: Source, query: str) -> bool:
@@ -134,17 +188,20 @@ async def _load_with(source: Source, query: str) -> LoadResult | None:
 
 
 def load_sources(
-    config: SourcesConfig, *, base_dir: Path | None = None
+    config: SourcesConfig, *, base_dir: Path | None = None, shared: Shared | None = None
 ) -> tuple[list[Source], list[PluginFailure]]:
-    """Instantiate every enabled source in asking order; report plugins that failed."""
+    """Instantiate every enabled source in asking order; report plugins that failed.
+    Without ``shared`` the built-ins make (and close) their own guard and probe processes."""
     from audionode.sources.http import HttpSource
     from audionode.sources.local import LocalSource
     from audionode.sources.ytdlp import YtdlpSource
 
     found: list[Source] = []
     failures: list[PluginFailure] = []
+    guard, prober = (shared.guard, shared.prober) if shared is not None else (None, None)
+    policy = input_policy(config)
     if config.local.enabled:
-        found.append(LocalSource(config.local))
+        found.append(LocalSource(config.local, prober=prober, policy=policy))
     plugins_dir = Path(config.plugins_dir)
     if not plugins_dir.is_absolute():
         plugins_dir = (base_dir or Path.cwd()) / plugins_dir
@@ -153,9 +210,9 @@ def load_sources(
     for ep in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=_ep_name):
         _add(found, failures, ep.name, ep.load, config)
     if config.http.enabled:
-        found.append(HttpSource(config.http))
+        found.append(HttpSource(config.http, guard=guard, prober=prober))
     if config.ytdlp.enabled:
-        found.append(YtdlpSource(config.ytdlp, config.http))
+        found.append(YtdlpSource(config.ytdlp, config.http, guard=guard))
     return found, failures
 
 

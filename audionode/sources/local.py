@@ -8,23 +8,32 @@ check is repeated when the track is opened.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from audionode.config import LocalSourceConfig
 from audionode.errors import BadRequest, Forbidden, NotFound
-from audionode.media.probe import probe
+from audionode.netpolicy import InputPolicy
 from audionode.sources.api import BaseSource, LoadResult, Playable, Track
+from audionode.sources.probing import Prober
 
 
 class LocalSource(BaseSource):
-    """Plays files below ``config.roots``."""
+    """Plays files below ``config.roots``; ``prober`` is the node's (else its own)."""
 
     name = "local"
 
-    def __init__(self, config: LocalSourceConfig) -> None:
+    def __init__(
+        self,
+        config: LocalSourceConfig,
+        *,
+        prober: Prober | None = None,
+        policy: InputPolicy | None = None,
+    ) -> None:
         self.roots = [Path(r).expanduser().resolve() for r in config.roots]
+        self._own_prober = prober is None
+        self.prober = prober or Prober(1)
+        self.policy = policy or InputPolicy()
 
     def handles(self, query: str) -> bool:
         return query.startswith(("local:", "file://", "/"))
@@ -55,7 +64,7 @@ class LocalSource(BaseSource):
 
     async def load(self, query: str) -> LoadResult | None:
         path = self.resolve(query)
-        info = await asyncio.to_thread(probe, Playable.from_url(str(path)))
+        info = await self.prober.probe(Playable.from_url(str(path), policy=self.policy))
         track = Track(
             source=self.name,
             id=str(path),
@@ -68,7 +77,11 @@ class LocalSource(BaseSource):
         return LoadResult.of_track(track)
 
     async def open(self, track: Track) -> Playable:
-        return Playable.from_url(str(self.resolve(track.id)))
+        return Playable.from_url(str(self.resolve(track.id)), policy=self.policy)
+
+    async def close(self) -> None:
+        if self._own_prober:
+            await self.prober.close()
 
 
 def _strip(query: str) -> str:

@@ -1,37 +1,33 @@
-"""Outbound fetch policy (SSRF protection), the one place that decides which hosts the node
-may fetch media or pages from.
+"""NetGuard: the control process's side of the fetch policy (``audionode/netpolicy.py``).
 
-Unless ``sources.http.allow_private`` is set, a URL is refused when its host is, or resolves
-to, any address that is not globally routable: loopback, private networks (RFC 1918, fc00::/7),
-link-local (169.254/16 — cloud metadata services live there), CGNAT, multicast, reserved or
-unspecified. *Every* address the name resolves to is checked, so a name that resolves to one
-public and one private address is refused.
+Every request the control process makes for a source (a URL's response head, and through
+``sources/guardproxy.py`` every request yt-dlp makes) is checked here: each redirect hop, each
+address a name resolves to; the connection is made to the checked address (aiohttp connects
+to what :class:`GuardedResolver` returns; the proxy to what :meth:`NetGuard.pick` returns), so
+a name that re-resolves elsewhere (DNS rebinding) cannot switch it. The engine and the probe
+processes apply the same policy to what libav reads (``media/httpfile.py``).
 
-:class:`GuardedResolver` applies the same rule inside aiohttp at connect time, which closes
-the DNS-rebinding window for the node's own requests; redirects are followed one hop at a time
-by :func:`fetch_head` so each hop is checked. The remaining window is libav's own connection
-at play time (it resolves the name again); it follows the checked URL seconds later.
+Name resolution blocks, so it runs on a small pool of threads of its own (``sources.dns_threads``)
+where one host may hold only part of the threads: a slow resolver for one name cannot
+delay another guild's load (``sources/fairslots.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
-import os
+import concurrent.futures
 import socket
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import ThreadedResolver
 
-from audionode.errors import BadRequest, Forbidden, SourceError
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-ALLOW_HINT = "set sources.http.allow_private to allow private and loopback targets"
-MAX_REDIRECTS = 5
+from audionode import netpolicy
+from audionode.errors import SourceError
+from audionode.netpolicy import MAX_REDIRECTS, InputPolicy, IPAddress
+from audionode.sources.fairslots import FairSlots
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,96 +39,7 @@ class Target:
 
 def parse_target(url: str) -> Target:
     """Split an ``http(s)://`` URL into scheme, host and port; BadRequest if it is not one."""
-    try:
-        parts = urlsplit(url.strip())
-        port = parts.port
-    except ValueError as e:
-        raise BadRequest(f"invalid URL {url!r}: {e}") from None
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https"):
-        raise BadRequest(f"unsupported URL scheme {scheme or '(none)'!r}: expected http or https")
-    host = (parts.hostname or "").rstrip(".")
-    if not host:
-        raise BadRequest(f"invalid URL {url!r}: no host")
-    return Target(scheme, host, port or (443 if scheme == "https" else 80))
-
-
-def address_problem(ip: IPAddress) -> str | None:
-    """Why ``ip`` must not be fetched from, or None if it is a public unicast address."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    for attr, why in (
-        ("is_loopback", "a loopback address"),
-        ("is_link_local", "a link-local address"),
-        ("is_unspecified", "an unspecified address"),
-        ("is_multicast", "a multicast address"),
-        ("is_reserved", "a reserved address"),
-        ("is_private", "a private-network address"),
-    ):
-        if getattr(ip, attr):
-            return why
-    return None if ip.is_global else "not a globally routable address"
-
-
-def _refuse(host: str, ip: IPAddress, why: str) -> Forbidden:
-    shown = host if host == str(ip) else f"{host} ({ip})"
-    return Forbidden(f"refusing to fetch from {shown}: {why}; {ALLOW_HINT}")
-
-
-async def check_url(url: str, *, allow_private: bool) -> Target:
-    """Validate ``url`` against the policy; return its target.
-
-    Raises BadRequest (not an http(s) URL), Forbidden (a non-public address) or SourceError
-    (the name does not resolve).
-    """
-    target = parse_target(url)
-    if allow_private:
-        return target
-    for ip in await resolve(target.host, target.port):
-        if why := address_problem(ip):
-            raise _refuse(target.host, ip, why)
-    return target
-
-
-async def resolve(host: str, port: int) -> list[IPAddress]:
-    try:
-        return [ipaddress.ip_address(host)]
-    except ValueError:
-        pass
-    loop = asyncio.get_running_loop()
-    try:
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as e:
-        raise SourceError(f"cannot resolve {host}: {e}") from None
-    return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
-
-
-class GuardedResolver(AbstractResolver):
-    """aiohttp resolver that refuses names resolving to non-public addresses."""
-
-    def __init__(self) -> None:
-        self._inner = ThreadedResolver()
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        results = await self._inner.resolve(host, port, family)
-        for result in results:
-            ip = ipaddress.ip_address(result["host"])
-            if why := address_problem(ip):
-                raise _refuse(host, ip, why)
-        return results
-
-    async def close(self) -> None:
-        await self._inner.close()
-
-
-def session(*, allow_private: bool, timeout: float) -> aiohttp.ClientSession:
-    """A client session that obeys the policy (use ``fetch_head`` for redirects)."""
-    connector = aiohttp.TCPConnector(resolver=None if allow_private else GuardedResolver())
-    return aiohttp.ClientSession(
-        connector=connector, timeout=aiohttp.ClientTimeout(total=timeout)
-    )
+    return Target(*netpolicy.split_url(url))
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,40 +52,111 @@ class Head:
     headers: dict[str, str]
 
 
-async def fetch_head(
-    http: aiohttp.ClientSession,
-    url: str,
-    *,
-    allow_private: bool,
-    headers: dict[str, str] | None = None,
-    **kwargs: Any,
-) -> Head:
-    """GET ``url`` and read only the response head, following redirects hop by hop (each hop
-    is checked). Raises SourceError when the host cannot be reached."""
-    for _hop in range(MAX_REDIRECTS + 1):
-        await check_url(url, allow_private=allow_private)
+class NetGuard:
+    """The policy, a DNS pool and the guarded HTTP client of the control process."""
+
+    def __init__(self, policy: InputPolicy, *, timeout: float = 10.0, dns_threads: int = 4) -> None:
+        self.policy = policy
+        self.timeout = timeout
+        self._dns = concurrent.futures.ThreadPoolExecutor(dns_threads, thread_name_prefix="dns")
+        self._slots = FairSlots(dns_threads)
+
+    async def resolve(self, host: str, port: int) -> list[IPAddress]:
+        """Every address of ``host`` (SourceError when none within the timeout)."""
+        if (ip := netpolicy.literal(host)) is not None:
+            return [ip]
+        # The lookup keeps its slot until the thread is done, even if the caller gave up:
+        # the pool stays bounded by threads that are really free.
+        lookup = asyncio.ensure_future(self._lookup(host, port))
         try:
-            async with http.get(url, allow_redirects=False, headers=headers, **kwargs) as resp:
-                location = resp.headers.get("Location")
-                if resp.status in (301, 302, 303, 307, 308) and location:
-                    url = urljoin(url, location)
-                    continue
-                return Head(
-                    url=url,
-                    status=resp.status,
-                    reason=resp.reason or "",
-                    content_type=resp.content_type,
-                    headers=dict(resp.headers),
-                )
-        except aiohttp.ClientError as e:
-            raise SourceError(f"cannot reach {parse_target(url).host}: {_reason(e)}") from None
+            return await asyncio.wait_for(asyncio.shield(lookup), self.timeout)
         except TimeoutError:
-            raise SourceError(f"{parse_target(url).host} did not answer in time") from None
-    raise SourceError(f"too many redirects (more than {MAX_REDIRECTS})")
+            raise SourceError(f"cannot resolve {host}: no answer in time") from None
+
+    async def _lookup(self, host: str, port: int) -> list[IPAddress]:
+        async with self._slots.slot(host):
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._dns, netpolicy.resolve, host, port)
+
+    async def pick(self, host: str, port: int) -> IPAddress:
+        """The checked address to connect to (see ``netpolicy.pick``: a name that does not
+        resolve is refused like an internal one, unless private targets are allowed)."""
+        try:
+            addresses = await self.resolve(host, port)
+        except SourceError:
+            if self.policy.allow_private:
+                raise
+            raise netpolicy.refusal(host) from None
+        return netpolicy.checked(host, addresses, self.policy)
+
+    async def check_url(self, url: str) -> Target:
+        """Validate ``url`` against the policy; return its target. Raises BadRequest (not an
+        http(s) URL), Forbidden (refused) or SourceError (it does not resolve)."""
+        target = parse_target(url)
+        await self.pick(target.host, target.port)
+        return target
+
+    def session(self) -> aiohttp.ClientSession:
+        """A client session whose every connection is resolved and checked by this guard
+        (use :meth:`fetch_head` for redirects: aiohttp would follow them unchecked)."""
+        connector = aiohttp.TCPConnector(resolver=GuardedResolver(self))
+        timeout = aiohttp.ClientTimeout(total=self.timeout)
+        return aiohttp.ClientSession(connector=connector, timeout=timeout)
+
+    async def fetch_head(
+        self,
+        http: aiohttp.ClientSession,
+        url: str,
+        *,
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> Head:
+        """GET ``url`` and read only the response head, following redirects hop by hop, each
+        hop checked. Raises Forbidden (refused) or SourceError (not reachable)."""
+        for _hop in range(MAX_REDIRECTS + 1):
+            target = parse_target(url)
+            if (ip := netpolicy.literal(target.host)) is not None:
+                netpolicy.checked(target.host, [ip], self.policy)  # aiohttp resolves no literal
+            try:
+                async with http.get(url, allow_redirects=False, headers=headers, **kwargs) as r:
+                    location = r.headers.get("Location")
+                    if r.status in (301, 302, 303, 307, 308) and location:
+                        url = urljoin(url, location)
+                        continue
+                    return Head(url, r.status, r.reason or "", r.content_type, dict(r.headers))
+            except aiohttp.ClientConnectorError:
+                # the same words for every failure: no port scan through the node
+                raise SourceError(f"could not connect to {target.host}") from None
+            except aiohttp.ClientError:
+                raise SourceError(f"{target.host} did not answer with HTTP") from None
+            except TimeoutError:
+                raise SourceError(f"{target.host} did not answer in time") from None
+        raise SourceError(f"too many redirects (more than {MAX_REDIRECTS})")
+
+    async def close(self) -> None:
+        self._dns.shutdown(wait=False, cancel_futures=True)
 
 
-def _reason(e: aiohttp.ClientError) -> str:
-    if isinstance(e, aiohttp.ClientConnectorError):
-        errno = e.os_error.errno
-        return os.strerror(errno) if errno else str(e.os_error)
-    return str(e) or type(e).__name__
+class GuardedResolver(AbstractResolver):
+    """aiohttp resolver: a name's addresses through the guard (all checked, the first used)."""
+
+    def __init__(self, guard: NetGuard) -> None:
+        self._guard = guard
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        ip = await self._guard.pick(host, port)
+        return [
+            {
+                "hostname": host,
+                "host": str(ip),
+                "port": port,
+                "family": socket.AF_INET6 if ip.version == 6 else socket.AF_INET,
+                "proto": 0,
+                "flags": socket.AI_NUMERICHOST,
+            }
+        ]
+
+    async def close(self) -> None:
+        return None

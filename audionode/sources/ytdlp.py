@@ -6,10 +6,14 @@ Queries: ``http(s)://`` URLs (tried after the ``http`` source, which takes direc
 yt-dlp is pure Python and slow: it runs in a :class:`ProcessPool` (``sources.ytdlp.processes``
 workers, each call limited to ``sources.ytdlp.timeout`` seconds), never on the event loop.
 
+Every request yt-dlp makes goes through the node's guard (``guardproxy.py``: a loopback
+proxy that checks each target and pins the checked address), and an extraction of one site
+may hold only part of the pool (``fairslots.py``), so a slow site cannot hold every worker.
+
 Stream URLs expire. ``open`` checks the stream URL with a one-byte request first; on HTTP 403
 it extracts the page again, once, and checks the new URL (Discodo's approach, minus its
-repeated retries). Both the page URL and every stream URL obey the fetch policy in
-``netguard`` (``sources.http.allow_private``).
+repeated retries). The page URL, every request of an extraction and every stream URL obey
+the fetch policy (``sources.http.allow_private``, ``sources.http.allow_networks``).
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ from typing import Any
 
 from audionode.config import HttpSourceConfig, YtdlpSourceConfig
 from audionode.errors import SourceError
-from audionode.sources import netguard
 from audionode.sources.api import BaseSource, LoadResult, Playable, Track
+from audionode.sources.guardproxy import GuardProxy
+from audionode.sources.http import http_policy
+from audionode.sources.netguard import NetGuard, parse_target
 from audionode.sources.procpool import ProcessPool
 from audionode.sources.ytdlp_worker import extract
 
@@ -35,10 +41,19 @@ class YtdlpSource(BaseSource):
     name = "ytdlp"
 
     def __init__(
-        self, config: YtdlpSourceConfig | None = None, http: HttpSourceConfig | None = None
+        self,
+        config: YtdlpSourceConfig | None = None,
+        http: HttpSourceConfig | None = None,
+        *,
+        guard: NetGuard | None = None,
     ) -> None:
+        """``guard`` is the node's (the source manager's); without one the source makes and
+        closes its own from ``http``."""
         self.config = config or YtdlpSourceConfig()
         self.http = http or HttpSourceConfig()
+        self._own_guard = guard is None
+        self.guard = guard or NetGuard(http_policy(self.http), timeout=self.http.timeout)
+        self.proxy = GuardProxy(self.guard)
         self.pool = ProcessPool(
             self.config.processes,
             self.config.timeout,
@@ -57,7 +72,7 @@ class YtdlpSource(BaseSource):
             count = min(MAX_RESULTS, int(m.group("count") or DEFAULT_RESULTS))
             info = await self._extract(f"{m.group('prefix')}{count}:{m.group('terms')}")
             return LoadResult.of_search(self._track(e, info) for e in info.get("entries", []))
-        await netguard.check_url(query, allow_private=self.http.allow_private)
+        await self.guard.check_url(query)
         info = await self._extract(query)
         if info.get("_type") != "playlist":
             return LoadResult.of_track(self._track(info, None))
@@ -79,16 +94,34 @@ class YtdlpSource(BaseSource):
                 raise SourceError("the stream was refused (HTTP 403) even after resolving it again")
         if status >= 400:
             raise SourceError(f"the stream answered HTTP {status}")
-        return Playable.from_url(stream, headers=headers, is_live=track.is_live)
+        return Playable.from_url(
+            stream, headers=headers, is_live=track.is_live, policy=self.guard.policy
+        )
 
     async def close(self) -> None:
         await self.pool.close()
+        await self.proxy.close()
+        if self._own_guard:
+            await self.guard.close()
 
     # -- internals -------------------------------------------------------------------------
 
     async def _extract(self, query: str, flat: bool = True) -> dict[str, Any]:
+        """Run yt-dlp on ``query`` through the guard; a refusal of the guard during the
+        extraction is the error reported (not yt-dlp's paraphrase of a 403)."""
         self.extractions += 1
-        return await self.pool.run(extract, query, flat, self.http.timeout)
+        key = parse_target(query).host if not SEARCH.match(query) else None
+        await self.proxy.start()
+        with self.proxy.session() as session:
+            try:
+                info: dict[str, Any] = await self.pool.run(
+                    extract, query, flat, self.http.timeout, session.url, key=key
+                )
+            except SourceError:
+                if session.refusals:
+                    raise session.refusals[0] from None
+                raise
+        return info
 
     def _track(self, info: dict[str, Any], playlist: dict[str, Any] | None) -> Track:
         flat = info.get("_type") in ("url", "url_transparent")
@@ -116,7 +149,7 @@ class YtdlpSource(BaseSource):
 
     async def _resolve(self, track: Track) -> tuple[str, dict[str, str]]:
         page = str(track.data.get("page") or track.uri)
-        await netguard.check_url(page, allow_private=self.http.allow_private)
+        await self.guard.check_url(page)
         info = await self._extract(page, flat=False)
         if info.get("_type") == "playlist":
             wanted = track.data.get("entry")
@@ -129,9 +162,6 @@ class YtdlpSource(BaseSource):
         return str(info["url"]), dict(info.get("http_headers") or {})
 
     async def _status(self, url: str, headers: dict[str, str]) -> int:
-        allow = self.http.allow_private
-        async with netguard.session(allow_private=allow, timeout=self.http.timeout) as http:
-            head = await netguard.fetch_head(
-                http, url, allow_private=allow, headers={**headers, "Range": "bytes=0-0"}
-            )
+        async with self.guard.session() as http:
+            head = await self.guard.fetch_head(http, url, headers={**headers, "Range": "bytes=0-0"})
         return head.status

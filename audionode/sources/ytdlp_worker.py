@@ -53,9 +53,10 @@ def warm_up() -> None:
         extractor.suitable("https://warm-up.invalid/")
 
 
-def extract(query: str, flat: bool, socket_timeout: float) -> dict[str, Any]:
+def extract(query: str, flat: bool, socket_timeout: float, proxy: str) -> dict[str, Any]:
     """``extract_info`` without downloading: one video, or a playlist/search whose entries
-    are left unresolved when ``flat``. Raises RuntimeError with yt-dlp's reason."""
+    are left unresolved when ``flat``. Every request yt-dlp makes goes through ``proxy`` (the
+    node's guard, ``guardproxy.py``). Raises RuntimeError with yt-dlp's reason."""
     import yt_dlp
 
     options: dict[str, Any] = {
@@ -67,6 +68,7 @@ def extract(query: str, flat: bool, socket_timeout: float) -> dict[str, Any]:
         # opus first: it can be forwarded to Discord without re-encoding
         "format": "bestaudio[acodec=opus]/bestaudio/best",
         "socket_timeout": socket_timeout,
+        "proxy": proxy,
         "noplaylist": False,
         "playlistend": 200,
     }

@@ -43,3 +43,22 @@ def test_every_format_has_a_duration(media_dir: Path, kind: str) -> None:
 def test_local_paths_cannot_use_other_protocols(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match="cannot read the media"):
         probe(Playable.from_url("concat:/etc/hostname|/etc/hostname"))
+
+
+def test_the_probe_applies_the_engines_bounds_and_whitelist(tmp_path: Path) -> None:
+    """What the probe accepts the engine can play: same containers, same rate bounds."""
+    from audionode.errors import Forbidden
+    from audionode.media.probe import probe_plain
+    from tests.media.test_reader import _wav
+
+    with pytest.raises(SourceError, match=r"^the media's sample rate \(4000 Hz\) is outside"):
+        probe(Playable.from_bytes(_wav(4000, "stereo")))
+    playlist = (b"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\nhttp://169.254.169.254/x\n"
+                b"#EXT-X-ENDLIST\n")
+    with pytest.raises(SourceError, match=r"container \(hls\) is not one the node plays"):
+        probe(Playable.from_bytes(playlist, format="hls"))  # named: libav would try it
+    with pytest.raises(SourceError, match="Invalid data"):
+        probe(Playable.from_bytes(playlist))  # unnamed: libav takes HLS only from .m3u8
+    with pytest.raises(Forbidden, match=r"^refusing to fetch from 169\.254\.169\.254"):
+        probe(Playable.from_url("http://169.254.169.254/latest/meta-data"))
+    assert probe_plain(Playable.from_bytes(_wav(48000, "stereo")))["duration_ms"] == 100

@@ -82,3 +82,76 @@ def test_a_stream_without_audio_is_an_error() -> None:
     wait_for(woke, lambda: reader.error is not None)
     assert reader.error == f"<{len(buf.getvalue())} bytes> has no audio stream"
     reader.close(wait=2)
+
+
+def _wav(rate: int, layout: str, samples: int = 4800) -> bytes:
+    """A tiny PCM WAV made by PyAV at any rate and layout (libav writes what it is told)."""
+    import io
+
+    import av
+    import numpy as np
+
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="wav") as out:
+        stream = out.add_stream("pcm_s16le", rate=rate, layout=layout)
+        channels = av.AudioLayout(layout).nb_channels
+        frame = av.AudioFrame.from_ndarray(
+            np.zeros((1, samples * channels), np.int16), format="s16", layout=layout
+        )
+        frame.sample_rate, frame.pts = rate, 0
+        for packet in stream.encode(frame):
+            out.mux(packet)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("rate", "layout", "message"),
+    [
+        (1, "mono", "the media's sample rate (1 Hz) is outside 8000-384000 Hz (sources.media)"),
+        (4000, "stereo", "the media's sample rate (4000 Hz) is outside 8000-384000 Hz"),
+        (768000, "stereo", "the media's sample rate (768000 Hz) is outside 8000-384000 Hz"),
+        (48000, "hexadecagonal", "the media has 16 channels, more than 8 (sources.media."),
+    ],
+)
+def test_absurd_sample_rates_and_channel_counts_are_refused(
+    rate: int, layout: str, message: str
+) -> None:
+    """The issue's attack: a tiny file whose rate makes the resampler produce gigabytes
+    (9.6 kB at 1 Hz is 4800 s of audio: 1.8 GB of float stereo at 48 kHz)."""
+    import psutil
+
+    data = _wav(rate, layout)
+    assert len(data) < 160_000
+    before = psutil.Process().memory_info().rss
+    woke = threading.Event()
+    reader = TrackReader(Playable.from_bytes(data), 1, wake=woke.set)
+    reader.start()
+    try:
+        wait_for(woke, lambda: reader.error is not None)
+        assert reader.error is not None and reader.error.startswith(message)
+        assert reader.info is None and reader.buffered() == 0
+    finally:
+        reader.close(wait=2)
+    assert psutil.Process().memory_info().rss - before < 32 << 20
+
+
+def test_the_bounds_are_the_playables_policy(media_dir: Path) -> None:
+    """The node's configured bounds travel with the Playable (sources.media)."""
+    import msgspec
+
+    from audionode.netpolicy import InputPolicy
+
+    strict = InputPolicy(min_sample_rate=48001)
+    playable = msgspec.structs.replace(
+        Playable.from_bytes((media_dir / "halves.wav").read_bytes()), policy=strict
+    )
+    woke = threading.Event()
+    reader = TrackReader(playable, 1, wake=woke.set)
+    reader.start()
+    try:
+        wait_for(woke, lambda: reader.error is not None)
+        assert reader.error == (
+            "the media's sample rate (48000 Hz) is outside 48001-384000 Hz (sources.media)"
+        )
+    finally:
+        reader.close(wait=2)

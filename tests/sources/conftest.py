@@ -25,8 +25,9 @@ def files(served: Path) -> dict[str, bytes]:
 
 
 class MediaServer:
-    """A loopback web server with media files, pages with <audio> tags that expire, a
-    redirect, a page that never answers, and counters the tests read."""
+    """A loopback web server with media files, pages with <audio> tags that expire,
+    redirects, a page that never answers, and counters the tests read (``hits``: every
+    request it got)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -34,15 +35,26 @@ class MediaServer:
         self.page_hits = 0
         self.valid_tokens: set[int] = set()
         self.issue_valid_tokens = True
-        self.app = web.Application()
+        self.hits = 0
+        self.app = web.Application(middlewares=[self._count])
         r = self.app.router
         r.add_get("/media/{name}", self.media)
         r.add_get("/signed/{token}/{name}", self.signed)
         r.add_get("/page.html", self.page)
         r.add_get("/two.html", self.two)
         r.add_get("/to-media", self.redirect)
+        r.add_get("/redirect", self.redirect_to)
+        r.add_get("/embed.html", self.embed)
         r.add_get("/slow", self.slow)
+        r.add_get("/not-media", self.not_media)
         r.add_get("/live", self.live)
+
+    @web.middleware
+    async def _count(
+        self, request: web.Request, handler: web.RequestHandler
+    ) -> web.StreamResponse:
+        self.hits += 1
+        return await handler(request)
 
     def url(self, path: str) -> str:
         return f"{self.base}{path}"
@@ -82,6 +94,16 @@ class MediaServer:
     async def redirect(self, request: web.Request) -> web.Response:
         raise web.HTTPFound("/media/a440.mp3")
 
+    async def redirect_to(self, request: web.Request) -> web.Response:
+        raise web.HTTPFound(request.query["to"])
+
+    async def embed(self, request: web.Request) -> web.Response:
+        """A page with one ``<tag src=...>`` (``?tag=audio``: yt-dlp lists the URL without
+        fetching it; ``?tag=video`` with an HLS manifest: yt-dlp fetches the manifest)."""
+        tag, src = request.query["tag"], request.query["src"]
+        html = f"<html><head><title>Embed</title></head><body><{tag} src=\"{src}\"></{tag}>"
+        return web.Response(text=html + "</body></html>", content_type="text/html")
+
     async def live(self, request: web.Request) -> web.StreamResponse:
         """An endless MP3 stream (the same frames over and over), as internet radios send."""
         resp = web.StreamResponse(headers={"Content-Type": "audio/mpeg", "icy-name": "Loop FM"})
@@ -91,19 +113,38 @@ class MediaServer:
             await resp.write(chunk)
             await asyncio.sleep(0.05)
 
+    async def not_media(self, request: web.Request) -> web.Response:
+        return web.Response(body=bytes(range(256)) * 64, content_type="application/octet-stream")
+
     async def slow(self, request: web.Request) -> web.Response:
         await asyncio.sleep(30)
         return web.Response(text="too late")
 
 
+async def start_site(app: web.Application, host: str, port: int = 0) -> tuple[web.AppRunner, str]:
+    """Serve ``app`` on ``host`` (any loopback address; port 0: any free one); returns the
+    runner (``cleanup()`` it) and the base URL."""
+    runner = web.AppRunner(app, handler_cancellation=True)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://{host}:{bound}"
+
+
 @pytest.fixture
 async def server(served: Path) -> AsyncIterator[MediaServer]:
     srv = MediaServer(served)
-    runner = web.AppRunner(srv.app, handler_cancellation=True)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    srv.base = f"http://127.0.0.1:{port}"
+    runner, srv.base = await start_site(srv.app, "127.0.0.1")
+    yield srv
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def public(served: Path) -> AsyncIterator[MediaServer]:
+    """A server on 127.0.0.2, which tests let through with ``allow_networks`` to stand for
+    the internet (tests may only use loopback); 127.0.0.1 stays refused."""
+    srv = MediaServer(served)
+    runner, srv.base = await start_site(srv.app, "127.0.0.2")
     yield srv
     await runner.cleanup()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -10,10 +11,12 @@ import pytest
 from audionode.config import (
     HttpSourceConfig,
     LocalSourceConfig,
+    MediaLimitsConfig,
     SourcesConfig,
     YtdlpSourceConfig,
 )
 from audionode.errors import BadRequest, NotFound, SourceError
+from audionode.netpolicy import InputPolicy
 from audionode.sources.api import BaseSource, LoadResult, Playable, Track
 from audionode.sources.loader import SourceManager, load_sources
 from tests.sources.conftest import MediaServer
@@ -143,15 +146,58 @@ async def test_routing_fallthrough_errors_and_default_search() -> None:
 async def test_blocked_and_unreachable_urls_through_the_manager(server: MediaServer) -> None:
     manager = SourceManager.from_config(SourcesConfig(ytdlp=YtdlpSourceConfig(enabled=False)))
     blocked = await manager.load(server.url("/media/a440.mp3"))
-    assert blocked.type == "error" and "loopback address" in (blocked.error or "")
+    assert blocked.type == "error"
+    assert (blocked.error or "").startswith("refusing to fetch from 127.0.0.1: not a public")
     opened = SourceManager.from_config(
         SourcesConfig(
             http=HttpSourceConfig(allow_private=True), ytdlp=YtdlpSourceConfig(enabled=False)
         )
     )
     gone = await opened.load("http://127.0.0.1:9/a.mp3")
-    assert gone.type == "error" and "cannot reach 127.0.0.1" in (gone.error or "")
+    assert gone.type == "error" and gone.error == "could not connect to 127.0.0.1"
     ok = await opened.load(server.url("/media/a440.mp3"))
     assert ok.type == "track"
     await manager.close()
     await opened.close()
+
+
+class Made(BaseSource):
+    """A plugin-like source whose Playables claim whatever policy they like."""
+
+    name = "made"
+
+    def handles(self, query: str) -> bool:
+        return query.startswith("made:")
+
+    async def open(self, track: Track) -> Playable:
+        wide = InputPolicy(allow_private=True, max_channels=64)
+        return Playable.from_bytes(b"RIFF", policy=wide)
+
+
+async def test_every_playable_leaves_with_the_nodes_policy() -> None:
+    config = SourcesConfig(
+        http=HttpSourceConfig(allow_networks=["10.0.0.0/8"]),
+        media=MediaLimitsConfig(max_channels=4),
+        ytdlp=YtdlpSourceConfig(enabled=False),
+    )
+    manager = SourceManager.from_config(config)
+    try:
+        manager.sources.append(Made())
+        playable = await manager.open(Track(source="made", id="1", title="t"))
+        assert playable.policy == InputPolicy(allow_networks=("10.0.0.0/8",), max_channels=4)
+    finally:
+        await manager.close()
+
+
+def test_the_control_process_never_loads_av() -> None:
+    """The layering rule: sources/ (and the filter validation) run without PyAV; probing
+    happens in the probe processes."""
+    code = (
+        "import sys\n"
+        "import audionode.sources.loader, audionode.sources.http, audionode.sources.local\n"
+        "import audionode.sources.ytdlp, audionode.sources.guardproxy\n"
+        "import audionode.protocol.filters\n"
+        "print(sorted(m for m in sys.modules if m == 'av' or m.startswith('audionode.media')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

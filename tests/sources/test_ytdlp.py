@@ -122,8 +122,80 @@ async def test_a_hanging_site_times_out_and_the_next_call_works(server: MediaSer
 async def test_private_targets_are_refused_before_yt_dlp_runs(server: MediaServer) -> None:
     source = YtdlpSource(YtdlpSourceConfig(processes=1), HttpSourceConfig())
     try:
-        with pytest.raises(Forbidden, match="loopback"):
+        with pytest.raises(Forbidden, match=r"^refusing to fetch from 127\.0\.0\.1: not a public"):
             await source.load(server.url("/page.html"))
         assert source.extractions == 0 and source.pool.started == 0
     finally:
         await source.close()
+
+
+# -- every request yt-dlp makes goes through the node's guard -------------------------------
+
+
+@pytest.fixture
+async def guarded() -> AsyncIterator[YtdlpSource]:
+    """The default policy, with 127.0.0.2 standing for the internet (127.0.0.1 refused)."""
+    source = YtdlpSource(
+        YtdlpSourceConfig(processes=1, timeout=20),
+        HttpSourceConfig(allow_networks=["127.0.0.2/32"], timeout=5),
+    )
+    yield source
+    await source.close()
+
+
+REFUSED = (
+    "refusing to fetch from 127.0.0.1: not a public address the node may reach "
+    "(sources.http.allow_private or sources.http.allow_networks)"
+)
+
+
+async def test_yt_dlp_following_a_redirect_to_an_internal_address_is_refused(
+    guarded: YtdlpSource, public: MediaServer, server: MediaServer
+) -> None:
+    page = public.url(f"/redirect?to={server.url('/page.html')}")
+    with pytest.raises(Forbidden) as err:
+        await guarded.load(page)
+    assert err.value.message == REFUSED
+    assert public.hits == 1 and server.hits == 0
+
+
+async def test_a_manifest_yt_dlp_would_fetch_from_an_internal_address_is_refused(
+    guarded: YtdlpSource, public: MediaServer, server: MediaServer
+) -> None:
+    """The generic extractor downloads an HLS manifest named by the page to list its formats:
+    that fetch goes through the guard too. Open port or closed, the same answer."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    answers = []
+    for target in (server.url("/media/index.m3u8"), f"http://127.0.0.1:{closed}/index.m3u8"):
+        with pytest.raises(Forbidden) as err:
+            await guarded.load(public.url(f"/embed.html?tag=video&src={target}"))
+        answers.append(err.value.message)
+    assert answers == [REFUSED, REFUSED]
+    assert server.hits == 0 and public.hits == 2
+
+
+async def test_an_internal_stream_url_found_on_a_page_is_refused_when_opened(
+    guarded: YtdlpSource, public: MediaServer, server: MediaServer
+) -> None:
+    """yt-dlp does not fetch an <audio src> while extracting: the node refuses it when the
+    track is opened (and the engine would refuse it again)."""
+    page = public.url(f"/embed.html?tag=audio&src={server.url('/media/a440.mp3')}")
+    result = await guarded.load(page)
+    assert result is not None and result.type == "track"
+    with pytest.raises(Forbidden) as err:
+        await guarded.open(result.tracks[0])
+    assert err.value.message == REFUSED and server.hits == 0
+
+
+async def test_the_guarded_path_still_plays(
+    guarded: YtdlpSource, public: MediaServer
+) -> None:
+    result = await guarded.load(public.url("/two.html"))
+    assert result is not None and result.type == "playlist"
+    playable = await guarded.open(result.tracks[0])
+    assert playable.url == public.url("/media/a440.mp3")
+    assert playable.policy.allow_networks == ("127.0.0.2/32",)
