@@ -1,0 +1,85 @@
+"""One bot, one voice server with a listener in the bot's channel, and nodes: the stage of the
+client tests. Everything is real and on loopback; see ``harness.py`` for discord.py's side."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import discord
+
+from audionode.client import Player, Track
+from tests.client.harness import BOT, Bot
+from tests.conftest import PASSWORD
+from tests.transport.listener import Listener
+from tests.transport.voiceserver_harness import Harness
+
+SOURCES: dict[str, Any] = {"plugins": ["tone"]}
+EVENTS = ("audionode_track_start", "audionode_track_end", "audionode_track_exception",
+          "audionode_node_ready", "audionode_node_lost", "audionode_player_moved",
+          "audionode_player_error")  # fmt: skip
+
+
+class Events:
+    """Every audionode event the bot receives, through discord.py's own listener mechanism."""
+
+    def __init__(self, bot: Bot) -> None:
+        self.seen: list[tuple[float, str, tuple[Any, ...]]] = []
+        self._changed = asyncio.Event()
+        for name in EVENTS:
+            bot.client.add_listener(self._listener(name), f"on_{name}")
+
+    def _listener(self, name: str) -> Callable[..., Any]:
+        async def record(*args: Any) -> None:
+            self.seen.append((asyncio.get_running_loop().time(), name, args))
+            self._changed.set()
+            self._changed = asyncio.Event()
+
+        return record
+
+    def named(self, name: str) -> list[tuple[Any, ...]]:
+        return [args for _, n, args in self.seen if n == name]
+
+    async def wait(
+        self, name: str, match: Callable[..., bool] = lambda *a: True, within: float = 10.0
+    ) -> tuple[Any, ...]:
+        async with asyncio.timeout(within):
+            while True:
+                for _, n, args in self.seen:
+                    if n == name and match(*args):
+                        return args
+                await self._changed.wait()
+
+
+async def listen(vs: Harness, channel: discord.VoiceChannel, user_id: int = 9001) -> Listener:
+    """A second member of ``channel`` that records everything it receives."""
+    grant = await vs.lvsp.grant(user_id, channel.id, channel.guild.id)
+    listener = Listener(
+        vs.endpoint, channel.guild.id, user_id, channel.id, grant.session_id, grant.token
+    )
+    await listener.connect(vs.http)
+    return listener
+
+
+def player_headers(player: Player) -> dict[str, str]:
+    return {
+        "Authorization": PASSWORD,
+        "User-ID": str(BOT),
+        "Guild-ID": str(player.guild.id),
+        "VoiceClient-ID": player.voice_client_id or "",
+    }
+
+
+async def node_get(http: aiohttp.ClientSession, url: str, player: Player, path: str) -> Any:
+    """A player route's answer, straight from the node at ``url``."""
+    async with http.get(f"{url}{path}", headers=player_headers(player)) as r:
+        assert r.status == 200, await r.text()
+        return await r.json()
+
+
+async def node_queue(http: aiohttp.ClientSession, url: str, player: Player) -> list[Track]:
+    """``GET /queue`` of the player, straight from its node."""
+    body = await node_get(http, url, player, "/queue")
+    return [Track.from_wire(e) for e in body["entries"]]
