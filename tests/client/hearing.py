@@ -3,7 +3,9 @@ decoded, with its arrival time and the SSRC it came from (a failover brings a ne
 
 from __future__ import annotations
 
+import wave
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -66,3 +68,42 @@ def windows(frames: list[Heard], size: int = 5) -> list[tuple[float, np.ndarray]
         (frames[i].at, decode([f.opus for f in frames[i : i + size]]))
         for i in range(0, len(frames) - size + 1, size)
     ]
+
+
+F0, RATE_HZ = 300.0, 100.0
+"""The test sweep: ``F0 + RATE_HZ * t`` Hz at ``t`` seconds into the track."""
+
+
+def write_sweep(path: Path, seconds: float) -> Path:
+    """A WAV (48 kHz, 16-bit stereo) whose frequency tells the position: a linear sweep."""
+    t = np.arange(int(seconds * 48000)) / 48000
+    mono = 0.5 * np.sin(2 * np.pi * (F0 * t + RATE_HZ * t * t / 2))
+    pcm = (np.repeat(mono[:, None], 2, axis=1) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(48000)
+        w.writeframes(pcm.tobytes())
+    return path
+
+
+def sweep_position(pcm: np.ndarray, rate: int = 48000) -> float:
+    """Where in the sweep ``pcm`` was taken (seconds, at its middle): the peak frequency, found
+    to a fraction of a bin by parabolic interpolation."""
+    spectrum = np.abs(np.fft.rfft(pcm * np.hanning(len(pcm))))
+    spectrum[0] = 0
+    k = int(np.argmax(spectrum))
+    if 0 < k < len(spectrum) - 1:
+        a, b, c = np.log(spectrum[k - 1 : k + 2] + 1e-12)
+        k += 0.5 * (a - c) / (a - 2 * b + c)
+    return (k * rate / len(pcm) - F0) / RATE_HZ
+
+
+def position_at_end(frames: list[Heard]) -> float:
+    """The sweep position at the end of the last 100 ms of ``frames``."""
+    return sweep_position(decode([f.opus for f in frames[-5:]])) + 0.05
+
+
+def position_at_start(frames: list[Heard]) -> float:
+    """The sweep position at the start of the first 100 ms of ``frames``."""
+    return sweep_position(decode([f.opus for f in frames[:5]])) - 0.05

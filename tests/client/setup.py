@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -12,11 +13,18 @@ import discord
 
 from audionode.client import Player, Track
 from tests.client.harness import BOT, Bot
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, NodeHarness
 from tests.transport.listener import Listener
 from tests.transport.voiceserver_harness import Harness
 
 SOURCES: dict[str, Any] = {"plugins": ["tone"]}
+
+
+def sources(folder: Path) -> dict[str, Any]:
+    """The tone plugin, and local files under ``folder``."""
+    return {"plugins": ["tone"], "local": {"enabled": True, "roots": [str(folder)]}}
+
+
 EVENTS = ("audionode_track_start", "audionode_track_end", "audionode_track_exception",
           "audionode_node_ready", "audionode_node_lost", "audionode_player_moved",
           "audionode_player_error")  # fmt: skip
@@ -83,3 +91,17 @@ async def node_queue(http: aiohttp.ClientSession, url: str, player: Player) -> l
     """``GET /queue`` of the player, straight from its node."""
     body = await node_get(http, url, player, "/queue")
     return [Track.from_wire(e) for e in body["entries"]]
+
+
+async def crowd(node: NodeHarness, players: int) -> None:
+    """Another bot's idle voice clients on ``node`` (voice states only, no voice connection)."""
+    async with node.ws() as ws:
+        await ws.identify(999)
+        for g in range(players):
+            vsu = {"guild_id": str(100 + g), "user_id": "999", "channel_id": "5",
+                   "session_id": "s"}  # fmt: skip
+            await ws.send("DISCORD_EVENT", {"t": "VOICE_STATE_UPDATE", "d": vsu})
+        created = 0
+        while created < players:
+            created += (await ws.recv())["op"] == "VC_CREATED"
+        assert (await node.get("/status"))[1]["players"] >= players
