@@ -94,7 +94,7 @@ class Queue(Sequence[Track]):
             items.extend(Track.from_wire(e, self.node) for e in args[0])
         elif name == "insert":
             index = _index(args[0])
-            if not -len(items) - 1 <= index <= len(items):
+            if not -len(items) <= index <= len(items):
                 return False
             items.insert(index, Track.from_wire(args[1], self.node))
         elif name == "pop":
