@@ -43,11 +43,20 @@ def voice_connected(p: Player, d: dict[str, JSON]) -> None:
     p._connected.set()
 
 
+SESSION_NO_LONGER_VALID = 4006
+"""Voice close code: another connection identified with this voice session."""
+
+
 def voice_closed(p: Player, d: dict[str, JSON]) -> None:
-    if not d.get("will_reconnect"):
-        p._connected.clear()
-        log.info("guild %s: the node's voice connection closed (%s %s)",
-                 p.guild.id, d.get("code"), d.get("reason"))  # fmt: skip
+    if d.get("will_reconnect"):
+        return
+    p._connected.clear()
+    log.info("guild %s: the node's voice connection closed (%s %s)",
+             p.guild.id, d.get("code"), d.get("reason"))  # fmt: skip
+    if d.get("code") == SESSION_NO_LONGER_VALID and p._ready.is_set() and not p._leaving:
+        # Another node took the voice session: one this player left (a node that came back
+        # and reconnected voice on its own). This player is the one that should play.
+        p.pool.reclaim(p)
 
 
 def vc_destroyed(p: Player, d: dict[str, JSON]) -> None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from audionode.client.commands import headers
-from audionode.client.errors import NodeError
+from audionode.client.errors import AudionodeClientError, NodeError
 from audionode.client.tracks import Playhead, Track
 
 if TYPE_CHECKING:
@@ -30,6 +30,12 @@ if TYPE_CHECKING:
     from audionode.client.player import Player
 
 log = logging.getLogger(__name__)
+
+
+class Abandoned(AudionodeClientError):
+    """The player left (``disconnect``) while it was being moved."""
+
+
 JSON = Any
 
 RESOLVE_AT_ONCE = 4
@@ -85,9 +91,10 @@ async def restore(p: Player, node: Node, snap: Snapshot, within: float) -> None:
         p._attach(node)
         p._playhead = Playhead(snap.position, time.time(), True)
         await p.voice.join(node, within)
-        await _settings(p, node, snap)
-        await _current(p, node, snap)
-        await _queue(p, node, snap.queue)
+        for step in (_settings, _current, _queue):
+            if p._leaving:  # the bot disconnected the player meanwhile
+                raise Abandoned(f"guild {p.guild.id}: disconnected while moving")
+            await step(p, node, snap)
     finally:
         p._moving = False
     p._snapshot = None
@@ -150,7 +157,8 @@ async def _put(p: Player, node: Node, refs: JSON, tracks: list[Track]) -> None:
             p.client.dispatch("audionode_track_exception", p, track, e.message)
 
 
-async def _queue(p: Player, node: Node, tracks: tuple[Track, ...]) -> None:
+async def _queue(p: Player, node: Node, snap: Snapshot) -> None:
+    tracks = snap.queue
     gate = asyncio.Semaphore(RESOLVE_AT_ONCE)
 
     async def resolve(t: Track) -> dict[str, JSON] | None:

@@ -55,7 +55,9 @@ class Node:
 
     ``url`` is the node's HTTP base (``http://host:port``; ``https`` for a node behind TLS),
     ``password`` its ``password`` setting, ``identifier`` a name for logs and events (the url
-    by default).
+    by default). ``status_interval``: seconds between reads of its ``/status`` (its load);
+    ``ping_interval``: seconds between websocket pings (a pong missing for half of it counts
+    as a lost node; None: rely on TCP alone).
     """
 
     def __init__(
@@ -65,11 +67,13 @@ class Node:
         password: str,
         identifier: str | None = None,
         status_interval: float = 10.0,
+        ping_interval: float | None = 10.0,
     ) -> None:
         self.url = url.rstrip("/")
         self.password = password
         self.identifier = identifier or self.url
         self.status_interval = status_interval
+        self.ping_interval = ping_interval
         self.players: dict[int, Player] = {}
         """This bot's players on the node, by guild id."""
         self.stats = NodeStats()
@@ -143,7 +147,9 @@ class Node:
     async def _session(self) -> int | None:
         """One connection: open, identify, serve until it closes; returns its close code."""
         owner = self._require_owner()
-        sock = await NodeSocket.open(owner.http, self._ws_url(), self.password)
+        sock = await NodeSocket.open(
+            owner.http, self._ws_url(), self.password, ping=self.ping_interval
+        )
         sock.start(lambda op, d: self._on_frame(sock, op, d))
         try:
             resumed = await self._identify(sock, owner.user_id)

@@ -20,7 +20,7 @@ import discord
 from discord.channel import VocalGuildChannel
 
 from audionode.client import commands, events, sync
-from audionode.client.errors import NodeUnavailable, ProtocolError
+from audionode.client.errors import NodeUnavailable, NoNodesAvailable, ProtocolError
 from audionode.client.failover import Snapshot
 from audionode.client.pool import Pool
 from audionode.client.queue import Queue
@@ -78,6 +78,7 @@ class Player(discord.VoiceProtocol):
         """What the player knew when its node was lost (until it resumed or moved)."""
         self._moving = False
         self._leaving = False
+        self._reclaimed_at = float("-inf")
         self._quiet_start: str | None = None
         """A track's uri whose next SOURCE_START is a failover's restart, not news."""
 
@@ -132,14 +133,33 @@ class Player(discord.VoiceProtocol):
         self_mute: bool = False,
     ) -> None:
         """Called by discord.py's ``channel.connect(cls=Player)``: pick a node, ask Discord for
-        the voice state, wait until the node's voice connection is up."""
-        node = self.node if self.node is not None else self.pool.best_node()
-        node.placed += 1
-        self._attach(node)
-        await self.guild.change_voice_state(
-            channel=self.channel, self_mute=self_mute, self_deaf=self_deaf
-        )
+        the voice state, wait until the node's voice connection is up.
+
+        :class:`NoNodesAvailable` when no node is connected (or the node given is not);
+        discord.py's ``TimeoutError`` when the node's voice connection is not up in time.
+        """
+        try:
+            node = self._choose_node()
+            self._attach(node)
+            await self.guild.change_voice_state(
+                channel=self.channel, self_mute=self_mute, self_deaf=self_deaf
+            )
+        except Exception:
+            # discord.py cleans up after a timeout only: anything else is ours to undo
+            self._detach()
+            self.cleanup()
+            raise
         await asyncio.wait_for(self._connected.wait(), timeout)
+
+    def _choose_node(self) -> Node:
+        if self.node is None:
+            node = self.pool.best_node()
+        elif not self.node.available:
+            raise NoNodesAvailable(f"node {self.node.identifier} is not connected")
+        else:
+            node = self.node
+        node.placed += 1
+        return node
 
     async def on_voice_state_update(self, data: Any, /) -> None:
         await self.voice.state_update(data)
@@ -175,7 +195,7 @@ class Player(discord.VoiceProtocol):
             self.node.players.pop(self.guild.id, None)
         self.node = node
         node.players[self.guild.id] = self
-        self.queue = Queue(node.identifier)
+        self.queue.replace([], node.identifier)
         self.voice_client_id = None
         self._created.clear()
         self._connected.clear()

@@ -12,6 +12,7 @@ that becomes available when none is. A node that comes back takes new players ag
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import weakref
@@ -30,6 +31,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+MOVE_ATTEMPTS = 3
+"""Tries to rebuild a player on an available node before waiting for a node to come back."""
+MOVE_RETRY_DELAY = 1.0
+RECLAIM_EVERY = 5.0
+"""Seconds between two attempts to take a player's voice session back."""
+
 _POOLS: weakref.WeakKeyDictionary[discord.Client, Pool] = weakref.WeakKeyDictionary()
 
 
@@ -46,7 +53,7 @@ class Pool:
         client: discord.Client,
         nodes: Iterable[Node],
         *,
-        restart_grace: float = 2.0,
+        restart_grace: float = 1.5,
         command_timeout: float = 15.0,
         user_id: int | None = None,
     ) -> None:
@@ -70,7 +77,7 @@ class Pool:
         *,
         client: discord.Client,
         nodes: Iterable[Node],
-        restart_grace: float = 2.0,
+        restart_grace: float = 1.5,
         command_timeout: float = 15.0,
     ) -> Pool:
         """Connect to every node; returns once each was tried. Nodes that cannot be reached
@@ -165,7 +172,31 @@ class Pool:
             if player.suspended and not player._moving:
                 self._move(player, exclude=(node,))
 
-    def _move(self, player: Player, exclude: Iterable[Node]) -> None:
+    def reclaim(self, player: Player) -> None:
+        """Another connection took the player's voice session (4006): rebuild the player on
+        its node with a fresh voice client, which identifies again and takes the session back.
+
+        A fresh voice client, because a node does not reconnect a voice client when it is
+        given the credentials it already had. At most once per :data:`RECLAIM_EVERY` seconds
+        per player, so two clients never fight over a session.
+        """
+        node, now = player.node, time.monotonic()
+        if node is None or now - player._reclaimed_at < RECLAIM_EVERY:
+            return
+        player._reclaimed_at = now
+        log.warning("guild %s: the voice session was taken over; rebuilding on node %s",
+                    player.guild.id, node.identifier)  # fmt: skip
+        snap = player._snapshot = failover.Snapshot.of(player)
+        player._suspend(time.time())
+        self._spawn(self._rebuild(player, node, snap))
+
+    async def _rebuild(self, player: Player, node: Node, snap: failover.Snapshot) -> None:
+        await _destroy(node, player)
+        await self._restore(player, node, snap, 0)
+
+    def _move(self, player: Player, exclude: Iterable[Node], attempt: int = 0) -> None:
+        if player._leaving:
+            return
         try:
             target = self.best_node(exclude)
         except NoNodesAvailable:
@@ -173,23 +204,45 @@ class Pool:
             self._stranded.append(player)
             return
         snap = player._snapshot or failover.Snapshot.of(player)
-        self._spawn(self._restore(player, target, snap))
+        self._spawn(self._restore(player, target, snap, attempt))
 
-    async def _restore(self, player: Player, node: Node, snap: failover.Snapshot) -> None:
+    async def _restore(
+        self, player: Player, node: Node, snap: failover.Snapshot, attempt: int
+    ) -> None:
         node.placed += 1
         try:
             await failover.restore(player, node, snap, self.command_timeout)
+        except failover.Abandoned:
+            await _destroy(node, player)
         except (TimeoutError, AudionodeClientError) as e:
-            # The new node failed too: its own loss handling (or this retry) moves it again.
             log.warning("guild %s: moving to node %s failed: %s", player.guild.id,
                         node.identifier, e)  # fmt: skip
-            if node.available and player.suspended and not player._moving:
-                self._move(player, exclude=(node,))
+            if player._leaving:
+                await _destroy(node, player)
+            elif not node.available:
+                pass  # that node's own loss handling moves the player on
+            elif attempt + 1 < MOVE_ATTEMPTS:
+                await asyncio.sleep(MOVE_RETRY_DELAY)
+                if player.suspended and not player._moving:
+                    self._move(player, exclude=(), attempt=attempt + 1)
+            else:
+                log.error("guild %s: giving up moving the player until a node comes back",
+                          player.guild.id)  # fmt: skip
+                self._stranded.append(player)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+async def _destroy(node: Node, player: Player) -> None:
+    """Leave no voice client behind for a player that is gone."""
+    player._detach()
+    sock, gid = node.socket, str(player.guild.id)
+    if sock is not None:
+        with contextlib.suppress(TimeoutError, AudionodeClientError):
+            await sock.request("VC_DESTROY", {"guild_id": gid}, "VC_DESTROYED", gid, 5.0)
 
 
 def _user_id(client: discord.Client) -> int:

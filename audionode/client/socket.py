@@ -47,14 +47,22 @@ class NodeSocket:
 
     @classmethod
     async def open(
-        cls, http: aiohttp.ClientSession, url: str, password: str, *, within: float = 10.0
+        cls,
+        http: aiohttp.ClientSession,
+        url: str,
+        password: str,
+        *,
+        within: float = 10.0,
+        ping: float | None = 10.0,
     ) -> NodeSocket:
         """Connect and read ``HELLO``; :class:`AuthenticationFailed` on ``FORBIDDEN``,
-        :class:`NodeUnavailable` when the node cannot be reached."""
+        :class:`NodeUnavailable` when the node cannot be reached. ``ping``: seconds between
+        websocket pings; a pong missing for half of it closes the socket (a link that died
+        without closing is noticed)."""
         try:
             ws = await http.ws_connect(
                 url, headers={"Authorization": password}, timeout=aiohttp.ClientWSTimeout(within),
-                heartbeat=None, autoping=True, max_msg_size=0,
+                heartbeat=ping, autoping=True, max_msg_size=0,
             )  # fmt: skip
         except (TimeoutError, aiohttp.ClientError, OSError) as e:
             raise NodeUnavailable(f"cannot connect to {url}: {e or type(e).__name__}") from e

@@ -15,13 +15,14 @@ from tests.client.harness import BOT, discord_bot
 from tests.client.hearing import (
     Ears,
     decode,
+    dominant,
     position_at_end,
     position_at_start,
     sweep_position,
     write_sweep,
 )
 from tests.client.nodeproc import node_process
-from tests.client.setup import Events, crowd, listen, node_get, node_queue, sources
+from tests.client.setup import SOURCES, Events, crowd, listen, node_get, node_queue, sources
 from tests.conftest import PASSWORD, NodeFactory
 from tests.transport.voiceserver_harness import voice_server
 
@@ -102,6 +103,55 @@ async def test_a_killed_node_s_player_continues_on_the_other_node(
             player2 = await second.voice_channels[0].connect(cls=Player)
             assert player2.node is a_node, (a_node.penalty, b_node.penalty)
             await player2.disconnect()
+            await player.disconnect()
+        finally:
+            await pool.close()
+            await listener.close()
+
+
+async def test_a_voice_session_taken_by_another_node_is_taken_back(
+    node_factory: NodeFactory,
+) -> None:
+    """A node that comes back after its player moved on may reconnect voice with what it had
+    stored (a node restarted with its state): the voice server hands the session to it and
+    closes the player's connection (4006); the player takes it back."""
+    async with (
+        voice_server() as vs,
+        node_factory(sources=SOURCES) as a,
+        node_factory(sources=SOURCES) as stale,
+        discord_bot(vs.lvsp) as bot,
+    ):
+        listener = await listen(vs, bot.channel())
+        events = Events(bot)
+        pool = await Pool.connect(
+            client=bot.client, nodes=[Node(url=a.url, password=PASSWORD, identifier="a")]
+        )
+        try:
+            player = await bot.channel().connect(cls=Player)
+            await player.play("tone:440?seconds=10")
+            await events.wait("audionode_track_start")
+            ears = Ears(listener, BOT)
+            await listener.wait_for(lambda: len(ears.frames()) >= 25, within=10)
+            async with stale.ws() as ws:
+                await ws.identify(BOT)
+                assert player.voice.state is not None and player.voice.server is not None
+                await ws.send("DISCORD_EVENT", {"t": "VOICE_STATE_UPDATE", "d": player.voice.state})
+                await ws.send(
+                    "DISCORD_EVENT", {"t": "VOICE_SERVER_UPDATE", "d": player.voice.server}
+                )
+                while (frame := await ws.recv(10))["op"] != "VOICE_CLOSED":
+                    pass  # VC_CREATED, VOICE_CONNECTED: it took the session...
+                assert frame["d"]["code"] == 4006  # ...and lost it back to the player
+            ssrcs = [f.ssrc for f in ears.frames()]
+            await listener.wait_for(
+                lambda: sum(f.ssrc != ssrcs[0] for f in ears.frames()) >= 50, within=10
+            )
+            on_first = [f for f in ears.frames() if f.ssrc == ssrcs[0]]
+            again = [f for f in ears.frames() if f.ssrc != ssrcs[0]]
+            silent = again[0].at - on_first[-1].at
+            print(f"\nvoice session taken and taken back: silent {silent:.2f} s")
+            assert abs(dominant(decode([f.opus for f in again[10:35]])) - 440) < 5
+            assert player.connected and player.node is pool.nodes[0]
             await player.disconnect()
         finally:
             await pool.close()
