@@ -34,9 +34,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 JSON = Any
 
-RETRY_DELAYS = (0.0, 0.25, 0.5, 1.0, 2.0, 5.0)
-"""Seconds between reconnection attempts (the last repeats): a restarting node is found
-within a quarter of a second of listening again."""
+RETRY_DELAYS = (0.0, *(0.25,) * 8, 0.5, 1.0, 2.0, 5.0)
+"""Seconds before each reconnection attempt (the last repeats): every quarter of a second for
+two seconds, so a restarting node is found as soon as it listens again, then backing off."""
 
 
 class Owner(Protocol):
