@@ -4,18 +4,20 @@ client tests. Everything is real and on loopback; see ``harness.py`` for discord
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import discord
 
-from audionode.client import Player, Track
-from tests.client.harness import BOT, Bot
-from tests.conftest import PASSWORD, NodeHarness
+from audionode.client import Node, Player, Pool, Track
+from tests.client.harness import BOT, Bot, discord_bot
+from tests.conftest import PASSWORD, NodeFactory, NodeHarness
 from tests.transport.listener import Listener
-from tests.transport.voiceserver_harness import Harness
+from tests.transport.voiceserver_harness import Harness, voice_server
 
 SOURCES: dict[str, Any] = {"plugins": ["tone"]}
 
@@ -105,3 +107,39 @@ async def crowd(node: NodeHarness, players: int) -> None:
         while created < players:
             created += (await ws.recv())["op"] == "VC_CREATED"
         assert (await node.get("/status"))[1]["players"] >= players
+
+
+@dataclass
+class Stage:
+    node: NodeHarness
+    bot: Bot
+    pool: Pool
+    events: Events
+    listener: Listener
+
+    async def mirror_matches(self, player: Player) -> list[Track]:
+        """The mirror equals ``GET /queue`` (tokens aside: every listing re-signs them)."""
+        listing = await node_queue(self.node.http, self.node.url, player)
+        assert list(player.queue) == listing
+        return listing
+
+
+@contextlib.asynccontextmanager
+async def stage(node_factory: NodeFactory) -> AsyncIterator[Stage]:
+    """A node (tone plugin), the voice server with a listener in the bot's channel, the bot and
+    its pool of that one node."""
+    async with (
+        voice_server() as vs,
+        node_factory(sources=SOURCES) as node,
+        discord_bot(vs.lvsp) as bot,
+    ):
+        listener = await listen(vs, bot.channel())
+        events = Events(bot)
+        pool = await Pool.connect(
+            client=bot.client, nodes=[Node(url=node.url, password=PASSWORD, identifier="n1")]
+        )
+        try:
+            yield Stage(node, bot, pool, events, listener)
+        finally:
+            await pool.close()
+            await listener.close()

@@ -22,7 +22,16 @@ from tests.client.hearing import (
     write_sweep,
 )
 from tests.client.nodeproc import node_process
-from tests.client.setup import SOURCES, Events, crowd, listen, node_get, node_queue, sources
+from tests.client.setup import (
+    SOURCES,
+    Events,
+    crowd,
+    listen,
+    node_get,
+    node_queue,
+    sources,
+    stage,
+)
 from tests.conftest import PASSWORD, NodeFactory
 from tests.transport.voiceserver_harness import voice_server
 
@@ -115,19 +124,10 @@ async def test_a_voice_session_taken_by_another_node_is_taken_back(
     """A node that comes back after its player moved on may reconnect voice with what it had
     stored (a node restarted with its state): the voice server hands the session to it and
     closes the player's connection (4006); the player takes it back."""
-    async with (
-        voice_server() as vs,
-        node_factory(sources=SOURCES) as a,
-        node_factory(sources=SOURCES) as stale,
-        discord_bot(vs.lvsp) as bot,
-    ):
-        listener = await listen(vs, bot.channel())
-        events = Events(bot)
-        pool = await Pool.connect(
-            client=bot.client, nodes=[Node(url=a.url, password=PASSWORD, identifier="a")]
-        )
+    async with stage(node_factory) as s, node_factory(sources=SOURCES) as stale:
+        listener, events = s.listener, s.events
+        player = await s.bot.channel().connect(cls=Player)
         try:
-            player = await bot.channel().connect(cls=Player)
             await player.play("tone:440?seconds=10")
             await events.wait("audionode_track_start")
             ears = Ears(listener, BOT)
@@ -135,10 +135,11 @@ async def test_a_voice_session_taken_by_another_node_is_taken_back(
             async with stale.ws() as ws:
                 await ws.identify(BOT)
                 assert player.voice.state is not None and player.voice.server is not None
-                await ws.send("DISCORD_EVENT", {"t": "VOICE_STATE_UPDATE", "d": player.voice.state})
-                await ws.send(
-                    "DISCORD_EVENT", {"t": "VOICE_SERVER_UPDATE", "d": player.voice.server}
-                )
+                for kind, d in (
+                    ("VOICE_STATE_UPDATE", player.voice.state),
+                    ("VOICE_SERVER_UPDATE", player.voice.server),
+                ):
+                    await ws.send("DISCORD_EVENT", {"t": kind, "d": d})
                 while (frame := await ws.recv(10))["op"] != "VOICE_CLOSED":
                     pass  # VC_CREATED, VOICE_CONNECTED: it took the session...
                 assert frame["d"]["code"] == 4006  # ...and lost it back to the player
@@ -151,8 +152,6 @@ async def test_a_voice_session_taken_by_another_node_is_taken_back(
             silent = again[0].at - on_first[-1].at
             print(f"\nvoice session taken and taken back: silent {silent:.2f} s")
             assert abs(dominant(decode([f.opus for f in again[10:35]])) - 440) < 5
-            assert player.connected and player.node is pool.nodes[0]
-            await player.disconnect()
+            assert player.connected and player.node is s.pool.nodes[0]
         finally:
-            await pool.close()
-            await listener.close()
+            await player.disconnect()

@@ -5,57 +5,18 @@ queue after every change, and the bot gets its events."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
-from audionode.client import Node, NodeError, Player, Pool, Track
-from tests.client.harness import BOT, Bot, discord_bot
+from audionode.client import NodeError, Player
+from tests.client.harness import BOT
 from tests.client.hearing import Ears, band_level, decode, dominant
-from tests.client.setup import SOURCES, Events, listen, node_get, node_queue
-from tests.conftest import PASSWORD, NodeFactory, NodeHarness
-from tests.transport.listener import Listener
-from tests.transport.voiceserver_harness import voice_server
+from tests.client.setup import node_get, stage
+from tests.conftest import NodeFactory
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@dataclass
-class Stage:
-    node: NodeHarness
-    bot: Bot
-    pool: Pool
-    events: Events
-    listener: Listener
-
-    async def mirror_matches(self, player: Player) -> list[Track]:
-        """The mirror equals ``GET /queue`` (tokens aside: every listing re-signs them)."""
-        listing = await node_queue(self.node.http, self.node.url, player)
-        assert list(player.queue) == listing
-        return listing
-
-
-@contextlib.asynccontextmanager
-async def stage(node_factory: NodeFactory) -> AsyncIterator[Stage]:
-    async with (
-        voice_server() as vs,
-        node_factory(sources=SOURCES) as node,
-        discord_bot(vs.lvsp) as bot,
-    ):
-        listener = await listen(vs, bot.channel())
-        events = Events(bot)
-        pool = await Pool.connect(
-            client=bot.client, nodes=[Node(url=node.url, password=PASSWORD, identifier="n1")]
-        )
-        try:
-            yield Stage(node, bot, pool, events, listener)
-        finally:
-            await pool.close()
-            await listener.close()
 
 
 async def test_play_is_heard_and_the_queue_mirror_follows_every_change(
