@@ -136,6 +136,11 @@ class Node:
                 self._first_done(None)
                 attempt += 1
                 continue
+            except Exception:  # a bug of ours must not stop the reconnecting for good
+                log.exception("node %s: connection failed", self.identifier)
+                self._first_done(None)
+                attempt += 1
+                continue
             attempt = 1
             if code == TAKEN_OVER:
                 log.error(
