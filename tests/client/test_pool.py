@@ -11,13 +11,21 @@ from pathlib import Path
 
 import pytest
 
-from audionode.client import AuthenticationFailed, Node, NodeUnavailable, Player, Pool
+from audionode.client import (
+    AuthenticationFailed,
+    Node,
+    NodeUnavailable,
+    NoNodesAvailable,
+    Player,
+    Pool,
+)
 from tests.client.harness import BOT, discord_bot
 from tests.client.hearing import Ears, position_at_end, position_at_start, write_sweep
 from tests.client.nodeproc import node_process
 from tests.client.proxy import relay
 from tests.client.setup import SOURCES, Events, crowd, listen, node_get, node_queue, sources
 from tests.conftest import PASSWORD, NodeFactory
+from tests.test_cli import free_port
 from tests.transport.voiceserver_harness import voice_server
 
 pytestmark = pytest.mark.timeout(60)
@@ -144,3 +152,20 @@ async def test_a_refused_password_is_an_error(node_factory: NodeFactory) -> None
             await Pool.connect(client=bot.client, nodes=[Node(url=a.url, password="wrong")])
         with pytest.raises(RuntimeError, match=r"Pool\.connect"):
             Pool.of(bot.client)
+
+
+async def test_with_no_node_connected_joining_fails_cleanly() -> None:
+    async with voice_server() as vs, discord_bot(vs.lvsp) as bot:
+        down = Node(url=f"http://127.0.0.1:{free_port()}", password=PASSWORD)
+        pool = await Pool.connect(client=bot.client, nodes=[down])  # keeps trying meanwhile
+        try:
+            assert not down.available
+            with pytest.raises(NoNodesAvailable, match="no audionode node is connected"):
+                await bot.channel().connect(cls=Player)
+            # discord.py forgets the player (a second connect is not "already connected"),
+            # and Discord was never asked for a voice state
+            assert bot.client.voice_clients == [] and bot.gateway.requests == []
+            with pytest.raises(NoNodesAvailable):
+                await bot.channel().connect(cls=Player)
+        finally:
+            await pool.close()
