@@ -83,7 +83,9 @@ async def test_a_dropped_socket_that_comes_back_keeps_its_players(
             cut = time.monotonic()
             link.cut()
             await events.wait("audionode_node_lost")
-            queued = player.play("tone:880?seconds=1")  # waits for the player to come back
+            queued = asyncio.create_task(player.play("tone:880?seconds=1"))  # waits for it
+            await asyncio.sleep(0.1)
+            assert not queued.done() and player.suspended
             await events.wait("audionode_node_ready", lambda n: n is a_node and n.available)
             track = await asyncio.wait_for(queued, 10)
             assert not events.named("audionode_player_moved") and player.node is a_node
