@@ -28,8 +28,8 @@ run: $(VENV)/.run-installed
 	$(BIN)/audionode run --config $(CONFIG)
 
 lint: $(VENV)/.dev-installed
-	$(BIN)/ruff check $(wildcard audionode tests plugins bench)
-	$(BIN)/mypy --strict audionode
+	$(BIN)/ruff check $(wildcard audionode tests plugins bench examples)
+	$(BIN)/mypy --strict audionode examples
 	$(BIN)/lint-imports
 
 test: lint
