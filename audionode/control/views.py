@@ -155,3 +155,5 @@ class NodeStatus(_View, frozen=True):
     connected_sessions: int
     players: int
     engine: dict[str, Any]
+    state: dict[str, Any] = msgspec.field(default_factory=dict)
+    """The state file: ``enabled``, its path and write figures (docs/PERSISTENCE.md)."""
