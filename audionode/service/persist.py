@@ -68,7 +68,9 @@ class Keeper:
             self._queues.add(player.key)
         self._soon()
 
-    def session_changed(self, session: Session) -> None:
+    def session_changed(self, session: Session, soon: bool = True) -> None:
+        """The session was attached, detached or kept events; ``soon=False`` leaves the write
+        to the next checkpoint (kept events come often and weigh up to ``max_kept_bytes``)."""
         if self.store is None:
             return
         if session.sink is None:
@@ -76,15 +78,16 @@ class Keeper:
         else:
             self._detached_at.pop(session.ref, None)
         self._sessions[session.ref] = session
-        self._soon()
+        if soon:
+            self._soon()
 
     def event(self, session: Session, player: GuildPlayer | None, event: ev.ControlEvent) -> None:
         """A player emitted ``event``: what it changed is written (positions have their own
-        checkpoints; a detached session keeps the event, so the session changed)."""
+        checkpoints; a detached session keeps the event, written at the next checkpoint)."""
         if self.store is None:
             return
         if session.sink is None:
-            self.session_changed(session)
+            self.session_changed(session, soon=False)
         if player is not None and not isinstance(event, ev.PositionChanged):
             queue = isinstance(event, ev.QueueChanged | ev.TrackEnded)  # TrackEnded: history
             self.player_changed(session, player, queue)

@@ -48,6 +48,9 @@ MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
 class StateFileError(ConfigError):
     """The state file cannot be used; the message is one line naming the file."""
 
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(message.split()))  # SQLite's reports may span lines
+
 
 def prepare(conn: sqlite3.Connection, path: Path, target: int = SCHEMA_VERSION) -> int:
     """Check that ``conn``'s file is ours (or empty) and migrate it to ``target``; returns the
