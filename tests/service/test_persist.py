@@ -167,7 +167,7 @@ async def test_a_crash_keeps_everything_up_to_the_last_checkpoint(
     )
 
     sink = Sink()
-    identified, kept = await second.svc.identify(SESSION, sink)
+    identified, _ = await second.svc.identify(SESSION, sink)
     assert identified.resumed
     ids = {v.guild_id: v.voice_client_id for v in identified.voice_clients}
     assert ids == {1: a.voice_client_id, 2: b.voice_client_id}
@@ -182,7 +182,7 @@ async def test_a_crash_keeps_everything_up_to_the_last_checkpoint(
 async def test_a_clean_stop_writes_the_exact_position(tmp_path: Path, nodes: list[Node]) -> None:
     clock = Clock()
     first = await boot(tmp_path / "s.db", clock)
-    a, _ = await two_guilds(first, clock)
+    await two_guilds(first, clock)
     first.svc.keeper.checkpoint()
     clock.now += 0.4
     await first.svc.close()  # the last checkpoint, then the sessions close
@@ -267,9 +267,7 @@ async def test_events_kept_for_an_absent_bot_survive_the_restart(
     assert kinds[:3] == [ev.QueueChanged, ev.QueueChanged, ev.TrackStarted], kinds
 
 
-async def test_positions_are_checkpointed_every_interval(
-    tmp_path: Path, nodes: list[Node]
-) -> None:
+async def test_positions_are_checkpointed_every_interval(tmp_path: Path, nodes: list[Node]) -> None:
     clock = Clock()
     node = await boot(tmp_path / "s.db", clock, state={"checkpoint_interval": 0.1})
     nodes.append(node)
