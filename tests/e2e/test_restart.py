@@ -28,15 +28,15 @@ import aiohttp
 import pytest
 
 from tests.conftest import PASSWORD, WsClient, eventually
-from tests.e2e.chain import EventLog
+from tests.e2e.chain import BOT, EventLog
 from tests.e2e.hearing import FRAME, Ear
 from tests.e2e.nodeproc import NodeProcess, run_cli
+from tests.engine.guilds import join_voice
 from tests.transport.listener import Listener
 from tests.transport.voiceserver_harness import Harness, voice_server
 
 pytestmark = pytest.mark.timeout(150)
 
-BOT = 4242
 A_TONE, A_NEXT, A_LEN = 440.0, 550.0, 6.0
 B_TONE, B_NEXT, B_LEN = 660.0, 770.0, 5.0
 TOLERANCE = 1.5
@@ -124,28 +124,8 @@ async def _identify(node: NodeProcess, http: aiohttp.ClientSession) -> WsClient:
 
 
 async def _join(s: Harness, ws: WsClient, log: EventLog, n: int, tones: tuple[float, ...]) -> Guild:
-    guild, channel, member = 27000 + n, 28000 + n, 29000 + n
-    grant = await s.lvsp.grant(member, channel, guild)
-    listener = Listener(s.endpoint, guild, member, channel, grant.session_id, grant.token)
-    await listener.connect(s.http)
-    bot = await s.lvsp.grant(BOT, channel, guild)
-    state = {
-        "guild_id": str(guild),
-        "user_id": str(BOT),
-        "channel_id": str(channel),
-        "session_id": bot.session_id,
-    }
-    await ws.send("DISCORD_EVENT", {"t": "VOICE_STATE_UPDATE", "d": state})
-    created = await log.wait("VC_CREATED", lambda d: d["guild_id"] == str(guild))
-    server = {"guild_id": str(guild), "token": bot.token, "endpoint": bot.endpoint}
-    await ws.send("DISCORD_EVENT", {"t": "VOICE_SERVER_UPDATE", "d": server})
-    await log.wait("VOICE_CONNECTED", lambda d: d["guild_id"] == str(guild))
-    headers = {
-        "Authorization": PASSWORD,
-        "User-ID": str(BOT),
-        "Guild-ID": str(guild),
-        "VoiceClient-ID": created["id"],
-    }
+    guild, channel = 27000 + n, 28000 + n
+    listener, headers = await join_voice(s, ws, log, guild, channel, 29000 + n)
     return Guild(guild, channel, listener, Ear(listener, BOT, tones), headers)
 
 
