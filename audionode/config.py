@@ -247,6 +247,23 @@ class LavalinkConfig(_Section):
     is stopped and ends with ``cleanup`` (Lavalink: 60)."""
 
 
+STATE_FILE = "audionode-state.db"
+"""The state file's name beside the config file (``state.path = ""``)."""
+
+
+class StateConfig(_Section):
+    """The node's state file (docs/PERSISTENCE.md): what survives a restart of the node."""
+
+    path: str | None = ""
+    """The SQLite state file: sessions, voice clients with their voice tokens, queues,
+    positions, options, kept events, the track-token secret. ``""`` = ``audionode-state.db``
+    beside the config file (without a config file: none); ``null`` = keep nothing (track
+    tokens and sessions die with the process)."""
+    checkpoint_interval: Annotated[float, Meta(ge=0.1, le=1.0)] = 0.5
+    """Seconds between checkpoints of the playing tracks' positions: after a ``kill -9`` a
+    track resumes at most this much before where it was."""
+
+
 class Config(_Section):
     """The whole node configuration; see README.md for every key."""
 
@@ -258,9 +275,7 @@ class Config(_Section):
     log_level: LogLevel = "INFO"
     max_kept_events: Annotated[int, Meta(ge=1)] = 1000
     """Events kept per session while no bot socket is attached; older ones are dropped."""
-    state_dir: str = ""
-    """Folder for the node's own state (the track-token secret, the node id); empty = in
-    memory only, so track tokens die with the process."""
+    state: StateConfig = msgspec.field(default_factory=StateConfig)
     control: ControlConfig = msgspec.field(default_factory=ControlConfig)
     engine: EngineConfig = msgspec.field(default_factory=EngineConfig)
     sources: SourcesConfig = msgspec.field(default_factory=SourcesConfig)
@@ -344,12 +359,19 @@ def load_config(
     data: dict[str, Any] = _read_file(Path(path)) if path is not None else {}
     _apply_env(data, os.environ if env is None else env)
     data.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    if "state_dir" in data:
+        raise ConfigError(
+            "config key `state_dir` was replaced by `state.path` (one SQLite file holds all "
+            "the node's state, docs/PERSISTENCE.md)"
+        )
     if isinstance(data.get("log_level"), str):
         data["log_level"] = data["log_level"].upper()  # "info" and "INFO" alike
     try:
         cfg = msgspec.convert(data, Config)
     except msgspec.ValidationError as e:
         raise ConfigError(_explain(e)) from None
+    if cfg.state.path == "" and path is not None:  # without a config file "" stays: no file
+        cfg.state.path = str(Path(path).parent / STATE_FILE)
     if not cfg.password:
         raise ConfigError("config key `password` must not be empty")
     if cfg.password == EXAMPLE_PASSWORD and not is_loopback(cfg.host):

@@ -174,6 +174,8 @@ class NodeStatus(_View, frozen=True):
     engine: dict[str, Any]
     playing: int = 0
     """Voice clients playing a track, not paused."""
+    state: dict[str, Any] = msgspec.field(default_factory=dict)
+    """The state file: ``enabled``, its path and write figures (docs/PERSISTENCE.md)."""
 
 
 class SessionConfig(_View, frozen=True):

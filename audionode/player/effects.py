@@ -42,6 +42,13 @@ class Playing:
     end_reason: ev.EndReason | None = None  # what the player asked for (skip/stop/replace)
     near_end: bool = False  # NeedNext came before its first frame was sent (a short track)
     end_at: float | None = None  # an end set while it plays (checked at position reports)
+    start: float | None = None
+    """Where it starts when not at its entry's ``start_position``: re-opened where it was,
+    after an engine or node restart. Such a track is shown as current while it opens."""
+
+    @property
+    def start_at(self) -> float:
+        return self.entry.start_position if self.start is None else self.start
 
 
 @dataclass(slots=True)
@@ -83,7 +90,7 @@ class Effects:
         """What the bot sees (``getState.state``)."""
         if not self.connected:
             return PlayerState.DISCONNECTED
-        if self.current is None:
+        if self._shown() is None:
             return PlayerState.STOPPED
         return PlayerState.PAUSED if self.paused else PlayerState.PLAYING
 
@@ -159,9 +166,9 @@ class Effects:
         self._queue_changes(changes)
         self._open_now(entries[0])
 
-    def _open_now(self, entry: Entry[Any]) -> None:
+    def _open_now(self, entry: Entry[Any], start: float | None = None) -> None:
         self._cancel_next()
-        self._opening = Playing(self._new_serial(), entry)
+        self._opening = Playing(self._new_serial(), entry, position=start or 0.0, start=start)
         self.cb.open(OpenRequest(self._opening.serial, entry, preload=False))
 
     def _cancel_next(self) -> None:
@@ -245,7 +252,7 @@ class Effects:
     def _do_hand_over(self, arg: tuple[str, Any]) -> None:
         slot, source = arg
         playing: Playing = getattr(self, slot)
-        start = round(playing.entry.start_position * 1000)
+        start = round(playing.start_at * 1000)
         end = playing.entry.end_position
         end_ms = None if end is None else round(end * 1000)
         cls = msg.Play if slot == "_opening" else msg.Preload
@@ -270,7 +277,7 @@ class Effects:
         if slot == "_next" and self.repeat != "track":
             self._queue_changes(self.queue.discard(playing.entry))
         previous, self.current = self.current, playing
-        playing.position, playing.as_of = playing.entry.start_position, self.cb.clock()
+        playing.position, playing.as_of = playing.start_at, self.cb.clock()
         self._near_end = self._replacing = False
         view = self.current_view()
         assert view is not None
@@ -332,27 +339,41 @@ class Effects:
             self.cb.command(msg.Pause(player=self.key))
 
     def _do_reopen_lost(self, lost: Playing) -> None:
-        lost.entry.start_position = self._position(lost)[0]
+        start = self._position(lost)[0]  # the entry keeps its own start_position
         self._do_forget_tracks(None)
-        self._open_now(lost.entry)
+        self._open_now(lost.entry, start)
 
     # --- views --------------------------------------------------------------------------------
+
+    def _shown(self) -> Playing | None:
+        """The track the bot sees as current: the current one, or one re-opened where it was
+        (it was current before the restart and, to the bot, still is)."""
+        if self.current is None and self._opening is not None and self._opening.start is not None:
+            return self._opening
+        return self.current
+
+    def _elapsed(self, playing: Playing, now: float) -> float:
+        """Seconds into ``playing`` now, extrapolated while audible (not clamped to its end)."""
+        if playing is not self.current or self.paused or not self.connected:
+            return playing.position
+        return playing.position + max(0.0, now - playing.as_of)
 
     def _position(self, playing: Playing) -> tuple[float, float]:
         """``(position, as_of)`` now: extrapolated while the track is audibly playing."""
         now = self.cb.clock()
-        if playing is not self.current or self.paused or not self.connected:
-            return playing.position, now
-        position = playing.position + max(0.0, now - playing.as_of)
+        position = self._elapsed(playing, now)
+        if position == playing.position:
+            return position, now
         duration = self.cb.describe(playing.entry).track.duration
         return (min(position, duration) if duration is not None else position), now
 
     def current_view(self) -> CurrentView | None:
         """The current track with its position now (``None`` when nothing plays)."""
-        if self.current is None:
+        shown = self._shown()
+        if shown is None:
             return None
-        position, as_of = self._position(self.current)
-        entry = self.cb.describe(self.current.entry)
+        position, as_of = self._position(shown)
+        entry = self.cb.describe(shown.entry)
         return CurrentView(
             entry=entry, position=round(position, 3), as_of=as_of, paused=self.paused
         )

@@ -321,5 +321,27 @@ class GuildPlayer(Effects):
         """The entry being opened to play now (before its first frame is sent)."""
         return None if self._opening is None else self.cb.describe(self._opening.entry)
 
+    # --- node restart (service/persist.py) ------------------------------------------------------
+
+    def resumable(self) -> tuple[Entry[Any], float] | None:
+        """What a restart would resume: the current (or opening) entry and its position now
+        (extrapolated, not clamped to the track's end), or None."""
+        if self._opening is not None:  # it replaces whatever is current
+            return self._opening.entry, self._opening.start_at
+        if self.current is None:
+            return None
+        return self.current.entry, self._elapsed(self.current, self.cb.clock())
+
+    def resume_from(self, entry: Entry[Any] | None, position: float, stopped: bool) -> None:
+        """Rebuild after a node restart. The service has set the stored state (options, queue,
+        paused, voice) on this fresh player and sent Connect; as after an engine loss, the
+        engine is given the options, then ``entry`` from ``position`` (paused stays paused)."""
+        if stopped:
+            self.phase = Phase.STOPPED
+        elif entry is not None:
+            self.current = Playing(self._new_serial(), entry, position, self.cb.clock())
+            self.phase = Phase.PLAYING
+        self.restore()
+
     def queue_entries(self) -> tuple[EntryView, ...]:
         return self.queue.describe()

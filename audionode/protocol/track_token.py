@@ -4,8 +4,8 @@ A track the node hands out (``getSource``, ``searchSources``, queue listings, ev
 ``encoded = base64url(msgpack(claims)) "." base64url(HMAC-SHA256(secret, payload)[:16])`` with
 ``claims = {"v": 2, "iss": <node id>, "exp": <unix seconds>, "t": <track info>}``.
 
-- The secret is random and kept in the node's state (``state_dir``), never derived from the
-  password: knowing the password does not let anyone mint tokens, and changing it does not
+- The secret is random and kept in the node's state file (``state.path``), never derived from
+  the password: knowing the password does not let anyone mint tokens, and changing it does not
   invalidate queues.
 - Tokens expire (``control.token_ttl``): a leaked token stops opening its URL after a while.
   Tokens are signed afresh every time a track is described, so a live queue never goes stale.

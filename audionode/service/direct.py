@@ -27,6 +27,7 @@ from audionode.engine.host import EngineHost
 from audionode.errors import BadRequest
 from audionode.player.player import GuildPlayer
 from audionode.player.queue import Entry
+from audionode.service.persist import Keeper
 from audionode.service.sessions import Sessions
 from audionode.service.tracks import TrackBook, check_start
 from audionode.types import GuildId
@@ -39,6 +40,7 @@ class DirectMethods:
     sessions: Sessions
     tracks: TrackBook
     engine: EngineHost | None
+    keeper: Keeper
 
     # --- one track now ------------------------------------------------------------------------
 
@@ -100,6 +102,7 @@ class DirectMethods:
             session.resumable = cmd.resumable
         if cmd.timeout is not None:
             session.resume_timeout = cmd.timeout
+        self.keeper.session_changed(session)
         return SessionConfig(
             resumable=session.resumable, timeout=self.sessions.timeout_of(session)
         )

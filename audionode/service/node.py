@@ -14,6 +14,7 @@ edge (``protocol/filters.py``) and the engine reports a filter graph it cannot b
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import time
@@ -45,12 +46,16 @@ from audionode.engine.host import EngineHost
 from audionode.errors import AudionodeError, Conflict
 from audionode.player.player import Callbacks, GuildPlayer, OpenRequest
 from audionode.player.queue import Entry
+from audionode.service import persist
 from audionode.service.direct import DirectMethods, player_view
+from audionode.service.persist import Keeper
 from audionode.service.sessions import Sessions
-from audionode.service.state import load_state
+from audionode.service.state import NodeState, fresh_state
 from audionode.service.tracks import Claimed, TrackBook, check_start
 from audionode.session import EventSink, Session
 from audionode.sources.loader import SourceManager
+from audionode.store import Store
+from audionode.store.records import Snapshot, StoredPlayer
 from audionode.types import ChannelId, GuildId
 
 log = logging.getLogger(__name__)
@@ -59,13 +64,24 @@ Ref = c.SessionRef | c.PlayerRef | None
 
 
 class NodeService(DirectMethods):
-    """Sessions and players. Create inside a running event loop; call :meth:`close` last."""
+    """Sessions and players. Create inside a running event loop; with a state file, call
+    :meth:`restore` once the engine and sources are attached; call :meth:`close` last."""
 
-    def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config: Config,
+        clock: Callable[[], float] = time.time,
+        state: NodeState | None = None,
+        store: Store | None = None,
+    ) -> None:
         self.config = config
         self.clock = clock
-        self.tracks = TrackBook(load_state(config.state_dir), config.control.token_ttl, clock)
-        self.sessions = Sessions(config, self._new_player, self._release_player)
+        self.tracks = TrackBook(state or fresh_state(), config.control.token_ttl, clock)
+        self.keeper = Keeper(store, config.state.checkpoint_interval, clock)
+        """Hands what changes to the state file (``service/persist.py``); inert without one."""
+        self.sessions = Sessions(
+            config, self._new_player, self._release_player, self.keeper.session_gone
+        )
         self.started = time.monotonic()
         self.engine: EngineHost | None = None
         """The data plane; attached by the server right after construction."""
@@ -90,7 +106,26 @@ class NodeService(DirectMethods):
         handler = self._handlers.get(type(command))
         if handler is None:
             raise TypeError(f"no service method takes {type(command).__name__}")
-        return await handler(ref, command)
+        result = await handler(ref, command)
+        if self.keeper.enabled and not isinstance(command, _READS):
+            self._touched(ref, command)
+        return result
+
+    def _touched(self, ref: Ref, command: Any) -> None:
+        """A command changed state: the keeper writes the player (and the session) it named."""
+        session: Session | None = None
+        player: GuildPlayer | None = None
+        if isinstance(ref, c.PlayerRef):
+            with contextlib.suppress(AudionodeError):  # destroyed: already dropped
+                session, player = self.sessions.find(ref)
+        elif isinstance(ref, c.SessionRef):
+            session = self.sessions.by_ref.get(ref)
+            guild = getattr(command, "guild_id", None)
+            player = None if session is None or guild is None else session.players.get(guild)
+        if session is not None and player is not None:
+            self.keeper.player_changed(session, player, queue=isinstance(command, _QUEUE_EDITS))
+        if session is not None and session.sink is None:
+            self.keeper.session_changed(session)  # it kept events the command caused
 
     # --- sessions -----------------------------------------------------------------------------
 
@@ -98,13 +133,16 @@ class NodeService(DirectMethods):
         self, ref: c.SessionRef, sink: EventSink
     ) -> tuple[Identified, list[ev.ControlEvent]]:
         """Bind a front's connection to the session; returns the kept events to send next."""
-        return self.sessions.identify(ref, sink)
+        result = self.sessions.identify(ref, sink)
+        self.keeper.session_changed(self.sessions.by_ref[ref])
+        return result
 
     def disconnect(self, ref: c.SessionRef, sink: EventSink, unsent: list[ev.ControlEvent]) -> None:
         """A connection closed: its session lives on for ``vc_timeout`` (events kept)."""
         session = self.sessions.by_ref.get(ref)
         if session is not None:
             self.sessions.disconnect(session, sink, unsent)
+            self.keeper.session_changed(session)
 
     async def voice_state(self, ref: c.SessionRef, cmd: c.VoiceState) -> None:
         """The bot's own voice state: creates the voice client, follows channel moves."""
@@ -296,21 +334,76 @@ class NodeService(DirectMethods):
             connected_sessions=sum(1 for s in by_ref.values() if s.sink is not None),
             players=self.sessions.players,
             engine=self.engine.stats() if self.engine is not None else {},
+            state=self.keeper.status(),
             playing=sum(
                 p.state is PlayerState.PLAYING for s in by_ref.values() for p in s.players.values()
             ),
         )
 
     async def close(self) -> None:
-        """Shut down: close every connection and free every session."""
+        """Shut down: the last checkpoint to the state file, then close every connection and
+        free every session (what the state file holds survives them)."""
+        await self.keeper.close()
         self.sessions.close_all()
+
+    # --- node restart ---------------------------------------------------------------------------
+
+    def restore(self, snapshot: Snapshot) -> None:
+        """Rebuild what the state file held (docs/PERSISTENCE.md), then start keeping: every
+        session unattended until its bot identifies again (``vc_timeout`` after the restart,
+        or after its connection had closed), every voice client reconnected with its stored
+        credentials and its track re-opened where it was. Call once the engine and the sources
+        are attached, before the fronts accept connections."""
+        players: dict[str, list[StoredPlayer]] = {}
+        for stored in snapshot.players:
+            players.setdefault(stored.session, []).append(stored)
+        now = self.clock()
+        for key, rec in snapshot.sessions.items():
+            timeout = self.config.vc_timeout if rec.resume_timeout is None else rec.resume_timeout
+            left = timeout - (now - rec.detached_at) if rec.detached_at is not None else timeout
+            if left <= 0 or not rec.resumable:
+                continue  # expired while the node was down, or ends with its connection
+            ref = c.SessionRef(
+                user_id=rec.user_id, shard_id=rec.shard_id, session_id=rec.session_id
+            )
+            session = self.sessions.adopt(ref, rec.kept, rec.dropped, left, rec.resume_timeout)
+            self.keeper.restored(session, rec.detached_at)
+            for stored in players.pop(key, []):
+                self._restore_player(session, stored)
+            log.info("session %s restored with %d voice clients", key, len(session.players))
+        self.keeper.start(lambda: list(self._by_key.values()))
+        kept = {persist.session_key(ref) for ref in self.sessions.by_ref}
+        for key in snapshot.sessions.keys() - kept:
+            self.keeper.forget_session(key)
+        for orphans in players.values():  # a player without its session: never resumed
+            for stored in orphans:
+                self.keeper.forget_player(stored.session, stored.record.guild_id)
+
+    def _restore_player(self, session: Session, stored: StoredPlayer) -> None:
+        guild_id = GuildId(stored.record.guild_id)
+        player = self._new_player(session, guild_id)
+        session.players[guild_id] = player
+        persist.apply_record(player, stored)
+        self._maybe_connect(session, player)
+        current = stored.record.current
+        position = stored.position
+        if current is not None and position is None:
+            position = current.start_position
+        entry = None if current is None else persist.entry_of(current)
+        player.resume_from(entry, position or 0.0, stopped=stored.record.stopped)
 
     # --- players and the engine -----------------------------------------------------------------
 
     def _new_player(self, session: Session, guild_id: GuildId) -> GuildPlayer:
         key = next(self._keys)
+
+        def emit(event: ev.ControlEvent) -> None:
+            session.emit(event)
+            found = self._by_key.get(key)
+            self.keeper.event(session, None if found is None else found[1], event)
+
         callbacks = Callbacks(
-            emit=session.emit,
+            emit=emit,
             command=self.send_engine,
             open=lambda req: self._open(key, req),
             describe=self.tracks.entry_view,
@@ -327,7 +420,9 @@ class NodeService(DirectMethods):
         return player
 
     def _release_player(self, player: GuildPlayer) -> None:
-        self._by_key.pop(player.key, None)
+        found = self._by_key.pop(player.key, None)
+        if found is not None:
+            self.keeper.player_gone(found[0], player)
         self.send_engine(msg.Disconnect(player=player.key))
 
     def _open(self, key: int, request: OpenRequest) -> None:
@@ -391,6 +486,16 @@ class NodeService(DirectMethods):
             player.engine_lost()
             self._maybe_connect(session, player)
             player.restore()
+
+
+_READS = (
+    c.GetState, c.GetQueue, c.GetEntry, c.GetOptions, c.GetRepeat, c.GetContext, c.GetCurrent,
+    c.GetPosition, c.GetStatus, c.Search, c.Ignored, c.Resolve, c.GetSources, c.GetPlayers,
+    c.GetFrameStats,
+)  # fmt: skip
+"""Commands that change nothing the state file holds."""
+_QUEUE_EDITS = (c.Load, c.Put, c.UpdateEntry, c.RemoveEntry, c.Shuffle, c.Clear, c.Previous)
+"""Commands that may change the queue or its history without a ``QueueChanged`` event."""
 
 
 def _options(p: GuildPlayer) -> OptionsView:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from audionode.config import Config
 from audionode.control import events as ev
@@ -26,15 +26,24 @@ log = logging.getLogger(__name__)
 
 PlayerFactory = Callable[[Session, GuildId], GuildPlayer]
 Dropper = Callable[[GuildPlayer], None]
+Gone = Callable[[Session], None]
 
 
 class Sessions:
     """Every session of the node, keyed by (user, shard)."""
 
-    def __init__(self, config: Config, make_player: PlayerFactory, drop: Dropper) -> None:
+    def __init__(
+        self,
+        config: Config,
+        make_player: PlayerFactory,
+        drop: Dropper,
+        gone: Gone = lambda session: None,
+    ) -> None:
+        """``drop`` is called for each player dropped, ``gone`` for each session expired."""
         self.config = config
         self._make_player = make_player
         self._drop = drop
+        self._gone = gone
         self.by_ref: dict[SessionRef, Session] = {}
         self.by_name: dict[str, SessionRef] = {}
         """Front-issued session ids (:attr:`SessionRef.session_id`) -> their refs."""
@@ -110,6 +119,28 @@ class Sessions:
         timeout = session.resume_timeout
         return self.config.vc_timeout if timeout is None else timeout
 
+    def adopt(
+        self,
+        ref: SessionRef,
+        kept: Iterable[ControlEvent],
+        dropped: int,
+        expires_in: float,
+        resume_timeout: float | None = None,
+    ) -> Session:
+        """A session rebuilt after a node restart, unattended: it expires in ``expires_in``
+        seconds unless a connection identifies as it (which then resumes it)."""
+        session = Session(ref, self.config.max_kept_events, self.config.control.max_kept_bytes)
+        session.resume_timeout = resume_timeout
+        if ref.session_id is not None:
+            self.by_name[ref.session_id] = ref
+        for event in kept:
+            session.emit(event)  # no sink: kept, within the same bounds
+        session.dropped += dropped
+        self.by_ref[ref] = session
+        loop = asyncio.get_running_loop()
+        session.expiry = loop.call_later(expires_in, self._expire, session)
+        return session
+
     def _expire(self, session: Session) -> None:
         if self.by_ref.get(session.ref) is not session or session.sink is not None:
             return
@@ -118,6 +149,7 @@ class Sessions:
         for guild_id in list(session.players):
             self.drop_player(session, guild_id)
         session.kept.clear()
+        self._gone(session)
         log.info("session %s/%s expired; its voice clients were destroyed", *ref_parts(session.ref))
 
     def close_all(self) -> None:

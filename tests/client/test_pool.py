@@ -107,7 +107,8 @@ async def test_a_restarted_node_without_state_gets_the_player_back(tmp_path: Pat
     sweep = write_sweep(tmp_path / "sweep.wav", 20.0)
     async with (
         voice_server() as vs,
-        node_process(tmp_path, "a", sources=sources(tmp_path)) as proc,
+        # no state file: the restarted node knows nothing, so the client rebuilds the player
+        node_process(tmp_path, "a", sources=sources(tmp_path), state={"path": None}) as proc,
         discord_bot(vs.lvsp) as bot,
     ):
         listener = await listen(vs, bot.channel())

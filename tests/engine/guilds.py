@@ -11,9 +11,10 @@ from typing import Any
 import numpy as np
 
 from audionode.voice import rtp
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, WsClient
 from tests.e2e.chain import BOT, Chain, EventLog
 from tests.transport.listener import Listener
+from tests.transport.voiceserver_harness import Harness
 
 _ids = itertools.count(1)
 
@@ -56,20 +57,29 @@ def of_chain(c: Chain) -> Guild:
 async def join(c: Chain, log: EventLog) -> Guild:
     """Put the chain's bot in a new guild's voice channel, with a listener there."""
     guild, channel, listener_id = 17000 + next(_ids), 18000 + next(_ids), 19000 + next(_ids)
-    grant = await c.vs.lvsp.grant(listener_id, channel, guild)
-    listener = Listener(c.vs.endpoint, guild, listener_id, channel, grant.session_id, grant.token)
-    await listener.connect(c.vs.http)
-    bot = await c.vs.lvsp.grant(BOT, channel, guild)
+    listener, headers = await join_voice(c.vs, c.ws, log, guild, channel, listener_id)
+    return Guild(c, guild, listener, headers)
+
+
+async def join_voice(
+    vs: Harness, ws: WsClient, log: EventLog, guild: int, channel: int, listener_id: int
+) -> tuple[Listener, dict[str, str]]:
+    """A listener in ``channel``, then the bot's voice updates forwarded over ``ws`` until its
+    voice client is connected; returns the listener and the REST headers of that client."""
+    grant = await vs.lvsp.grant(listener_id, channel, guild)
+    listener = Listener(vs.endpoint, guild, listener_id, channel, grant.session_id, grant.token)
+    await listener.connect(vs.http)
+    bot = await vs.lvsp.grant(BOT, channel, guild)
     state = {
         "guild_id": str(guild),
         "user_id": str(BOT),
         "channel_id": str(channel),
         "session_id": bot.session_id,
     }
-    await c.ws.send("DISCORD_EVENT", {"t": "VOICE_STATE_UPDATE", "d": state})
+    await ws.send("DISCORD_EVENT", {"t": "VOICE_STATE_UPDATE", "d": state})
     created = await log.wait("VC_CREATED", lambda d: d["guild_id"] == str(guild))
     server = {"guild_id": str(guild), "token": bot.token, "endpoint": bot.endpoint}
-    await c.ws.send("DISCORD_EVENT", {"t": "VOICE_SERVER_UPDATE", "d": server})
+    await ws.send("DISCORD_EVENT", {"t": "VOICE_SERVER_UPDATE", "d": server})
     await log.wait("VOICE_CONNECTED", lambda d: d["guild_id"] == str(guild))
     headers = {
         "Authorization": PASSWORD,
@@ -77,7 +87,7 @@ async def join(c: Chain, log: EventLog) -> Guild:
         "Guild-ID": str(guild),
         "VoiceClient-ID": created["id"],
     }
-    return Guild(c, guild, listener, headers)
+    return listener, headers
 
 
 def gaps(arrivals: np.ndarray) -> tuple[float, float]:

@@ -398,12 +398,20 @@ def test_engine_loss_reopens_the_track_where_it_was() -> None:
     h.player.engine_lost()
     h.player.restore()
     again = h.opens[-1]
-    assert again.entry.track == "a" and again.entry.start_position == 4.0
-    assert h.player.phase.name == "OPENING" and h.titles() == ["b"]
+    assert again.entry.track == "a" and h.player.phase.name == "OPENING" and h.titles() == ["b"]
+    assert again.entry.start_position == 0.0  # the entry keeps its own start (for a replay)
     assert h.commands[-2:] == [
         m.SetVolume(player=1, volume=1.0),
         m.SetCrossfade(player=1, seconds=0.0),
     ]
+    shown = h.player.current_view()  # to the bot it is still the current track, where it was
+    assert shown is not None and shown.entry.track.id == "a" and shown.position == 4.0
+    h.open_ok()
+    play = h.last_command()
+    assert isinstance(play, m.Play) and play.start_ms == 4000
+    h.feed(m.TrackStarted(player=1, serial=play.serial))
+    current = h.player.current_view()
+    assert current is not None and current.position == 4.0
 
 
 def test_a_short_preloaded_track_asks_for_its_follow_up_when_it_starts() -> None:

@@ -7,9 +7,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from audionode.errors import BadRequest, ConfigError
+from audionode.errors import BadRequest
 from audionode.protocol.track_token import sign, verify
-from audionode.service.state import STATE_FILE, load_state
+from audionode.service.state import fresh_state
+from audionode.store import StateFileError, Store
 
 KEY = secrets.token_bytes(32)
 NODE = "node-a"
@@ -55,14 +56,20 @@ def test_garbage_is_refused_with_bad_request(garbage: object) -> None:
         verify(garbage, KEY, issuer=NODE, now=1e9)
 
 
-def test_the_secret_is_random_and_kept_in_the_state_dir(tmp_path: Path) -> None:
-    memory_a, memory_b = load_state(""), load_state("")
+def test_the_secret_is_random_and_kept_in_the_state_file(tmp_path: Path) -> None:
+    memory_a, memory_b = fresh_state(), fresh_state()
     assert memory_a.token_secret != memory_b.token_secret  # never derived from anything
-    kept = load_state(str(tmp_path / "state"))
-    again = load_state(str(tmp_path / "state"))
+    path = tmp_path / "state" / "node.db"
+    first = Store.open(path)
+    kept = first.load().identity
+    first.close()
+    second = Store.open(path)
+    again = second.load().identity
+    second.close()
     assert (kept.node_id, kept.token_secret) == (again.node_id, again.token_secret)
     assert len(kept.token_secret) == 32
-    assert (tmp_path / "state" / STATE_FILE).stat().st_mode & 0o777 == 0o600
-    (tmp_path / "state" / STATE_FILE).write_text("{not json")
-    with pytest.raises(ConfigError, match=r"`state_dir`.*is not a node state file"):
-        load_state(str(tmp_path / "state"))
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "state").stat().st_mode & 0o777 == 0o700
+    path.write_text("{not a database")
+    with pytest.raises(StateFileError, match=r"state file .*node.db: not an SQLite database"):
+        Store.open(path)
