@@ -58,6 +58,9 @@ from audionode.playable import Playable
 from audionode.protocol.filters import Filters, parse_filters
 
 _log = logging.getLogger(__name__)
+
+MAX_VOLUME = 10.0
+"""The largest player gain the engine applies (1000 %, Lavalink's ceiling)."""
 _IDLE_WAIT = 0.5
 _BUSY_WAIT = FrameBuffer.RECHECK
 
@@ -185,9 +188,10 @@ class Pipeline:
         return self._paused
 
     def set_volume(self, volume: float) -> None:
-        """Player volume, 0.0-5.0 (1.0 = unchanged), multiplied with the filters' volume."""
-        if not 0.0 <= volume <= 5.0:
-            raise BadRequest(f"volume must be between 0.0 and 5.0, got {volume}")
+        """Player volume, 0.0-10.0 (1.0 = unchanged; Lavalink's 1000 %), multiplied with the
+        filters' volume. Each front bounds it further at its edge (Discodo: 5.0)."""
+        if not 0.0 <= volume <= MAX_VOLUME:
+            raise BadRequest(f"volume must be between 0.0 and {MAX_VOLUME}, got {volume}")
         self._volume = volume
         self._post(self._apply_gain)
 

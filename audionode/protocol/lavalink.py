@@ -3,7 +3,7 @@
 Pure (docs/LAVALINK.md describes the protocol). A ``PATCH .../players/{guild}`` body becomes a
 :class:`Plan`: the typed commands to run, in Lavalink's order, each with the key it needs.
 Everything is validated before anything runs, so a malformed update changes nothing and its
-400 names the field (``field `volume`: expected `int` <= 500``). Unknown top-level fields are
+400 names the field (``field `volume`: expected `int` <= 1000``). Unknown top-level fields are
 ignored, as Lavalink ignores them (clients send plugin fields); filters are a strict whitelist
 (``protocol/filters.py``), except ``pluginFilters``, which is dropped: this node has no filter
 plugins. Ranges come from ``control/commands.py`` (positions) and the engine (volume).
@@ -31,8 +31,8 @@ FILTERS = (
     "rotation", "channelMix", "lowPass",
 )  # fmt: skip
 """Lavalink's filter names, all supported (``GET /v4/info``)."""
-MAX_VOLUME = 500
-"""Lavalink takes 0-1000 %; the engine's gain stops at 500 % (a larger volume is a 400)."""
+MAX_VOLUME = 1000
+"""Lavalink's range, 0-1000 % (the engine applies up to 10x)."""
 
 Millis = Annotated[float, Meta(ge=0, le=c.MAX_POSITION * 1000)]
 Snowflake = Annotated[int, Meta(gt=0, le=2**63 - 1)]

@@ -175,7 +175,7 @@ async def test_sessions_and_players(node_factory: NodeFactory, tmp_path: Path) -
 @pytest.mark.parametrize(
     ("update", "field"),
     [
-        ({"volume": 501}, "`volume`: expected `int` <= 500"),
+        ({"volume": 1001}, "`volume`: expected `int` <= 1000"),
         ({"volume": "loud"}, "`volume`"),
         ({"paused": "yes"}, "`paused`"),
         ({"position": -1}, "`position`"),

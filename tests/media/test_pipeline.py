@@ -270,7 +270,8 @@ def test_invalid_control_input_is_refused(pipeline: Pipeline, media_dir: Path) -
     with pytest.raises(Conflict, match="nothing is playing"):
         pipeline.seek(1000)
     with pytest.raises(BadRequest, match="volume"):
-        pipeline.set_volume(5.5)
+        pipeline.set_volume(10.5)
+    pipeline.set_volume(10.0)  # Lavalink's 1000 %
     with pytest.raises(BadRequest, match="end position"):
         pipeline.play(file(media_dir / "a440.wav"), 1, start_ms=500, end_ms=100)
     with pytest.raises(BadRequest, match="crossfade"):
