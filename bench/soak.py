@@ -50,6 +50,7 @@ from bench.soak_stats import Packets, Piece, window_row
 from bench.streams import (
     GUILD0,
     LVSP_TOKEN,
+    add_rig_arguments,
     free_port,
     node_process,
     open_voice_server,
@@ -58,13 +59,6 @@ from bench.streams import (
 )
 
 WATCHED_OPS = ("PLAYER_TRACEBACK", "VOICE_CLOSED", "VOICE_CONNECTED", "SOURCE_STOP")
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def schedule(args: argparse.Namespace) -> list[tuple[float, str]]:
@@ -229,7 +223,7 @@ async def setup_and_soak(args: argparse.Namespace, root: Path) -> dict[str, Any]
     query = f"local:{track}"
     per_guild = _distinct_tracks(track, args) if args.distinct_tracks else query
     sink = Sink()
-    vs_port, vs_udp_port = free_port(), free_udp_port()
+    vs_port, vs_udp_port = free_port(), free_port(socket.SOCK_DGRAM)
     vs = await open_voice_server(sink.port, args.dave, vs_port, vs_udp_port)
     args.members = []
     rig: Rig | None = None
@@ -298,10 +292,8 @@ async def _repeat(rig: Rig, query: str | Callable[[int], str]) -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    p.add_argument("--players", type=int, default=300)
+    add_rig_arguments(p, players=300, workers=2)
     p.add_argument("--minutes", type=float, default=10.0)
-    p.add_argument("--workers", type=int, default=2, help="engine.workers")
-    p.add_argument("--dave", action="store_true", help="DAVE on (a listening member per channel)")
     p.add_argument("--interval", type=float, default=10.0, help="seconds per timeline row")
     p.add_argument("--faults", default=",".join(FAULTS), help="kinds, in turn")
     p.add_argument("--fault-count", type=int, help="default: one per 75 s, at least one of each")
@@ -315,8 +307,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="every guild plays its own URL (default: all play one, as with a popular song)",
     )
-    p.add_argument("--concurrency", type=int, default=64, help="guilds set up at once")
-    p.add_argument("--buffer-frames", type=int, default=3, help="engine.buffer_frames")
     p.add_argument("--stall-guilds", type=int, default=2)
     p.add_argument("--stall-seconds", type=float, default=15.0)
     p.add_argument("--stall-rate", type=float, default=20.0, help="unread heartbeats per second")

@@ -205,9 +205,13 @@ async def stalled_bot(rig: Rig, n: int) -> dict[str, Any]:
     args = rig.args
     bot = await Bot.open(rig.http, rig.url, PASSWORD, STALL_USER)
     guilds = [STALL_GUILD0 + 1000 * n + i for i in range(args.stall_guilds)]
-    for guild in guilds:
+    playing = 0
+    for guild in guilds:  # its guilds play if they can; the stall is the point
         await bot.join(rig.lvsp, guild, guild + CHANNEL_OFFSET, rig.endpoint)
-        await bot.play(guild, rig.query)
+        await bot.rest("POST", "/loadSource", guild, {"query": rig.query})
+        with contextlib.suppress(TimeoutError):
+            await bot.wait("SOURCE_START", guild, within=10)
+            playing += 1
     rss_before = control_rss_mb(rig)
     bot.stop_reading()
     sent, ended = await _send_unread(bot, args)
@@ -219,6 +223,7 @@ async def stalled_bot(rig: Rig, n: int) -> dict[str, Any]:
     closed_by_node = bot._reader.done()
     details: dict[str, Any] = {
         "guilds": len(guilds),
+        "guilds_playing": playing,
         "sent_mb": round(sent / 2**20, 1),
         "stalled_s": round(ended, 1),
         "closed_by_node": closed_by_node,

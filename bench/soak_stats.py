@@ -194,23 +194,31 @@ def others_gaps(
     return {"streams": len(np.unique(gs[pick])), **gap_summary(ms[pick])}
 
 
-def rss_slopes(samples: Sequence[dict[str, Any]], after: float) -> dict[str, Any]:
+def rss_slopes(
+    samples: Sequence[dict[str, Any]], after: float, settle: float = 30.0
+) -> dict[str, Any]:
     """Least-squares RSS growth in MB per hour, over the samples taken at ``t >= after``.
 
     ``samples``: ``{"t": seconds, "processes": [{"pid", "role", "rss_mb"}]}``. The control
     process is one line; workers are pooled within each process (a killed worker's
     replacement starts small again, so a line through all their sums would hide a leak: each
-    pid is centred on its own mean, and one slope fits all of them)."""
+    pid is centred on its own mean, and one slope fits all of them), each from ``settle``
+    seconds after it was first seen (a new worker grows while it takes its players back)."""
     by_pid: dict[int, list[tuple[float, float]]] = {}
     roles: dict[int, str] = {}
+    born: dict[int, float] = {}
     totals: list[tuple[float, float]] = []
     for sample in samples:
-        if sample["t"] < after:
-            continue
-        totals.append((sample["t"], sum(p["rss_mb"] for p in sample["processes"])))
+        t = sample["t"]
         for p in sample["processes"]:
-            by_pid.setdefault(p["pid"], []).append((sample["t"], p["rss_mb"]))
-            roles[p["pid"]] = p["role"]
+            born.setdefault(p["pid"], t)
+        if t < after:
+            continue
+        totals.append((t, sum(p["rss_mb"] for p in sample["processes"])))
+        for p in sample["processes"]:
+            if t >= born[p["pid"]] + settle or born[p["pid"]] == samples[0]["t"]:
+                by_pid.setdefault(p["pid"], []).append((t, p["rss_mb"]))
+                roles[p["pid"]] = p["role"]
     out: dict[str, Any] = {"samples": len(totals)}
     control = [pid for pid, role in roles.items() if role == "control"]
     out["control_mb_per_hour"] = _pooled([by_pid[pid] for pid in control])

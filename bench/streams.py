@@ -54,8 +54,8 @@ LISTENER = 4343
 GUILD0, CHANNEL0 = 10_000, 20_000
 
 
-def free_port() -> int:
-    with socket.socket() as s:
+def free_port(kind: socket.SocketKind = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
@@ -453,22 +453,28 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--players", type=int, default=50)
+    add_rig_arguments(p, players=50, workers=max(1, (os.cpu_count() or 2) - 1))
     p.add_argument("--mode", choices=("passthrough", "transcode"), default="passthrough")
-    p.add_argument("--dave", action="store_true", help="DAVE end-to-end encryption on")
     p.add_argument("--seconds", type=float, default=20.0, help="measurement window")
     p.add_argument("--warmup", type=float, default=3.0)
-    p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     p.add_argument("--peer", choices=("node", "discordpy"), default="node")
     p.add_argument(
         "--stress",
         action="store_true",
         help="200 REST requests/s and continuous searches during the window",
     )
-    p.add_argument("--buffer-frames", type=int, default=3, help="engine.buffer_frames")
-    p.add_argument("--concurrency", type=int, default=64, help="guilds set up at once")
     p.add_argument("--json", help="also write the result here")
     return p.parse_args(argv)
+
+
+def add_rig_arguments(p: argparse.ArgumentParser, players: int, workers: int) -> None:
+    """The options :func:`node_config` and :func:`start_players` read (``bench/soak.py``
+    takes the same ones)."""
+    p.add_argument("--players", type=int, default=players)
+    p.add_argument("--dave", action="store_true", help="DAVE end-to-end encryption on")
+    p.add_argument("--workers", type=int, default=workers, help="engine.workers")
+    p.add_argument("--buffer-frames", type=int, default=3, help="engine.buffer_frames")
+    p.add_argument("--concurrency", type=int, default=64, help="guilds set up at once")
 
 
 def main(argv: list[str] | None = None) -> None:
