@@ -7,8 +7,9 @@
 The rig is ``bench/streams.py``'s, all on loopback: the built-in voice server in this process
 (its advertised UDP port is the counting sink, ``bench/sink.py``), the node as ``python -m
 audionode run`` with ``--workers`` engine processes, one bot session (``bench/bot.py``)
-playing the same local Ogg/Opus track on repeat in each of ``--players`` guilds, plus one
-guild of the same bot that the bad requests aim at (not measured). The faults
+playing a local Ogg/Opus track, queued twice on repeat, in each of ``--players`` guilds (the
+same URL everywhere, as with a popular song; ``--distinct-tracks``: one URL per guild), plus
+one guild of the same bot that the bad requests aim at (not measured). The faults
 (``bench/soak_faults.py``) run one after another, evenly spread over the run.
 
 Every ``--interval`` seconds a timeline row records the RSS of every node process, the
@@ -16,11 +17,14 @@ sessions lost (a guild the bot joined whose ``GET /current`` is now a 404), the 
 stream and the gaps at the sink, and the faults begun. Each fault is then judged on its
 observation window (from its start to the next fault, at most ``--observe`` seconds): how
 long until packets/s per stream were back at 49.5 for good, the longest silence of the guilds
-it hit, and the gap p99 of the others. The summary says pass or fail for: sessions lost = 0,
-RSS growth (MB/hour, least squares after the first fifth of the run) under
-``--rss-slope-limit``, recovery within ``--recover-within`` seconds after every fault, others'
-gap p99 during faults under ``--gap-p99-limit``, and each fault's own check (stalled socket
-closed with 4008, bad requests all answered 4xx with ``/health`` under 1 s, workers back).
+it hit, and the gap p99 of the others. The run lasts ``--minutes``, and up to ``--observe``
+seconds longer while a late fault still runs. The summary says pass or fail for: sessions
+lost = 0, every stream at rate in the rows between faults and every stream sounding at the
+end, RSS growth (MB/hour, least
+squares after the first fifth of the run) under ``--rss-slope-limit``, recovery within
+``--recover-within`` seconds after every fault, others' gap p99 during faults under
+``--gap-p99-limit``, and each fault's own check (stalled socket closed with 4008, bad
+requests all answered 4xx with ``/health`` under 1 s, workers back, guilds rejoined).
 """
 
 from __future__ import annotations
@@ -99,16 +103,19 @@ class Soak:
     async def run(self) -> None:
         self.t_start = time.time()
         self.rig.sink.start()
-        duration = self.args.minutes * 60
+        end = self.t_start + self.args.minutes * 60
         runner = asyncio.create_task(self._run_faults())
         t_prev = self.t_start
-        try:
+        try:  # until the end, or while a late fault still runs (at most --observe longer)
             while True:
-                t_next = min(t_prev + self.args.interval, self.t_start + duration)
+                t_next = t_prev + self.args.interval
+                if t_prev < end - 0.05:
+                    t_next = min(t_next, end)
                 await asyncio.sleep(max(0.0, t_next - time.time()))
                 t_prev = await self._sample(t_prev)
                 self._judge_faults(done=False)
-                if t_prev >= self.t_start + duration - 0.05:
+                over = t_prev >= end - 0.05
+                if over and (runner.done() or t_prev >= end + self.args.observe):
                     break
         finally:
             runner.cancel()
@@ -195,14 +202,13 @@ class Soak:
     def _judge_faults(self, done: bool) -> None:
         """Judge every fault whose observation window has passed (all of them at the end)."""
         now = time.time() - self.t_start
-        end = self.args.minutes * 60
         for record in self.faults:
             if "judged" in record or ("t_done" not in record and not done):
                 continue
             limit = record["t"] + self.args.observe
             if record["planned_next"] is not None:
                 limit = min(limit, record["planned_next"])
-            obs_end = max(min(limit, end, now), record["t"] + 1.0)
+            obs_end = max(min(limit, now), record["t"] + 1.0)
             if obs_end > now - 0.5 and not done:
                 continue
             judge(self, record, obs_end)

@@ -102,6 +102,7 @@ def judge_run(args: argparse.Namespace, result: dict[str, Any]) -> dict[str, Any
         f"between faults: every stream at >= {TARGET_PPS} pkts/s": all(
             r["pps_mean"] >= TARGET_PPS and r["silent_streams"] == 0 for r in steady
         ),
+        "at the end: every stream sounding": bool(rows) and rows[-1]["silent_streams"] == 0,
         f"RSS growth <= {limit:g} MB/hour (control, workers)": rss_ok,
         "every fault's checks": not failed and all("checks" in f for f in faults),
     }
