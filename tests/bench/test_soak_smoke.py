@@ -26,7 +26,7 @@ def test_soak_runs_a_fault_and_judges_it(tmp_path: Path) -> None:
     assert "soak: PASS" in proc.stdout or "soak: FAIL" in proc.stdout, proc.stdout[-3000:]
     result = json.loads(out.read_text())
     rows, (fault,) = result["timeline"], result["faults"]
-    assert len(rows) == 5 and rows[0]["pps_mean"] > 40, rows
+    assert len(rows) >= 5 and rows[0]["pps_mean"] > 40, rows
     assert all(r["rss_control_mb"] > 10 and r["rss_workers_mb"] > 10 for r in rows), rows
     assert fault["kind"] == "worker_kill" and fault["judged"], fault
     details = fault["details"]
