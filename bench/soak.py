@@ -19,12 +19,12 @@ observation window (from its start to the next fault, at most ``--observe`` seco
 long until packets/s per stream were back at 49.5 for good, the longest silence of the guilds
 it hit, and the gap p99 of the others. The run lasts ``--minutes``, and up to ``--observe``
 seconds longer while a late fault still runs. The summary says pass or fail for: sessions
-lost = 0, every stream at rate in the rows between faults and every stream sounding at the
-end, RSS growth (MB/hour, least
-squares after the first fifth of the run) under ``--rss-slope-limit``, recovery within
-``--recover-within`` seconds after every fault, others' gap p99 during faults under
-``--gap-p99-limit``, and each fault's own check (stalled socket closed with 4008, bad
-requests all answered 4xx with ``/health`` under 1 s, workers back, guilds rejoined).
+lost = 0; every stream at rate in the rows between faults and sounding at the end; RSS growth
+(MB/hour, least squares after the first fifth of the run) under ``--rss-slope-limit``;
+recovery within ``--recover-within`` seconds after every fault; others' gap p99 during faults
+under ``--gap-p99-limit``; and each fault's own check (worker back, guilds rejoined, stalled
+socket closed by the node with the control process grown 16 MB at most, its session resumed,
+bad requests all answered 4xx, ``/health`` under 1 s).
 """
 
 from __future__ import annotations
