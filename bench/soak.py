@@ -149,7 +149,7 @@ class Soak:
         now = time.time()
         self.packets.add(Piece(t_prev, now, ssrcs, stamps))
         s, t = self.packets.streams(self.rig.bot.ssrc_guild, t_prev, now, self.rig.dead_ssrcs)
-        row: dict[str, Any] = {"t": round(now - self.t_start, 1)}
+        row: dict[str, Any] = {"t": round(now - self.t_start, 1), "span_s": round(now - t_prev, 2)}
         row.update(window_row(s, t, len(self.rig.guilds), now - t_prev))
         node_status = await status(self.rig.http, self.rig.url)
         procs = node_processes(self.rig.node_pid, node_status)

@@ -362,7 +362,7 @@ async def _request(rig: Rig, method: str, path: str, headers: dict[str, str], bo
         ) as r:
             await r.read()
             return str(r.status)
-    except (aiohttp.ClientError, TimeoutError) as e:
+    except (aiohttp.ClientError, ConnectionError, TimeoutError) as e:
         return type(e).__name__
 
 
@@ -385,7 +385,7 @@ async def _ws_case(rig: Rig, frame: str | bytes) -> str:
                 code = err.get("code") if isinstance(err, dict) else None
                 return f"reply {reply.get('op')}" + (f" {code}" if code else "")
             return f"close {ws.close_code}"
-    except (aiohttp.ClientError, TimeoutError) as e:
+    except (aiohttp.ClientError, ConnectionError, TimeoutError) as e:
         return type(e).__name__
 
 

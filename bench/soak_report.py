@@ -138,9 +138,15 @@ def steady_rows(
     rows: list[dict[str, Any]], faults: list[dict[str, Any]], interval: float
 ) -> list[dict[str, Any]]:
     """The timeline rows whose span overlaps no fault (from its start to the end of its
-    window, or to when it finished if later)."""
+    window, or to when it finished if later), leaving out a short last row (a second's count
+    is 49 or 51 packets by where its edges fall)."""
     spans = [(f["t"], max(f.get("window_s", [0, 0])[1], f.get("t_done", f["t"]))) for f in faults]
-    return [r for r in rows if not any(a < r["t"] and r["t"] - interval < b for a, b in spans)]
+    return [
+        r
+        for r in rows
+        if r.get("span_s", interval) >= interval / 2
+        and not any(a < r["t"] and r["t"] - interval < b for a, b in spans)
+    ]
 
 
 def _first_last_peak(values: list[float]) -> list[float] | None:
