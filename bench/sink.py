@@ -9,7 +9,9 @@ scheduled late. It drains its socket every few milliseconds instead of blocking 
 clients (ours and discord.py's) complete their handshake unchanged.
 
 It runs in its own process (``start_sink``); the parent controls it through a pipe:
-``"start"`` clears the record and begins the window, ``"stop"`` ends it and returns the stats.
+``"start"`` clears the record and begins the window, ``"stop"`` ends it and returns the stats;
+``"cut"`` (``bench/soak.py``) hands over the packets recorded since the last cut, raw, and
+keeps recording, so a long run is analysed piece by piece without a gap between pieces.
 """
 
 from __future__ import annotations
@@ -72,6 +74,9 @@ def _serve(conn: Connection, host: str) -> None:
             command = conn.recv()
             if command == "start":
                 ssrcs, stamps, recording = array.array("I"), array.array("d"), True
+            elif command == "cut":
+                conn.send((ssrcs.tobytes(), stamps.tobytes()))
+                ssrcs, stamps = array.array("I"), array.array("d")
             elif command == "stop":
                 recording = False
                 conn.send(gap_stats(np.frombuffer(ssrcs, np.uint32), np.frombuffer(stamps)))
@@ -135,6 +140,15 @@ class Sink:
             raise TimeoutError("the sink did not answer")
         stats: dict[str, Any] = self._conn.recv()
         return stats
+
+    def cut(self, timeout: float = 60.0) -> tuple[np.ndarray, np.ndarray]:
+        """``(ssrcs, kernel arrival times)`` of the packets since :meth:`start` or the last
+        cut, in arrival order; recording goes on."""
+        self._conn.send("cut")
+        if not self._conn.poll(timeout):
+            raise TimeoutError("the sink did not answer")
+        raw_ssrcs, raw_stamps = self._conn.recv()
+        return np.frombuffer(raw_ssrcs, np.uint32), np.frombuffer(raw_stamps)
 
     def close(self) -> None:
         self._conn.send("quit")

@@ -31,7 +31,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +54,8 @@ LISTENER = 4343
 GUILD0, CHANNEL0 = 10_000, 20_000
 
 
-def free_port() -> int:
-    with socket.socket() as s:
+def free_port(kind: socket.SocketKind = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
@@ -96,12 +96,15 @@ class Tree:
         return total
 
 
-@contextlib.asynccontextmanager
-async def voice_server(sink_port: int, dave: bool) -> AsyncIterator[VoiceServer]:
+async def open_voice_server(
+    sink_port: int, dave: bool, port: int = 0, udp_port: int = 0
+) -> VoiceServer:
+    """The built-in voice server, started in this loop, advertising the sink as its UDP port
+    (ports 0 = ephemeral; ``bench/soak.py`` restarts it on the ports it had)."""
     cfg = VoiceServerConfig(
         host="127.0.0.1",
-        port=0,
-        udp_port=0,
+        port=port,
+        udp_port=udp_port,
         lvsp_token=LVSP_TOKEN,
         dave_required=dave,
         lvsp_heartbeat_interval=3600.0,
@@ -110,16 +113,22 @@ async def voice_server(sink_port: int, dave: bool) -> AsyncIterator[VoiceServer]
     await server.start()
     # Op 2 Ready advertises (public_ip, udp_port): point voice clients at the sink instead.
     server.udp_port = sink_port
+    return server
+
+
+@contextlib.asynccontextmanager
+async def voice_server(sink_port: int, dave: bool) -> AsyncIterator[VoiceServer]:
+    server = await open_voice_server(sink_port, dave)
     try:
         yield server
     finally:
         await server.stop()
 
 
-@contextlib.asynccontextmanager
-async def node_process(args: argparse.Namespace, root: Path) -> AsyncIterator[tuple[str, int]]:
-    port = free_port()
-    config = {
+def node_config(args: argparse.Namespace, root: Path, port: int) -> dict[str, Any]:
+    """The node's config file: loopback, local files under ``root``, ``args.workers`` engine
+    workers, ``args.dave``, ``args.buffer_frames``."""
+    return {
         "password": PASSWORD,
         "host": "127.0.0.1",
         "port": port,
@@ -138,25 +147,39 @@ async def node_process(args: argparse.Namespace, root: Path) -> AsyncIterator[tu
             "http": {"allow_private": True},
         },
     }
+
+
+@contextlib.asynccontextmanager
+async def node_process(
+    args: argparse.Namespace, root: Path, config: dict[str, Any] | None = None
+) -> AsyncIterator[tuple[str, int]]:
+    """``python -m audionode run`` with ``config`` (default :func:`node_config`); yields its
+    URL and pid once ``/health`` answers. Its stderr goes to ``root/node.log`` (a file, not a
+    pipe nobody reads while it runs: a full pipe would block the node's logging)."""
+    port = free_port()
+    config = node_config(args, root, port) if config is None else {**config, "port": port}
     path = root / "node.json"
     path.write_text(json.dumps(config))
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "audionode",
-        "run",
-        "--config",
-        str(path),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    log_path = root / "node.log"
+    with log_path.open("wb") as log_file:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "audionode",
+            "run",
+            "--config",
+            str(path),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=log_file,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         async with aiohttp.ClientSession() as http:
             for _ in range(300):
                 if proc.returncode is not None:
-                    _, err = await proc.communicate()
-                    raise SystemExit(f"the node exited: {err.decode(errors='replace')[-2000:]}")
+                    await proc.wait()
+                    tail = log_path.read_bytes()[-2000:].decode(errors="replace")
+                    raise SystemExit(f"the node exited: {tail}")
                 with contextlib.suppress(aiohttp.ClientError):
                     async with http.get(f"{url}/health") as r:
                         if r.status == 200:
@@ -166,14 +189,14 @@ async def node_process(args: argparse.Namespace, root: Path) -> AsyncIterator[tu
     finally:
         proc.terminate()
         try:
-            _, err = await asyncio.wait_for(proc.communicate(), 20)
+            await asyncio.wait_for(proc.wait(), 20)
         except TimeoutError:
             proc.kill()
-            _, err = await proc.communicate()
-        (root / "node.log").write_bytes(err or b"")
+            await proc.wait()
+        err = log_path.read_bytes()
         if args.json:  # kept beside the result: the node's warnings (stalls, gc) explain misses
-            Path(args.json).with_suffix(".node.log").write_bytes(err or b"")
-        if err and (b"Traceback" in err or b"ERROR" in err):
+            Path(args.json).with_suffix(".node.log").write_bytes(err)
+        if b"Traceback" in err or b"ERROR" in err:
             print("# node stderr (tail):\n" + err.decode(errors="replace")[-3000:])
 
 
@@ -205,9 +228,18 @@ async def dave_member(
 
 
 async def start_players(
-    args: argparse.Namespace, http: aiohttp.ClientSession, url: str, vs: VoiceServer, query: str
+    args: argparse.Namespace,
+    http: aiohttp.ClientSession,
+    url: str,
+    vs: VoiceServer,
+    query: str | Callable[[int], str],
+    lvsp: LvspClient | None = None,
 ) -> Bot:
-    lvsp = await LvspClient.open(http, vs.lvsp_url, LVSP_TOKEN)
+    """One bot session, ``args.players`` guilds joined (``args.concurrency`` at a time), the
+    same ``query`` playing in each (or ``query(guild)``); ``lvsp`` (default: a new client)
+    grants the voice states."""
+    if lvsp is None:
+        lvsp = await LvspClient.open(http, vs.lvsp_url, LVSP_TOKEN)
     bot = await Bot.open(http, url, PASSWORD, BOT)
     gate = asyncio.Semaphore(args.concurrency)
     endpoint = f"ws://127.0.0.1:{vs.port}"
@@ -217,7 +249,7 @@ async def start_players(
             if args.dave:
                 await dave_member(args, http, lvsp, vs, GUILD0 + i, CHANNEL0 + i)
             await bot.join(lvsp, GUILD0 + i, CHANNEL0 + i, endpoint)
-            await bot.play(GUILD0 + i, query)
+            await bot.play(GUILD0 + i, query if isinstance(query, str) else query(GUILD0 + i))
 
     started = time.monotonic()
     await asyncio.gather(*(one(i) for i in range(args.players)))
@@ -421,22 +453,28 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--players", type=int, default=50)
+    add_rig_arguments(p, players=50, workers=max(1, (os.cpu_count() or 2) - 1))
     p.add_argument("--mode", choices=("passthrough", "transcode"), default="passthrough")
-    p.add_argument("--dave", action="store_true", help="DAVE end-to-end encryption on")
     p.add_argument("--seconds", type=float, default=20.0, help="measurement window")
     p.add_argument("--warmup", type=float, default=3.0)
-    p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     p.add_argument("--peer", choices=("node", "discordpy"), default="node")
     p.add_argument(
         "--stress",
         action="store_true",
         help="200 REST requests/s and continuous searches during the window",
     )
-    p.add_argument("--buffer-frames", type=int, default=3, help="engine.buffer_frames")
-    p.add_argument("--concurrency", type=int, default=64, help="guilds set up at once")
     p.add_argument("--json", help="also write the result here")
     return p.parse_args(argv)
+
+
+def add_rig_arguments(p: argparse.ArgumentParser, players: int, workers: int) -> None:
+    """The options :func:`node_config` and :func:`start_players` read (``bench/soak.py``
+    takes the same ones)."""
+    p.add_argument("--players", type=int, default=players)
+    p.add_argument("--dave", action="store_true", help="DAVE end-to-end encryption on")
+    p.add_argument("--workers", type=int, default=workers, help="engine.workers")
+    p.add_argument("--buffer-frames", type=int, default=3, help="engine.buffer_frames")
+    p.add_argument("--concurrency", type=int, default=64, help="guilds set up at once")
 
 
 def main(argv: list[str] | None = None) -> None:
