@@ -47,6 +47,7 @@ from audionode.errors import AudionodeError, Conflict
 from audionode.player.player import Callbacks, GuildPlayer, OpenRequest
 from audionode.player.queue import Entry
 from audionode.service import persist
+from audionode.service.cpu import CpuSampler
 from audionode.service.direct import DirectMethods, player_view
 from audionode.service.persist import Keeper
 from audionode.service.sessions import Sessions
@@ -89,7 +90,9 @@ class NodeService(DirectMethods):
         self._by_key: dict[int, tuple[Session, GuildPlayer]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._process = psutil.Process()
-        self._process.cpu_percent(None)  # prime: the first reading is always 0.0
+        self.cpu = CpuSampler()
+        """The CPU figures of ``/status``, sampled every 2 s (``service/cpu.py``)."""
+        self.cpu.start()
         self._handlers = _handlers(self)
 
     @property
@@ -319,16 +322,15 @@ class NodeService(DirectMethods):
     # --- the node -------------------------------------------------------------------------------
 
     async def status(self, ref: None, cmd: c.GetStatus) -> NodeStatus:
-        """Uptime, CPU, memory, sessions, players, engine figures."""
+        """Uptime, CPU (means over the last 10 s, ``service/cpu.py``), memory, sessions,
+        players, engine figures."""
         mem = psutil.virtual_memory()
-        with self._process.oneshot():
-            rss = self._process.memory_info().rss
-            cpu = self._process.cpu_percent(None)
+        rss = self._process.memory_info().rss
         by_ref = self.sessions.by_ref
         return NodeStatus(
             version=__version__,
             uptime=round(time.monotonic() - self.started, 3),
-            cpu={"process": cpu, "system": psutil.cpu_percent(None), "cores": psutil.cpu_count()},
+            cpu=self.cpu.figures(),
             memory={"rss": rss, "system_total": mem.total, "system_used": mem.used},
             sessions=len(by_ref),
             connected_sessions=sum(1 for s in by_ref.values() if s.sink is not None),
@@ -343,6 +345,7 @@ class NodeService(DirectMethods):
     async def close(self) -> None:
         """Shut down: the last checkpoint to the state file, then close every connection and
         free every session (what the state file holds survives them)."""
+        self.cpu.close()
         await self.keeper.close()
         self.sessions.close_all()
 
