@@ -83,6 +83,8 @@ class NodeService(DirectMethods):
         self.sessions = Sessions(
             config, self._new_player, self._release_player, self.keeper.session_gone
         )
+        self.held = persist.VoiceHold(self._connect_key)
+        """Restored voice clients waiting for their bot before they connect voice."""
         self.started = time.monotonic()
         self.engine: EngineHost | None = None
         """The data plane; attached by the server right after construction."""
@@ -109,6 +111,10 @@ class NodeService(DirectMethods):
         handler = self._handlers.get(type(command))
         if handler is None:
             raise TypeError(f"no service method takes {type(command).__name__}")
+        if self.held and not isinstance(command, c.Destroy):
+            player = self._target(ref, command)[1]
+            if player is not None:  # its bot spoke of it: it still wants it here
+                self.held.release(player.key)
         result = await handler(ref, command)
         if self.keeper.enabled and not isinstance(command, _READS):
             self._touched(ref, command)
@@ -116,6 +122,14 @@ class NodeService(DirectMethods):
 
     def _touched(self, ref: Ref, command: Any) -> None:
         """A command changed state: the keeper writes the player (and the session) it named."""
+        session, player = self._target(ref, command)
+        if session is not None and player is not None:
+            self.keeper.player_changed(session, player, queue=isinstance(command, _QUEUE_EDITS))
+        if session is not None and session.sink is None:
+            self.keeper.session_changed(session)  # it kept events the command caused
+
+    def _target(self, ref: Ref, command: Any) -> tuple[Session | None, GuildPlayer | None]:
+        """The session and the player a command names (None: none, or not found)."""
         session: Session | None = None
         player: GuildPlayer | None = None
         if isinstance(ref, c.PlayerRef):
@@ -125,10 +139,7 @@ class NodeService(DirectMethods):
             session = self.sessions.by_ref.get(ref)
             guild = getattr(command, "guild_id", None)
             player = None if session is None or guild is None else session.players.get(guild)
-        if session is not None and player is not None:
-            self.keeper.player_changed(session, player, queue=isinstance(command, _QUEUE_EDITS))
-        if session is not None and session.sink is None:
-            self.keeper.session_changed(session)  # it kept events the command caused
+        return session, player
 
     # --- sessions -----------------------------------------------------------------------------
 
@@ -137,7 +148,9 @@ class NodeService(DirectMethods):
     ) -> tuple[Identified, list[ev.ControlEvent]]:
         """Bind a front's connection to the session; returns the kept events to send next."""
         result = self.sessions.identify(ref, sink)
-        self.keeper.session_changed(self.sessions.by_ref[ref])
+        session = self.sessions.by_ref[ref]
+        self.keeper.session_changed(session)
+        self.held.identified(p.key for p in session.players.values())
         return result
 
     def disconnect(self, ref: c.SessionRef, sink: EventSink, unsent: list[ev.ControlEvent]) -> None:
@@ -354,9 +367,10 @@ class NodeService(DirectMethods):
     def restore(self, snapshot: Snapshot) -> None:
         """Rebuild what the state file held (docs/PERSISTENCE.md), then start keeping: every
         session unattended until its bot identifies again (``vc_timeout`` after the restart,
-        or after its connection had closed), every voice client reconnected with its stored
-        credentials and its track re-opened where it was. Call once the engine and the sources
-        are attached, before the fronts accept connections."""
+        or after its connection had closed), every voice client's track re-opened where it was
+        and its voice reconnected with its stored credentials once its bot is back
+        (``persist.VoiceHold``). Call once the engine and the sources are attached, before the
+        fronts accept connections."""
         players: dict[str, list[StoredPlayer]] = {}
         for stored in snapshot.players:
             players.setdefault(stored.session, []).append(stored)
@@ -387,7 +401,7 @@ class NodeService(DirectMethods):
         player = self._new_player(session, guild_id)
         session.players[guild_id] = player
         persist.apply_record(player, stored)
-        self._maybe_connect(session, player)
+        self.held.hold(player.key)  # voice connects once its bot is back (VoiceHold)
         current = stored.record.current
         position = stored.position
         if current is not None and position is None:
@@ -423,6 +437,7 @@ class NodeService(DirectMethods):
         return player
 
     def _release_player(self, player: GuildPlayer) -> None:
+        self.held.forget(player.key)
         found = self._by_key.pop(player.key, None)
         if found is not None:
             self.keeper.player_gone(found[0], player)
@@ -447,6 +462,11 @@ class NodeService(DirectMethods):
             if found is not None:
                 found[1].opened(request.serial, source)
 
+    def _connect_key(self, key: int) -> None:
+        found = self._by_key.get(key)
+        if found is not None:
+            self._maybe_connect(*found)
+
     def send_engine(self, command: msg.Command) -> None:
         """Hand a command to the data plane (never blocks)."""
         if self.engine is None:
@@ -456,7 +476,7 @@ class NodeService(DirectMethods):
     def _maybe_connect(self, session: Session, player: GuildPlayer) -> None:
         """Both voice updates are known: (re)connect (docs/discord-voice.md §1.2)."""
         v = player.voice
-        if not v.complete:
+        if not v.complete or player.key in self.held:
             return
         assert v.channel_id and v.session_id and v.token and v.endpoint
         self.send_engine(
