@@ -5,7 +5,9 @@ psutil's ``cpu_percent(None)`` measures the time since its previous call. Called
 request, two reads a few milliseconds apart covered those milliseconds and said 0 % or 100 %.
 Here a timer on the control loop takes one sample every :data:`INTERVAL` seconds (two reads of
 ``/proc`` counters, tens of microseconds; the real-time sender never waits on it) and
-``/status`` reports the mean of the samples of the last :data:`WINDOW` seconds.
+``/status`` reports the mean of the samples of the last :data:`WINDOW` seconds. The first
+sample comes :data:`FIRST` seconds after the start, so a node that has just started (about
+when it begins to listen) does not report an idle 0 %.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ INTERVAL = 2.0
 """Seconds between two samples."""
 WINDOW = 10.0
 """Seconds the reported means cover (once the node has run that long)."""
+FIRST = 0.5
+"""Seconds from the start to the first sample."""
 
 Reader = Callable[[], tuple[float, float]]
 """One sample: (this process's CPU %, the machine's CPU %) since the previous sample."""
@@ -44,34 +48,39 @@ class CpuSampler:
     ) -> None:
         self.interval = interval
         self._read = read
-        self._samples: deque[tuple[float, float]] = deque(maxlen=max(1, round(window / interval)))
+        self._samples: deque[tuple[float, float, float]] = deque(
+            maxlen=max(1, round(window / interval))
+        )
+        """(process %, system %, seconds covered), oldest first."""
         self._timer: asyncio.TimerHandle | None = None
         self._cores = psutil.cpu_count() or 1
 
     def start(self) -> None:
         if self._read is None:
             self._read = _psutil_reader()
-        self._timer = asyncio.get_running_loop().call_later(self.interval, self._sample)
+        first = min(FIRST, self.interval)
+        self._timer = asyncio.get_running_loop().call_later(first, self._sample, first)
 
     def close(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
-    def _sample(self) -> None:
+    def _sample(self, seconds: float) -> None:
         assert self._read is not None
-        self._samples.append(self._read())
-        self._timer = asyncio.get_running_loop().call_later(self.interval, self._sample)
+        self._samples.append((*self._read(), seconds))
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(self.interval, self._sample, self.interval)
 
     def figures(self) -> dict[str, float]:
         """``process`` (this process, % of one core), ``system`` (the machine, 0-100): means
-        over ``window`` seconds (0 before the first sample); ``cores``."""
-        n = len(self._samples)
-        process = sum(s[0] for s in self._samples) / n if n else 0.0
-        system = sum(s[1] for s in self._samples) / n if n else 0.0
+        over the last ``window`` seconds (0 before the first sample); ``cores``."""
+        window = sum(s[2] for s in self._samples)
+        process = sum(s[0] * s[2] for s in self._samples) / window if window else 0.0
+        system = sum(s[1] * s[2] for s in self._samples) / window if window else 0.0
         return {
             "process": round(process, 2),
             "system": round(system, 2),
             "cores": self._cores,
-            "window": n * self.interval,
+            "window": round(window, 3),
         }

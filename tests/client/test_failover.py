@@ -97,8 +97,8 @@ async def test_a_killed_node_s_player_continues_on_the_other_node(
         await events.wait("audionode_node_ready", lambda n: n is a_node and a_node.available)
         assert pool.best_node(exclude=[b_node]) is a_node
         # Which node a new player goes to is the load's call: the lower penalty. (On a busy
-        # test machine the CPU figures, means over different windows (none yet for a node in
-        # its first 2 s), can outweigh even a hundred players: the node is not fixed here.)
+        # test machine the CPU figures, means over different windows (a short one for a node
+        # that just started), can outweigh even a hundred players: the node is not fixed here.)
         await crowd(b, 100)
         await b_node.refresh_stats()
         expected = min(pool.nodes, key=lambda n: n.penalty)
