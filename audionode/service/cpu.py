@@ -4,7 +4,7 @@ window, so that every reader gets the same meaningful figure.
 psutil's ``cpu_percent(None)`` measures the time since its previous call. Called for each
 request, two reads a few milliseconds apart covered those milliseconds and said 0 % or 100 %.
 Here a timer on the control loop takes one sample every :data:`INTERVAL` seconds (two reads of
-``/proc`` counters, tens of microseconds; the real-time sender never waits on it) and
+``/proc`` counters, about 0.1 ms; it runs between the sender's 20 ms ticks, never in one) and
 ``/status`` reports the mean of the samples of the last :data:`WINDOW` seconds. The first
 sample comes :data:`FIRST` seconds after the start, so a node that has just started (about
 when it begins to listen) does not report an idle 0 %.
