@@ -76,7 +76,12 @@ def queue_event(p: Player, d: dict[str, JSON]) -> None:
 
 def source_start(p: Player, d: dict[str, JSON]) -> None:
     track, head = current_from_wire(d["source"], _node_id(p), p._paused)
+    # The entry already current (no SOURCE_STOP since; a repeat ends first): its node
+    # re-opened it where it was (it restarted with its state): the same play goes on.
+    going_on = p.current is not None and p.current.tag == track.tag
     p.current, p._playhead = track, head
+    if going_on:
+        return
     if p._quiet_start is not None and p._quiet_start == track.uri:
         p._quiet_start = None  # the failover restarted it: the bot was told when it started
         return

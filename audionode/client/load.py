@@ -4,8 +4,9 @@ The pool puts a new player on the node with the lowest :func:`penalty`. The form
 Lavalink's load balancer's, so operators who know it can read ours:
 
 - one point per player on the node;
-- CPU: ``1.05 ** cpu_percent * 10 - 10`` (0 when idle, 1.3k at 100 %), the machine's CPU,
-  since several node processes may share it;
+- CPU: ``1.05 ** cpu_percent * 10 - 10`` (0 when idle, 1.3k at 100 %), the machine's CPU
+  (``cpu.system``, which the node samples itself and reports as a 10 s mean), since several
+  node processes may share it;
 - frames the engine could not send in time (``deficit``) or sent as silence because nothing
   was ready (``nulled``), per player and per minute of the 3000 frames a player sends:
   ``1.03 ** (500 * deficit_share) * 600 - 600`` and twice ``1.03 ** (500 * nulled_share) *
@@ -30,7 +31,7 @@ class NodeStats:
 
     players: int = 0
     cpu_percent: float = 0.0
-    """The machine's CPU use, 0-100."""
+    """The machine's CPU use, 0-100 (the node's mean over its last 10 s)."""
     deficit_per_minute: float = 0.0
     nulled_per_minute: float = 0.0
     engine_players: int = 0

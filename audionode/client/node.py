@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
@@ -85,8 +84,6 @@ class Node:
         self._tasks: list[asyncio.Task[None]] = []
         self._first: asyncio.Future[None] | None = None
         self._closing = False
-        self._readings = 0
-        self._wake = asyncio.Event()
 
     def __repr__(self) -> str:
         return f"<Node {self.identifier} available={self.available} players={len(self.players)}>"
@@ -164,9 +161,7 @@ class Node:
         self.socket = sock
         log.info("node %s ready (resumed: %s)", self.identifier, resumed is not None)
         self._first_done(None)
-        self._readings = 0
         await self.refresh_stats()
-        asyncio.get_running_loop().call_later(1.0, self._wake.set)  # a CPU figure over 1 s
         owner.node_ready(self, resumed)
         code = await sock.closed
         self.socket = None
@@ -257,33 +252,19 @@ class Node:
         return body
 
     async def refresh_stats(self) -> None:
-        """Read ``GET /status`` now (the node polls it every ``status_interval``).
-
-        The node's CPU figure covers the time since anyone last asked it, so the first one
-        after (re)connecting covers an unknown span (a few milliseconds read as 0 % or 100 %):
-        it is left out, and later ones are smoothed (half the new reading, half the old).
-        """
+        """Read ``GET /status`` now (the node polls it every ``status_interval``). The node
+        samples its CPU itself and reports a 10 s mean, so a reading is good as it comes."""
         try:
             body = await self.rest("GET", "/status", within=5.0)
         except AudionodeClientError as e:
             log.debug("node %s: no status: %s", self.identifier, e)
             return
-        fresh = NodeStats.from_status(body)
-        self._readings += 1
-        if self._readings == 1:
-            cpu = self.stats.cpu_percent
-        elif self._readings == 2:
-            cpu = fresh.cpu_percent
-        else:
-            cpu = (self.stats.cpu_percent + fresh.cpu_percent) / 2
-        self.stats = dataclasses.replace(fresh, cpu_percent=cpu)
+        self.stats = NodeStats.from_status(body)
         self.placed = 0
 
     async def _poll(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.status_interval)
-            self._wake.clear()
+            await asyncio.sleep(self.status_interval)
             if self.available:
                 await self.refresh_stats()
 

@@ -138,16 +138,18 @@ class Pool:
         handle = self._graces.pop(node, None)
         if handle is not None:
             handle.cancel()
+        handled = []
         for player in list(node.players.values()):
             if not player.suspended or player._moving:
                 continue
+            handled.append(player)
             if resumed is not None and player.guild.id in resumed:
                 self._spawn(sync.resume_in_place(player))
             else:  # the node came back without it (restarted, state lost): rebuild it
                 self._move(player, exclude=())
         stranded, self._stranded = self._stranded, []
         for player in stranded:
-            if player.suspended and not player._leaving:
+            if player.suspended and not player._leaving and player not in handled:
                 self._move(player, exclude=())
         self.client.dispatch("audionode_node_ready", node)
 
@@ -173,26 +175,19 @@ class Pool:
                 self._move(player, exclude=(node,))
 
     def reclaim(self, player: Player) -> None:
-        """Another connection took the player's voice session (4006): rebuild the player on
-        its node with a fresh voice client, which identifies again and takes the session back.
-
-        A fresh voice client, because a node does not reconnect a voice client when it is
-        given the credentials it already had. At most once per :data:`RECLAIM_EVERY` seconds
-        per player, so two clients never fight over a session.
+        """Another connection took the player's voice session (4006): forward the bot's voice
+        server to its node again, which reconnects with it and takes the session back (a node
+        retries the credentials it has when they come again after its connection closed for
+        good). At most once per :data:`RECLAIM_EVERY` seconds per player, so two clients
+        never fight over a session.
         """
         node, now = player.node, time.monotonic()
         if node is None or now - player._reclaimed_at < RECLAIM_EVERY:
             return
         player._reclaimed_at = now
-        log.warning("guild %s: the voice session was taken over; rebuilding on node %s",
+        log.warning("guild %s: the voice session was taken over; reconnecting it on node %s",
                     player.guild.id, node.identifier)  # fmt: skip
-        snap = player._snapshot = failover.Snapshot.of(player)
-        player._suspend(time.time())
-        self._spawn(self._rebuild(player, node, snap))
-
-    async def _rebuild(self, player: Player, node: Node, snap: failover.Snapshot) -> None:
-        await _destroy(node, player)
-        await self._restore(player, node, snap, 0)
+        self._spawn(player.voice.rejoin(node))
 
     def _move(self, player: Player, exclude: Iterable[Node], attempt: int = 0) -> None:
         if player._leaving:

@@ -11,6 +11,7 @@ back and sent once it has one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -98,6 +99,12 @@ class VoiceForwarder:
         await send(node, "VOICE_STATE_UPDATE", self.state)
         await asyncio.wait_for(self.player._created.wait(), within)
         await send(node, "VOICE_SERVER_UPDATE", self.server)
+
+    async def rejoin(self, node: Node) -> None:
+        """Forward the voice server again: the node's voice connection closed for good (its
+        session was taken), and the same credentials make it connect again."""
+        with contextlib.suppress(NodeUnavailable):  # lost: the failover moves the session
+            await send(node, "VOICE_SERVER_UPDATE", self.server)
 
 
 async def send(node: Node, kind: str, payload: dict[str, JSON] | None) -> None:

@@ -161,8 +161,11 @@ class Engine:
     def _connect(self, cmd: msg.Connect) -> None:
         unit = self._units.setdefault(cmd.player, _Unit(cmd.player))
         creds = (cmd.channel_id, cmd.session_id, cmd.token, cmd.endpoint)
-        if unit.conn is not None and unit.credentials == creds:
-            return  # a repeated update with the same credentials changes nothing
+        if unit.conn is not None and unit.credentials == creds and not unit.conn.session.final:
+            # A repeated update changes nothing while the connection lives (or retries); once
+            # it closed for good (4006: another connection took the session...), the bot
+            # forwarding the same credentials again means "try again".
+            return
         unit.credentials = creds
         if unit.conn is None:
             unit.conn = VoiceConnection(

@@ -47,6 +47,7 @@ from audionode.errors import AudionodeError, Conflict
 from audionode.player.player import Callbacks, GuildPlayer, OpenRequest
 from audionode.player.queue import Entry
 from audionode.service import persist
+from audionode.service.cpu import CpuSampler
 from audionode.service.direct import DirectMethods, player_view
 from audionode.service.persist import Keeper
 from audionode.service.sessions import Sessions
@@ -82,6 +83,8 @@ class NodeService(DirectMethods):
         self.sessions = Sessions(
             config, self._new_player, self._release_player, self.keeper.session_gone
         )
+        self.held = persist.VoiceHold(self._connect_key)
+        """Restored voice clients waiting for their bot before they connect voice."""
         self.started = time.monotonic()
         self.engine: EngineHost | None = None
         """The data plane; attached by the server right after construction."""
@@ -89,7 +92,9 @@ class NodeService(DirectMethods):
         self._by_key: dict[int, tuple[Session, GuildPlayer]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._process = psutil.Process()
-        self._process.cpu_percent(None)  # prime: the first reading is always 0.0
+        self.cpu = CpuSampler()
+        """The CPU figures of ``/status``, sampled every 2 s (``service/cpu.py``)."""
+        self.cpu.start()
         self._handlers = _handlers(self)
 
     @property
@@ -106,6 +111,10 @@ class NodeService(DirectMethods):
         handler = self._handlers.get(type(command))
         if handler is None:
             raise TypeError(f"no service method takes {type(command).__name__}")
+        if self.held and not isinstance(command, c.Destroy):
+            player = self._target(ref, command)[1]
+            if player is not None:  # its bot spoke of it: it still wants it here
+                self.held.release(player.key)
         result = await handler(ref, command)
         if self.keeper.enabled and not isinstance(command, _READS):
             self._touched(ref, command)
@@ -113,6 +122,14 @@ class NodeService(DirectMethods):
 
     def _touched(self, ref: Ref, command: Any) -> None:
         """A command changed state: the keeper writes the player (and the session) it named."""
+        session, player = self._target(ref, command)
+        if session is not None and player is not None:
+            self.keeper.player_changed(session, player, queue=isinstance(command, _QUEUE_EDITS))
+        if session is not None and session.sink is None:
+            self.keeper.session_changed(session)  # it kept events the command caused
+
+    def _target(self, ref: Ref, command: Any) -> tuple[Session | None, GuildPlayer | None]:
+        """The session and the player a command names (None: none, or not found)."""
         session: Session | None = None
         player: GuildPlayer | None = None
         if isinstance(ref, c.PlayerRef):
@@ -122,10 +139,7 @@ class NodeService(DirectMethods):
             session = self.sessions.by_ref.get(ref)
             guild = getattr(command, "guild_id", None)
             player = None if session is None or guild is None else session.players.get(guild)
-        if session is not None and player is not None:
-            self.keeper.player_changed(session, player, queue=isinstance(command, _QUEUE_EDITS))
-        if session is not None and session.sink is None:
-            self.keeper.session_changed(session)  # it kept events the command caused
+        return session, player
 
     # --- sessions -----------------------------------------------------------------------------
 
@@ -134,7 +148,9 @@ class NodeService(DirectMethods):
     ) -> tuple[Identified, list[ev.ControlEvent]]:
         """Bind a front's connection to the session; returns the kept events to send next."""
         result = self.sessions.identify(ref, sink)
-        self.keeper.session_changed(self.sessions.by_ref[ref])
+        session = self.sessions.by_ref[ref]
+        self.keeper.session_changed(session)
+        self.held.identified(p.key for p in session.players.values())
         return result
 
     def disconnect(self, ref: c.SessionRef, sink: EventSink, unsent: list[ev.ControlEvent]) -> None:
@@ -319,16 +335,15 @@ class NodeService(DirectMethods):
     # --- the node -------------------------------------------------------------------------------
 
     async def status(self, ref: None, cmd: c.GetStatus) -> NodeStatus:
-        """Uptime, CPU, memory, sessions, players, engine figures."""
+        """Uptime, CPU (means over the last 10 s, ``service/cpu.py``), memory, sessions,
+        players, engine figures."""
         mem = psutil.virtual_memory()
-        with self._process.oneshot():
-            rss = self._process.memory_info().rss
-            cpu = self._process.cpu_percent(None)
+        rss = self._process.memory_info().rss
         by_ref = self.sessions.by_ref
         return NodeStatus(
             version=__version__,
             uptime=round(time.monotonic() - self.started, 3),
-            cpu={"process": cpu, "system": psutil.cpu_percent(None), "cores": psutil.cpu_count()},
+            cpu=self.cpu.figures(),
             memory={"rss": rss, "system_total": mem.total, "system_used": mem.used},
             sessions=len(by_ref),
             connected_sessions=sum(1 for s in by_ref.values() if s.sink is not None),
@@ -343,6 +358,7 @@ class NodeService(DirectMethods):
     async def close(self) -> None:
         """Shut down: the last checkpoint to the state file, then close every connection and
         free every session (what the state file holds survives them)."""
+        self.cpu.close()
         await self.keeper.close()
         self.sessions.close_all()
 
@@ -351,9 +367,10 @@ class NodeService(DirectMethods):
     def restore(self, snapshot: Snapshot) -> None:
         """Rebuild what the state file held (docs/PERSISTENCE.md), then start keeping: every
         session unattended until its bot identifies again (``vc_timeout`` after the restart,
-        or after its connection had closed), every voice client reconnected with its stored
-        credentials and its track re-opened where it was. Call once the engine and the sources
-        are attached, before the fronts accept connections."""
+        or after its connection had closed), every voice client's track re-opened where it was
+        and its voice reconnected with its stored credentials once its bot is back
+        (``persist.VoiceHold``). Call once the engine and the sources are attached, before the
+        fronts accept connections."""
         players: dict[str, list[StoredPlayer]] = {}
         for stored in snapshot.players:
             players.setdefault(stored.session, []).append(stored)
@@ -384,7 +401,7 @@ class NodeService(DirectMethods):
         player = self._new_player(session, guild_id)
         session.players[guild_id] = player
         persist.apply_record(player, stored)
-        self._maybe_connect(session, player)
+        self.held.hold(player.key)  # voice connects once its bot is back (VoiceHold)
         current = stored.record.current
         position = stored.position
         if current is not None and position is None:
@@ -420,6 +437,7 @@ class NodeService(DirectMethods):
         return player
 
     def _release_player(self, player: GuildPlayer) -> None:
+        self.held.forget(player.key)
         found = self._by_key.pop(player.key, None)
         if found is not None:
             self.keeper.player_gone(found[0], player)
@@ -444,6 +462,11 @@ class NodeService(DirectMethods):
             if found is not None:
                 found[1].opened(request.serial, source)
 
+    def _connect_key(self, key: int) -> None:
+        found = self._by_key.get(key)
+        if found is not None:
+            self._maybe_connect(*found)
+
     def send_engine(self, command: msg.Command) -> None:
         """Hand a command to the data plane (never blocks)."""
         if self.engine is None:
@@ -453,7 +476,7 @@ class NodeService(DirectMethods):
     def _maybe_connect(self, session: Session, player: GuildPlayer) -> None:
         """Both voice updates are known: (re)connect (docs/discord-voice.md §1.2)."""
         v = player.voice
-        if not v.complete:
+        if not v.complete or player.key in self.held:
             return
         assert v.channel_id and v.session_id and v.token and v.endpoint
         self.send_engine(

@@ -5,7 +5,8 @@
 disk work. Changes are batched: a changed player is written :data:`DIRTY_DELAY` later (once,
 however often it changed meanwhile), and every ``state.checkpoint_interval`` the positions of
 the playing tracks are written. The functions at the bottom turn live state into records and
-back. Without a state file the keeper does nothing.
+back. Without a state file the keeper does nothing. :class:`VoiceHold` keeps a restored voice
+client from connecting before its bot had its say.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ from audionode.types import ChannelId
 
 DIRTY_DELAY = 0.05
 """Seconds a change waits for others before it is written (one write for a burst)."""
+RESTORED_VOICE_HOLD = 0.5
+"""Seconds a restored voice client waits, once its bot identified again, for the bot to say
+something about it (or destroy it) before it reconnects voice anyway (:class:`VoiceHold`)."""
 
 Live = Callable[[], Iterable[tuple[Session, GuildPlayer]]]
 
@@ -212,6 +216,52 @@ class Keeper:
         if self.store is None:
             return {"enabled": False}
         return {"enabled": True, **self.store.stats()}
+
+
+class VoiceHold:
+    """Restored voice clients whose voice connection waits for their bot (docs/PERSISTENCE.md,
+    "Voice: after the bot is back").
+
+    The stored credentials may have been handed to another node while this one was down (the
+    bot's client moved the player when the node did not come back in time), and connecting
+    with them would take that node's voice session. So a restored voice client connects once
+    its bot, identified again, says anything about its guild (:meth:`release`), or
+    :data:`RESTORED_VOICE_HOLD` seconds after the bot identified if it said nothing; never if
+    the bot destroys it first (:meth:`forget`). ``connect`` connects the player of a key.
+    """
+
+    def __init__(self, connect: Callable[[int], None], hold: float = RESTORED_VOICE_HOLD) -> None:
+        self._connect = connect
+        self._hold = hold
+        self._held: dict[int, asyncio.TimerHandle | None] = {}
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._held
+
+    def __bool__(self) -> bool:
+        return bool(self._held)
+
+    def hold(self, key: int) -> None:
+        self._held[key] = None
+
+    def identified(self, keys: Iterable[int]) -> None:
+        """The bot of these players identified again: each connects after the hold at most."""
+        loop = asyncio.get_running_loop()
+        for key in keys:
+            if key in self._held and self._held[key] is None:
+                self._held[key] = loop.call_later(self._hold, self.release, key)
+
+    def release(self, key: int) -> None:
+        """Connect now (the bot spoke of the player, or the hold ran out)."""
+        if key in self._held:
+            self.forget(key)
+            self._connect(key)
+
+    def forget(self, key: int) -> None:
+        """The player is gone: it never connects."""
+        handle = self._held.pop(key, None)
+        if handle is not None:
+            handle.cancel()
 
 
 # --- live state <-> records ---------------------------------------------------------------------

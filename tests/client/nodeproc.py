@@ -20,7 +20,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 class NodeProcess:
-    """``start()``, ``kill()`` (SIGKILL), ``start()`` again: always the same port and config."""
+    """``start()``, ``kill()`` (SIGKILL) or ``terminate()`` (SIGTERM), ``start()`` again:
+    always the same port, config and state file (``node-<name>.db``, unless the config says)."""
 
     def __init__(self, folder: Path, name: str, config: dict[str, Any]) -> None:
         self.port = free_port()
@@ -28,7 +29,8 @@ class NodeProcess:
         self.config_path = folder / f"node-{name}.json"
         self.log_path = folder / f"node-{name}.log"
         base = {"password": PASSWORD, "host": "127.0.0.1", "port": self.port,
-                "log_level": "WARNING", "engine": {"workers": 0}}  # fmt: skip
+                "log_level": "WARNING", "engine": {"workers": 0},
+                "state": {"path": str(folder / f"node-{name}.db")}}  # fmt: skip
         self.config_path.write_text(json.dumps({**base, **config}))
         self.proc: asyncio.subprocess.Process | None = None
 
@@ -56,6 +58,12 @@ class NodeProcess:
         assert self.proc is not None
         self.proc.kill()
         await self.proc.wait()
+
+    async def terminate(self) -> None:
+        """SIGTERM: the node's clean shutdown (a last checkpoint of the positions)."""
+        assert self.proc is not None
+        self.proc.terminate()
+        assert await self.proc.wait() == 0, self.log_path.read_text()
 
     async def stop(self) -> None:
         if self.proc is not None and self.proc.returncode is None:

@@ -15,6 +15,8 @@ import discord
 
 from audionode.client import Node, Player, Pool, Track
 from tests.client.harness import BOT, Bot, discord_bot
+from tests.client.hearing import write_sweep
+from tests.client.nodeproc import NodeProcess, node_process
 from tests.conftest import PASSWORD, NodeFactory, NodeHarness
 from tests.transport.listener import Listener
 from tests.transport.voiceserver_harness import Harness, voice_server
@@ -143,3 +145,45 @@ async def stage(node_factory: NodeFactory) -> AsyncIterator[Stage]:
         finally:
             await pool.close()
             await listener.close()
+
+
+@dataclass
+class ProcessStage:
+    """Node A in a process of its own (to kill), maybe node B in this one; the rest as
+    :class:`Stage`. ``sweep`` is a 20 s sweep (``hearing.write_sweep``) the nodes can play."""
+
+    vs: Harness
+    proc: NodeProcess
+    b: NodeHarness | None
+    bot: Bot
+    pool: Pool
+    events: Events
+    listener: Listener
+    a_node: Node
+    b_node: Node
+    sweep: Path
+
+
+@contextlib.asynccontextmanager
+async def process_stage(
+    folder: Path, grace: float, node_factory: NodeFactory | None = None, **config: Any
+) -> AsyncIterator[ProcessStage]:
+    """Node A (``python -m audionode run`` with ``config``, state file ``folder/node-a.db``) and,
+    given ``node_factory``, node B; both play local files under ``folder``. The pool has
+    ``restart_grace=grace``; ``b_node`` is ``a_node`` when there is no B."""
+    sweep = write_sweep(folder / "sweep.wav", 20.0)
+    async with contextlib.AsyncExitStack() as stack:
+        enter = stack.enter_async_context
+        vs = await enter(voice_server())
+        proc = await enter(node_process(folder, "a", sources=sources(folder), **config))
+        b = None if node_factory is None else await enter(node_factory(sources=sources(folder)))
+        bot = await enter(discord_bot(vs.lvsp))
+        listener = await listen(vs, bot.channel())
+        stack.push_async_callback(listener.close)
+        events = Events(bot)
+        a_node = Node(url=proc.url, password=PASSWORD, identifier="a")
+        b_node = a_node if b is None else Node(url=b.url, password=PASSWORD, identifier="b")
+        nodes = list(dict.fromkeys((a_node, b_node)))
+        pool = await Pool.connect(client=bot.client, nodes=nodes, restart_grace=grace)
+        stack.push_async_callback(pool.close)
+        yield ProcessStage(vs, proc, b, bot, pool, events, listener, a_node, b_node, sweep)

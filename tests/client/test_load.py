@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from audionode.client import NodeStats, penalty
+from tests.conftest import NodeFactory
 
 STATUS: dict[str, Any] = {
     "version": "0.1.0", "uptime": 12.5,
@@ -46,3 +48,27 @@ def test_each_figure_raises_the_penalty() -> None:
     # the frame figures are per player: the same total over more players weighs less
     spread = NodeStats(players=10, engine_players=10, deficit_per_minute=30.0)
     assert penalty(spread) - 10 < penalty(late) - 1
+
+
+async def test_two_status_reads_in_a_row_give_the_same_cpu(node_factory: NodeFactory) -> None:
+    """The node samples its CPU itself (every 2 s, 10 s means): a read right after another
+    gives the same figures, not the CPU of the few milliseconds between them."""
+    async with node_factory() as node:
+
+        async def cpu() -> dict[str, Any]:
+            status, body = await node.get("/status")
+            assert status == 200
+            figures: dict[str, Any] = body["cpu"]
+            return figures
+
+        for _ in range(50):  # the first sample comes 0.5 s after the start
+            if (await cpu())["window"] > 0:
+                break
+            await asyncio.sleep(0.2)
+        for _ in range(3):  # a sample may fall between two reads (at most once in 2 s)
+            first, second = await cpu(), await cpu()
+            if first == second:
+                break
+        assert first == second, (first, second)
+        assert 0.0 <= first["system"] <= 100.0 and first["window"] > 0
+        print(f"\n/status cpu, twice in a row: {first}")

@@ -20,10 +20,17 @@ from audionode.client import (
     Pool,
 )
 from tests.client.harness import BOT, discord_bot
-from tests.client.hearing import Ears, position_at_end, position_at_start, write_sweep
-from tests.client.nodeproc import node_process
+from tests.client.hearing import Ears, position_at_end, position_at_start
 from tests.client.proxy import relay
-from tests.client.setup import SOURCES, Events, crowd, listen, node_get, node_queue, sources
+from tests.client.setup import (
+    SOURCES,
+    Events,
+    crowd,
+    listen,
+    node_get,
+    node_queue,
+    process_stage,
+)
 from tests.conftest import PASSWORD, NodeFactory
 from tests.test_cli import free_port
 from tests.transport.voiceserver_harness import voice_server
@@ -104,49 +111,38 @@ async def test_a_dropped_socket_that_comes_back_keeps_its_players(
 
 
 async def test_a_restarted_node_without_state_gets_the_player_back(tmp_path: Path) -> None:
-    sweep = write_sweep(tmp_path / "sweep.wav", 20.0)
-    async with (
-        voice_server() as vs,
-        # no state file: the restarted node knows nothing, so the client rebuilds the player
-        node_process(tmp_path, "a", sources=sources(tmp_path), state={"path": None}) as proc,
-        discord_bot(vs.lvsp) as bot,
-    ):
-        listener = await listen(vs, bot.channel())
-        events = Events(bot)
-        node = Node(url=proc.url, password=PASSWORD, identifier="a")
-        pool = await Pool.connect(client=bot.client, nodes=[node], restart_grace=10)
-        try:
-            player = await bot.channel().connect(cls=Player)
-            await player.play(f"local:{sweep}")
-            nxt = await player.play("tone:440?seconds=1")
-            await events.wait("audionode_track_start")
-            ears = Ears(listener, BOT)
-            await listener.wait_for(lambda: len(ears.frames()) >= 100, within=10)
-            await proc.kill()
-            await events.wait("audionode_node_lost")
-            with pytest.raises(NodeUnavailable):
-                pool.best_node()
-            volume = asyncio.create_task(player.set_volume(0.5))
-            await proc.start()
-            (_, old, new) = await events.wait("audionode_player_moved", within=20)
-            assert old is new is node
-            await asyncio.wait_for(volume, 10)
-            first_ssrc = ears.frames()[0].ssrc
-            await listener.wait_for(
-                lambda: sum(f.ssrc != first_ssrc for f in ears.frames()) >= 25, within=10
-            )
-            before = [f for f in ears.frames() if f.ssrc == first_ssrc]
-            after = [f for f in ears.frames() if f.ssrc != first_ssrc]
-            skipped = position_at_start(after) - position_at_end(before)
-            gap = after[0].at - before[-1].at
-            print(f"\nrestart without state: audible gap {gap:.2f} s, skipped {skipped:+.2f} s")
-            assert -0.5 < skipped < 1.0, f"{skipped:.2f} s of the track lost across the restart"
-            assert (await node_get(pool.http, proc.url, player, "/options"))["volume"] == 0.5
-            assert [t.uri for t in player.queue] == [nxt.uri]
-            await player.disconnect()
-        finally:
-            await pool.close()
-            await listener.close()
+    # no state file: the restarted node knows nothing, so the client rebuilds the player
+    async with process_stage(tmp_path, 10, state={"path": None}) as s:
+        listener, events, pool, bot, sweep = s.listener, s.events, s.pool, s.bot, s.sweep
+        proc, node = s.proc, s.a_node
+        player = await bot.channel().connect(cls=Player)
+        await player.play(f"local:{sweep}")
+        nxt = await player.play("tone:440?seconds=1")
+        await events.wait("audionode_track_start")
+        ears = Ears(listener, BOT)
+        await listener.wait_for(lambda: len(ears.frames()) >= 100, within=10)
+        await proc.kill()
+        await events.wait("audionode_node_lost")
+        with pytest.raises(NodeUnavailable):
+            pool.best_node()
+        volume = asyncio.create_task(player.set_volume(0.5))
+        await proc.start()
+        (_, old, new) = await events.wait("audionode_player_moved", within=20)
+        assert old is new is node
+        await asyncio.wait_for(volume, 10)
+        first_ssrc = ears.frames()[0].ssrc
+        await listener.wait_for(
+            lambda: sum(f.ssrc != first_ssrc for f in ears.frames()) >= 25, within=10
+        )
+        before = [f for f in ears.frames() if f.ssrc == first_ssrc]
+        after = [f for f in ears.frames() if f.ssrc != first_ssrc]
+        skipped = position_at_start(after) - position_at_end(before)
+        gap = after[0].at - before[-1].at
+        print(f"\nrestart without state: audible gap {gap:.2f} s, skipped {skipped:+.2f} s")
+        assert -0.5 < skipped < 1.0, f"{skipped:.2f} s of the track lost across the restart"
+        assert (await node_get(pool.http, proc.url, player, "/options"))["volume"] == 0.5
+        assert [t.uri for t in player.queue] == [nxt.uri]
+        await player.disconnect()
 
 
 async def test_a_refused_password_is_an_error(node_factory: NodeFactory) -> None:

@@ -17,6 +17,7 @@ from audionode.control import events as ev
 from audionode.engine import messages as m
 from audionode.protocol.filters import parse_filters
 from audionode.service import NodeService
+from audionode.service.persist import RESTORED_VOICE_HOLD
 from audionode.service.state import NodeState
 from audionode.sources.loader import SourceManager
 from audionode.store import Store
@@ -152,9 +153,7 @@ async def test_a_crash_keeps_everything_up_to_the_last_checkpoint(
     await asyncio.sleep(0)
     await asyncio.sleep(0)
     engine = second.engine
-    connects = {x.guild_id: x for x in engine.of(m.Connect)}
-    assert (connects[1].token, connects[1].session_id, connects[1].channel_id) == ("t1", "s1", 30)
-    assert connects[2].token == "t2"
+    assert engine.of(m.Connect) == [], "voice waits for the bot (VoiceHold)"
     key_a, key_b = second.key(1), second.key(2)
     [play_a] = [p for p in engine.of(m.Play) if p.player == key_a]
     [play_b] = [p for p in engine.of(m.Play) if p.player == key_b]
@@ -171,12 +170,40 @@ async def test_a_crash_keeps_everything_up_to_the_last_checkpoint(
     assert identified.resumed
     ids = {v.guild_id: v.voice_client_id for v in identified.voice_clients}
     assert ids == {1: a.voice_client_id, 2: b.voice_client_id}
+    await second.run(a, c.GetState())  # the bot speaks of guild 1: it connects at once
+    connects = {x.guild_id: x for x in engine.of(m.Connect)}
+    assert list(connects) == [1]
+    assert (connects[1].token, connects[1].session_id, connects[1].channel_id) == ("t1", "s1", 30)
+    await asyncio.sleep(RESTORED_VOICE_HOLD + 0.1)  # guild 2: when the hold runs out
+    connects = {x.guild_id: x for x in engine.of(m.Connect)}
+    assert connects[2].token == "t2"
     for guild in (1, 2):
         second.svc.on_engine_event(
             m.VoiceConnected(player=second.key(guild), ssrc=2, mode="x", dave_protocol_version=1)
         )
     after = {1: await observe(second, a), 2: await observe(second, b)}
     assert after == before
+
+
+async def test_a_restored_voice_client_connects_only_if_its_bot_comes_back_for_it(
+    tmp_path: Path, nodes: list[Node]
+) -> None:
+    """Its credentials may have gone to another node meanwhile: no voice before the bot is
+    back, and none for a voice client the returning bot destroys (docs/PERSISTENCE.md)."""
+    clock = Clock()
+    first = await boot(tmp_path / "s.db", clock)
+    await join(first, 1)
+    moved = await join(first, 2)  # the bot's client will have moved this one elsewhere
+    await first.svc.close()
+
+    second = await boot(tmp_path / "s.db", clock)
+    nodes.append(second)
+    await asyncio.sleep(RESTORED_VOICE_HOLD + 0.1)
+    assert second.engine.of(m.Connect) == [], "no voice for a bot that is not back"
+    await second.svc.identify(SESSION, Sink())
+    await second.run(moved, c.Destroy())
+    await asyncio.sleep(RESTORED_VOICE_HOLD + 0.1)
+    assert [x.guild_id for x in second.engine.of(m.Connect)] == [1]
 
 
 async def test_a_clean_stop_writes_the_exact_position(tmp_path: Path, nodes: list[Node]) -> None:
