@@ -11,7 +11,9 @@ user's speaking state. The real-time sender never waits for any of it: the loop'
 
 Decoded audio goes to ``on_audio(player, user_id, pcm)`` and speaking changes to
 ``on_speaking(player, user_id, speaking)``, both called on the receive thread (a consumer that
-needs the loop hops there itself). Tests call :meth:`ReceivePath.step` without the thread.
+needs the loop hops there itself); ``on_tick()`` closes each tick, after its last ``on_audio``
+(``engine/hearing.py`` mixes and records per tick). Tests call :meth:`ReceivePath.step`
+without the thread.
 """
 
 from __future__ import annotations
@@ -85,6 +87,7 @@ class ReceivePath:
     ) -> None:
         self.on_audio = on_audio
         self.on_speaking = on_speaking
+        self.on_tick: Callable[[], None] | None = None
         self.tick = tick
         self._inbox: deque[tuple[int, ReceiveEvent | None]] = deque(maxlen=INBOX)
         self._players: dict[int, dict[int, _Member]] = {}
@@ -169,6 +172,8 @@ class ReceivePath:
         for player, members in self._players.items():
             for member in members.values():
                 self._play(player, member)
+        if self.on_tick is not None:
+            self.on_tick()
 
     def _apply(self, player: int, event: ReceiveEvent | None) -> None:
         if event is None:

@@ -78,7 +78,24 @@ class ChannelStats:
     lost: int = 0
     """Numbers skipped by ``i`` between accepted datagrams (loss, or the peer's silence)."""
     sent: int = 0
+    undecodable: int = 0
+    """Valid datagrams whose ``d`` libopus refused (counted by the engine that decodes)."""
     dropped: dict[str, int] = field(default_factory=lambda: {d.value: 0 for d in Drop})
+
+    def add(self, other: ChannelStats) -> None:
+        for name in ("received", "accepted", "keepalives", "lost", "sent", "undecodable"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for reason, n in other.dropped.items():
+            self.dropped[reason] += n
+
+    def flat(self) -> dict[str, int]:
+        """``{"received": .., "dropped_oversized": .., ...}`` (the ``/status`` shape)."""
+        out = {
+            name: getattr(self, name)
+            for name in ("received", "accepted", "keepalives", "lost", "sent", "undecodable")
+        }
+        out.update({f"dropped_{reason}": n for reason, n in self.dropped.items()})
+        return out
 
 
 def parse_address(text: str) -> Address:
@@ -148,6 +165,8 @@ class Channel:
         self._heard: float | None = None
         """When the peer's last valid datagram arrived (None: not since it was set)."""
         self._last_i: int | None = None
+        self.gap = 0
+        """Numbers ``i`` skipped just before the last datagram taken (lost frames to conceal)."""
 
     def set_peer(self, address: Address, now: float) -> None:
         """The voice bridge's channel (checked by the caller with :func:`check_peer`). A new
@@ -175,8 +194,8 @@ class Channel:
         if isinstance(drop, Drop):
             st.dropped[drop.value] += 1
             return None
-        if self._last_i is not None:
-            st.lost += drop.i - self._last_i - 1
+        self.gap = 0 if self._last_i is None else drop.i - self._last_i - 1
+        st.lost += self.gap
         self._last_i = drop.i
         self._heard = now
         if not drop.d:

@@ -45,6 +45,7 @@ from audionode.engine.host import EngineHost
 from audionode.errors import AudionodeError, Conflict
 from audionode.player.player import Callbacks, GuildPlayer, OpenRequest
 from audionode.player.queue import Entry
+from audionode.service.hearing import HearingService
 from audionode.service.sessions import Sessions
 from audionode.service.state import load_state
 from audionode.service.tracks import TrackBook, check_start
@@ -73,6 +74,8 @@ class NodeService:
         self._tasks: set[asyncio.Task[None]] = set()
         self._process = psutil.Process()
         self._process.cpu_percent(None)  # prime: the first reading is always 0.0
+        self.hearing = HearingService(self)
+        """Recordings, layers and VDP channels (issue 15)."""
         self._handlers = _handlers(self)
 
     @property
@@ -339,6 +342,7 @@ class NodeService:
 
     def _release_player(self, player: GuildPlayer) -> None:
         self._by_key.pop(player.key, None)
+        self.hearing.release(player.key)
         self.send_engine(msg.Disconnect(player=player.key))
 
     def _open(self, key: int, request: OpenRequest) -> None:
@@ -384,6 +388,8 @@ class NodeService:
 
     def on_engine_event(self, event: msg.Event) -> None:
         """Route one engine event to its player (events of destroyed players are dropped)."""
+        if self.hearing.on_engine_event(event):
+            return
         found = self._by_key.get(event.player)
         if found is not None:
             found[1].on_engine_event(event)
@@ -397,6 +403,7 @@ class NodeService:
                 continue
             session, player = found
             log.warning("player %d (guild %d) lost engine worker %d", key, player.guild_id, slot)
+            self.hearing.engine_lost(key)
             player.engine_lost()
             self._maybe_connect(session, player)
             player.restore()
@@ -423,5 +430,7 @@ def _handlers(s: NodeService) -> dict[type[Any], Handler]:
         s.update_entry, s.remove_entry, s.shuffle, s.clear, s.skip, s.previous, s.seek,
         s.pause, s.resume, s.stop, s.set_options, s.set_repeat, s.set_context,
         s.set_current_context, s.status,
+        s.hearing.record, s.hearing.add_layer, s.hearing.remove_layer, s.hearing.layers,
+        s.hearing.open_vdp, s.hearing.set_vdp_peer, s.hearing.close_vdp,
     ]  # fmt: skip
     return {get_type_hints(m)["cmd"]: m for m in methods}
