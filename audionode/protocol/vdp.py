@@ -114,6 +114,8 @@ def parse_address(text: str) -> Address:
         raise BadRequest(
             f"field `address`: expected an IP address (names are not resolved), got {host!r}"
         ) from None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped, int(port)
     return ip, int(port)
 
 
@@ -131,8 +133,6 @@ def check_peer(address: Address, allowed: list[Network]) -> None:
     """Refuse a peer the node must never send to (docs/SECURITY.md, "Hearing"): any address
     outside ``allowed``, and always the unspecified, multicast and broadcast ones."""
     ip, _ = address
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
     if ip.is_unspecified or ip.is_multicast or ip == ipaddress.IPv4Address("255.255.255.255"):
         raise Forbidden(f"peer {ip} is not a unicast address", code="PEER_NOT_ALLOWED")
     if not any(ip.version == net.version and ip in net for net in allowed):

@@ -254,10 +254,10 @@ class HearingService:
         view = self._channel(heard, cmd.room_id)
         cfg = self.svc.config.vdp
         address = vdp.parse_address(f"[{cmd.host}]:{cmd.port}")
-        vdp.check_peer(address, vdp.parse_networks(cfg.allowed_peers))
         family = 6 if ":" in cfg.host else 4
         if address[0].version != family:
             raise BadRequest(f"field `address`: the channel's socket speaks IPv{family} only")
+        vdp.check_peer(address, vdp.parse_networks(cfg.allowed_peers))
         self.svc.send_engine(
             msg.SetVdpPeer(
                 player=player.key, room_id=cmd.room_id, host=str(address[0]), port=address[1]

@@ -43,7 +43,7 @@ def test_each_bad_datagram_is_dropped_and_counted_by_its_reason() -> None:
         (vdp.encode(ROOM, 1, b"x" * 1276), PEER, "oversized"),
         (good, OTHER, "wrong_peer"),
         (good, (PEER[0], 40001), "wrong_peer"),
-        (b"{\"r\": 1}", PEER, "not_msgpack"),
+        (b'{"r": 1}', PEER, "not_msgpack"),
         (msgspec.msgpack.encode({"r": ROOM, "d": "text, not bin", "i": 1}), PEER, "not_msgpack"),
         (msgspec.msgpack.encode([ROOM, b"x", 1]), PEER, "not_msgpack"),
         (vdp.encode("!another:room", 6, b"opus"), PEER, "wrong_room"),
