@@ -49,6 +49,8 @@ class _Unit:
     """Layers playing over the music: while any does, the sender keeps popping frames even
     when the music is paused or stopped (``media/layers.py``)."""
     stopped: bool = False
+    sending: bool = False
+    """The sender is popping this player's frame buffer (not paused, not stopped)."""
 
 
 class Engine:
@@ -194,7 +196,8 @@ class Engine:
             self.sender.attach(cmd.player, unit.conn)
             if unit.pipeline is not None:  # tracks queued before the connection existed
                 self.sender.play(cmd.player, unit.pipeline.buffer)
-                if unit.pipeline.paused and not unit.layers:
+                unit.sending = not unit.pipeline.paused or bool(unit.layers)
+                if not unit.sending:
                     self.sender.pause(cmd.player)
             self._spawn(unit, self._run_connect(unit.conn.connect()))
         else:
@@ -248,10 +251,12 @@ class Engine:
 
     def _play(self, cmd: msg.Play) -> None:
         pipeline = self._pipeline(cmd.player)
-        self._units[cmd.player].stopped = False
+        unit = self._units[cmd.player]
+        unit.stopped = False
         pipeline.play(cmd.source, cmd.serial, start_ms=cmd.start_ms, end_ms=cmd.end_ms)
         pipeline.resume()
         self.sender.play(cmd.player, pipeline.buffer)
+        unit.sending = True
 
     def _stop(self, cmd: msg.Stop) -> None:
         self._pipeline(cmd.player).stop()
@@ -259,15 +264,20 @@ class Engine:
         unit.stopped = True
         if not unit.layers:  # layers play on over the silence
             self.sender.stop(cmd.player)
+            unit.sending = False
 
     def _pause(self, cmd: msg.Pause) -> None:
         self._pipeline(cmd.player).pause()
-        if not self._units[cmd.player].layers:
+        unit = self._units[cmd.player]
+        if not unit.layers:
             self.sender.pause(cmd.player)
+            unit.sending = False
 
     def _resume(self, cmd: msg.Resume) -> None:
         self._pipeline(cmd.player).resume()
         self.sender.resume(cmd.player)
+        unit = self._units[cmd.player]
+        unit.sending = unit.sending or not unit.stopped
 
     # --- layers -----------------------------------------------------------------------------
 
@@ -288,8 +298,9 @@ class Engine:
     def _layer_on(self, key: int, layer: int) -> None:
         unit = self._units[key]
         unit.layers.add(layer)
-        if unit.conn is not None and unit.pipeline is not None:
+        if unit.conn is not None and unit.pipeline is not None and not unit.sending:
             self.sender.play(key, unit.pipeline.buffer)  # even while paused or stopped
+            unit.sending = True
 
     def _layer_off(self, key: int, layer: int) -> None:
         unit = self._units[key]
@@ -298,8 +309,10 @@ class Engine:
             return
         if unit.pipeline.paused:  # the music's own state again
             self.sender.pause(key)
+            unit.sending = False
         elif unit.stopped:
             self.sender.stop(key)
+            unit.sending = False
 
     def _media_event(self, key: int, event: media_events.PipelineEvent) -> None:
         if key not in self._units:

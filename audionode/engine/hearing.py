@@ -48,6 +48,7 @@ class Hearing:
         if receive is not None:
             receive.on_audio = self.audio
             receive.on_tick = self.tick
+            receive.wants = self.wants
 
     def handlers(self) -> dict[type[Any], Callable[[Any], object]]:
         """The engine commands handled here."""
@@ -119,6 +120,10 @@ class Hearing:
 
     # --- the receive thread ---------------------------------------------------------------------
 
+    def wants(self, player: int) -> bool:
+        """Whether the player's members must be decoded: it records, or bridges a room."""
+        return player in self._recordings or player in self.vdp.players
+
     def audio(self, player: int, user_id: int, pcm: Pcm) -> None:
         """One member's decoded 20 ms (``ReceivePath.on_audio``)."""
         rec = self._recordings.get(player)
@@ -135,5 +140,19 @@ class Hearing:
         self.vdp.tick(heard)
 
     def stats(self) -> dict[str, int]:
-        return {**self.vdp.stats(), "recordings": len(self._recordings)}
+        """VDP counters, recordings open, and the receive path's frames (``/status``)."""
+        played = concealed = failed = 0
+        if self.receive is not None:
+            for player in self.receive.players():
+                for user in self.receive.stats(player):
+                    played += user.played
+                    concealed += user.concealed
+                    failed += user.failed
+        return {
+            **self.vdp.stats(),
+            "recordings": len(self._recordings),
+            "receive_played": played,
+            "receive_concealed": concealed,
+            "receive_failed": failed,
+        }
 

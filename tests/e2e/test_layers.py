@@ -3,8 +3,10 @@ volume, and ends by itself or on DELETE, with its events on the bot's socket."""
 
 from __future__ import annotations
 
+import asyncio
+
 from tests.conftest import NodeFactory
-from tests.e2e.chain import EventLog, band_level, chain, decode
+from tests.e2e.chain import Chain, EventLog, band_level, chain, decode, dominant
 
 SILENCE = b"\xf8\xff\xfe"
 
@@ -74,3 +76,37 @@ async def test_a_layer_is_removed_and_bad_input_is_refused(node_factory: NodeFac
             assert reply["id"] == 3 and reply["query"] == "tone:300"
         finally:
             await log.stop()
+
+
+async def test_a_layer_plays_while_the_music_is_paused_which_then_stays_paused(
+    node_factory: NodeFactory,
+) -> None:
+    async with chain(node_factory) as c:
+        log = EventLog(c.ws)
+        try:
+            await c.listener.wait_dave_ready()
+            await c.load("tone:440?seconds=10")
+            await log.wait("SOURCE_START")
+            await asyncio.sleep(0.3)
+            assert (await c.rest("POST", "/pause"))[0] == 204
+            await asyncio.sleep(0.3)
+            paused_at = len(frames_of(c))
+            assert (await c.rest("POST", "/layers", {"query": "tone:660?seconds=1"}))[0] == 200
+            await log.wait("LAYER_ENDED")
+            await asyncio.sleep(0.4)
+            after_layer = frames_of(c)
+            await asyncio.sleep(0.4)
+            assert len(frames_of(c)) == len(after_layer), "paused again once the layer ended"
+            assert (await c.rest("POST", "/resume"))[0] == 204
+            await asyncio.sleep(0.5)
+            resumed = frames_of(c)[len(after_layer) :]
+        finally:
+            await log.stop()
+    layer = after_layer[paused_at:]
+    assert 48 <= len(layer) <= 53, len(layer)  # one second of layer, alone
+    assert abs(dominant(decode(layer)) - 660) < 5
+    assert len(resumed) >= 15 and abs(dominant(decode(resumed)) - 440) < 5
+
+
+def frames_of(c: Chain) -> list[bytes]:
+    return [f for _, f in c.audio_frames(c.bot_ssrc()) if f != SILENCE]
