@@ -120,10 +120,10 @@ class Engine:
         tasks = [t for unit in units for t in unit.tasks]
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-        self.hearing.close()
         self.sender.close()
         if self.receive is not None:
             self.receive.close()
+        self.hearing.close()
 
     def report(self) -> msg.EngineStats:
         """The counters right now (and the sender's tick timing since the last report)."""

@@ -68,8 +68,14 @@ class Hearing:
         self.vdp.forget(player)
 
     def close(self) -> None:
-        for player in list(self._recordings):
+        """At shutdown, after the receive thread stopped: recordings finish their files (up to
+        a few seconds), channels close their sockets."""
+        recordings = list(self._recordings.values())
+        for player in {*self._recordings, *self.vdp.players}:
             self.forget(player)
+        for rec in recordings:
+            rec.join(2.0)
+        self.vdp.release()
 
     # --- commands (the event loop) --------------------------------------------------------------
 

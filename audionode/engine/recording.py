@@ -70,6 +70,10 @@ class Recording:
     def start(self) -> None:
         self._thread.start()
 
+    def join(self, timeout: float) -> None:
+        """Wait (at shutdown) for the writer to finish its files."""
+        self._thread.join(timeout)
+
     # --- receive thread ---------------------------------------------------------------------
 
     def add(self, user_id: int, pcm: Pcm) -> None:

@@ -140,6 +140,14 @@ class VdpBridge:
         for p, room in [k for k in self._by_key if k[0] == player]:
             self.close(p, room, reason)
 
+    def release(self) -> None:
+        """Close the sockets of closed channels (at shutdown, once the receive thread that
+        would close them at its next tick has stopped)."""
+        while self._closing:
+            link = self._closing.pop()
+            link.sock.close()
+            self._gone.add(link.channel.stats)
+
     def _publish(self) -> None:
         self._links = tuple(self._by_key.values())
         self.players = frozenset(link.player for link in self._links)
@@ -162,10 +170,7 @@ class VdpBridge:
                 self._tick_link(link, heard.get(link.player), now)
             except Exception:  # one channel's fault must not cost the others their tick
                 log.exception("VDP channel %s failed", link.room_id)
-        while self._closing:
-            link = self._closing.pop()
-            link.sock.close()
-            self._gone.add(link.channel.stats)
+        self.release()
 
     def _tick_link(self, link: Link, heard: list[Pcm] | None, now: float) -> None:
         ch = link.channel

@@ -212,6 +212,10 @@ class HearingService:
             self._rooms.pop(cmd.room_id, None)
             message = answer.message if isinstance(answer, msg.VdpClosed) else None
             raise OutOfCapacity(f"the engine could not open a channel: {message}")
+        if heard.released:  # destroyed while the engine opened it
+            self._rooms.pop(cmd.room_id, None)
+            self.svc.send_engine(msg.CloseVdp(player=player.key, room_id=cmd.room_id))
+            raise NotFound("the voice client was destroyed", code="VOICE_CLIENT_NOT_FOUND")
         view = VdpChannelView(
             room_id=cmd.room_id, address=answer.address, format=cmd.format, version=cmd.version
         )
