@@ -141,7 +141,7 @@ class Engine:
             resyncs=self.sender.resyncs,
             late_max_ms=round(late * 1000, 3),
             tick_max_ms=round(took * 1000, 3),
-            vdp=self.hearing.stats() if self.receive is not None else {},
+            hearing=self.hearing.stats() if self.receive is not None else {},
         )
 
     async def _report_stats(self) -> None:

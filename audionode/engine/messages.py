@@ -255,8 +255,9 @@ class EngineStats(_Msg):
     """Latest tick wake-up relative to its deadline since the previous report."""
     tick_max_ms: float
     """Longest tick (drain + every stream) since the previous report."""
-    vdp: dict[str, int] = {}
-    """VDP datagram counters summed over the engine's channels (``protocol/vdp.py``)."""
+    hearing: dict[str, int] = {}
+    """Counters of ``engine/hearing.py``: VDP datagrams (``protocol/vdp.py``), recordings
+    open, frames played by the receive path."""
 
 
 class LayerStarted(_Msg):

@@ -65,7 +65,7 @@ class StatsBook:
         rate_totals: dict[str, float] = {}
         players: dict[str, Any] = {}
         engines: dict[str, Any] = {}
-        vdp: dict[str, int] = {}
+        hearing: dict[str, int] = {}
         for slot, reports in self._reports.items():
             then, old = reports[0]
             now, new = reports[-1]
@@ -79,8 +79,8 @@ class StatsBook:
                 entry["dave"] = c.dave
                 entry["per_minute"] = _per_minute(c, old.players.get(key), span)
                 players[str(key)] = entry
-            for name, n in new.vdp.items():
-                vdp[name] = vdp.get(name, 0) + n
+            for name, n in new.hearing.items():
+                hearing[name] = hearing.get(name, 0) + n
             engines[str(slot)] = {
                 "players": len(new.players),
                 "ticks": new.ticks,
@@ -93,5 +93,5 @@ class StatsBook:
             "frames_per_minute": rate_totals,
             "players": players,
             "engines": engines,
-            "hearing": vdp,
+            "hearing": hearing,
         }
