@@ -131,7 +131,11 @@ class HearingService:
                 heard.recording = None
             raise
         if not isinstance(answer, msg.RecordingStarted):
-            message = answer.message if isinstance(answer, msg.RecordingStopped) else None
+            message = (
+                answer.message
+                if isinstance(answer, msg.RecordingStopped | msg.CommandFailed)
+                else None
+            )
             raise AudionodeError(
                 f"the recording could not start: {message}", code="RECORDING_FAILED"
             )
@@ -210,7 +214,9 @@ class HearingService:
             raise
         if not isinstance(answer, msg.VdpOpened):
             self._rooms.pop(cmd.room_id, None)
-            message = answer.message if isinstance(answer, msg.VdpClosed) else None
+            message = (
+                answer.message if isinstance(answer, msg.VdpClosed | msg.CommandFailed) else None
+            )
             raise OutOfCapacity(f"the engine could not open a channel: {message}")
         if heard.released:  # destroyed while the engine opened it
             self._rooms.pop(cmd.room_id, None)

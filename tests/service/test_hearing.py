@@ -183,3 +183,14 @@ async def test_a_recording_that_cannot_start_is_the_requests_error(service: Node
     assert not sink.of(ev.RecordingStopped), "no RECORDING_STOPPED for a start that failed"
     with pytest.raises(Conflict):
         await service.hearing.record(ref, c.Record(action="stop"))
+
+
+async def test_an_engine_that_refuses_the_command_answers_the_waiting_request(
+    service: NodeService,
+) -> None:
+    _, ref = await joined(service)
+    key = connected(service, ref)
+    failed = m.CommandFailed(player=key, command="OpenVdp", message="voice.receive is off")
+    with pytest.raises(OutOfCapacity, match=r"voice\.receive is off"):
+        await answered(service, service.hearing.open_vdp(ref, OPEN), failed)
+    assert ROOM not in service.hearing._rooms, "the room is free again"
