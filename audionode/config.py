@@ -142,6 +142,47 @@ class VoiceConfig(_Section):
     on a receive thread of each engine (``engine/receive.py``)."""
 
 
+class RecordingConfig(_Section):
+    """``POST /record``: per-user and mixed Ogg/Opus files of what a voice client hears."""
+
+    path: str | None = None
+    """Folder under which each recording gets a folder of its own; null = recording is off."""
+    max_seconds: Annotated[float, Meta(gt=0, le=86400)] = 3600.0
+    """Length of one recording at most; it then stops by itself (reason ``max_seconds``)."""
+    max_bytes: Annotated[int, Meta(ge=1 << 16, le=1 << 40)] = 256 << 20
+    """Bytes written by one recording (all its files) at most; then it stops (``max_bytes``)."""
+    bitrate: Annotated[int, Meta(ge=8000, le=510000)] = 64000
+    """Opus bitrate (bit/s) of each recorded file."""
+
+
+class LayersConfig(_Section):
+    """``POST /layers``: sources played over the music."""
+
+    max_per_player: Annotated[int, Meta(ge=1, le=64)] = 4
+    """Layers playing at once in one voice client (a VDP channel's peer audio counts as one)."""
+
+
+class VdpConfig(_Section):
+    """The seed-004 voice bridge (docs/protocols/vdp.md): a UDP channel per room."""
+
+    enabled: bool = False
+    """Accept ``POST /vdp/channels`` (needs ``voice.receive``); off: NO_CALL_CAPABILITY."""
+    host: str = "127.0.0.1"
+    """Address the channels' UDP sockets bind to (one ephemeral port per channel)."""
+    advertise_host: str = ""
+    """Host given to the voice bridge in the channel's ``address``; empty = ``host``."""
+    max_channels: Annotated[int, Meta(ge=1, le=4096)] = 16
+    """Channels open at once on the node; beyond: OUT_OF_CAPACITY."""
+    allowed_peers: list[str] = msgspec.field(default_factory=list)
+    """Networks (CIDR) the node may send audio to; a peer outside is refused (403). Empty:
+    no peer is allowed, so enabling VDP takes naming the voice bridge's network."""
+    peer_timeout: Annotated[float, Meta(ge=1, le=3600)] = 30.0
+    """Seconds without a valid datagram from the peer after which the channel is closed
+    (VDP_CHANNEL_CLOSED, reason ``peer_timeout``); the peer sends keepalives when silent."""
+    bitrate: Annotated[int, Meta(ge=8000, le=510000)] = 64000
+    """Opus bitrate (bit/s) of the channel's audio sent to the peer."""
+
+
 class VoiceServerConfig(_Section):
     """The built-in Discord-compatible voice server (``audionode voiceserver``)."""
 
@@ -280,6 +321,9 @@ class Config(_Section):
     engine: EngineConfig = msgspec.field(default_factory=EngineConfig)
     sources: SourcesConfig = msgspec.field(default_factory=SourcesConfig)
     voice: VoiceConfig = msgspec.field(default_factory=VoiceConfig)
+    recording: RecordingConfig = msgspec.field(default_factory=RecordingConfig)
+    layers: LayersConfig = msgspec.field(default_factory=LayersConfig)
+    vdp: VdpConfig = msgspec.field(default_factory=VdpConfig)
     voiceserver: VoiceServerConfig = msgspec.field(default_factory=VoiceServerConfig)
     lavalink: LavalinkConfig = msgspec.field(default_factory=LavalinkConfig)
 
@@ -374,6 +418,13 @@ def load_config(
         cfg.state.path = str(Path(path).parent / STATE_FILE)
     if not cfg.password:
         raise ConfigError("config key `password` must not be empty")
+    for cidr in cfg.vdp.allowed_peers:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"config key `vdp.allowed_peers`: {cidr!r} is not a network (CIDR)"
+            ) from None
     if cfg.password == EXAMPLE_PASSWORD and not is_loopback(cfg.host):
         raise ConfigError(
             f"config key `password`: the example password is refused on non-loopback host "

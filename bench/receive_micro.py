@@ -5,7 +5,10 @@ tones sealed as the voice server forwards them (AES-GCM rtpsize), then
    DAVE pass-through of plain frames) and ``ReceivePath.feed``;
 2. the receive thread's share: ``ReceivePath.step`` (jitter buffer, libopus decode).
 
-    python -m bench.receive_micro [--streams 100] [--seconds 2]
+    python -m bench.receive_micro [--streams 100] [--seconds 2] [--undecoded]
+
+``--undecoded``: the players' audio is not wanted (no recording, no VDP channel), so the thread
+keeps jitter buffers and speaking state but decodes nothing (``ReceivePath.wants``).
 
 DAVE decryption itself is not included (it needs a group per member; davey's decrypt is of the
 same order as its encrypt, see docs/PERFORMANCE.md). Prints microseconds per received packet.
@@ -34,6 +37,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--streams", type=int, default=100)
     p.add_argument("--seconds", type=float, default=2.0)
+    p.add_argument("--undecoded", action="store_true", help="no consumer: nothing decoded")
     a = p.parse_args()
     key = os.urandom(32)
     session = VoiceClient(Credentials(1, 2, 3, "s", "t"), receive=True)
@@ -45,6 +49,8 @@ def main() -> None:
     session.take()
     ticks = [[s.packet(frame) for s in senders] for frame in tone]
     rp = ReceivePath(lambda player, user, pcm: None)
+    if a.undecoded:
+        rp.wants = lambda player: False
     loop_cpu = thread_cpu = 0.0
     for datagrams in ticks:
         began = time.process_time()

@@ -12,6 +12,9 @@ It runs in its own process (``start_sink``); the parent controls it through a pi
 ``"start"`` clears the record and begins the window, ``"stop"`` ends it and returns the stats;
 ``"cut"`` (``bench/soak.py``) hands over the packets recorded since the last cut, raw, and
 keeps recording, so a long run is analysed piece by piece without a gap between pieces.
+``("talk", streams, spread)`` makes it send, from its own socket (the node's sockets are
+connected to it and take nothing from elsewhere), one packet of each stream per 20 ms: what the
+forwarding unit would relay from speaking members (``bench/talk.py``).
 """
 
 from __future__ import annotations
@@ -52,8 +55,10 @@ def _serve(conn: Connection, host: str) -> None:
     stamps = array.array("d")
     recording = False
     packets = 0
+    talk = _Talk(sock)
     while True:
         packets += 1
+        talk.due()
         try:
             data, anc, _flags, addr = sock.recvmsg(2048, 64)
         except BlockingIOError:
@@ -79,9 +84,46 @@ def _serve(conn: Connection, host: str) -> None:
                 ssrcs, stamps = array.array("I"), array.array("d")
             elif command == "stop":
                 recording = False
-                conn.send(gap_stats(np.frombuffer(ssrcs, np.uint32), np.frombuffer(stamps)))
+                stats = gap_stats(np.frombuffer(ssrcs, np.uint32), np.frombuffer(stamps))
+                conn.send({**stats, "talk_sent": talk.sent} if talk.sent else stats)
+            elif isinstance(command, tuple) and command[0] == "talk":
+                talk.begin(command[1], command[2])
             elif command == "quit":
                 return
+
+
+class _Talk:
+    """Packets to send to the node: one per stream per 20 ms on an absolute clock, the streams
+    spread evenly over the 20 ms (each speaking member has its own phase, as independent
+    speakers do; ``spread=False``: all at once, a burst per tick)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.streams: list[tuple[tuple[str, int], list[bytes]]] = []
+        self.start = 0.0
+        self.j = 0
+        self.n = 0
+        self.step = 0.02
+        self.sent = 0
+
+    def begin(self, streams: list[tuple[tuple[str, int], list[bytes]]], spread: bool) -> None:
+        self.streams, self.start, self.j = streams, time.monotonic(), 0
+        self.n = min((len(p) for _, p in streams), default=0) * len(streams)
+        self.step = 0.02 / len(streams) if spread and streams else 0.0
+
+    def due(self) -> None:
+        width = len(self.streams)
+        while self.j < self.n:
+            i, k = divmod(self.j, width)
+            if time.monotonic() < self.start + i * 0.02 + k * self.step:
+                return
+            target, packets = self.streams[k]
+            try:
+                self.sock.sendto(packets[i], target)
+                self.sent += 1
+            except BlockingIOError:
+                pass
+            self.j += 1
 
 
 def gap_stats(ssrcs: np.ndarray, stamps: np.ndarray) -> dict[str, Any]:
@@ -133,6 +175,11 @@ class Sink:
 
     def start(self) -> None:
         self._conn.send("start")
+
+    def talk(self, streams: list[tuple[tuple[str, int], list[bytes]]], spread: bool) -> None:
+        """Send ``(target, packets)`` streams from the sink's socket, 20 ms apart (spread
+        over the 20 ms, or all at once)."""
+        self._conn.send(("talk", streams, spread))
 
     def stop(self, timeout: float = 60.0) -> dict[str, Any]:
         self._conn.send("stop")

@@ -2,6 +2,7 @@
 
     python -m bench.streams --players N --mode passthrough|transcode [--dave] [--seconds S]
                             [--workers W] [--peer discordpy] [--stress] [--json out.json]
+                            [--receive] [--talk] [--ab K]
 
 Setup, all on loopback: the built-in voice server (voice gateway, LVSP, DAVE delivery) runs in
 this process; its advertised UDP port is a counting sink (``bench/sink.py``, its own process:
@@ -18,6 +19,11 @@ With ``--peer discordpy`` the same players are discord.py 2.7.1 ``VoiceClient``s
 its ``AudioPlayer`` (``bench/dpy_peer.py``) instead of the node. CPU is the sum over every
 process of the system under test (node: control, workers, extraction pool; discord.py: its
 process and its ffmpeg children), from psutil CPU times over the window.
+
+Receive (issue 15): ``--receive`` turns the node's ``voice.receive`` on; ``--talk`` (with
+``--dave``) makes each channel's second member speak to the node (``bench/talk.py``), so every
+player also receives one stream; ``--ab K`` runs K pairs, receive off then on, in one
+invocation and prints the send path's gaps side by side.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ from bench import media
 from bench.bot import Bot
 from bench.sink import Sink
 from bench.stress import Pages, Stress
+from bench.talk import talk_streams
 from tests.transport.listener import Listener
 
 LVSP_TOKEN = "bench-lvsp"  # noqa: S105 - loopback-only benchmark secret
@@ -140,7 +147,7 @@ def node_config(args: argparse.Namespace, root: Path, port: int) -> dict[str, An
             "bitrate": 128000,
             "buffer_frames": args.buffer_frames,
         },
-        "voice": {"dave": args.dave},
+        "voice": {"dave": args.dave, "receive": args.receive},
         # allow_private: --stress searches pages of a loopback server (bench/stress.py).
         "sources": {
             "local": {"enabled": True, "roots": [str(root)]},
@@ -220,7 +227,13 @@ async def dave_member(
     websocket (the node's packets go to the sink)."""
     grant = await lvsp.grant(LISTENER, channel, guild)
     member = Listener(
-        f"ws://127.0.0.1:{vs.port}", guild, LISTENER, channel, grant.session_id, grant.token
+        f"ws://127.0.0.1:{vs.port}",
+        guild,
+        LISTENER,
+        channel,
+        grant.session_id,
+        grant.token,
+        heartbeat=args.talk,  # it must outlive the set-up to speak (--talk)
     )
     await member.connect(http)
     args.members.append(member)
@@ -297,12 +310,16 @@ async def run_node(args: argparse.Namespace, root: Path, query: str, sink: Sink)
     async with (
         voice_server(sink.port, args.dave) as vs,
         node_process(args, root) as (url, pid),
-        aiohttp.ClientSession() as http,
+        # no connection limit: with --talk, a websocket per channel stays open all along
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http,
     ):
         tree = Tree(pid)
         await asyncio.sleep(1.0)
         baseline = tree.rss()
         bot = await start_players(args, http, url, vs, query)
+        if args.talk:
+            talk_s = args.warmup + args.seconds + 10
+            sink.talk(await talk_streams(vs, args.members, BOT, talk_s), not args.talk_burst)
         pages = await Pages.start() if args.stress else None
         stress_fn = (
             (lambda: Stress.start(http, url, bot, GUILD0, args.players, pages.url))
@@ -336,6 +353,11 @@ def engine_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any
         "players_dave": sum(1 for p in players.values() if p.get("dave")),
         "engines": after.get("engines", {}),
         "restarts": after.get("restarts", 0),
+        "hearing": {
+            k: v - before.get("hearing", {}).get(k, 0)
+            for k, v in after.get("hearing", {}).items()
+            if k.startswith("receive_")
+        },
     }
 
 
@@ -464,6 +486,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="200 REST requests/s and continuous searches during the window",
     )
     p.add_argument("--json", help="also write the result here")
+    p.add_argument("--ab", type=int, default=0, help="K pairs of runs, receive off then on")
     return p.parse_args(argv)
 
 
@@ -475,10 +498,45 @@ def add_rig_arguments(p: argparse.ArgumentParser, players: int, workers: int) ->
     p.add_argument("--workers", type=int, default=workers, help="engine.workers")
     p.add_argument("--buffer-frames", type=int, default=3, help="engine.buffer_frames")
     p.add_argument("--concurrency", type=int, default=64, help="guilds set up at once")
+    p.add_argument("--receive", action="store_true", help="voice.receive on in the node")
+    p.add_argument("--talk", action="store_true", help="a member speaks to each player (--dave)")
+    p.add_argument(
+        "--talk-burst",
+        action="store_true",
+        help="the members' packets all at once each 20 ms (default: spread over the 20 ms)",
+    )
+
+
+def main_ab(args: argparse.Namespace) -> None:
+    """Receive off and on alternately in one invocation: the send path's gaps side by side."""
+    rows = []
+    for k in range(args.ab):
+        for receive in (False, True):
+            args.receive = receive
+            result = asyncio.run(main_async(args))
+            r, e = result["receiver"], result["engine"]
+            row = {
+                "pair": k + 1, "receive": receive, "cpu_cores": result["cpu_cores"],
+                "p50": r.get("gap_p50_ms"), "p99": r.get("gap_p99_ms"),
+                "p999": r.get("gap_p999_ms"), "max": r.get("gap_max_ms"),
+                "missed_pct": r.get("missed_pct"), "pps_min": r.get("pps_per_stream_min"),
+                "received": e.get("hearing", {}), "talk_sent": r.get("talk_sent"),
+                "dave": e.get("players_dave"), "load": os.getloadavg()[0],
+            }  # fmt: skip
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    for receive in (False, True):
+        p99 = [row["p99"] for row in rows if row["receive"] is receive]
+        print(f"receive {'on ' if receive else 'off'}: p99 gap ms per run {p99}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.ab:
+        main_ab(args)
+        return
     result = asyncio.run(main_async(args))
     result["args"] = {k: v for k, v in vars(args).items() if k != "members"}
     describe(args, result)

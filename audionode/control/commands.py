@@ -26,6 +26,9 @@ Position = Annotated[float, Meta(ge=0.0, le=MAX_POSITION)]
 SkipCount = Annotated[int, Meta(ge=1, le=1_000_000)]
 QueueIndex = Annotated[int, Meta(ge=0, le=1_000_000)]
 RepeatMode = Literal["off", "track", "queue"]
+Duck = Annotated[float, Meta(ge=0.0, le=1.0)]
+"""The music's gain while a layer sounds (0 silences it, 1 leaves it)."""
+LayerId = Annotated[int, Meta(ge=1, le=2**31 - 1)]
 Context = dict[str, Any]
 """Free JSON a bot attaches to a voice client or a queue entry (Discodo's ``context``)."""
 
@@ -332,6 +335,51 @@ class GetPlayers(_Frozen, frozen=True):
 
 class GetFrameStats(_Frozen, frozen=True):
     """The last minute's frame counters of a session's playing voice clients."""
+# --- hearing: recording, layers, the VDP bridge (issue 15) --------------------------------------
+
+
+class Record(_Frozen, frozen=True):
+    """Start or stop recording what the voice client hears (``recording.path``)."""
+
+    action: Literal["start", "stop"]
+
+
+class AddLayer(_Frozen, frozen=True):
+    """Play ``query``'s first track once over the music at ``volume``; ``duck`` lowers the
+    music to that gain while the layer sounds."""
+
+    query: str
+    volume: float = 1.0
+    duck: float | None = None
+
+
+class RemoveLayer(_Frozen, frozen=True):
+    layer: int
+
+
+class GetLayers(_Frozen, frozen=True):
+    pass
+
+
+class OpenVdpChannel(_Frozen, frozen=True):
+    """Seed 004 step 1: the voice bridge asks for a channel for ``room_id`` (validated at
+    the edge: 1-255 printable characters); ``format`` and ``version`` as it asked."""
+
+    room_id: str
+    format: str
+    version: int
+
+
+class SetVdpPeer(_Frozen, frozen=True):
+    """Seed 004 step 3: the voice bridge's own channel, an IP literal and port."""
+
+    room_id: str
+    host: str
+    port: int
+
+
+class CloseVdpChannel(_Frozen, frozen=True):
+    room_id: str
 
 
 PlayerCommand = (
@@ -363,5 +411,12 @@ PlayerCommand = (
     | GetCurrent
     | GetPosition
     | Destroy
+    | Record
+    | AddLayer
+    | RemoveLayer
+    | GetLayers
+    | OpenVdpChannel
+    | SetVdpPeer
+    | CloseVdpChannel
 )
 """Commands addressed to one voice client (:class:`PlayerRef`)."""

@@ -17,7 +17,14 @@ from typing import Literal
 
 import msgspec
 
-from audionode.control.views import CurrentView, EntryView, PlayerState
+from audionode.control.views import (
+    CurrentView,
+    EntryView,
+    LayerView,
+    PlayerState,
+    RecordedFileView,
+    RecordingView,
+)
 
 EndReason = Literal["finished", "skipped", "stopped", "replaced", "error"]
 QueueOp = Literal["extend", "insert", "pop", "clear"]
@@ -109,6 +116,48 @@ class PlayerError(_Event, frozen=True):
     command: str | None = None
 
 
+class RecordingStarted(_Event, frozen=True):
+    """The recording's folder and mixed file exist; audio is being written."""
+
+    recording: RecordingView
+
+
+class RecordingStopped(_Event, frozen=True):
+    """``reason``: stopped, max_seconds, max_bytes, overrun, disconnected or error (then
+    ``message``). ``files`` names every file written."""
+
+    recording: RecordingView
+    reason: str
+    files: tuple[RecordedFileView, ...] = ()
+    message: str | None = None
+
+
+class LayerStarted(_Event, frozen=True):
+    layer: LayerView
+
+
+class LayerEnded(_Event, frozen=True):
+    """``reason``: finished, stopped, error (then ``message``) or disconnected."""
+
+    layer: LayerView
+    reason: str
+    message: str | None = None
+
+
+class VdpChannelOpened(_Event, frozen=True):
+    room_id: str
+    address: str
+
+
+class VdpChannelClosed(_Event, frozen=True):
+    """``reason``: closed (asked), peer_timeout, disconnected, engine_restarted or error:
+    every reason but ``closed`` means the channel broke and may be negotiated again."""
+
+    room_id: str
+    reason: str
+    message: str | None = None
+
+
 ControlEvent = (
     VoiceClientCreated
     | VoiceClientDestroyed
@@ -122,4 +171,10 @@ ControlEvent = (
     | NextWanted
     | PositionChanged
     | PlayerError
+    | RecordingStarted
+    | RecordingStopped
+    | LayerStarted
+    | LayerEnded
+    | VdpChannelOpened
+    | VdpChannelClosed
 )

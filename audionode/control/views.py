@@ -193,3 +193,45 @@ class FrameStats(_View, frozen=True):
     sent: float = 0.0
     nulled: float = 0.0
     """Frame slots in which a playing stream had no frame ready."""
+
+
+class RecordedFileView(_View, frozen=True):
+    """One file of a recording; ``user_id`` None is the mixed file. ``start``: seconds after
+    the recording's start at which the file begins."""
+
+    name: str
+    user_id: int | None
+    start: float
+    seconds: float
+    bytes: int
+
+
+class RecordingView(_View, frozen=True):
+    """A recording: its id and the folder its files are in (the node named both)."""
+
+    id: str
+    directory: str
+    active: bool
+
+
+class LayerView(_View, frozen=True):
+    id: int
+    query: str
+    volume: float
+    duck: float | None
+    playing: bool
+    """False until its audio is ready (``LayerStarted``)."""
+
+
+class LayersView(_View, frozen=True):
+    layers: tuple[LayerView, ...]
+
+
+class VdpChannelView(_View, frozen=True):
+    """Seed 004 step 2's answer: where the voice bridge sends its datagrams."""
+
+    room_id: str
+    address: str
+    format: str
+    version: int
+    peer: str | None = None

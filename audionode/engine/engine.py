@@ -19,9 +19,11 @@ from audionode.config import Config
 from audionode.engine import faults
 from audionode.engine import messages as msg
 from audionode.engine.gcpolicy import GcPolicy
+from audionode.engine.hearing import Hearing
 from audionode.engine.receive import ReceivePath
 from audionode.errors import VoiceError
 from audionode.media import events as media_events
+from audionode.media.layers import FeedLayer
 from audionode.media.pipeline import Pipeline
 from audionode.media.producer import shared as shared_producer
 from audionode.transport.sender import Sender, SenderStats
@@ -43,6 +45,12 @@ class _Unit:
     credentials: tuple[int, str, str, str] | None = None  # channel, session, token, endpoint
     pipeline: Pipeline | None = None
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    layers: set[int] = field(default_factory=set)
+    """Layers playing over the music: while any does, the sender keeps popping frames even
+    when the music is paused or stopped (``media/layers.py``)."""
+    stopped: bool = False
+    sending: bool = False
+    """The sender is popping this player's frame buffer (not paused, not stopped)."""
 
 
 class Engine:
@@ -69,7 +77,9 @@ class Engine:
         self._reporter: asyncio.Task[None] | None = None
         self._gc = GcPolicy()
         self.receive: ReceivePath | None = ReceivePath() if config.voice.receive else None
-        """The other members' audio (``voice.receive``); consumers set its ``on_audio``."""
+        """The other members' audio (``voice.receive``), consumed by :attr:`hearing`."""
+        self.hearing = Hearing(config, emit, self.receive, self._start_feed, self._stop_feed)
+        """Recordings and VDP channels (issue 15)."""
         self._handlers: dict[type[Any], Callable[[Any], object]] = {
             msg.Connect: self._connect,
             msg.Disconnect: self._disconnect,
@@ -87,6 +97,9 @@ class Engine:
             msg.SetFilters: lambda c: self._pipeline(c.player).set_filters(c.filters),
             msg.SetCrossfade: lambda c: self._pipeline(c.player).set_crossfade(c.seconds),
             msg.Fault: faults.inject,
+            msg.AddLayer: self._add_layer,
+            msg.RemoveLayer: lambda c: self._pipeline(c.player).remove_layer(c.layer),
+            **self.hearing.handlers(),
         }
 
     async def start(self) -> None:
@@ -110,6 +123,7 @@ class Engine:
         self.sender.close()
         if self.receive is not None:
             self.receive.close()
+        self.hearing.close()
 
     def report(self) -> msg.EngineStats:
         """The counters right now (and the sender's tick timing since the last report)."""
@@ -127,6 +141,7 @@ class Engine:
             resyncs=self.sender.resyncs,
             late_max_ms=round(late * 1000, 3),
             tick_max_ms=round(took * 1000, 3),
+            hearing=self.hearing.stats() if self.receive is not None else {},
         )
 
     async def _report_stats(self) -> None:
@@ -184,7 +199,8 @@ class Engine:
             self.sender.attach(cmd.player, unit.conn)
             if unit.pipeline is not None:  # tracks queued before the connection existed
                 self.sender.play(cmd.player, unit.pipeline.buffer)
-                if unit.pipeline.paused:
+                unit.sending = not unit.pipeline.paused or bool(unit.layers)
+                if not unit.sending:
                     self.sender.pause(cmd.player)
             self._spawn(unit, self._run_connect(unit.conn.connect()))
         else:
@@ -203,6 +219,10 @@ class Engine:
             return
         if unit.pipeline is not None:
             unit.pipeline.close()
+        for layer in sorted(unit.layers):
+            if layer > 0:  # the control plane's; VDP channels report their own end
+                self._emit(msg.LayerEnded(player=cmd.player, layer=layer, reason="disconnected"))
+        self.hearing.forget(cmd.player)
         # Stop first: the listeners get the five silence frames (and speaking off) before the
         # connection goes away (discord-voice.md §1.11).
         self.sender.stop(cmd.player)
@@ -234,25 +254,75 @@ class Engine:
 
     def _play(self, cmd: msg.Play) -> None:
         pipeline = self._pipeline(cmd.player)
+        unit = self._units[cmd.player]
+        unit.stopped = False
         pipeline.play(cmd.source, cmd.serial, start_ms=cmd.start_ms, end_ms=cmd.end_ms)
         pipeline.resume()
         self.sender.play(cmd.player, pipeline.buffer)
+        unit.sending = True
 
     def _stop(self, cmd: msg.Stop) -> None:
         self._pipeline(cmd.player).stop()
-        self.sender.stop(cmd.player)
+        unit = self._units[cmd.player]
+        unit.stopped = True
+        if not unit.layers:  # layers play on over the silence
+            self.sender.stop(cmd.player)
+            unit.sending = False
 
     def _pause(self, cmd: msg.Pause) -> None:
         self._pipeline(cmd.player).pause()
-        self.sender.pause(cmd.player)
+        unit = self._units[cmd.player]
+        if not unit.layers:
+            self.sender.pause(cmd.player)
+            unit.sending = False
 
     def _resume(self, cmd: msg.Resume) -> None:
         self._pipeline(cmd.player).resume()
         self.sender.resume(cmd.player)
+        unit = self._units[cmd.player]
+        unit.sending = unit.sending or not unit.stopped
+
+    # --- layers -----------------------------------------------------------------------------
+
+    def _add_layer(self, cmd: msg.AddLayer) -> None:
+        self._pipeline(cmd.player).add_layer(cmd.layer, cmd.source, cmd.volume, cmd.duck)
+        self._layer_on(cmd.player, cmd.layer)
+
+    def _start_feed(self, key: int, layer: int) -> FeedLayer:
+        feed = self._pipeline(key).add_feed(layer, 1.0)
+        self._layer_on(key, layer)
+        return feed
+
+    def _stop_feed(self, key: int, layer: int) -> None:
+        unit = self._units.get(key)
+        if unit is not None and unit.pipeline is not None:
+            unit.pipeline.remove_layer(layer)
+
+    def _layer_on(self, key: int, layer: int) -> None:
+        unit = self._units[key]
+        unit.layers.add(layer)
+        if unit.conn is not None and unit.pipeline is not None and not unit.sending:
+            self.sender.play(key, unit.pipeline.buffer)  # even while paused or stopped
+            unit.sending = True
+
+    def _layer_off(self, key: int, layer: int) -> None:
+        unit = self._units[key]
+        unit.layers.discard(layer)
+        if unit.layers or unit.pipeline is None:
+            return
+        if unit.pipeline.paused:  # the music's own state again
+            self.sender.pause(key)
+            unit.sending = False
+        elif unit.stopped:
+            self.sender.stop(key)
+            unit.sending = False
 
     def _media_event(self, key: int, event: media_events.PipelineEvent) -> None:
         if key not in self._units:
             return  # disconnected meanwhile
+        if isinstance(event, media_events.LayerStarted | media_events.LayerEnded):
+            self._layer_event(key, event)
+            return
         out: msg.Event | None = None
         if isinstance(event, media_events.TrackFinished):
             out = msg.TrackEnded(player=key, serial=event.track, reason=event.reason)
@@ -269,6 +339,20 @@ class Engine:
             out = msg.CommandFailed(player=key, command="SetFilters", message=event.message)
         if out is not None:
             self._emit(out)
+
+    def _layer_event(
+        self, key: int, event: media_events.LayerStarted | media_events.LayerEnded
+    ) -> None:
+        if isinstance(event, media_events.LayerEnded):
+            self._layer_off(key, event.layer)
+            if event.layer > 0:
+                self._emit(
+                    msg.LayerEnded(
+                        player=key, layer=event.layer, reason=event.reason, message=event.message
+                    )
+                )
+        elif event.layer > 0:
+            self._emit(msg.LayerStarted(player=key, layer=event.layer))
 
     # --- events -----------------------------------------------------------------------------
 

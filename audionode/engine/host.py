@@ -93,7 +93,7 @@ class LocalHost:
         self._loop.call_soon(self._on_event, event)
 
     def send(self, command: msg.Command) -> None:
-        if isinstance(command, msg.Play | msg.Preload):
+        if isinstance(command, msg.Play | msg.Preload | msg.AddLayer):
             size = len(command.source.data or b"")
             if size > self._max_data:
                 message = (

@@ -108,6 +108,50 @@ class Fault(_Msg):
     seconds: float = 10.0
 
 
+class AddLayer(_Msg):
+    """Play ``source`` once over the music (``media/layers.py``); ``duck`` is the music's gain
+    while it sounds (None: no ducking). Ids are the control plane's, positive."""
+
+    layer: int
+    source: Playable
+    volume: float = 1.0
+    duck: float | None = None
+
+
+class RemoveLayer(_Msg):
+    layer: int
+
+
+class StartRecording(_Msg):
+    """Record what the voice client hears into ``recording.path``/``name`` (a name the node
+    made, never one a client sent)."""
+
+    recording: str
+    name: str
+
+
+class StopRecording(_Msg):
+    recording: str
+
+
+class OpenVdp(_Msg):
+    """Open (or, for a room this player has open, answer again) a VDP channel."""
+
+    room_id: str
+
+
+class SetVdpPeer(_Msg):
+    """The voice bridge's channel; the control plane checked it against ``vdp.allowed_peers``."""
+
+    room_id: str
+    host: str
+    port: int
+
+
+class CloseVdp(_Msg):
+    room_id: str
+
+
 Command = (
     Connect
     | Disconnect
@@ -123,6 +167,13 @@ Command = (
     | SetFilters
     | SetCrossfade
     | Fault
+    | AddLayer
+    | RemoveLayer
+    | StartRecording
+    | StopRecording
+    | OpenVdp
+    | SetVdpPeer
+    | CloseVdp
 )
 
 # --- events: engine → player --------------------------------------------------------------
@@ -204,6 +255,60 @@ class EngineStats(_Msg):
     """Latest tick wake-up relative to its deadline since the previous report."""
     tick_max_ms: float
     """Longest tick (drain + every stream) since the previous report."""
+    hearing: dict[str, int] = {}
+    """Counters of ``engine/hearing.py``: VDP datagrams (``protocol/vdp.py``), recordings
+    open, frames played by the receive path."""
+
+
+class LayerStarted(_Msg):
+    layer: int
+
+
+class LayerEnded(_Msg):
+    """``reason``: finished, stopped, replaced, error (with ``message``) or disconnected."""
+
+    layer: int
+    reason: str
+    message: str | None = None
+
+
+class RecordingStarted(_Msg):
+    recording: str
+    directory: str
+
+
+class RecordedFile(msgspec.Struct, frozen=True, kw_only=True):
+    """One file of a recording: ``user_id`` None is the mixed file; ``start`` is seconds after
+    the recording's start."""
+
+    name: str
+    user_id: int | None
+    start: float
+    seconds: float
+    bytes: int
+
+
+class RecordingStopped(_Msg):
+    """``reason``: stopped, max_seconds, max_bytes, overrun, disconnected or error."""
+
+    recording: str
+    reason: str
+    files: list[RecordedFile] = []
+    message: str | None = None
+
+
+class VdpOpened(_Msg):
+    room_id: str
+    address: str
+    """``host:port`` the voice bridge sends its datagrams to."""
+
+
+class VdpClosed(_Msg):
+    """``reason``: closed, peer_timeout, disconnected or error (with ``message``)."""
+
+    room_id: str
+    reason: str
+    message: str | None = None
 
 
 Event = (
@@ -215,6 +320,12 @@ Event = (
     | NeedNext
     | CommandFailed
     | EngineStats
+    | LayerStarted
+    | LayerEnded
+    | RecordingStarted
+    | RecordingStopped
+    | VdpOpened
+    | VdpClosed
 )
 
 
@@ -225,6 +336,18 @@ def refusal(command: Command, message: str) -> Event:
     if isinstance(command, Play | Preload):
         return TrackEnded(
             player=command.player, serial=command.serial, reason="error", message=message
+        )
+    if isinstance(command, AddLayer):
+        return LayerEnded(
+            player=command.player, layer=command.layer, reason="error", message=message
+        )
+    if isinstance(command, StartRecording):
+        return RecordingStopped(
+            player=command.player, recording=command.recording, reason="error", message=message
+        )
+    if isinstance(command, OpenVdp):
+        return VdpClosed(
+            player=command.player, room_id=command.room_id, reason="error", message=message
         )
     return CommandFailed(player=command.player, command=type(command).__name__, message=message)
 

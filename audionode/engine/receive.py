@@ -11,7 +11,11 @@ user's speaking state. The real-time sender never waits for any of it: the loop'
 
 Decoded audio goes to ``on_audio(player, user_id, pcm)`` and speaking changes to
 ``on_speaking(player, user_id, speaking)``, both called on the receive thread (a consumer that
-needs the loop hops there itself). Tests call :meth:`ReceivePath.step` without the thread.
+needs the loop hops there itself); ``on_tick()`` closes each tick, after its last ``on_audio``
+(``engine/hearing.py`` mixes and records per tick). Only the players :attr:`ReceivePath.wants`
+names are decoded (None: all of them, while ``on_audio`` is set): decoding is most of the
+receive path's cost (docs/PERFORMANCE.md), and speaking state needs none of it. Tests call
+:meth:`ReceivePath.step` without the thread.
 """
 
 from __future__ import annotations
@@ -67,7 +71,9 @@ class _Member:
     user_id: int
     ssrc: int
     jitter: JitterBuffer = field(default_factory=JitterBuffer)
-    decoder: OpusDecoder = field(default_factory=OpusDecoder)
+    decoder: OpusDecoder | None = None
+    """Made when the member's audio is first wanted, and afresh after a pause in wanting it
+    (an opus decoder's state is only good for the frames right before)."""
     failed: int = 0
     speaking: bool = False
 
@@ -85,6 +91,9 @@ class ReceivePath:
     ) -> None:
         self.on_audio = on_audio
         self.on_speaking = on_speaking
+        self.on_tick: Callable[[], None] | None = None
+        self.wants: Callable[[int], bool] | None = None
+        """``wants(player)``: decode that player's members this tick (None: every player)."""
         self.tick = tick
         self._inbox: deque[tuple[int, ReceiveEvent | None]] = deque(maxlen=INBOX)
         self._players: dict[int, dict[int, _Member]] = {}
@@ -166,9 +175,13 @@ class ReceivePath:
         while inbox:
             player, event = inbox.popleft()
             self._apply(player, event)
+        wants, on_audio = self.wants, self.on_audio
         for player, members in self._players.items():
+            decode = on_audio is not None and (wants is None or wants(player))
             for member in members.values():
-                self._play(player, member)
+                self._play(player, member, decode)
+        if self.on_tick is not None:
+            self.on_tick()
 
     def _apply(self, player: int, event: ReceiveEvent | None) -> None:
         if event is None:
@@ -192,18 +205,21 @@ class ReceivePath:
             if m is not None:
                 self._set_speaking(player, m, False)
 
-    def _play(self, player: int, m: _Member) -> None:
+    def _play(self, player: int, m: _Member, decode: bool) -> None:
         slot = m.jitter.pop()
         if slot is None:
             if not m.jitter.playing:
                 self._set_speaking(player, m, False)
             return
+        if isinstance(slot, Play):
+            self._set_speaking(player, m, slot.opus != SILENCE_FRAME)
+        if not decode:
+            m.decoder = None
+            return
+        if m.decoder is None:
+            m.decoder = OpusDecoder()
         try:
-            if isinstance(slot, Play):
-                pcm = m.decoder.decode(slot.opus)
-                self._set_speaking(player, m, slot.opus != SILENCE_FRAME)
-            else:
-                pcm = self._conceal(m, slot)
+            pcm = m.decoder.decode(slot.opus) if isinstance(slot, Play) else self._conceal(m, slot)
         except OpusDecodeError:
             m.failed += 1
             pcm = m.decoder.conceal()
@@ -212,6 +228,7 @@ class ReceivePath:
 
     @staticmethod
     def _conceal(m: _Member, slot: Conceal) -> Pcm:
+        assert m.decoder is not None
         return m.decoder.conceal(slot.next_opus)
 
     def _set_speaking(self, player: int, m: _Member, speaking: bool) -> None:

@@ -59,11 +59,13 @@ class StatsBook:
 
     def snapshot(self) -> dict[str, Any]:
         """``{"frames": totals, "frames_per_minute": rates, "players": {key: ...},
-        "engines": {slot: timing}}``; rates are empty until two reports arrived."""
+        "engines": {slot: timing}, "hearing": {VDP counters, recordings}}``; rates are empty
+        until two reports arrived."""
         totals = FrameCounters()
         rate_totals: dict[str, float] = {}
         players: dict[str, Any] = {}
         engines: dict[str, Any] = {}
+        hearing: dict[str, int] = {}
         for slot, reports in self._reports.items():
             then, old = reports[0]
             now, new = reports[-1]
@@ -77,6 +79,8 @@ class StatsBook:
                 entry["dave"] = c.dave
                 entry["per_minute"] = _per_minute(c, old.players.get(key), span)
                 players[str(key)] = entry
+            for name, n in new.hearing.items():
+                hearing[name] = hearing.get(name, 0) + n
             engines[str(slot)] = {
                 "players": len(new.players),
                 "ticks": new.ticks,
@@ -89,4 +93,5 @@ class StatsBook:
             "frames_per_minute": rate_totals,
             "players": players,
             "engines": engines,
+            "hearing": hearing,
         }

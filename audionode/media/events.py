@@ -77,6 +77,28 @@ class FiltersFailed(msgspec.Struct, frozen=True, tag=True):
     message: str
 
 
+class LayerStarted(msgspec.Struct, frozen=True, tag=True):
+    """A layer (``Pipeline.add_layer``) has audio ready and is mixed from the next frame."""
+
+    layer: int
+
+
+class LayerEnded(msgspec.Struct, frozen=True, tag=True):
+    """A layer ended: ``finished`` (its source ended), ``stopped`` (``remove_layer``),
+    ``replaced`` (a layer of the same id was added) or ``error`` (with ``message``)."""
+
+    layer: int
+    reason: str
+    message: str | None = None
+
+
 PipelineEvent = (
-    TrackStarted | TrackFinished | TrackFailed | NextWanted | Position | FiltersFailed
+    TrackStarted
+    | TrackFinished
+    | TrackFailed
+    | NextWanted
+    | Position
+    | FiltersFailed
+    | LayerStarted
+    | LayerEnded
 )

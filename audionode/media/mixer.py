@@ -3,8 +3,10 @@ crossfade or a gapless join), on the pipeline thread.
 
 Per frame it either forwards an opus packet untouched (passthrough) or takes 960 samples of
 source PCM, runs them through the filter chain, applies the volume (ramped over the frame so a
-change never clicks) and encodes them. Only the already-encoded frames in the FrameBuffer sit
-between a control change and the ear, which is why a change is heard within ~100 ms.
+change never clicks) and encodes them. While a layer plays (``media/layers.py``) every frame is
+the decoded music (or silence) with the layers mixed over it. Only the already-encoded frames
+in the FrameBuffer sit between a control change and the ear, which is why a change is heard
+within ~100 ms.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from audionode.media.events import (
 )
 from audionode.media.filtergraph import FilterChain, FilterFailure
 from audionode.media.frames import FRAME_SAMPLES, Frame
+from audionode.media.layers import LayerSet
 
 _MAX_FEEDS = 16
 """Input chunks fed per frame at most, so a filter that swallows audio cannot spin forever."""
@@ -96,6 +99,8 @@ class Mixer:
         """The last track just ended: its tail is still to be flushed out."""
         self._last_fed = (0, 0)
         self._finishing: list[TrackFinished] = []
+        self.layers = LayerSet(emit)
+        """Sources mixed over the music (sound effects, a VDP peer's voice)."""
 
     # -- control (called by the pipeline's command handlers) -------------------------------
 
@@ -143,6 +148,7 @@ class Mixer:
             if deck is not None:
                 deck.close()
         self.current = self.next = None
+        self.layers.close()
 
     # -- per loop --------------------------------------------------------------------------
 
@@ -160,9 +166,13 @@ class Mixer:
         cur = self.current
         if cur is not None and cur.reader.error is not None and not cur.has_data:
             self._promote()  # what was read before the failure has been played
+        self.layers.poll()
 
-    def produce(self) -> Frame | None:
-        """The next frame, or None when there is nothing to play or the input is not ready."""
+    def produce(self, music: bool = True) -> Frame | None:
+        """The next frame, or None when there is nothing to play or the input is not ready.
+        ``music=False`` (paused) still makes frames of the layers, if any."""
+        if self.layers:
+            return self._layered_frame(music)
         while (cur := self.current) is not None and cur.reader.info is not None:
             self._want_next(cur)
             if not self._passthrough_ok(cur):
@@ -192,6 +202,10 @@ class Mixer:
         )
 
     def _decoded_frame(self) -> Frame | None:
+        return self._encode_out() if self._fill_out() else None
+
+    def _fill_out(self) -> bool:
+        """Filtered music until a frame's worth waits in ``_out``; False if it is not ready."""
         feeds = 0
         while self._out.size < FRAME_SAMPLES:
             got = self._take_input(FRAME_SAMPLES)
@@ -200,11 +214,38 @@ class Mixer:
                 self._flush_tail()
                 continue
             if got is None or feeds > _MAX_FEEDS:
-                return None
+                return False
             serial, pos, pcm = got
             self._last_fed = (serial, pos + len(pcm))
             self._out.push(serial, pos, pcm if self.chain is None else self._filter(pcm))
-        return self._encode_out()
+        return True
+
+    def _layered_frame(self, music: bool) -> Frame | None:
+        """The music's next frame (silence when it has none ready, is paused or stopped) with
+        the layers over it; None when neither has sound."""
+        got = None
+        if music:
+            cur = self.current
+            if cur is not None and cur.reader.info is not None:
+                self._want_next(cur)
+            if self._fill_out():
+                got = self._out.take(FRAME_SAMPLES)
+        over, duck = self.layers.mix(FRAME_SAMPLES)
+        if got is None:
+            if over is None:
+                return None
+            serial, pos = self._last_fed
+            pcm = over
+        else:
+            serial, pos, pcm = got
+            pcm = self._apply_gain(pcm)
+            if duck is not None:
+                pcm = pcm * duck
+            if over is not None:
+                pcm = pcm + over
+        frame = Frame(self.encoder.encode(pcm), serial, pos * 1000 // RATE)
+        self._report_finished()
+        return frame
 
     def _filter(self, pcm: Pcm) -> Pcm:
         assert self.chain is not None

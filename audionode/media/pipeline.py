@@ -50,6 +50,7 @@ from audionode.media.deck import Deck
 from audionode.media.events import FiltersFailed, PipelineEvent, Position
 from audionode.media.filtergraph import FilterChain, build_async
 from audionode.media.frames import FRAME_MS, Frame, FrameBuffer
+from audionode.media.layers import FeedLayer, TrackLayer
 from audionode.media.mixer import Mixer
 from audionode.media.producer import Producer
 from audionode.media.producer import shared as shared_producer
@@ -238,6 +239,27 @@ class Pipeline:
 
         self._post(apply)
 
+    def add_layer(
+        self, layer_id: int, playable: Playable, volume: float, duck: float | None = None
+    ) -> None:
+        """Play ``playable`` once over the music at ``volume`` (0-5); ``duck`` (0-1) is the
+        music's gain while it sounds. ``LayerStarted``/``LayerEnded`` report it; a layer of
+        the same id is replaced. Layers play on while the music is paused or stopped."""
+        _check_layer(volume, duck)
+        self._post(lambda: self._mixer.layers.add(self._layer(layer_id, playable, volume, duck)))
+
+    def add_feed(self, layer_id: int, volume: float, duck: float | None = None) -> FeedLayer:
+        """A live layer: push opus frames into the returned :class:`FeedLayer` from any
+        thread; it plays until :meth:`remove_layer`."""
+        _check_layer(volume, duck)
+        feed = FeedLayer(layer_id, volume, duck, wake=self._schedule)
+        self._post(lambda: self._mixer.layers.add(feed))
+        return feed
+
+    def remove_layer(self, layer_id: int) -> None:
+        """End a layer now (``LayerEnded`` reason ``stopped``); unknown ids are ignored."""
+        self._post(lambda: self._mixer.layers.remove(layer_id))
+
     def close(self) -> None:
         """Stop the producer and every reader; the pipeline cannot be used afterwards."""
         with self._wake:
@@ -275,7 +297,8 @@ class Pipeline:
         reader data and the sender reaching the low-water mark all schedule one."""
         if self._commands:
             return 0.0
-        if (self._mixer.current is None and self._mixer.next is None) or self._paused:
+        idle = (self._mixer.current is None and self._mixer.next is None) or self._paused
+        if idle and not self._mixer.layers:
             return _IDLE_WAIT
         if starved:
             return _BUSY_WAIT
@@ -289,12 +312,13 @@ class Pipeline:
     def _fill(self) -> bool:
         """Produce until the buffer is full; True when the input ran dry first."""
         # Commands are applied before every frame, so none waits behind a burst of frames.
-        while not self._paused and self.buffer.room() and not self._commands:
+        layers = self._mixer.layers  # they play on while the music is paused
+        while (not self._paused or layers) and self.buffer.room() and not self._commands:
             # Events raised while a frame is made are reported once it is in the buffer, so a
             # listener that sees TrackFinished finds the track's last frame already queued.
             self._holding = True
             try:
-                frame = self._mixer.produce()
+                frame = self._mixer.produce(music=not self._paused)
                 if frame is None:
                     return True
                 with self._lock:
@@ -348,6 +372,17 @@ class Pipeline:
         deck.pos = start_ms * 48
         return deck
 
+    def _layer(
+        self, layer_id: int, playable: Playable, volume: float, duck: float | None
+    ) -> TrackLayer:
+        reader = TrackReader(
+            playable, -layer_id, wake=self._kick, ahead=1.0, timeout=self._open_timeout
+        )
+        if self._producer is not None and self.owner is not None:
+            self._producer.tag(reader, self.owner)
+        reader.start()
+        return TrackLayer(layer_id, reader, volume, duck)
+
     def _kick(self) -> None:
         self._schedule()
 
@@ -389,6 +424,13 @@ class Pipeline:
 
     def _apply_gain(self) -> None:
         self._mixer.target = self._volume * self._filters.volume
+
+
+def _check_layer(volume: float, duck: float | None) -> None:
+    if not 0.0 <= volume <= 5.0:
+        raise BadRequest(f"layer volume must be between 0.0 and 5.0, got {volume}")
+    if duck is not None and not 0.0 <= duck <= 1.0:
+        raise BadRequest(f"layer duck must be between 0.0 and 1.0, got {duck}")
 
 
 def _check_span(start_ms: int, end_ms: int | None) -> None:

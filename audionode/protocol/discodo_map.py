@@ -21,14 +21,19 @@ from audionode.control.views import (
     EntryView,
     Found,
     Identified,
+    LayersView,
+    LayerView,
     NodeStatus,
     OptionsView,
     PlayerView,
     PositionView,
     Queued,
     QueueView,
+    RecordedFileView,
+    RecordingView,
     Removed,
     TrackView,
+    VdpChannelView,
 )
 from audionode.errors import AudionodeError
 from audionode.protocol.discodo import CloseCode, Op, snowflake
@@ -150,6 +155,45 @@ def status(s: NodeStatus) -> dict[str, JSON]:
     return out
 
 
+def recording(r: RecordingView) -> dict[str, JSON]:
+    return {"id": r.id, "directory": r.directory, "active": r.active}
+
+
+def recorded_file(f: RecordedFileView) -> dict[str, JSON]:
+    return {
+        "name": f.name,
+        "user_id": snowflake(f.user_id),
+        "start": f.start,
+        "seconds": f.seconds,
+        "bytes": f.bytes,
+    }
+
+
+def layer(lv: LayerView) -> dict[str, JSON]:
+    return {
+        "id": lv.id,
+        "query": lv.query,
+        "volume": lv.volume,
+        "duck": lv.duck,
+        "playing": lv.playing,
+    }
+
+
+def layers(ls: LayersView) -> dict[str, JSON]:
+    return {"layers": [layer(lv) for lv in ls.layers]}
+
+
+def vdp_channel(v: VdpChannelView) -> dict[str, JSON]:
+    """Seed 004's answer: the channel's ``address`` plus what was asked."""
+    return {
+        "room_id": v.room_id,
+        "address": v.address,
+        "format": v.format,
+        "version": v.version,
+        "peer": v.peer,
+    }
+
+
 def identified(i: Identified) -> dict[str, JSON]:
     return {"user_id": snowflake(i.user_id), "shard_id": i.shard_id, "resumed": i.resumed}
 
@@ -195,7 +239,39 @@ def _event(e: ev.ControlEvent) -> tuple[str, dict[str, JSON]]:
     if isinstance(e, ev.PlayerError):
         text = f"{e.command}: {e.message}" if e.command else e.message
         return "PLAYER_TRACEBACK", {"traceback": text}
+    if isinstance(
+        e,
+        ev.RecordingStarted
+        | ev.RecordingStopped
+        | ev.LayerStarted
+        | ev.LayerEnded
+        | ev.VdpChannelOpened
+        | ev.VdpChannelClosed,
+    ):
+        return _hearing_event(e)
     return _voice_event(e)
+
+
+def _hearing_event(e: ev.ControlEvent) -> tuple[str, dict[str, JSON]]:
+    """Issue 15's events (docs/API.md, "Hearing"); ``message`` only with a failure."""
+    if isinstance(e, ev.RecordingStarted):
+        return "RECORDING_STARTED", {"recording": recording(e.recording), "mixed": "mixed.ogg"}
+    if isinstance(e, ev.RecordingStopped):
+        files = [recorded_file(f) for f in e.files]
+        d = {"recording": recording(e.recording), "reason": e.reason, "files": files}
+        return "RECORDING_STOPPED", {**d, **_message(e.message)}
+    if isinstance(e, ev.LayerStarted):
+        return "LAYER_STARTED", {"layer": layer(e.layer)}
+    if isinstance(e, ev.LayerEnded):
+        return "LAYER_ENDED", {"layer": layer(e.layer), "reason": e.reason, **_message(e.message)}
+    if isinstance(e, ev.VdpChannelOpened):
+        return "VDP_CHANNEL_OPENED", {"room_id": e.room_id, "address": e.address}
+    assert isinstance(e, ev.VdpChannelClosed)
+    return "VDP_CHANNEL_CLOSED", {"room_id": e.room_id, "reason": e.reason, **_message(e.message)}
+
+
+def _message(message: str | None) -> dict[str, JSON]:
+    return {"message": message} if message else {}
 
 
 def _voice_event(e: ev.ControlEvent) -> tuple[str, dict[str, JSON]]:

@@ -20,6 +20,7 @@ from msgspec import UNSET
 
 from audionode.control import commands as c
 from audionode.protocol import discodo as w
+from audionode.protocol import discodo_hearing as h
 from audionode.protocol import discodo_map as m
 from audionode.protocol.filters import parse_filters
 
@@ -176,6 +177,21 @@ ROUTES: tuple[Route, ...] = (
     Route("getVCContext", P, w.NoBody, _just(c.GetContext), _same, ("GET", "/context")),
     Route("setVCContext", P, w.ContextBody, lambda b, _: c.SetContext(context=b.context), _same,
           ("POST", "/context")),
+    # --- hearing (issue 15): also /ws player ops, `d` naming the guild (discodo_hearing.py) ---
+    Route("record", P, h.RecordBody, h.record, m.recording, ("POST", "/record"),
+          ws_reply="record"),
+    Route("getLayers", P, w.NoBody, _just(c.GetLayers), m.layers, ("GET", "/layers"),
+          ws_reply="getLayers"),
+    Route("addLayer", P, h.LayerBody, h.add_layer, m.layer, ("POST", "/layers"),
+          ws_reply="addLayer"),
+    Route("removeLayer", P, h.LayerIdIn, h.remove_layer, m.layer, ("DELETE", "/layers/<id>"),
+          ws_reply="removeLayer"),
+    Route("openVdpChannel", P, h.VdpOpenBody, h.open_vdp, m.vdp_channel,
+          ("POST", "/vdp/channels"), ws_reply="openVdpChannel"),
+    Route("setVdpPeer", P, h.VdpPeerBody, h.set_peer, m.vdp_channel,
+          ("POST", "/vdp/channels/<room_id>/peer"), ws_reply="setVdpPeer"),
+    Route("closeVdpChannel", P, h.VdpRoomIn, h.close_vdp, m.vdp_channel,
+          ("DELETE", "/vdp/channels/<room_id>"), ws_reply="closeVdpChannel"),
 )  # fmt: skip
 
 BY_NAME: dict[str, Route] = {r.name: r for r in ROUTES}

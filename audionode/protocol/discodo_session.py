@@ -30,6 +30,7 @@ from audionode.control.events import ControlEvent
 from audionode.control.views import Identified as IdentifiedView
 from audionode.errors import AudionodeError, NotIdentified
 from audionode.protocol import discodo as w
+from audionode.protocol import discodo_hearing as h
 from audionode.protocol import discodo_map as m
 from audionode.protocol.discodo import CloseCode, Op
 from audionode.protocol.discodo_routes import WS_OPS, Route, Scope, build
@@ -150,8 +151,25 @@ class DiscodoSession:
             )
         if self.ref is None:
             raise NotIdentified("send IDENTIFY first")
+        if route.scope is Scope.PLAYER:
+            return self._player_op(op, route, d)
         wire, command = build(route, d, self.ref.user_id, "d")
         return Request(op, route, self._key(route, wire), command, w.echo_guild(d))
+
+    def _player_op(self, op: str, route: Route, d: Any) -> Request:
+        """A REST player route as an op: ``d`` names the guild (and, optionally, the voice
+        client's id) besides the route's body fields."""
+        assert self.ref is not None
+        keys, fields = h.split_keys(d)
+        named = w.parse(keys, h.PlayerKeys, "d")
+        _, command = build(route, fields, self.ref.user_id, "d")
+        key = PlayerRef(
+            user_id=self.ref.user_id,
+            shard_id=self.ref.shard_id,
+            guild_id=named.guild_id,
+            voice_client_id=named.voice_client_id,
+        )
+        return Request(op, route, key, command, w.echo_guild(d))
 
     def _key(self, route: Route, wire: Any) -> SessionRef | PlayerRef | None:
         assert self.ref is not None

@@ -49,6 +49,7 @@ from audionode.player.queue import Entry
 from audionode.service import persist
 from audionode.service.cpu import CpuSampler
 from audionode.service.direct import DirectMethods, player_view
+from audionode.service.hearing import HearingService
 from audionode.service.persist import Keeper
 from audionode.service.sessions import Sessions
 from audionode.service.state import NodeState, fresh_state
@@ -95,6 +96,8 @@ class NodeService(DirectMethods):
         self.cpu = CpuSampler()
         """The CPU figures of ``/status``, sampled every 2 s (``service/cpu.py``)."""
         self.cpu.start()
+        self.hearing = HearingService(self)
+        """Recordings, layers and VDP channels (issue 15)."""
         self._handlers = _handlers(self)
 
     @property
@@ -441,6 +444,7 @@ class NodeService(DirectMethods):
         found = self._by_key.pop(player.key, None)
         if found is not None:
             self.keeper.player_gone(found[0], player)
+        self.hearing.release(player.key)
         self.send_engine(msg.Disconnect(player=player.key))
 
     def _open(self, key: int, request: OpenRequest) -> None:
@@ -493,6 +497,8 @@ class NodeService(DirectMethods):
 
     def on_engine_event(self, event: msg.Event) -> None:
         """Route one engine event to its player (events of destroyed players are dropped)."""
+        if self.hearing.on_engine_event(event):
+            return
         found = self._by_key.get(event.player)
         if found is not None:
             found[1].on_engine_event(event)
@@ -506,6 +512,7 @@ class NodeService(DirectMethods):
                 continue
             session, player = found
             log.warning("player %d (guild %d) lost engine worker %d", key, player.guild_id, slot)
+            self.hearing.engine_lost(key)
             player.engine_lost()
             self._maybe_connect(session, player)
             player.restore()
@@ -544,5 +551,7 @@ def _handlers(s: NodeService) -> dict[type[Any], Handler]:
         s.set_current_context, s.status,
         s.play, s.set_end, s.ensure_player, s.resolve, s.source_names, s.configure_session,
         s.players, s.frame_stats,
+        s.hearing.record, s.hearing.add_layer, s.hearing.remove_layer, s.hearing.layers,
+        s.hearing.open_vdp, s.hearing.set_vdp_peer, s.hearing.close_vdp,
     ]  # fmt: skip
     return {get_type_hints(m)["cmd"]: m for m in methods}

@@ -7,6 +7,7 @@ the service, map the typed result. Nothing else happens here.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -49,7 +50,7 @@ for _route in ROUTES:
         _method, _path = _route.http
         bp.add_route(
             _handler(_route),
-            _path.replace("<key>", "<key:str>"),
+            re.sub(r"<(\w+)>", r"<\1:str>", _path),
             methods=[_method],
             name=_route.name,
         )

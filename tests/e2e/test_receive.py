@@ -22,6 +22,7 @@ async def test_the_engine_hears_a_member_speak(node_factory: NodeFactory) -> Non
         assert receive is not None
         heard: dict[int, list[np.ndarray]] = {}
         receive.on_audio = lambda player, user, pcm: heard.setdefault(user, []).append(pcm)
+        receive.wants = None  # every player's audio (the engine decodes only consumed ones)
         await c.listener.wait_dave_ready()
         await c.listener.play(tone_opus(523.25, 1.0))
         await asyncio.sleep(0.2)
