@@ -5,7 +5,7 @@ Python, which for thousands of streams would cost more CPU than the node under t
 2-core machine. The sink instead reads the RTP header only (SSRC) and takes the arrival time
 from the kernel (``SO_TIMESTAMPNS``), so the gap figures stay exact even when the sink itself is
 scheduled late. It drains its socket every few milliseconds instead of blocking in recvmsg (see
-``_serve``). It answers IP discovery (discord-voice.md §1.8) like the real server, so voice
+``_serve``). It answers IP discovery (docs/discord-voice.md §1.8) like the real server, so voice
 clients (ours and discord.py's) complete their handshake unchanged.
 
 It runs in its own process (``start_sink``); the parent controls it through a pipe:

@@ -3,7 +3,7 @@ worker). It owns the voice connections, the pipelines and the one real-time send
 players it serves; commands come in, events go out (``engine/messages.py``).
 
 ``handle`` never blocks: slow work (connecting, closing) runs as tasks of this loop, and the
-sender's 20 ms clock never waits on any of it (ARCHITECTURE.md, "rules of the house").
+sender's 20 ms clock never waits on any of it (docs/ARCHITECTURE.md, "rules of the house").
 """
 
 from __future__ import annotations
@@ -224,7 +224,7 @@ class Engine:
                 self._emit(msg.LayerEnded(player=cmd.player, layer=layer, reason="disconnected"))
         self.hearing.forget(cmd.player)
         # Stop first: the listeners get the five silence frames (and speaking off) before the
-        # connection goes away (discord-voice.md §1.11).
+        # connection goes away (docs/discord-voice.md §1.11).
         self.sender.stop(cmd.player)
         self._spawn(unit, self._close_after_silence(cmd.player, unit.conn))
 

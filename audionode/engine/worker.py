@@ -1,7 +1,7 @@
 """Engine worker processes (``engine.workers = N``): guilds sharded by player key.
 
 PyAV encoding holds the GIL, so the data plane scales across cores by processes
-(ARCHITECTURE.md). Each worker (``engine/child.py``) runs its own event loop with one engine
+(docs/ARCHITECTURE.md). Each worker (``engine/child.py``) runs its own event loop with one engine
 (its voice connections, pipelines and the one real-time sender of that process). The control
 process talks to a worker over a socket pair with length-prefixed msgpack frames
 (``engine/wire.py``), both ends asyncio: sending a command never blocks the control loop.

@@ -1,6 +1,6 @@
 """The real-time sender: one 20 ms clock for every voice connection of the process.
 
-ARCHITECTURE.md ("the sender never awaits the control plane, never decodes, never logs per
+docs/ARCHITECTURE.md ("the sender never awaits the control plane, never decodes, never logs per
 packet") and issue 4 items 5-6; framing facts from docs/discord-voice.md §1.9 and §1.11. It
 lives in ``transport/`` beside the connections it drives (it paces their UDP sends): it knows
 opus frames only through the :class:`Frame`/:class:`FrameSource` protocols and never imports

@@ -1,4 +1,4 @@
-"""Transport encryption: the two rtpsize AEAD modes Discord still accepts (discord-voice.md §1.10).
+"""Transport encryption: the two rtpsize AEAD modes Discord still accepts (docs/discord-voice.md §1.10).
 
 Packet layout (both modes)::
 

@@ -1,6 +1,6 @@
 """DAVE (E2EE) client glue over ``davey``: op handling in, messages out, frames in and out.
 
-Implements discord-voice.md §2.7 exactly (with the §2.2 flow rules): a :class:`DaveState` per
+Implements docs/discord-voice.md §2.7 exactly (with the §2.2 flow rules): a :class:`DaveState` per
 voice connection, created with the bot's user id and the channel id (the MLS group id). Feed it
 op 4's ``dave_protocol_version``, ops 11/13 and every DAVE op (21, 22, 24 as structs; 25, 27, 29,
 30 as binary payloads after the ``[seq][op]`` prefix); each handler returns the

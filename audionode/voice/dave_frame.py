@@ -1,4 +1,4 @@
-"""The DAVE media frame footer (discord-voice.md §2.1), for receivers and invariant checks.
+"""The DAVE media frame footer (docs/discord-voice.md §2.1), for receivers and invariant checks.
 
 Audio frame layout::
 

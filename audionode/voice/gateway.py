@@ -1,4 +1,4 @@
-"""The voice gateway protocol, sans-I/O, for both ends (discord-voice.md §1.2-§1.6).
+"""The voice gateway protocol, sans-I/O, for both ends (docs/discord-voice.md §1.2-§1.6).
 
 ``VoiceGateway(Side.CLIENT)``: one per voice connection (it survives websocket reconnects: call
 :meth:`VoiceGateway.new_connection` for each new socket, then :meth:`identify` or :meth:`resume`).

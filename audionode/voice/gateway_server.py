@@ -1,4 +1,4 @@
-"""The server end of the voice gateway, sans-I/O (discord-voice.md "Serving the other side").
+"""The server end of the voice gateway, sans-I/O (docs/discord-voice.md "Serving the other side").
 
 One :class:`ServerGateway` per client *voice session* (it outlives a websocket: resume attaches
 a new socket to it). ``feed(frame)`` returns events: ``Identify``, ``Resume``, ``SelectProtocol``,

@@ -1,4 +1,4 @@
-"""Voice websocket framing (discord-voice.md §1.3, §1.4): JSON envelopes, binary frames, the
+"""Voice websocket framing (docs/discord-voice.md §1.3, §1.4): JSON envelopes, binary frames, the
 server's numbered-message buffer for resume. Used by :mod:`audionode.voice.gateway`.
 
 - JSON: ``{"op": n, "d": ..., "seq": n}``; ``seq`` only on numbered server messages.

@@ -1,6 +1,6 @@
 """The voice server's DAVE delivery service for one channel, sans-I/O.
 
-Facts: discord-voice.md §2.2 (flow) and "Serving the other side" (steps 4, 6-8, epoch
+Facts: docs/discord-voice.md §2.2 (flow) and "Serving the other side" (steps 4, 6-8, epoch
 bookkeeping). The server is the MLS Delivery Service and the group's only external sender: it
 proposes Add/Remove, members commit, the first valid commit per epoch wins, op 29/30 carry it,
 op 23 readiness leads to op 22 execute.

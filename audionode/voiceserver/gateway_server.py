@@ -1,6 +1,6 @@
 """The Discord voice gateway, server side: the aiohttp websocket driver (``GET /?v=8``).
 
-discord-voice.md "Serving the other side" (websocket steps 1-9) on voice-core's
+docs/discord-voice.md "Serving the other side" (websocket steps 1-9) on voice-core's
 ``VoiceGateway(side=SERVER)``. Per socket: a writer task drains the session's outbox (so frames
 leave in seq order), and the handler loop feeds received frames to the gateway, whose events the
 :class:`~audionode.voiceserver.room.Room` applies. Credentials come from the LVSP-created voice

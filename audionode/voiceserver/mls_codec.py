@@ -1,7 +1,7 @@
 """TLS-presentation-language helpers for the MLS subset the voice server reads and writes.
 
 RFC 9420 §2.1.2 variable-length vectors: a 1/2/4-byte length prefix whose top two bits give its
-size (``00`` 6-bit, ``01`` 14-bit, ``10`` 30-bit; discord-voice.md §2.2). The :class:`Reader`
+size (``00`` 6-bit, ``01`` 14-bit, ``10`` 30-bit; docs/discord-voice.md §2.2). The :class:`Reader`
 raises :class:`MlsError` naming the structure and offset on any truncation or bad value.
 """
 

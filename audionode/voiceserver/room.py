@@ -1,6 +1,6 @@
 """One voice channel at run time: its connected clients, its DAVE group, its membership messages.
 
-discord-voice.md "Serving the other side", websocket steps 2-8. A :class:`Session` is one
+docs/discord-voice.md "Serving the other side", websocket steps 2-8. A :class:`Session` is one
 client's voice session (it outlives a websocket: resume re-attaches it); a :class:`Room` is the
 channel those sessions share. Nothing here awaits: every message is framed by the recipient's
 ``ServerGateway`` (which numbers it and keeps it for replay) and put on that session's outbox in

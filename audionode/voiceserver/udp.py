@@ -1,6 +1,6 @@
 """The UDP forwarding unit: IP discovery, and RTP re-encrypted from each member to the others.
 
-discord-voice.md "Serving the other side", UDP: a 74-byte type-1 packet gets the type-2 reply
+docs/discord-voice.md "Serving the other side", UDP: a 74-byte type-1 packet gets the type-2 reply
 with the observed address (§1.8); 8-byte keepalives and RTCP (PT 200-206) are dropped; RTP is
 opened with the sender's key and mode (§1.10) and sealed again for every other member of the
 channel with *their* key, mode and our own nonce counter towards them. The payload inside (a DAVE
@@ -67,7 +67,7 @@ class ChannelStats:
     """RTP that was not forwarded: no key yet, sender muted."""
     rtp_before_speaking: int = 0
     """Authenticated RTP from members that had not sent op 5 speaking yet (forwarded anyway;
-    Discord requires speaking first, discord-voice.md §1.11)."""
+    Discord requires speaking first, docs/discord-voice.md §1.11)."""
     strangers: int = 0
     """Discovery or RTP naming a member's SSRC from an address it is not bound to: dropped."""
 

@@ -52,7 +52,7 @@ async def test_back_to_back_tracks_send_every_frame_and_every_sample(
             if frame["op"] == "SOURCE_STOP":
                 stops.append(frame["d"]["reason"])
         assert stops == ["finished"] * 3
-        # the five silence frames that close the transmission (discord-voice.md §1.11)
+        # the five silence frames that close the transmission (docs/discord-voice.md §1.11)
         await c.listener.wait_for(
             lambda: (
                 sum(o.payload == SILENCE_FRAME for _, o in c.listener.opened(c.bot_ssrc())) >= 5

@@ -24,7 +24,7 @@ class OpusFrame:
 
 def sine_opus(seconds: float, freq: float = 440.0, bitrate: int = 64000) -> list[bytes]:
     """``seconds`` of a stereo sine encoded as 20 ms opus packets (the encoder flush may add one
-    packet: discord-voice.md summary; callers slice what they need)."""
+    packet: docs/discord-voice.md summary; callers slice what they need)."""
     enc = av.CodecContext.create("libopus", "w")
     assert isinstance(enc, av.AudioCodecContext)
     enc.sample_rate = RATE

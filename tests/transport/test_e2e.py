@@ -1,6 +1,6 @@
 """End to end over loopback: the node's VoiceConnection + Sender and a listening second member in
 one channel of the built-in voice server, DAVE on. The listener decrypts every packet (transport,
-then DAVE) and opus-decodes it; the invariants at the end of discord-voice.md are asserted on
+then DAVE) and opus-decodes it; the invariants at the end of docs/discord-voice.md are asserted on
 what it received, in both transport modes. Faults mid-stream (resume, reconnect, move, DAVE
 transitions) are in test_faults.py.
 """
@@ -67,7 +67,7 @@ def assert_rtp_stream(opened: list[tuple[float, Opened]], ssrc: int) -> None:
 
 
 def assert_pacing(times: list[float]) -> None:
-    """≈50 packets/s, no long gap, no bursts (discord-voice.md invariants)."""
+    """≈50 packets/s, no long gap, no bursts (docs/discord-voice.md invariants)."""
     gaps = [b - a for a, b in itertools.pairwise(times)]
     rate = len(gaps) / (times[-1] - times[0])
     assert rate == pytest.approx(50.0, rel=0.01), f"{rate:.3f} packets/s"

@@ -1,5 +1,5 @@
 """VoiceConnection against a scripted loopback voice server: handshake, framing, heartbeat,
-resume and the close-code policy (discord-voice.md §1.2-§1.8, §1.11; issue 4 items 2, 3, 5).
+resume and the close-code policy (docs/discord-voice.md §1.2-§1.8, §1.11; issue 4 items 2, 3, 5).
 
 The DAVE end-to-end runs with two members are in ``test_e2e.py`` against the built-in server.
 """
@@ -326,7 +326,7 @@ async def test_gives_up_after_max_attempts(server: ScriptedServer, conn: Conn) -
 
 
 async def test_dave_ops_are_routed_both_ways(server: ScriptedServer, conn: Conn) -> None:
-    """Scenarios 3-5 of discord-voice.md over the wire: invalid commit → op 31 + new key
+    """Scenarios 3-5 of docs/discord-voice.md over the wire: invalid commit → op 31 + new key
     package; sole-member reset → new key package; downgrade → op 23, then plain after op 22."""
     server.script.dave_version = 1
     await conn.vc.connect()

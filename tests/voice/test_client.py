@@ -1,6 +1,6 @@
 """VoiceClient, the sans-I/O voice session, without sockets or a clock: a ServerGateway plays the
 server, each test feeds frames and times and checks the actions and events that come out
-(discord-voice.md §1.2-§1.8, §2.7; issue 11 items 7 and 8)."""
+(docs/discord-voice.md §1.2-§1.8, §2.7; issue 11 items 7 and 8)."""
 
 from __future__ import annotations
 

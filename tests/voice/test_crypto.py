@@ -1,4 +1,4 @@
-"""rtpsize AEAD modes (discord-voice.md §1.10), checked against independent library calls."""
+"""rtpsize AEAD modes (docs/discord-voice.md §1.10), checked against independent library calls."""
 
 from __future__ import annotations
 

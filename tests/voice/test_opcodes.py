@@ -1,4 +1,4 @@
-"""Opcodes, payload structs and the close-code policy (discord-voice.md §1.3, §1.7)."""
+"""Opcodes, payload structs and the close-code policy (docs/discord-voice.md §1.3, §1.7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Packetizer counters and framing (discord-voice.md §1.9-§1.11, invariants)."""
+"""Packetizer counters and framing (docs/discord-voice.md §1.9-§1.11, invariants)."""
 
 from __future__ import annotations
 

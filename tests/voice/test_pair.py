@@ -1,5 +1,5 @@
 """Client and server voice stacks wired in memory (no sockets): handshake, DAVE group life cycle,
-E2EE audio through an SFU step, resume. Invariants from the end of discord-voice.md."""
+E2EE audio through an SFU step, resume. Invariants from the end of docs/discord-voice.md."""
 
 from __future__ import annotations
 

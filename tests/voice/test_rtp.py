@@ -1,4 +1,4 @@
-"""RTP header, counters, IP discovery, keepalive, RTCP (discord-voice.md §1.8-§1.11)."""
+"""RTP header, counters, IP discovery, keepalive, RTCP (docs/discord-voice.md §1.8-§1.11)."""
 
 from __future__ import annotations
 

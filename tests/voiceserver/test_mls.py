@@ -1,4 +1,4 @@
-"""MLS external sender against real davey members (discord-voice.md "Serving the other side")."""
+"""MLS external sender against real davey members (docs/discord-voice.md "Serving the other side")."""
 
 from __future__ import annotations
 
