@@ -1,4 +1,6 @@
-"""Transport encryption: the two rtpsize AEAD modes Discord still accepts (docs/discord-voice.md §1.10).
+"""Transport encryption: the two rtpsize AEAD modes Discord still accepts.
+
+See docs/discord-voice.md §1.10.
 
 Packet layout (both modes)::
 

@@ -1,6 +1,7 @@
 """Opus frame → encrypted RTP packet, the sender's per-frame hot path (sans-I/O).
 
-Order per frame (docs/discord-voice.md §2.1, §2.7): opus → DAVE encrypt (unless silence or no group) →
+Order per frame (docs/discord-voice.md §2.1, §2.7): opus → DAVE encrypt (unless silence or no
+group) →
 RTP header (seq, ts, ssrc) → transport AEAD (nonce counter) → datagram. Counters (§1.9, §1.10):
 seq +1 (u16) and ts +960 (u32) per frame, silence included; the nonce counter +1 (u32) per packet,
 reset to 0 whenever a new op 4 key is installed. The counters survive a resume (§1.6): keep the

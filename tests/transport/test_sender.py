@@ -1,7 +1,8 @@
 """The real-time sender: speaking/silence/keepalive state machine, counters, 20 ms clock.
 
 The step-driven tests feed the sender their own ``now``; the sink packetizes every frame with
-the real :class:`Packetizer` and AES-GCM so the RTP invariants of docs/discord-voice.md can be checked
+the real :class:`Packetizer` and AES-GCM so the RTP invariants of docs/discord-voice.md can be
+checked
 on the datagrams themselves. The clock tests run the real loop for a fraction of a second.
 """
 

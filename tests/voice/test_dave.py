@@ -1,4 +1,4 @@
-"""DaveState (docs/discord-voice.md §2.7) driven by a real MLS external sender and real davey peers."""
+"""DaveState (docs/discord-voice.md §2.7) driven by a real MLS external sender and davey peers."""
 
 from __future__ import annotations
 

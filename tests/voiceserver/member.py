@@ -1,7 +1,8 @@
 """The tests' independent voice client: real aiohttp websocket + UDP socket + davey.
 
 It is the check on both of the project's voice implementations: the voice server's gateway and
-the node's own voice client (``voice/client.py``). It follows docs/discord-voice.md §1.2 (join flow),
+the node's own voice client (``voice/client.py``). It follows docs/discord-voice.md §1.2 (join
+flow),
 §1.4 (seq_ack), §1.5 (heartbeats, opt-in), §2.7 (DAVE call sequence) on raw JSON and davey,
 sharing nothing with either but the RTP/AEAD codecs, so that a mistake there cannot hide behind
 the same mistake here. Everything it sees is recorded with arrival times for the invariant

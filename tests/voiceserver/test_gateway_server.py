@@ -61,7 +61,7 @@ def check_stream(
     *,
     speaking_slack: float = 0.0,
 ) -> None:
-    """Transport- and DAVE-decrypt, decode, FFT, and the RTP invariants (docs/discord-voice.md end)."""
+    """Transport- and DAVE-decrypt, decode, FFT, and the RTP invariants (docs/discord-voice.md)."""
     opened = listener.opened(sender.ssrc)
     assert len(opened) == len(frames) + 5, "every frame and 5 silence frames arrive"
     seqs = [o.header.sequence for o in opened]

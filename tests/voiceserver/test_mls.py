@@ -1,4 +1,7 @@
-"""MLS external sender against real davey members (docs/discord-voice.md "Serving the other side")."""
+"""MLS external sender against real davey members.
+
+See docs/discord-voice.md "Serving the other side".
+"""
 
 from __future__ import annotations
 
