@@ -6,7 +6,7 @@
 
 The rig is ``bench/streams.py``'s, all on loopback: the built-in voice server in this process
 (its advertised UDP port is the counting sink, ``bench/sink.py``), the node as ``python -m
-audionode run`` with ``--workers`` engine processes, one bot session (``bench/bot.py``)
+audionode run`` with ``--workers`` engine processes, one bot session (``audionode/demo/bot.py``)
 playing a local Ogg/Opus track, queued twice on repeat, in each of ``--players`` guilds (the
 same URL everywhere, as with a popular song; ``--distinct-tracks``: one URL per guild), plus
 one guild of the same bot that the bad requests aim at (not measured). The faults
@@ -92,7 +92,7 @@ class Soak:
         self.rss: list[dict[str, Any]] = []
         self.faults: list[dict[str, Any]] = []
         self.lost: dict[int, float] = {}
-        rig.bot.listeners.append(self._on_event)
+        rig.bot.log.listeners.append(self._on_event)
 
     def _on_event(self, op: str, d: Any) -> None:
         if op in WATCHED_OPS and isinstance(d, dict):
@@ -243,7 +243,7 @@ async def setup_and_soak(args: argparse.Namespace, root: Path) -> dict[str, Any]
                 [GUILD0 + i for i in range(args.players)], victim, query,
             )  # fmt: skip
             rig.members = {m.server_id: m for m in args.members}
-            await bot.join(lvsp, victim, victim + CHANNEL_OFFSET, rig.endpoint)
+            await bot.join_via(lvsp, victim, victim + CHANNEL_OFFSET, rig.endpoint)
             await bot.play(victim, query)
             await _repeat(rig, per_guild)
             await asyncio.sleep(args.warmup)
@@ -255,7 +255,7 @@ async def setup_and_soak(args: argparse.Namespace, root: Path) -> dict[str, Any]
                 "rss_samples": soak.rss,
                 "events": [list(e) for e in soak.events[-2000:]],
                 "lost_sessions": {str(g): round(t, 1) for g, t in soak.lost.items()},
-                "bot_events": dict(bot.counts),
+                "bot_events": dict(bot.log.counts),
                 "t_start": soak.t_start,
             }
             await bot.close()
@@ -288,9 +288,10 @@ async def _repeat(rig: Rig, query: str | Callable[[int], str]) -> None:
         async with gate:
             if mode == "queue":
                 again = rig.query if isinstance(query, str) or guild == rig.victim else query(guild)
-                code = await rig.bot.rest("POST", "/loadSource", guild, {"query": again})
+                body = {"query": again}
+                code, _ = await rig.bot.request("POST", "/loadSource", body, guild=guild)
                 assert code == 200, f"/loadSource for guild {guild}: HTTP {code}"
-            code = await rig.bot.rest("POST", "/repeat", guild, {"mode": mode})
+            code, _ = await rig.bot.request("POST", "/repeat", {"mode": mode}, guild=guild)
             assert code == 200, f"/repeat for guild {guild}: HTTP {code}"
 
     await asyncio.gather(*(one(g) for g in rig.all_guilds()))

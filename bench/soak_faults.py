@@ -40,9 +40,9 @@ from typing import Any
 import aiohttp
 import psutil
 
+from audionode.demo.bot import Bot, DemoError
 from audionode.voiceserver.app import VoiceServer
 from audionode.voiceserver.lvsp_client import LvspClient
-from bench.bot import Bot
 from bench.sink import Sink
 from bench.streams import PASSWORD, dave_member, open_voice_server, status
 from tests.transport.listener import Listener
@@ -207,20 +207,18 @@ async def stalled_bot(rig: Rig, n: int) -> dict[str, Any]:
     guilds = [STALL_GUILD0 + 1000 * n + i for i in range(args.stall_guilds)]
     playing = 0
     for guild in guilds:  # its guilds play if they can; the stall is the point
-        await bot.join(rig.lvsp, guild, guild + CHANNEL_OFFSET, rig.endpoint)
-        await bot.rest("POST", "/loadSource", guild, {"query": rig.query})
-        with contextlib.suppress(TimeoutError):
-            await bot.wait("SOURCE_START", guild, within=10)
+        await bot.join_via(rig.lvsp, guild, guild + CHANNEL_OFFSET, rig.endpoint)
+        await bot.request("POST", "/loadSource", {"query": rig.query}, guild=guild)
+        with contextlib.suppress(DemoError):
+            await bot.wait("SOURCE_START", guild=guild, within=10)
             playing += 1
     rss_before = control_rss_mb(rig)
-    bot.stop_reading()
+    bot.log.pause()
     sent, ended = await _send_unread(bot, args)
     rss_stalled = control_rss_mb(rig)
-    bot.resume_reading()  # now read what is left, up to the close if the node sent one
-    assert bot.ws is not None and bot._reader is not None
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(asyncio.shield(bot._reader), args.stall_drain)
-    closed_by_node = bot._reader.done()
+    bot.log.resume()  # now read what is left, up to the close if the node sent one
+    assert bot.ws is not None
+    closed_by_node = await bot.log.wait_closed(args.stall_drain)
     details: dict[str, Any] = {
         "guilds": len(guilds),
         "guilds_playing": playing,
@@ -261,11 +259,11 @@ async def _resume_and_destroy(rig: Rig, guilds: list[int]) -> bool:
     again = await Bot.open(rig.http, rig.url, PASSWORD, STALL_USER)
     try:
         for guild in guilds:
-            await again._send("VC_DESTROY", {"guild_id": str(guild)})
+            await again.send("VC_DESTROY", {"guild_id": str(guild)})
         for guild in guilds:
-            with contextlib.suppress(TimeoutError):
-                await again.wait("VC_DESTROYED", guild, within=10)
-        return again.counts["RESUMED"] > 0
+            with contextlib.suppress(DemoError):
+                await again.wait("VC_DESTROYED", guild=guild, within=10)
+        return again.log.counts["RESUMED"] > 0
     finally:
         await again.close()
 

@@ -8,8 +8,9 @@ Setup, all on loopback: the built-in voice server (voice gateway, LVSP, DAVE del
 this process; its advertised UDP port is a counting sink (``bench/sink.py``, its own process:
 RTP headers only, kernel arrival timestamps), because re-sealing every packet in the voice
 server would cost more CPU than the node under test. The node runs as ``python -m audionode
-run`` (control process + ``--workers`` engine processes); one bot session (``bench/bot.py``)
-joins N guilds, one channel each, and plays the same local file in every guild:
+run`` (control process + ``--workers`` engine processes); one bot session
+(``audionode/demo/bot.py``) joins N guilds, one channel each, and plays the same local file in
+every guild:
 
 - passthrough: Ogg/Opus 48 kHz 128 kbit/s (forwarded packet for packet);
 - transcode: MP3 44.1 kHz 128 kbit/s, decoded, resampled and encoded with libopus
@@ -45,10 +46,10 @@ import aiohttp
 import psutil
 
 from audionode.config import VoiceServerConfig
+from audionode.demo.bot import Bot
 from audionode.voiceserver.app import VoiceServer
 from audionode.voiceserver.lvsp_client import LvspClient
 from bench import media
-from bench.bot import Bot
 from bench.sink import Sink
 from bench.stress import Pages, Stress
 from bench.talk import talk_streams
@@ -261,7 +262,7 @@ async def start_players(
         async with gate:
             if args.dave:
                 await dave_member(args, http, lvsp, vs, GUILD0 + i, CHANNEL0 + i)
-            await bot.join(lvsp, GUILD0 + i, CHANNEL0 + i, endpoint)
+            await bot.join_via(lvsp, GUILD0 + i, CHANNEL0 + i, endpoint)
             await bot.play(GUILD0 + i, query if isinstance(query, str) else query(GUILD0 + i))
 
     started = time.monotonic()
@@ -336,8 +337,8 @@ async def run_node(args: argparse.Namespace, root: Path, query: str, sink: Sink)
             (tree.rss() - baseline) / 1024 / args.players, 1
         )
         result["engine"] = engine_delta(before["engine"], after["engine"])
-        result["bot_errors"] = bot.errors[:5]
-        result["bot_events"] = dict(bot.counts)
+        result["bot_errors"] = bot.log.errors[:5]
+        result["bot_events"] = dict(bot.log.counts)
         await bot.close()
         return result
 

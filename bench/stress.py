@@ -22,7 +22,7 @@ from urllib.parse import quote
 import aiohttp
 from aiohttp import web
 
-from bench.bot import Bot
+from audionode.demo.bot import Bot
 
 RATE = 200.0
 SEARCHERS = 2

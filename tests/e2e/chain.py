@@ -8,17 +8,15 @@ voice client built for the transport tests.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import itertools
-import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import numpy as np
 
+from audionode.demo.bot import EventLog as BotEventLog
 from audionode.voice import rtp
 from audionode.voice.packetizer import SILENCE_FRAME
 from tests.conftest import PASSWORD, NodeFactory, NodeHarness, WsClient
@@ -80,50 +78,11 @@ class Chain:
         return ssrcs.pop()
 
 
-class EventLog:
-    """Reads the bot's socket in the background, keeping every frame in arrival order."""
+class EventLog(BotEventLog):
+    """The package's event reader (``audionode/demo/bot.py``) on a test's raw bot socket."""
 
     def __init__(self, ws: WsClient) -> None:
-        self.ws = ws
-        self.frames: list[tuple[float, dict[str, Any]]] = []
-        self._changed = asyncio.Event()
-        self.closed: tuple[int | None, str] | None = None
-        self._task = asyncio.create_task(self._run())
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            msg = await self.ws.ws.receive()
-            if msg.type is not aiohttp.WSMsgType.TEXT:
-                self.closed = (self.ws.ws.close_code, str(msg.extra or ""))
-                self._changed.set()
-                return
-            self.frames.append((loop.time(), json.loads(msg.data)))
-            self._changed.set()
-            self._changed = asyncio.Event()
-
-    def ops(self, *names: str) -> list[dict[str, Any]]:
-        return [f for _, f in self.frames if f["op"] in names]
-
-    async def wait(
-        self,
-        op: str,
-        match: Callable[[dict[str, Any]], bool] = lambda d: True,
-        within: float = 15.0,
-    ) -> dict[str, Any]:
-        """The first frame ``op`` whose ``d`` matches (already seen or yet to come)."""
-        async with asyncio.timeout(within):
-            while True:
-                for _, f in self.frames:
-                    if f["op"] == op and match(f["d"]):
-                        return f["d"]
-                assert self.closed is None, f"socket closed {self.closed} waiting for {op}"
-                await self._changed.wait()
-
-    async def stop(self) -> None:
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        super().__init__(ws.ws)
 
 
 async def events_until(ws: WsClient, op: str, within: float = 15.0) -> list[dict[str, Any]]:
