@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from audionode.config import Config
 from audionode.engine import faults
 from audionode.engine import messages as msg
@@ -67,10 +69,13 @@ class Engine:
         self._emit = emit
         self.producer = shared_producer()
         """The process's producer thread (its host's watchdog reads its beat)."""
+        self._late = msg.Histogram.empty(msg.LATE_BOUNDS)
+        self._took = msg.Histogram.empty(msg.TICK_BOUNDS)
         self.sender: Sender[int] = Sender(
             self._track_started,
             batch=self.producer,
             keepalive_interval=config.voice.udp_keepalive,
+            on_tick=self._timed,
         )
         self._units: dict[int, _Unit] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -142,7 +147,14 @@ class Engine:
             late_max_ms=round(late * 1000, 3),
             tick_max_ms=round(took * 1000, 3),
             hearing=self.hearing.stats() if self.receive is not None else {},
+            late=msgspec.structs.replace(self._late, counts=list(self._late.counts)),
+            tick=msgspec.structs.replace(self._took, counts=list(self._took.counts)),
         )
+
+    def _timed(self, late: float, took: float) -> None:
+        """Every tick (the sender calls it): the histograms of ``/metrics``."""
+        self._late.observe(msg.LATE_BOUNDS, max(0.0, late))  # a timer may fire a hair early
+        self._took.observe(msg.TICK_BOUNDS, took)
 
     async def _report_stats(self) -> None:
         while True:
