@@ -13,6 +13,7 @@ load could only make the counters exceed what was received, by that loss).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 
@@ -54,7 +55,7 @@ async def test_frames_sent_equal_the_packets_the_listener_received(
         )
         after = received(c, ssrc)[0]
         assert before - in_flight <= mid <= after + LOSS, (before, mid, after)
-        assert 0 < mid
+        assert mid > 0
         await events_until(c.ws, "SOURCE_STOP")
         # Idle: wait for the trailing silence to arrive and a report that saw all of it.
         samples: Samples = {}
@@ -138,7 +139,7 @@ async def test_counters_never_decrease_across_a_worker_kill(node_factory: NodeFa
                     and value(now, sent, worker="0") > before_kill + 100
                 ):
                     break
-        for old, new in zip(history, history[1:], strict=False):
+        for old, new in itertools.pairwise(history):
             _no_counter_decreased(old, new)
         last = history[-1]
         assert value(last, "audionode_worker_up", worker="0") == 1
