@@ -24,6 +24,7 @@ from audionode.engine.gcpolicy import GcPolicy
 from audionode.engine.hearing import Hearing
 from audionode.engine.receive import ReceivePath
 from audionode.errors import VoiceError
+from audionode.logs import guild_scope
 from audionode.media import events as media_events
 from audionode.media.layers import FeedLayer
 from audionode.media.pipeline import Pipeline
@@ -78,6 +79,8 @@ class Engine:
             on_tick=self._timed,
         )
         self._units: dict[int, _Unit] = {}
+        self._guilds: dict[int, int] = {}
+        """Player key -> guild id (from its Connect), for the guild in log lines."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reporter: asyncio.Task[None] | None = None
         self._gc = GcPolicy()
@@ -165,6 +168,15 @@ class Engine:
 
     def handle(self, command: msg.Command) -> None:
         """Apply one command; unknown or failing commands become ``CommandFailed`` events."""
+        if isinstance(command, msg.Connect):
+            self._guilds[command.player] = command.guild_id
+        # Its log lines, and those of the tasks it starts, name the guild (docs/OPERATIONS.md).
+        with guild_scope(self._guilds.get(command.player)):
+            self._handle(command)
+        if isinstance(command, msg.Disconnect):
+            self._guilds.pop(command.player, None)
+
+    def _handle(self, command: msg.Command) -> None:
         handler = self._handlers.get(type(command))
         name = type(command).__name__
         if handler is None:
@@ -203,7 +215,7 @@ class Engine:
                 cmd.token,
                 cmd.endpoint,
                 self.config.voice,
-                functools.partial(self._voice_event, cmd.player),
+                functools.partial(self._voice_event, cmd.player, cmd.guild_id),
                 on_receive=(
                     functools.partial(self.receive.feed, cmd.player) if self.receive else None
                 ),
@@ -214,8 +226,10 @@ class Engine:
                 unit.sending = not unit.pipeline.paused or bool(unit.layers)
                 if not unit.sending:
                     self.sender.pause(cmd.player)
+            log.debug("player %d: connecting voice to %s", cmd.player, cmd.endpoint)
             self._spawn(unit, self._run_connect(unit.conn.connect()))
         else:
+            log.debug("player %d: reconnecting voice to %s", cmd.player, cmd.endpoint)
             coro = unit.conn.reconnect(cmd.token, cmd.endpoint, cmd.channel_id, cmd.session_id)
             self._spawn(unit, self._run_connect(coro))
 
@@ -368,8 +382,19 @@ class Engine:
 
     # --- events -----------------------------------------------------------------------------
 
-    def _voice_event(self, key: int, event: VoiceEvent) -> None:
+    def _voice_event(self, key: int, guild: int, event: VoiceEvent) -> None:
+        # Bound at connect: a connection's events may come after its player was disconnected.
+        with guild_scope(guild):
+            self._on_voice_event(key, event)
+
+    def _on_voice_event(self, key: int, event: VoiceEvent) -> None:
         if isinstance(event, Connected):
+            log.info(
+                "player %d: voice connected (%s, DAVE v%d)",
+                key,
+                event.mode,
+                event.dave_protocol_version,
+            )
             self._gc.settled()
             self._emit(
                 msg.VoiceConnected(
@@ -380,6 +405,7 @@ class Engine:
                 )
             )
         elif isinstance(event, Closed):
+            log.info("player %d: voice closed (%d %s)", key, event.code, event.reason)
             self._emit(
                 msg.VoiceClosed(
                     player=key,
