@@ -242,6 +242,9 @@ class _NodeCollector(Collector):
             labels=["worker"],
         )
         pids: dict[str, int | None] = {"control": None}
+        if stats.get("workers") == 0:  # the engine runs in the control process: it cannot die
+            restarts.add_metric(["0"], 0)
+            up.add_metric(["0"], 1)
         for p in processes:
             worker = str(p["slot"])
             restarts.add_metric([worker], p["restarts"])
