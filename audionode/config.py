@@ -30,6 +30,7 @@ EXAMPLE_PASSWORD = "change-me"  # noqa: S105 - a known-bad value we refuse
 Port = Annotated[int, Meta(ge=0, le=65535)]
 Seconds = Annotated[float, Meta(gt=0)]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+LogFormat = Literal["text", "json"]
 
 
 class _Section(Struct, forbid_unknown_fields=True, kw_only=True):
@@ -314,6 +315,14 @@ class Config(_Section):
     heartbeat_interval: Seconds = 15.0
     vc_timeout: Annotated[float, Meta(ge=0)] = 300.0
     log_level: LogLevel = "INFO"
+    log_format: LogFormat = "text"
+    """``text``: one human line per record; ``json``: one JSON object per line (ts, level,
+    logger, msg, guild, node, exc) for log shippers (docs/OPERATIONS.md)."""
+    node_name: Annotated[str, Meta(max_length=64, pattern=r"^[A-Za-z0-9._:-]*$")] = ""
+    """Names this node in every log line; ``""``: the machine's host name and the port."""
+    metrics_token: Annotated[str, Meta(max_length=256)] = ""
+    """A bearer token that may read ``GET /metrics`` (and nothing else) besides the password;
+    ``""``: only the password (docs/OPERATIONS.md)."""
     max_kept_events: Annotated[int, Meta(ge=1)] = 1000
     """Events kept per session while no bot socket is attached; older ones are dropped."""
     state: StateConfig = msgspec.field(default_factory=StateConfig)

@@ -20,7 +20,7 @@ from typing import Any
 from audionode.config import Config
 from audionode.engine.host import EngineHost, LocalHost
 from audionode.engine.worker import WorkerPool, default_workers
-from audionode.logs import configure_logging
+from audionode.logs import configure_logging, node_label
 from audionode.runtime import listen_socket, run
 from audionode.service import NodeService
 from audionode.service.state import NodeState
@@ -133,7 +133,11 @@ async def _serve(config: Config) -> None:
 
 def run_forever(config: Config) -> int:
     """Run the node until SIGINT/SIGTERM; returns the process exit code."""
-    configure_logging(config.log_level)
+    configure_logging(
+        config.log_level,
+        log_format=config.log_format,
+        node=node_label(config.node_name, config.port),
+    )
     try:
         run(_serve(config))
     except StateFileError as e:  # one line, exit 2: a supervisor should not restart it

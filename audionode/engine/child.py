@@ -31,10 +31,15 @@ def worker_main(
     conn: Connection, config_json: bytes, factory: str, slot: int, beacon: Beacon
 ) -> None:
     """Entry point of a worker process (``spawn``): run one engine until the pipe closes."""
-    from audionode.logs import configure_logging
+    from audionode.logs import configure_logging, node_label
 
     config = msgspec.json.decode(config_json, type=Config)
-    configure_logging(config.log_level, prefix=f"[worker {slot}] ")
+    configure_logging(
+        config.log_level,
+        prefix=f"[worker {slot}] ",
+        log_format=config.log_format,
+        node=node_label(config.node_name, config.port),
+    )
     run(_serve(conn, config, factory, beacon))
 
 

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from audionode.config import Config
 from audionode.engine import faults
 from audionode.engine import messages as msg
@@ -22,6 +24,7 @@ from audionode.engine.gcpolicy import GcPolicy
 from audionode.engine.hearing import Hearing
 from audionode.engine.receive import ReceivePath
 from audionode.errors import VoiceError
+from audionode.logs import guild_scope
 from audionode.media import events as media_events
 from audionode.media.layers import FeedLayer
 from audionode.media.pipeline import Pipeline
@@ -67,12 +70,17 @@ class Engine:
         self._emit = emit
         self.producer = shared_producer()
         """The process's producer thread (its host's watchdog reads its beat)."""
+        self._late = msg.Histogram.empty(msg.LATE_BOUNDS)
+        self._took = msg.Histogram.empty(msg.TICK_BOUNDS)
         self.sender: Sender[int] = Sender(
             self._track_started,
             batch=self.producer,
             keepalive_interval=config.voice.udp_keepalive,
+            on_tick=self._timed,
         )
         self._units: dict[int, _Unit] = {}
+        self._guilds: dict[int, int] = {}
+        """Player key -> guild id (from its Connect), for the guild in log lines."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reporter: asyncio.Task[None] | None = None
         self._gc = GcPolicy()
@@ -142,7 +150,14 @@ class Engine:
             late_max_ms=round(late * 1000, 3),
             tick_max_ms=round(took * 1000, 3),
             hearing=self.hearing.stats() if self.receive is not None else {},
+            late=msgspec.structs.replace(self._late, counts=list(self._late.counts)),
+            tick=msgspec.structs.replace(self._took, counts=list(self._took.counts)),
         )
+
+    def _timed(self, late: float, took: float) -> None:
+        """Every tick (the sender calls it): the histograms of ``/metrics``."""
+        self._late.observe(msg.LATE_BOUNDS, max(0.0, late))  # a timer may fire a hair early
+        self._took.observe(msg.TICK_BOUNDS, took)
 
     async def _report_stats(self) -> None:
         while True:
@@ -153,6 +168,15 @@ class Engine:
 
     def handle(self, command: msg.Command) -> None:
         """Apply one command; unknown or failing commands become ``CommandFailed`` events."""
+        if isinstance(command, msg.Connect):
+            self._guilds[command.player] = command.guild_id
+        # Its log lines, and those of the tasks it starts, name the guild (docs/OPERATIONS.md).
+        with guild_scope(self._guilds.get(command.player)):
+            self._handle(command)
+        if isinstance(command, msg.Disconnect):
+            self._guilds.pop(command.player, None)
+
+    def _handle(self, command: msg.Command) -> None:
         handler = self._handlers.get(type(command))
         name = type(command).__name__
         if handler is None:
@@ -191,7 +215,7 @@ class Engine:
                 cmd.token,
                 cmd.endpoint,
                 self.config.voice,
-                functools.partial(self._voice_event, cmd.player),
+                functools.partial(self._voice_event, cmd.player, cmd.guild_id),
                 on_receive=(
                     functools.partial(self.receive.feed, cmd.player) if self.receive else None
                 ),
@@ -202,8 +226,10 @@ class Engine:
                 unit.sending = not unit.pipeline.paused or bool(unit.layers)
                 if not unit.sending:
                     self.sender.pause(cmd.player)
+            log.debug("player %d: connecting voice to %s", cmd.player, cmd.endpoint)
             self._spawn(unit, self._run_connect(unit.conn.connect()))
         else:
+            log.debug("player %d: reconnecting voice to %s", cmd.player, cmd.endpoint)
             coro = unit.conn.reconnect(cmd.token, cmd.endpoint, cmd.channel_id, cmd.session_id)
             self._spawn(unit, self._run_connect(coro))
 
@@ -356,8 +382,19 @@ class Engine:
 
     # --- events -----------------------------------------------------------------------------
 
-    def _voice_event(self, key: int, event: VoiceEvent) -> None:
+    def _voice_event(self, key: int, guild: int, event: VoiceEvent) -> None:
+        # Bound at connect: a connection's events may come after its player was disconnected.
+        with guild_scope(guild):
+            self._on_voice_event(key, event)
+
+    def _on_voice_event(self, key: int, event: VoiceEvent) -> None:
         if isinstance(event, Connected):
+            log.info(
+                "player %d: voice connected (%s, DAVE v%d)",
+                key,
+                event.mode,
+                event.dave_protocol_version,
+            )
             self._gc.settled()
             self._emit(
                 msg.VoiceConnected(
@@ -368,6 +405,7 @@ class Engine:
                 )
             )
         elif isinstance(event, Closed):
+            log.info("player %d: voice closed (%d %s)", key, event.code, event.reason)
             self._emit(
                 msg.VoiceClosed(
                     player=key,

@@ -11,6 +11,7 @@ about an old track can never be mistaken for the current one.
 
 from __future__ import annotations
 
+import bisect
 from typing import Any
 
 import msgspec
@@ -240,6 +241,28 @@ class FrameCounters(msgspec.Struct, array_like=True, omit_defaults=True):
     """True while the player's frames leave DAVE-encrypted."""
 
 
+LATE_BOUNDS: tuple[float, ...] = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.04, 0.1, 0.25)
+"""Upper bounds (s) of the sender lateness histogram: how long after its deadline a tick woke."""
+TICK_BOUNDS: tuple[float, ...] = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02)
+"""Upper bounds (s) of the tick duration histogram (drain + every stream of the tick)."""
+
+
+class Histogram(msgspec.Struct, array_like=True):
+    """Cumulative observations since the engine started: ``counts[i]`` fell in bucket ``i``
+    (``<= bounds[i]``; the last count is above every bound) and their ``total`` seconds."""
+
+    counts: list[int]
+    total: float = 0.0
+
+    @classmethod
+    def empty(cls, bounds: tuple[float, ...]) -> Histogram:
+        return cls(counts=[0] * (len(bounds) + 1))
+
+    def observe(self, bounds: tuple[float, ...], value: float) -> None:
+        self.counts[bisect.bisect_left(bounds, value)] += 1
+        self.total += value
+
+
 class EngineStats(_Msg):
     """Periodic report of one engine (every ``Engine.stats_interval`` s); ``player`` is 0.
 
@@ -258,6 +281,11 @@ class EngineStats(_Msg):
     hearing: dict[str, int] = {}
     """Counters of ``engine/hearing.py``: VDP datagrams (``protocol/vdp.py``), recordings
     open, frames played by the receive path."""
+    late: Histogram | None = None
+    """Every tick's lateness (:data:`LATE_BOUNDS`), cumulative; None from an engine that does
+    not measure it (a test engine)."""
+    tick: Histogram | None = None
+    """Every tick's duration (:data:`TICK_BOUNDS`), cumulative."""
 
 
 class LayerStarted(_Msg):

@@ -10,9 +10,16 @@ the oldest and newest report of that window. Nothing here runs per frame.
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass, field
 from typing import Any, Final
 
-from audionode.engine.messages import EngineStats, FrameCounters
+from audionode.engine.messages import (
+    LATE_BOUNDS,
+    TICK_BOUNDS,
+    EngineStats,
+    FrameCounters,
+    Histogram,
+)
 
 WINDOW: Final = 60.0
 """Seconds of reports kept per engine for the per-minute rates."""
@@ -35,6 +42,45 @@ def _per_minute(new: FrameCounters, old: FrameCounters | None, span: float) -> d
     return {f: round((getattr(new, f) - getattr(old, f)) * 60.0 / span, 1) for f in _RATED}
 
 
+_FRAME_FIELDS: Final = ("sent", "nulled", "deficit", "silence", "errors")
+
+
+@dataclass(slots=True)
+class Lifetime:
+    """Counters of one engine slot over the node's life: every worker that served the slot,
+    the dead ones included (what ``/metrics`` exports, so no counter goes backwards when a
+    respawned worker starts again from 0)."""
+
+    frames: FrameCounters = field(default_factory=FrameCounters)
+    ticks: int = 0
+    resyncs: int = 0
+    late: Histogram = field(default_factory=lambda: Histogram.empty(LATE_BOUNDS))
+    tick: Histogram = field(default_factory=lambda: Histogram.empty(TICK_BOUNDS))
+
+    def plus(self, report: EngineStats) -> Lifetime:
+        """A new total: these counters plus those of ``report`` (cumulative since its
+        worker started)."""
+        out = Lifetime(
+            frames=FrameCounters(
+                **{f: getattr(self.frames, f) + getattr(report.totals, f) for f in _FRAME_FIELDS}
+            ),
+            ticks=self.ticks + report.ticks,
+            resyncs=self.resyncs + report.resyncs,
+            late=_add(self.late, report.late),
+            tick=_add(self.tick, report.tick),
+        )
+        return out
+
+
+def _add(mine: Histogram, theirs: Histogram | None) -> Histogram:
+    if theirs is None or len(theirs.counts) != len(mine.counts):
+        return Histogram(counts=list(mine.counts), total=mine.total)
+    return Histogram(
+        counts=[a + b for a, b in zip(mine.counts, theirs.counts, strict=True)],
+        total=mine.total + theirs.total,
+    )
+
+
 class StatsBook:
     """The latest minute of :class:`EngineStats` per engine slot.
 
@@ -46,6 +92,8 @@ class StatsBook:
     def __init__(self, window: float = WINDOW) -> None:
         self.window = window
         self._reports: dict[int, deque[tuple[float, EngineStats]]] = {}
+        self._retired: dict[int, Lifetime] = {}
+        """Per slot, the last counters of its dead workers, summed."""
 
     def add(self, slot: int, report: EngineStats, now: float) -> None:
         reports = self._reports.setdefault(slot, deque())
@@ -55,7 +103,28 @@ class StatsBook:
             reports.popleft()
 
     def forget(self, slot: int) -> None:
-        self._reports.pop(slot, None)
+        """The slot's engine died: its rates restart with the replacement; its last report's
+        counters are kept in :meth:`lifetime` (what it sent after that report is not)."""
+        reports = self._reports.pop(slot, None)
+        if reports:
+            self._retired[slot] = self._retired.get(slot, Lifetime()).plus(reports[-1][1])
+
+    def lifetime(self) -> dict[int, Lifetime]:
+        """Per slot, the counters of every engine that served it (monotonic across restarts)."""
+        out: dict[int, Lifetime] = {}
+        for slot in sorted(self._retired.keys() | self._reports.keys()):
+            total = self._retired.get(slot, Lifetime())
+            reports = self._reports.get(slot)
+            out[slot] = total.plus(reports[-1][1]) if reports else total
+        return out
+
+    def dave(self) -> dict[int, bool]:
+        """Per player key, whether its frames leave DAVE-encrypted (latest reports)."""
+        return {
+            key: c.dave
+            for reports in self._reports.values()
+            for key, c in reports[-1][1].players.items()
+        }
 
     def snapshot(self) -> dict[str, Any]:
         """``{"frames": totals, "frames_per_minute": rates, "players": {key: ...},

@@ -71,6 +71,10 @@ class GuildPlayer(Effects):
     repeat: RepeatMode = "off"
     context: dict[str, Any] = field(default_factory=dict)
     connected: bool = False
+    voice_mode: str | None = None
+    """The encryption mode of the last voice connection (``/metrics``)."""
+    dave_version: int = 0
+    """The DAVE protocol version of the last voice connection (0: none)."""
     paused: bool = False
     """The one copy of "paused" in the control plane; the engine is told on every change."""
     phase: Phase = Phase.IDLE
@@ -282,6 +286,7 @@ class GuildPlayer(Effects):
         """The voice connection's own two states, and refusals: outside the table."""
         if isinstance(event, msg.VoiceConnected):
             self.connected = True
+            self.voice_mode, self.dave_version = event.mode, event.dave_protocol_version
             self._emit(
                 ev.VoiceConnected,
                 ssrc=event.ssrc,

@@ -44,6 +44,7 @@ from audionode.control.views import (
 from audionode.engine import messages as msg
 from audionode.engine.host import EngineHost
 from audionode.errors import AudionodeError, Conflict
+from audionode.logs import guild_scope
 from audionode.player.player import Callbacks, GuildPlayer, OpenRequest
 from audionode.player.queue import Entry
 from audionode.service import persist
@@ -118,7 +119,9 @@ class NodeService(DirectMethods):
             player = self._target(ref, command)[1]
             if player is not None:  # its bot spoke of it: it still wants it here
                 self.held.release(player.key)
-        result = await handler(ref, command)
+        guild = ref.guild_id if isinstance(ref, c.PlayerRef) else getattr(command, "guild_id", None)
+        with guild_scope(guild):  # its log lines name the guild (docs/OPERATIONS.md)
+            result = await handler(ref, command)
         if self.keeper.enabled and not isinstance(command, _READS):
             self._touched(ref, command)
         return result
@@ -448,7 +451,9 @@ class NodeService(DirectMethods):
         self.send_engine(msg.Disconnect(player=player.key))
 
     def _open(self, key: int, request: OpenRequest) -> None:
-        task = asyncio.get_running_loop().create_task(self._open_task(key, request))
+        found = self._by_key.get(key)
+        with guild_scope(None if found is None else found[1].guild_id):  # the task inherits it
+            task = asyncio.get_running_loop().create_task(self._open_task(key, request))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -501,7 +506,8 @@ class NodeService(DirectMethods):
             return
         found = self._by_key.get(event.player)
         if found is not None:
-            found[1].on_engine_event(event)
+            with guild_scope(found[1].guild_id):
+                found[1].on_engine_event(event)
 
     def on_worker_lost(self, slot: int, keys: set[int]) -> None:
         """An engine worker died: tell each affected bot, then rebuild its player's engine state
@@ -511,11 +517,12 @@ class NodeService(DirectMethods):
             if found is None:
                 continue
             session, player = found
-            log.warning("player %d (guild %d) lost engine worker %d", key, player.guild_id, slot)
-            self.hearing.engine_lost(key)
-            player.engine_lost()
-            self._maybe_connect(session, player)
-            player.restore()
+            with guild_scope(player.guild_id):
+                log.warning("player %d lost engine worker %d", key, slot)
+                self.hearing.engine_lost(key)
+                player.engine_lost()
+                self._maybe_connect(session, player)
+                player.restore()
 
 
 _READS = (

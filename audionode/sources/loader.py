@@ -29,6 +29,7 @@ import importlib.util
 import logging
 import re
 import sys
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,10 @@ from audionode.sources.probing import Prober
 
 ENTRY_POINT_GROUP = "audionode.sources"
 _log = logging.getLogger(__name__)
+
+ExtractionObserver = Callable[[str, str, float, bool], None]
+"""``observer(source, op, seconds, ok)`` after every ``load`` or ``open`` a source ran (the
+metrics of ``audionode/observe/``); ``ok`` is False for an error result or an exception."""
 _PLUGIN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PREFIXED = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:\S")
 """``scheme:rest`` — a URL or a source prefix; never turned into a search."""
@@ -73,6 +78,7 @@ class SourceManager:
         self.failures = list(failures)
         self.shared = shared
         self.policy = shared.guard.policy if shared is not None else InputPolicy()
+        self.observer: ExtractionObserver | None = None
         names = [s.name for s in self.sources]
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate source names in {names}")
@@ -107,7 +113,9 @@ class SourceManager:
             query = f"{self.default_search}:{query}"
         tried = self.candidates(query)
         for source in tried:
+            began = time.perf_counter()
             result = await _load_with(source, query)
+            self._observed(source.name, "load", began, result is None or result.type != "error")
             if result is not None:
                 return result
         if not tried:
@@ -119,14 +127,22 @@ class SourceManager:
         """Ask the track's source for a Playable, stamped with the node's input policy;
         raises SourceError / NotFound."""
         source = self.get(track.source)
+        began = time.perf_counter()
         try:
             playable = await source.open(track)
         except AudionodeError:
+            self._observed(source.name, "open", began, False)
             raise
         except Exception as e:
+            self._observed(source.name, "open", began, False)
             _log.exception("source %s failed to open a track", source.name)
             raise SourceError(f"{source.name} could not open the track: {e}") from None
+        self._observed(source.name, "open", began, True)
         return msgspec.structs.replace(playable, policy=self.policy)
+
+    def _observed(self, source: str, op: str, began: float, ok: bool) -> None:
+        if self.observer is not None:
+            self.observer(source, op, time.perf_counter() - began, ok)
 
     async def close(self) -> None:
         for source in self.sources:

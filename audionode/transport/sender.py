@@ -140,6 +140,10 @@ class _Stream:
     stats: SenderStats = field(default_factory=SenderStats)
 
 
+TickCallback = Callable[[float, float], None]
+"""``on_tick(late, took)``: seconds the tick woke after its deadline and seconds it ran; called
+once per tick (metrics histograms), must be cheap and never raise."""
+
 TrackStartCallback = Callable[[K, int, int], None]
 """``on_track_start(key, track, position_ms)``: called from the tick, must be cheap and never
 block (enqueue an event); exceptions are logged and swallowed."""
@@ -163,8 +167,10 @@ class Sender(Generic[K]):
         resync_after: float = RESYNC_AFTER,
         keepalive_interval: float = KEEPALIVE_INTERVAL,
         batch: TickBatch | None = None,
+        on_tick: TickCallback | None = None,
     ) -> None:
         self.interval = interval
+        self._on_tick = on_tick
         self._batch = batch
         self.resync_after = resync_after
         self.keepalive_interval = keepalive_interval
@@ -335,6 +341,8 @@ class Sender(Generic[K]):
         took = time.perf_counter() - began
         if took > self.tick_max:
             self.tick_max = took
+        if self._on_tick is not None:
+            self._on_tick(late, took)
         self._deadline += self.interval
         self._handle = self._loop.call_at(self._deadline, self._tick)
 

@@ -14,6 +14,7 @@ from audionode.web import (
     errors,
     lavalink_rest,
     lavalink_ws,
+    metrics,
     rpc_ws,
     status,
 )
@@ -50,4 +51,5 @@ def create_app(service: NodeService) -> Sanic:  # type: ignore[type-arg]
     app.blueprint(rpc_ws.bp)
     app.blueprint(lavalink_ws.bp)
     app.blueprint(lavalink_rest.bp)
+    metrics.install(app)
     return app

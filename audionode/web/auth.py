@@ -13,13 +13,24 @@ from audionode.errors import Forbidden, Unauthorized
 PUBLIC_PATHS = frozenset({"/", "/health"})
 """Routes that need no credentials (health checks)."""
 
-SELF_AUTHENTICATED = frozenset({"/ws", "/rpc"})
-"""Websockets that check credentials themselves, to answer with their protocol's close code."""
+SELF_AUTHENTICATED = frozenset({"/ws", "/rpc", "/metrics"})
+"""Routes that check credentials themselves: the websockets, to answer with their protocol's
+close code, and ``/metrics``, which also takes the ``metrics_token`` (web/metrics.py)."""
 
 
 def password_matches(supplied: str, password: str) -> bool:
     """Constant-time comparison (every front door's password check ends here)."""
     return hmac.compare_digest(supplied.encode(), password.encode())
+
+
+def check_metrics_authorization(header: str | None, password: str, token: str) -> None:
+    """``/metrics``: the password (as everywhere), or ``Bearer <metrics_token>`` when a token
+    is configured; both compared in constant time."""
+    if header and token:
+        scheme, _, rest = header.strip().partition(" ")
+        if scheme.lower() == "bearer" and rest and password_matches(rest.strip(), token):
+            return
+    check_authorization(header, password)
 
 
 def check_authorization(header: str | None, password: str) -> None:
