@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,6 +77,8 @@ class Engine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reporter: asyncio.Task[None] | None = None
         self._gc = GcPolicy()
+        self._last_report = (time.process_time(), time.monotonic(), 0, 0.0)
+        """CPU time, wall time, ticks and tick seconds at the previous report."""
         self.receive: ReceivePath | None = ReceivePath() if config.voice.receive else None
         """The other members' audio (``voice.receive``), consumed by :attr:`hearing`."""
         self.hearing = Hearing(config, emit, self.receive, self._start_feed, self._stop_feed)
@@ -133,6 +136,10 @@ class Engine:
             dave = unit is not None and unit.conn is not None and unit.conn.dave.ready
             players[key] = _counters(st, dave)
         late, took = self.sender.take_timing()
+        cpu, wall = time.process_time(), time.monotonic()
+        ticks, tick_total = self.sender.ticks, self.sender.tick_total
+        last_cpu, last_wall, last_ticks, last_total = self._last_report
+        self._last_report = (cpu, wall, ticks, tick_total)
         return msg.EngineStats(
             player=0,
             totals=_counters(self.sender.totals, False),
@@ -142,6 +149,12 @@ class Engine:
             late_max_ms=round(late * 1000, 3),
             tick_max_ms=round(took * 1000, 3),
             hearing=self.hearing.stats() if self.receive is not None else {},
+            cpu=round((cpu - last_cpu) / (wall - last_wall), 4) if wall > last_wall else 0.0,
+            tick_mean_ms=(
+                round((tick_total - last_total) * 1000 / (ticks - last_ticks), 4)
+                if ticks > last_ticks
+                else 0.0
+            ),
         )
 
     async def _report_stats(self) -> None:

@@ -258,6 +258,13 @@ class EngineStats(_Msg):
     hearing: dict[str, int] = {}
     """Counters of ``engine/hearing.py``: VDP datagrams (``protocol/vdp.py``), recordings
     open, frames played by the receive path."""
+    cpu: float = 0.0
+    """Cores the engine's process used since the previous report (admission, issue 17)."""
+    tick_mean_ms: float = 0.0
+    """Mean tick (drain + every stream) since the previous report."""
+    shared: dict[str, int] = {}
+    """Shared encodes (``media/fanout.py``): pipelines feeding more than one player, and the
+    players they feed."""
 
 
 class LayerStarted(_Msg):
