@@ -90,6 +90,9 @@ class EngineConfig(_Section):
     """Commands kept for a worker being restarted; further ones are refused with an error."""
     max_pending_bytes: Annotated[int, Meta(ge=1 << 20, le=1 << 32)] = 64 << 20
     """Bytes of commands kept for a worker being restarted."""
+    share_live: bool = True
+    """Players of one worker playing the same live stream with the same volume and filters
+    share one decode/filter/encode (``media/fanout.py``, docs/decisions/0018-shared-encode.md)."""
     admission: AdmissionConfig = msgspec.field(default_factory=AdmissionConfig)
     """Placement by load and refusal at capacity."""
 

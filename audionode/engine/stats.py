@@ -102,6 +102,7 @@ class StatsBook:
                 "tick_max_ms": new.tick_max_ms,
                 "tick_mean_ms": new.tick_mean_ms,
                 "cpu": new.cpu,
+                "shared": new.shared,
             }
         return {
             "frames": _counters(totals),
