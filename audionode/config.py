@@ -37,6 +37,29 @@ class _Section(Struct, forbid_unknown_fields=True, kw_only=True):
     """Base of every config section: unknown keys are errors, not silently ignored."""
 
 
+class AdmissionConfig(_Section):
+    """When a worker takes no more players (``engine/admission.py``, docs/ARCHITECTURE.md,
+    "Admission and placement"). A new player goes to the least-loaded worker; when every
+    worker is at one of these limits it is refused (``NODE_AT_CAPACITY``, HTTP 503)."""
+
+    enabled: bool = True
+    """False: place by load but never refuse."""
+    max_cpu: Annotated[float, Meta(gt=0, le=4)] = 0.85
+    """Cores one worker process may use (its last report, plus the new player's share)."""
+    max_tick_ms: Annotated[float, Meta(gt=0, le=20)] = 10.0
+    """Mean time of one sender tick (every stream of the worker) out of the 20 ms budget;
+    the producer thread needs the rest of the GIL."""
+    max_missed: Annotated[float, Meta(ge=0, le=1)] = 0.01
+    """Fraction of a worker's frame slots skipped by its clock (deficit) over the last minute,
+    judged once the worker sent at least 10,000 frames in that minute."""
+    max_players_per_worker: Annotated[int, Meta(ge=0)] = 0
+    """Players placed on one worker at most; 0 = no fixed cap (the measured limits apply)."""
+    stream_cost: Annotated[float, Meta(gt=0, le=1)] = 0.003
+    """Cores a player is assumed to cost until its worker has reported with players on it."""
+    retry_after: Annotated[int, Meta(ge=1, le=3600)] = 10
+    """Seconds a refused client is told to wait (``Retry-After``)."""
+
+
 class EngineConfig(_Section):
     """The data plane: worker processes and the opus encoder."""
 
@@ -68,6 +91,11 @@ class EngineConfig(_Section):
     """Commands kept for a worker being restarted; further ones are refused with an error."""
     max_pending_bytes: Annotated[int, Meta(ge=1 << 20, le=1 << 32)] = 64 << 20
     """Bytes of commands kept for a worker being restarted."""
+    share_live: bool = True
+    """Players of one worker playing the same live stream with the same volume and filters
+    share one decode/filter/encode (``media/fanout.py``, docs/decisions/0018-shared-encode.md)."""
+    admission: AdmissionConfig = msgspec.field(default_factory=AdmissionConfig)
+    """Placement by load and refusal at capacity."""
 
 
 class HttpSourceConfig(_Section):

@@ -15,6 +15,7 @@
     ├── RemoteError                something outside failed: a source, a voice server (502)
     │   ├── SourceError            resolving or opening a track failed
     │   └── VoiceError             the voice connection failed
+    ├── Unavailable                the node cannot take this now; try later (503 + Retry-After)
     └── InternalError              our own bug, as the peer sees it (500, ``INTERNAL``)
 
 Local misuse (our own bugs) is not in this tree: it stays a plain Python exception and is
@@ -102,6 +103,19 @@ class SourceError(RemoteError):
 
 class VoiceError(RemoteError):
     code = "VOICE_ERROR"
+
+
+class Unavailable(AudionodeError):
+    """The request is fine but the node cannot take it now (``NODE_AT_CAPACITY``: every engine
+    worker is at its budget). ``retry_after``: seconds the client should wait (the HTTP fronts
+    send it as ``Retry-After``)."""
+
+    code = "UNAVAILABLE"
+    status = 503
+
+    def __init__(self, message: str, *, code: str | None = None, retry_after: int = 10) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
 
 
 class InternalError(AudionodeError):

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,13 +25,15 @@ from audionode.engine import messages as msg
 from audionode.engine.gcpolicy import GcPolicy
 from audionode.engine.hearing import Hearing
 from audionode.engine.receive import ReceivePath
-from audionode.errors import VoiceError
+from audionode.errors import BadRequest, Conflict, VoiceError
 from audionode.logs import guild_scope
 from audionode.media import events as media_events
+from audionode.media.fanout import SharedEncode, Tee
 from audionode.media.layers import FeedLayer
-from audionode.media.pipeline import Pipeline
+from audionode.media.pipeline import MAX_VOLUME, Pipeline
 from audionode.media.producer import shared as shared_producer
-from audionode.transport.sender import Sender, SenderStats
+from audionode.protocol.filters import parse_filters
+from audionode.transport.sender import FrameSource, Sender, SenderStats
 from audionode.transport.voice_conn import Closed, Connected, Resumed, VoiceConnection, VoiceEvent
 from audionode.voice.packetizer import SILENCE_FRAME_COUNT
 
@@ -54,6 +58,14 @@ class _Unit:
     stopped: bool = False
     sending: bool = False
     """The sender is popping this player's frame buffer (not paused, not stopped)."""
+    volume: float = 1.0
+    filters: dict[str, Any] = field(default_factory=dict)
+    """The options the player asked for (a shared encode is joined only with equal ones)."""
+    shared: SharedEncode | None = None
+    """The shared encode this player plays from (``media/fanout.py``); None: its own."""
+    tee: Tee | None = None
+    """Its frame source while it plays (or is leaving) a shared encode."""
+    paused: bool = False
 
 
 class Engine:
@@ -81,9 +93,13 @@ class Engine:
         self._units: dict[int, _Unit] = {}
         self._guilds: dict[int, int] = {}
         """Player key -> guild id (from its Connect), for the guild in log lines."""
+        self._shared: dict[tuple[object, ...], SharedEncode] = {}
+        """Live sources encoded once for several players (``media/fanout.py``)."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reporter: asyncio.Task[None] | None = None
         self._gc = GcPolicy()
+        self._last_report = (time.process_time(), time.monotonic(), 0, 0.0)
+        """CPU time, wall time, ticks and tick seconds at the previous report."""
         self.receive: ReceivePath | None = ReceivePath() if config.voice.receive else None
         """The other members' audio (``voice.receive``), consumed by :attr:`hearing`."""
         self.hearing = Hearing(config, emit, self.receive, self._start_feed, self._stop_feed)
@@ -96,13 +112,13 @@ class Engine:
                 c.source, c.serial, start_ms=c.start_ms, end_ms=c.end_ms
             ),
             msg.CancelPreload: lambda c: self._pipeline(c.player).clear_next(),
-            msg.Skip: lambda c: self._pipeline(c.player).skip(),
+            msg.Skip: self._skip,
             msg.Stop: self._stop,
             msg.Pause: self._pause,
             msg.Resume: self._resume,
-            msg.Seek: lambda c: self._pipeline(c.player).seek(c.position_ms),
-            msg.SetVolume: lambda c: self._pipeline(c.player).set_volume(c.volume),
-            msg.SetFilters: lambda c: self._pipeline(c.player).set_filters(c.filters),
+            msg.Seek: self._seek,
+            msg.SetVolume: self._set_volume,
+            msg.SetFilters: self._set_filters,
             msg.SetCrossfade: lambda c: self._pipeline(c.player).set_crossfade(c.seconds),
             msg.Fault: faults.inject,
             msg.AddLayer: self._add_layer,
@@ -141,6 +157,10 @@ class Engine:
             dave = unit is not None and unit.conn is not None and unit.conn.dave.ready
             players[key] = _counters(st, dave)
         late, took = self.sender.take_timing()
+        cpu, wall = time.process_time(), time.monotonic()
+        ticks, tick_total = self.sender.ticks, self.sender.tick_total
+        last_cpu, last_wall, last_ticks, last_total = self._last_report
+        self._last_report = (cpu, wall, ticks, tick_total)
         return msg.EngineStats(
             player=0,
             totals=_counters(self.sender.totals, False),
@@ -152,6 +172,16 @@ class Engine:
             hearing=self.hearing.stats() if self.receive is not None else {},
             late=msgspec.structs.replace(self._late, counts=list(self._late.counts)),
             tick=msgspec.structs.replace(self._took, counts=list(self._took.counts)),
+            shared={
+                "encodes": sum(1 for e in self._shared.values() if e.members),
+                "players": sum(len(e.members) for e in self._shared.values()),
+            },
+            cpu=round((cpu - last_cpu) / (wall - last_wall), 4) if wall > last_wall else 0.0,
+            tick_mean_ms=(
+                round((tick_total - last_total) * 1000 / (ticks - last_ticks), 4)
+                if ticks > last_ticks
+                else 0.0
+            ),
         )
 
     def _timed(self, late: float, took: float) -> None:
@@ -221,9 +251,11 @@ class Engine:
                 ),
             )
             self.sender.attach(cmd.player, unit.conn)
-            if unit.pipeline is not None:  # tracks queued before the connection existed
-                self.sender.play(cmd.player, unit.pipeline.buffer)
-                unit.sending = not unit.pipeline.paused or bool(unit.layers)
+            source = self._frames(unit)
+            if source is not None:  # tracks queued before the connection existed
+                self.sender.play(cmd.player, source)
+                paused = unit.paused if unit.pipeline is None else unit.pipeline.paused
+                unit.sending = not paused or bool(unit.layers)
                 if not unit.sending:
                     self.sender.pause(cmd.player)
             log.debug("player %d: connecting voice to %s", cmd.player, cmd.endpoint)
@@ -245,6 +277,7 @@ class Engine:
             return
         if unit.pipeline is not None:
             unit.pipeline.close()
+        self._leave(unit, None)
         for layer in sorted(unit.layers):
             if layer > 0:  # the control plane's; VDP channels report their own end
                 self._emit(msg.LayerEnded(player=cmd.player, layer=layer, reason="disconnected"))
@@ -265,7 +298,8 @@ class Engine:
     # --- media ------------------------------------------------------------------------------
 
     def _pipeline(self, key: int) -> Pipeline:
-        """The player's pipeline, created (and started) on first use."""
+        """The player's own pipeline, created (and started) on first use; a player playing a
+        shared encode leaves it for a pipeline of its own (its options diverge)."""
         unit = self._units.setdefault(key, _Unit(key))
         if unit.pipeline is None:
             loop = self._loop or asyncio.get_running_loop()
@@ -274,39 +308,194 @@ class Engine:
                 # Called on the pipeline's thread: hop to the loop, never block it.
                 loop.call_soon_threadsafe(self._media_event, key, event)
 
-            unit.pipeline = Pipeline(self.config.engine, on_event, owner=key)
-            unit.pipeline.start()
+            pipeline = Pipeline(self.config.engine, on_event, owner=key)
+            if unit.volume != 1.0:
+                pipeline.set_volume(unit.volume)
+            if unit.filters:
+                pipeline.set_filters(unit.filters)
+            pipeline.start()
+            unit.pipeline = pipeline
+            shared, tee = unit.shared, unit.tee
+            if shared is not None and tee is not None:
+                # Same live source, same serial: the tee hands over at its first frame.
+                shared.drop(key)
+                unit.shared = None
+                pipeline.play(shared.source, tee.serial)
+                if unit.paused:
+                    pipeline.pause()
+                tee.leave_for(pipeline.buffer)
+                log.info("player %d: leaves a shared encode (its options diverged)", key)
         return unit.pipeline
 
+    def _frames(self, unit: _Unit) -> FrameSource | None:
+        """What the sender pops for ``unit``: its tee (sharing, or leaving) or its buffer."""
+        if unit.tee is not None:
+            return unit.tee
+        return None if unit.pipeline is None else unit.pipeline.buffer
+
+    # --- shared encodes (media/fanout.py) ------------------------------------------------------
+
+    def _share_key(self, unit: _Unit, cmd: msg.Play) -> tuple[object, ...] | None:
+        """The key of the shared encode ``cmd`` may join, or None when it plays alone: only a
+        live URL from its live edge, for a player without layers whose own pipeline is idle."""
+        src = cmd.source
+        if not self.config.engine.share_live or not src.is_live or src.url is None:
+            return None
+        if cmd.start_ms or cmd.end_ms is not None or unit.layers:
+            return None
+        if unit.pipeline is not None and not unit.pipeline.idle:
+            return None
+        return (
+            src.url,
+            tuple(sorted(src.headers.items())),
+            tuple(sorted(src.options.items())),
+            src.format,
+            msgspec.json.encode(src.policy),
+            unit.volume,
+            json.dumps(unit.filters, sort_keys=True),
+        )
+
+    def _join_shared(self, unit: _Unit, cmd: msg.Play, key: tuple[object, ...]) -> None:
+        encode = self._shared.get(key)
+        if encode is None:
+            loop = self._loop or asyncio.get_running_loop()
+            pipeline = Pipeline(self.config.engine, None, owner=unit.key)
+            encode = SharedEncode(key, cmd.source, pipeline)
+
+            def on_event(event: media_events.PipelineEvent) -> None:
+                loop.call_soon_threadsafe(self._shared_event, encode, event)
+
+            pipeline.set_events(on_event)
+            if unit.volume != 1.0:
+                pipeline.set_volume(unit.volume)
+            if unit.filters:
+                pipeline.set_filters(unit.filters)
+            pipeline.start()
+            pipeline.play(cmd.source, 1)
+            encode.on_empty = self._forget_shared
+            self._shared[key] = encode
+        if unit.pipeline is not None:  # idle: nothing of it is lost
+            unit.pipeline.close()
+            unit.pipeline = None
+        unit.tee = encode.join(unit.key, cmd.serial)
+        unit.shared = encode
+        unit.stopped = unit.paused = False
+        self.sender.play(unit.key, unit.tee)
+        unit.sending = True
+
+    def _forget_shared(self, encode: SharedEncode) -> None:
+        if self._shared.get(encode.key) is encode:
+            del self._shared[encode.key]
+
+    def _leave(self, unit: _Unit, reason: str | None) -> None:
+        """Stop reading any shared encode; ``reason``: the member's track ends so."""
+        shared, tee = unit.shared, unit.tee
+        unit.shared = unit.tee = None
+        if shared is not None and tee is not None:
+            shared.drop(unit.key)
+            if reason is not None:
+                self._emit(msg.TrackEnded(player=unit.key, serial=tee.serial, reason=reason))
+        if tee is not None:
+            tee.close()
+
+    def _shared_event(self, encode: SharedEncode, event: media_events.PipelineEvent) -> None:
+        """An event of a shared pipeline, told to each member under its own serial."""
+        for key, tee in list(encode.members.items()):
+            if isinstance(event, media_events.TrackFinished | media_events.TrackFailed):
+                message = getattr(event, "message", None)
+                reason = "error" if isinstance(event, media_events.TrackFailed) else event.reason
+                self._emit(
+                    msg.TrackEnded(player=key, serial=tee.serial, reason=reason, message=message)
+                )
+                encode.drop(key)
+                unit = self._units.get(key)
+                if unit is not None and unit.shared is encode:
+                    unit.shared = None  # its tee plays out what is buffered
+            elif isinstance(event, media_events.Position):
+                self._emit(
+                    msg.TrackPosition(player=key, serial=tee.serial, position_ms=event.position_ms)
+                )
+
     def _play(self, cmd: msg.Play) -> None:
+        unit = self._units.setdefault(cmd.player, _Unit(cmd.player))
+        if unit.shared is not None:  # another track replaces the shared one
+            self._leave(unit, "replaced")
+        share = self._share_key(unit, cmd)
+        if share is not None:
+            self._join_shared(unit, cmd, share)
+            return
+        if unit.tee is not None:
+            self._leave(unit, None)
         pipeline = self._pipeline(cmd.player)
-        unit = self._units[cmd.player]
-        unit.stopped = False
+        unit.stopped = unit.paused = False
         pipeline.play(cmd.source, cmd.serial, start_ms=cmd.start_ms, end_ms=cmd.end_ms)
         pipeline.resume()
         self.sender.play(cmd.player, pipeline.buffer)
         unit.sending = True
 
     def _stop(self, cmd: msg.Stop) -> None:
+        unit = self._units.setdefault(cmd.player, _Unit(cmd.player))
+        if unit.tee is not None:
+            self._leave(unit, "stopped")
         self._pipeline(cmd.player).stop()
-        unit = self._units[cmd.player]
         unit.stopped = True
         if not unit.layers:  # layers play on over the silence
             self.sender.stop(cmd.player)
             unit.sending = False
 
     def _pause(self, cmd: msg.Pause) -> None:
+        unit = self._units.setdefault(cmd.player, _Unit(cmd.player))
+        unit.paused = True
+        if unit.shared is not None:  # the shared encode goes on for the others
+            self.sender.pause(cmd.player)
+            unit.sending = False
+            return
         self._pipeline(cmd.player).pause()
-        unit = self._units[cmd.player]
         if not unit.layers:
             self.sender.pause(cmd.player)
             unit.sending = False
 
     def _resume(self, cmd: msg.Resume) -> None:
-        self._pipeline(cmd.player).resume()
+        unit = self._units.setdefault(cmd.player, _Unit(cmd.player))
+        unit.paused = False
+        if unit.shared is None:
+            self._pipeline(cmd.player).resume()
         self.sender.resume(cmd.player)
-        unit = self._units[cmd.player]
         unit.sending = unit.sending or not unit.stopped
+
+    def _skip(self, cmd: msg.Skip) -> None:
+        unit = self._units.get(cmd.player)
+        if unit is not None and unit.shared is not None:
+            self._leave(unit, "skipped")  # a member queues nothing (a Preload leaves)
+            self.sender.stop(cmd.player)
+            unit.sending = False
+            return
+        self._pipeline(cmd.player).skip()
+
+    def _seek(self, cmd: msg.Seek) -> None:
+        unit = self._units.get(cmd.player)
+        if unit is not None and unit.shared is not None:
+            raise Conflict("cannot seek: the current track is a live stream")
+        self._pipeline(cmd.player).seek(cmd.position_ms)
+
+    def _set_volume(self, cmd: msg.SetVolume) -> None:
+        unit = self._units.setdefault(cmd.player, _Unit(cmd.player))
+        if not 0.0 <= cmd.volume <= MAX_VOLUME:
+            raise BadRequest(f"volume must be between 0.0 and {MAX_VOLUME}, got {cmd.volume}")
+        unit.volume = cmd.volume
+        if unit.shared is not None and unit.shared.key[5] == cmd.volume:
+            return  # the shared encode plays at this volume already
+        self._pipeline(cmd.player).set_volume(cmd.volume)
+
+    def _set_filters(self, cmd: msg.SetFilters) -> None:
+        unit = self._units.setdefault(cmd.player, _Unit(cmd.player))
+        parse_filters(cmd.filters)  # an invalid set is refused before anything changes
+        unit.filters = dict(cmd.filters)
+        if unit.shared is not None and unit.shared.key[6] == json.dumps(
+            unit.filters, sort_keys=True
+        ):
+            return
+        self._pipeline(cmd.player).set_filters(cmd.filters)
 
     # --- layers -----------------------------------------------------------------------------
 
@@ -327,8 +516,9 @@ class Engine:
     def _layer_on(self, key: int, layer: int) -> None:
         unit = self._units[key]
         unit.layers.add(layer)
-        if unit.conn is not None and unit.pipeline is not None and not unit.sending:
-            self.sender.play(key, unit.pipeline.buffer)  # even while paused or stopped
+        source = self._frames(unit)
+        if unit.conn is not None and source is not None and not unit.sending:
+            self.sender.play(key, source)  # even while paused or stopped
             unit.sending = True
 
     def _layer_off(self, key: int, layer: int) -> None:

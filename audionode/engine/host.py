@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from audionode.config import Config
 from audionode.engine import messages as msg
+from audionode.engine.admission import Placer
 from audionode.engine.stats import StatsBook
 from audionode.engine.watchdog import LocalWatch
 
@@ -63,6 +64,16 @@ class EngineHost(Protocol):
 
     def stats(self) -> dict[str, Any]: ...
 
+    def admit(self, key: int) -> None:
+        """Place a new player on the least-loaded engine, or raise
+        :class:`~audionode.errors.Unavailable` (``NODE_AT_CAPACITY``) when every engine is at
+        its budget (``engine/admission.py``)."""
+        ...
+
+    def release(self, key: int) -> None:
+        """The player is gone: its place is free."""
+        ...
+
 
 class LocalHost:
     """The engine runs in this process and this event loop (tests, tiny deployments).
@@ -77,6 +88,7 @@ class LocalHost:
         self._on_event = on_event
         self._max_data = config.engine.max_message_bytes
         self.book = StatsBook()
+        self.placer = Placer(1, config.engine.admission)
         self.engine = load_factory(factory)(config, self._emit)
         # The engine brings its producer thread (the real one does; a test engine may not):
         # this module runs in the control process and never imports media/ itself.
@@ -114,6 +126,13 @@ class LocalHost:
             self.watch.close()
         await self.engine.close()
 
+    def admit(self, key: int) -> None:
+        self.placer.admit(key, self.placer.loads(self.book, [True]))
+
+    def release(self, key: int) -> None:
+        self.placer.release(key)
+
     def stats(self) -> dict[str, Any]:
         watch = {} if self.watch is None else self.watch.report()
-        return {"workers": 0, **watch, **self.book.snapshot()}
+        admission = self.placer.status(self.placer.loads(self.book, [True]))
+        return {"workers": 0, **watch, **self.book.snapshot(), "admission": admission}

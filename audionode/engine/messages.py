@@ -286,6 +286,13 @@ class EngineStats(_Msg):
     not measure it (a test engine)."""
     tick: Histogram | None = None
     """Every tick's duration (:data:`TICK_BOUNDS`), cumulative."""
+    cpu: float = 0.0
+    """Cores the engine's process used since the previous report (admission, issue 17)."""
+    tick_mean_ms: float = 0.0
+    """Mean tick (drain + every stream) since the previous report."""
+    shared: dict[str, int] = {}
+    """Shared encodes (``media/fanout.py``): pipelines feeding more than one player, and the
+    players they feed."""
 
 
 class LayerStarted(_Msg):

@@ -126,6 +126,19 @@ class StatsBook:
             for key, c in reports[-1][1].players.items()
         }
 
+    def latest(self, slot: int) -> EngineStats | None:
+        """The newest report of ``slot`` (None: none since its engine started)."""
+        reports = self._reports.get(slot)
+        return reports[-1][1] if reports else None
+
+    def window_frames(self, slot: int) -> tuple[int, int]:
+        """``(sent, deficit)`` of ``slot`` over the reports kept (about :attr:`window`)."""
+        reports = self._reports.get(slot)
+        if not reports or len(reports) < 2:
+            return 0, 0
+        old, new = reports[0][1].totals, reports[-1][1].totals
+        return new.sent - old.sent, new.deficit - old.deficit
+
     def snapshot(self) -> dict[str, Any]:
         """``{"frames": totals, "frames_per_minute": rates, "players": {key: ...},
         "engines": {slot: timing}, "hearing": {VDP counters, recordings}}``; rates are empty
@@ -156,6 +169,9 @@ class StatsBook:
                 "resyncs": new.resyncs,
                 "late_max_ms": new.late_max_ms,
                 "tick_max_ms": new.tick_max_ms,
+                "tick_mean_ms": new.tick_mean_ms,
+                "cpu": new.cpu,
+                "shared": new.shared,
             }
         return {
             "frames": _counters(totals),

@@ -41,6 +41,7 @@ import msgspec
 from audionode.config import Config
 from audionode.engine import messages as msg
 from audionode.engine import wire
+from audionode.engine.admission import Placer, WorkerLoad
 from audionode.engine.child import worker_main
 from audionode.engine.host import DEFAULT_FACTORY, EventCallback
 from audionode.engine.quarantine import Quarantine
@@ -93,7 +94,8 @@ class _Slot:
 
 
 class WorkerPool:
-    """N engine workers; a player's commands always go to ``slot = key % N``."""
+    """N engine workers; a new player is placed on the least-loaded one (or refused when all
+    are at their budget: ``engine/admission.py``) and its commands go there for its life."""
 
     young = 30.0
     """A worker dying sooner than this after its start counts toward the restart backoff."""
@@ -124,6 +126,7 @@ class WorkerPool:
         self.restarts = 0
         self.book = StatsBook()
         self.quarantine = Quarantine()
+        self.placer = Placer(workers, config.engine.admission)
         self._ctx = multiprocessing.get_context("spawn")
 
     async def start(self) -> None:
@@ -268,7 +271,7 @@ class WorkerPool:
         """Deliver ``command`` to its player's worker (or queue it while that worker is being
         replaced); a command that cannot be delivered is answered with an error event."""
         now = time.monotonic()
-        slot = self._slots[command.player % self._size]
+        slot = self._slots[self.placer.slot_of(command.player)]
         refusal = self.quarantine.refuse(command, now)
         data = b""
         if refusal is None:
@@ -318,6 +321,23 @@ class WorkerPool:
         slot.pending_bytes += size
         return None
 
+    # --- placement ---------------------------------------------------------------------------
+
+    def _loads(self) -> list[WorkerLoad]:
+        up = [
+            s.worker is not None and s.worker.alive and s.worker.cause is None
+            for s in self._slots
+        ]
+        return self.placer.loads(self.book, up)
+
+    def admit(self, key: int) -> None:
+        """Place a new player (``engine/admission.py``); raises ``Unavailable`` at capacity."""
+        slot = self.placer.admit(key, self._loads())
+        log.debug("player %d placed on engine worker %d", key, slot)
+
+    def release(self, key: int) -> None:
+        self.placer.release(key)
+
     # --- shutdown and reports ---------------------------------------------------------------
 
     async def close(self) -> None:
@@ -349,6 +369,7 @@ class WorkerPool:
                 "pid": None if worker is None else worker.process.pid,
                 "alive": False,
                 "players": len(slot.players),
+                "placed": self.placer.placed(slot.index),
                 "restarts": slot.restarts,
                 "last_death": slot.last_death,
                 "pending": len(slot.pending),
@@ -366,6 +387,7 @@ class WorkerPool:
             **self.quarantine.stats(),
             "processes": processes,
             **self.book.snapshot(),
+            "admission": self.placer.status(self._loads()),
         }
 
     def pids(self) -> list[int]:

@@ -114,6 +114,11 @@ class Pipeline:
         self._step_lock = threading.RLock()
         self._producer: Producer | None = None
 
+    def set_events(self, on_event: Callable[[PipelineEvent], None]) -> None:
+        """Replace the event callback (before :meth:`start`: a shared encode is built first
+        and told its callback, which names it, after)."""
+        self._on_event = on_event
+
     # -- control API (any thread) ----------------------------------------------------------
 
     def start(self) -> None:
@@ -187,6 +192,11 @@ class Pipeline:
     @property
     def paused(self) -> bool:
         return self._paused
+
+    @property
+    def idle(self) -> bool:
+        """Nothing is playing or queued (a player may then join a shared encode)."""
+        return self._mixer.current is None and self._mixer.next is None
 
     def set_volume(self, volume: float) -> None:
         """Player volume, 0.0-10.0 (1.0 = unchanged; Lavalink's 1000 %), multiplied with the

@@ -404,7 +404,7 @@ class NodeService(DirectMethods):
 
     def _restore_player(self, session: Session, stored: StoredPlayer) -> None:
         guild_id = GuildId(stored.record.guild_id)
-        player = self._new_player(session, guild_id)
+        player = self._new_player(session, guild_id, admit=False)
         session.players[guild_id] = player
         persist.apply_record(player, stored)
         self.held.hold(player.key)  # voice connects once its bot is back (VoiceHold)
@@ -417,8 +417,13 @@ class NodeService(DirectMethods):
 
     # --- players and the engine -----------------------------------------------------------------
 
-    def _new_player(self, session: Session, guild_id: GuildId) -> GuildPlayer:
+    def _new_player(self, session: Session, guild_id: GuildId, admit: bool = True) -> GuildPlayer:
+        """A new player, placed on an engine worker by load; ``admit`` False (a player restored
+        from the state file) is never refused. Raises ``Unavailable`` (``NODE_AT_CAPACITY``)
+        when every worker is at its budget (``engine/admission.py``)."""
         key = next(self._keys)
+        if admit and self.engine is not None:
+            self.engine.admit(key)
 
         def emit(event: ev.ControlEvent) -> None:
             session.emit(event)
@@ -449,6 +454,8 @@ class NodeService(DirectMethods):
             self.keeper.player_gone(found[0], player)
         self.hearing.release(player.key)
         self.send_engine(msg.Disconnect(player=player.key))
+        if self.engine is not None:
+            self.engine.release(player.key)
 
     def _open(self, key: int, request: OpenRequest) -> None:
         found = self._by_key.get(key)

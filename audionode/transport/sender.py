@@ -182,6 +182,8 @@ class Sender(Generic[K]):
         """Latest wake-up after a deadline (s) since :meth:`take_timing` last reset it."""
         self.tick_max = 0.0
         """Longest tick (s) since :meth:`take_timing` last reset it."""
+        self.tick_total = 0.0
+        """Seconds spent in ticks since the start (admission reads the mean per tick)."""
         self._on_track_start = on_track_start
         self._streams: dict[K, _Stream] = {}
         self._commands: deque[Callable[[], None]] = deque()
@@ -339,6 +341,7 @@ class Sender(Generic[K]):
             self.late_max = late
         # perf_counter, not loop.time(): uvloop's clock has millisecond resolution.
         took = time.perf_counter() - began
+        self.tick_total += took
         if took > self.tick_max:
             self.tick_max = took
         if self._on_tick is not None:

@@ -7,7 +7,7 @@ from sanic import Request, Sanic
 from sanic.exceptions import SanicException
 from sanic.response import HTTPResponse, json
 
-from audionode.errors import AudionodeError, for_peer
+from audionode.errors import AudionodeError, Unavailable, for_peer
 from audionode.protocol import jsonin
 from audionode.protocol.discodo_map import rest_error
 
@@ -35,7 +35,14 @@ def _as_error(request: Request, exc: Exception) -> tuple[int, AudionodeError]:
 
 async def _handle(request: Request, exc: Exception) -> HTTPResponse:
     status, err = _as_error(request, exc)
-    return json(rest_error(status, err), status=status)
+    return json(rest_error(status, err), status=status, headers=retry_headers(err))
+
+
+def retry_headers(err: AudionodeError) -> dict[str, str]:
+    """``Retry-After`` for an error that says when to come back (a node at capacity)."""
+    if isinstance(err, Unavailable):
+        return {"Retry-After": str(err.retry_after)}
+    return {}
 
 
 def install(app: Sanic) -> None:  # type: ignore[type-arg]

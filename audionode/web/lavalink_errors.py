@@ -14,6 +14,7 @@ from audionode.errors import AudionodeError, Unauthorized, for_peer
 from audionode.protocol import jsonin
 from audionode.protocol.lavalink import flag
 from audionode.protocol.lavalink_map import error_body
+from audionode.web.errors import retry_headers
 
 WEBSOCKET = "/v4/websocket"
 
@@ -37,4 +38,4 @@ async def lavalink_error(request: Request, exc: Exception) -> HTTPResponse:
     except AudionodeError:
         trace = False
     body = error_body(status, err, request.path, int(time.time() * 1000), trace)
-    return json(body, status=status)
+    return json(body, status=status, headers=retry_headers(err))

@@ -43,8 +43,12 @@ class Scene:
         service = self.c.node.node.service
         return service.sessions.find(PlayerRef(user_id=BOT, guild_id=guild.guild))[1].key
 
+    def slot(self, guild: Guild) -> int:
+        """The worker the guild's player was placed on (by load: ``engine/admission.py``)."""
+        return self.pool.placer.slot_of(self.key(guild))
+
     def pid(self, guild: Guild) -> int:
-        process = self.pool.stats()["processes"][self.key(guild) % 2]
+        process = self.pool.stats()["processes"][self.slot(guild)]
         assert process["alive"], process
         pid: int = process["pid"]
         return pid
@@ -72,7 +76,7 @@ async def scene(
             assert isinstance(pool, WorkerPool)
             b = await join(c, log)
             s = Scene(c, log, pool, of_chain(c), b)
-            assert s.key(s.a) % 2 != s.key(s.b) % 2  # one worker each
+            assert s.slot(s.a) != s.slot(s.b)  # one worker each
             await b.load(b_plays)
             await s.started(b, "660")
             yield s
@@ -113,9 +117,9 @@ async def test_a_track_that_killed_its_worker_twice_is_quarantined(
         await s.started(s.a, "550")  # the player moved on instead of replaying it
         stats = s.pool.stats()
         assert stats["quarantined"] == 1 and stats["restarts"] == 2
-        slot = stats["processes"][s.key(s.a) % 2]
+        slot = stats["processes"][s.slot(s.a)]
         assert slot["restarts"] == 2 and "exit code -9" in slot["last_death"]
-        assert stats["processes"][s.key(s.b) % 2]["restarts"] == 0
+        assert stats["processes"][s.slot(s.b)]["restarts"] == 0
 
         # Guild B, on the other worker, never noticed.
         rate, gap = steady(s.b, since)
@@ -135,7 +139,7 @@ async def test_a_stalled_worker_is_restarted_within_2_s(
         s.pool.send(msg.Fault(player=s.key(s.a), kind=kind, seconds=30))
         await asyncio.sleep(1.0)
         status, body = await s.c.node.get("/status")
-        slot = s.key(s.a) % 2
+        slot = s.slot(s.a)
         stalled = body["engine"]["processes"][slot]
         # /status tells the truth while it lasts: the stalled part's last sign of life ages
         idle = stalled["producer_idle_s" if kind == "stall-producer" else "loop_idle_s"]

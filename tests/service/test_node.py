@@ -43,6 +43,10 @@ class FakeEngine:
     def stats(self) -> dict[str, Any]:
         return {"fake": True}
 
+    def admit(self, key: int) -> None: ...
+
+    def release(self, key: int) -> None: ...
+
 
 class Sink:
     def __init__(self) -> None:

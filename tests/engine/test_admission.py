@@ -1,0 +1,142 @@
+"""The admission policy (``engine/admission.py``): a pure function of measured loads."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from audionode.config import AdmissionConfig, ConfigError
+from audionode.engine.admission import MIN_FRAMES, Admit, Placer, Refuse, WorkerLoad, decide
+from audionode.engine.messages import EngineStats, FrameCounters
+from audionode.engine.stats import StatsBook
+from audionode.errors import Unavailable
+from tests.conftest import make_config
+
+LIMITS = AdmissionConfig()
+
+
+def test_the_least_loaded_worker_takes_the_player() -> None:
+    loads = [
+        WorkerLoad(slot=0, placed=10, measured=10, cpu=0.40, tick_ms=2.0),
+        WorkerLoad(slot=1, placed=10, measured=10, cpu=0.20, tick_ms=4.0),
+        WorkerLoad(slot=2, placed=10, measured=10, cpu=0.30, tick_ms=1.0),
+    ]
+    # projected: slot 0 0.44 cores / 0.85 = 0.518; slot 1 4.4 ms / 10 = 0.44; slot 2 0.388
+    decision = decide(loads, LIMITS)
+    assert decision == Admit(slot=2, load=pytest.approx(0.33 / 0.85))
+
+
+def test_players_placed_since_the_last_report_count_with_the_measured_cost() -> None:
+    # Slot 0 measured 10 players at 0.40 cores but holds 20 now: 21 x 0.04 = 0.84.
+    loads = [
+        WorkerLoad(slot=0, placed=20, measured=10, cpu=0.40),
+        WorkerLoad(slot=1, placed=0, measured=0, cpu=0.02),
+    ]
+    assert isinstance(decide(loads, LIMITS), Admit)
+    assert decide(loads, LIMITS).slot == 1  # type: ignore[union-attr]
+    full = [WorkerLoad(slot=0, placed=21, measured=10, cpu=0.40)]  # 22 x 0.04 = 0.88 > 0.85
+    refusal = decide(full, LIMITS)
+    assert isinstance(refusal, Refuse)
+    assert "worker 0: 0.88 cores" in refusal.reason and "max_cpu" in refusal.reason
+
+
+def test_an_unmeasured_worker_is_charged_the_configured_stream_cost() -> None:
+    limits = AdmissionConfig(stream_cost=0.1)
+    assert isinstance(decide([WorkerLoad(slot=0, placed=6, cpu=0.05)], limits), Admit)  # 0.75
+    # 0.05 + 9 x 0.1 = 0.95 > 0.85
+    assert isinstance(decide([WorkerLoad(slot=0, placed=8, cpu=0.05)], limits), Refuse)
+
+
+def test_tick_time_over_its_budget_refuses() -> None:
+    loads = [WorkerLoad(slot=0, placed=9, measured=9, cpu=0.1, tick_ms=9.5)]
+    refusal = decide(loads, LIMITS)  # 10 / 9 x 9.5 = 10.6 ms > 10
+    assert isinstance(refusal, Refuse) and "10.6 ms ticks" in refusal.reason
+    assert isinstance(decide(loads, AdmissionConfig(max_tick_ms=11)), Admit)
+
+
+def test_missed_frame_slots_refuse_once_enough_frames_were_sent() -> None:
+    missed = WorkerLoad(slot=0, placed=5, measured=5, cpu=0.05, sent=MIN_FRAMES, deficit=200)
+    refusal = decide([missed], LIMITS)
+    assert isinstance(refusal, Refuse) and "2.0 % of its frame slots" in refusal.reason
+    few = WorkerLoad(slot=0, placed=1, measured=1, sent=MIN_FRAMES - 1, deficit=500)
+    assert isinstance(decide([few], LIMITS), Admit)  # one stall of a small worker says little
+    assert isinstance(decide([missed], AdmissionConfig(max_missed=0.05)), Admit)
+
+
+def test_the_per_worker_cap_and_the_reason_of_every_worker() -> None:
+    limits = AdmissionConfig(max_players_per_worker=2)
+    loads = [WorkerLoad(slot=0, placed=2), WorkerLoad(slot=1, placed=1)]
+    assert decide(loads, limits) == Admit(slot=1, load=1.0)
+    loads = [WorkerLoad(slot=0, placed=2), WorkerLoad(slot=1, placed=2)]
+    refusal = decide(loads, limits)
+    assert isinstance(refusal, Refuse)
+    assert refusal.reason == (
+        "worker 0: 2 players (engine.admission.max_players_per_worker 2); "
+        "worker 1: 2 players (engine.admission.max_players_per_worker 2)"
+    )
+
+
+def test_admission_off_places_on_the_least_loaded_but_never_refuses() -> None:
+    limits = AdmissionConfig(enabled=False, max_players_per_worker=1)
+    loads = [WorkerLoad(slot=0, placed=3), WorkerLoad(slot=1, placed=2)]
+    assert decide(loads, limits) == Admit(slot=1, load=3.0)
+
+
+def test_a_worker_being_replaced_takes_players_only_when_no_live_one_can() -> None:
+    down = WorkerLoad(slot=0, up=False, placed=0)
+    busy = WorkerLoad(slot=1, placed=50, measured=50, cpu=0.5)
+    assert decide([down, busy], LIMITS).slot == 1  # type: ignore[union-attr]
+    full = WorkerLoad(slot=1, placed=90, measured=90, cpu=0.85)
+    assert decide([down, full], LIMITS).slot == 0  # type: ignore[union-attr]
+
+
+def test_the_placer_keeps_a_player_on_its_worker_and_frees_its_place() -> None:
+    placer = Placer(2, AdmissionConfig(max_players_per_worker=1))
+    book = StatsBook()
+    assert placer.admit(1, placer.loads(book, [True, True])) == 0
+    assert placer.admit(2, placer.loads(book, [True, True])) == 1
+    assert placer.admit(1, placer.loads(book, [True, True])) == 0  # already placed: same slot
+    with pytest.raises(Unavailable) as err:
+        placer.admit(3, placer.loads(book, [True, True]))
+    assert err.value.code == "NODE_AT_CAPACITY" and err.value.status == 503
+    assert err.value.retry_after == 10 and "max_players_per_worker 1" in err.value.message
+    status = placer.status(placer.loads(book, [True, True]))
+    assert status["at_capacity"] is True and status["refused"] == 1
+    placer.release(1)
+    assert placer.status(placer.loads(book, [True, True]))["at_capacity"] is False
+    assert placer.admit(3, placer.loads(book, [True, True])) == 0
+    # A key never admitted (a restored player) is placed at its first command, never refused.
+    assert placer.slot_of(99) == 1 and placer.slot_of(98) == 0
+    assert (placer.placed(0), placer.placed(1)) == (2, 2)
+
+
+def test_loads_come_from_the_engines_reports() -> None:
+    book = StatsBook()
+
+    def report(sent: int, deficit: int) -> EngineStats:
+        players = {k: FrameCounters(sent=1) for k in range(4)}
+        totals = FrameCounters(sent=sent, deficit=deficit)
+        return EngineStats(
+            player=0, totals=totals, players=players, ticks=1, resyncs=0,
+            late_max_ms=0.0, tick_max_ms=3.0, cpu=0.2, tick_mean_ms=1.5,
+        )  # fmt: skip
+
+    book.add(1, report(1000, 0), 0.0)
+    book.add(1, report(21000, 300), 20.0)
+    placer = Placer(2, LIMITS)
+    loads = placer.loads(book, [True, False])
+    assert loads[0] == WorkerLoad(slot=0, up=True)
+    assert loads[1] == WorkerLoad(
+        slot=1, up=False, placed=0, measured=4, cpu=0.2, tick_ms=1.5, sent=20000, deficit=300
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("max_cpu", 0), ("max_tick_ms", 25), ("max_missed", 1.5), ("max_players_per_worker", -1),
+     ("retry_after", 0), ("stream_cost", 0), ("bogus", 1)],
+)  # fmt: skip
+def test_admission_keys_are_validated(key: str, value: object) -> None:
+    with pytest.raises((ConfigError, msgspec.ValidationError)) as err:
+        make_config(engine={"workers": 0, "admission": {key: value}})
+    assert key in str(err.value)
