@@ -32,7 +32,10 @@ def test_soak_runs_a_fault_and_judges_it(tmp_path: Path) -> None:
     details = fault["details"]
     assert details["respawn_s"] is not None and details["new_pid"] != details["pid"], details
     # 4 guilds + 1 on 2 workers, placed by load (engine/admission.py): 3 and 2
-    assert fault["affected"] == details["players"] and details["players"] in (2, 3), fault
+    # "affected" counts the measured guilds; the killed worker may also hold the bad-request
+    # victim guild (GUILD0 + players), which is not measured.
+    assert details["players"] in (2, 3), fault
+    assert fault["affected"] in (details["players"] - 1, details["players"]), fault
     assert fault["silence_affected"]["streams"] == 2
     assert fault["recovery"]["recovery_s"] is not None
     assert fault["checks"]["worker back"] is True
