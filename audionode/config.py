@@ -55,7 +55,7 @@ class AdmissionConfig(_Section):
     max_players_per_worker: Annotated[int, Meta(ge=0)] = 0
     """Players placed on one worker at most; 0 = no fixed cap (the measured limits apply)."""
     stream_cost: Annotated[float, Meta(gt=0, le=1)] = 0.003
-    """Cores a player is assumed to cost until its worker has reported with players on it."""
+    """Cores a player is assumed to cost until its worker's report measures it."""
     retry_after: Annotated[int, Meta(ge=1, le=3600)] = 10
     """Seconds a refused client is told to wait (``Retry-After``)."""
 

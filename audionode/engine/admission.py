@@ -65,14 +65,15 @@ Decision = Admit | Refuse
 
 
 def projected(w: WorkerLoad, limits: AdmissionConfig) -> tuple[float, float]:
-    """``(cores, tick_ms)`` of the worker with one more player: linear in the players from
-    its latest report (which counts its fixed cost against its players: conservative), or
-    the report plus :attr:`~AdmissionConfig.stream_cost` per player when it measured none."""
-    players = w.placed + 1
-    if w.measured > 0:
-        scale = players / w.measured
-        return w.cpu * scale, w.tick_ms * scale
-    return w.cpu + limits.stream_cost * players, w.tick_ms
+    """``(cores, tick_ms)`` of the worker with one more player: its latest report plus
+    :attr:`~AdmissionConfig.stream_cost` cores for each player it holds beyond those it
+    measured (and the new one), and one measured stream's mean share of the tick. The
+    process's fixed cost is not extrapolated per player, nor the tick over players not in a
+    report yet: placed voice clients that are not connected cost the sender nothing, and a
+    burst of joins is bounded by the CPU charge until the next report measures them."""
+    extra = max(0, w.placed + 1 - w.measured)
+    per_tick = w.tick_ms / w.measured if w.measured > 0 else 0.0
+    return w.cpu + limits.stream_cost * extra, w.tick_ms + per_tick
 
 
 def assess(w: WorkerLoad, limits: AdmissionConfig) -> tuple[float, str | None]:
@@ -135,9 +136,13 @@ class Placer:
     player is gone. Loads come from :meth:`loads`, built from each slot's latest stats.
     """
 
-    def __init__(self, slots: int, limits: AdmissionConfig) -> None:
+    def __init__(self, slots: int, limits: AdmissionConfig, *, cpu: bool = True) -> None:
         self.limits = limits
         self.slots = slots
+        self.cpu = cpu
+        """Judge the engines' CPU. False for the in-process engine (``engine.workers = 0``):
+        its process's CPU is the control plane's too, which admission cannot tell apart, so
+        only the tick time, the missed slots and the cap apply there."""
         self._slot: dict[int, int] = {}
         self._placed = [0] * slots
         self.refused = 0
@@ -161,7 +166,7 @@ class Placer:
                     up=alive,
                     placed=self._placed[slot],
                     measured=0 if latest is None else len(latest.players),
-                    cpu=0.0 if latest is None else latest.cpu,
+                    cpu=0.0 if latest is None or not self.cpu else latest.cpu,
                     tick_ms=0.0 if latest is None else latest.tick_mean_ms,
                     sent=sent,
                     deficit=deficit,

@@ -88,7 +88,7 @@ class LocalHost:
         self._on_event = on_event
         self._max_data = config.engine.max_message_bytes
         self.book = StatsBook()
-        self.placer = Placer(1, config.engine.admission)
+        self.placer = Placer(1, config.engine.admission, cpu=False)
         self.engine = load_factory(factory)(config, self._emit)
         # The engine brings its producer thread (the real one does; a test engine may not):
         # this module runs in the control process and never imports media/ itself.

@@ -31,11 +31,10 @@ def test_soak_runs_a_fault_and_judges_it(tmp_path: Path) -> None:
     assert fault["kind"] == "worker_kill" and fault["judged"], fault
     details = fault["details"]
     assert details["respawn_s"] is not None and details["new_pid"] != details["pid"], details
-    # 4 guilds + 1 on 2 workers, placed by load (engine/admission.py): 3 and 2
-    # "affected" counts the measured guilds; the killed worker may also hold the bad-request
-    # victim guild (GUILD0 + players), which is not measured.
-    assert details["players"] in (2, 3), fault
-    assert fault["affected"] in (details["players"] - 1, details["players"]), fault
+    # 4 guilds + 1 more player on 2 workers, placed by load (engine/admission.py): 3 and 2;
+    # the guilds hit are those of the killed worker (the extra player is no guild of the rig)
+    assert 1 <= fault["affected"] <= details["players"] <= 3, fault
+    assert fault["affected"] >= details["players"] - 1, fault
     assert fault["silence_affected"]["streams"] == 2
     assert fault["recovery"]["recovery_s"] is not None
     assert fault["checks"]["worker back"] is True

@@ -21,23 +21,30 @@ def test_the_least_loaded_worker_takes_the_player() -> None:
         WorkerLoad(slot=1, placed=10, measured=10, cpu=0.20, tick_ms=4.0),
         WorkerLoad(slot=2, placed=10, measured=10, cpu=0.30, tick_ms=1.0),
     ]
-    # projected: slot 0 0.44 cores / 0.85 = 0.518; slot 1 4.4 ms / 10 = 0.44; slot 2 0.388
+    # with one more: slot 0 0.403 cores / 0.85 = 0.474; slot 1 4.4 ms / 10 = 0.44;
+    # slot 2 0.303 / 0.85 = 0.356 (its 1.1 ms ticks are 0.11 of their limit)
     decision = decide(loads, LIMITS)
-    assert decision == Admit(slot=2, load=pytest.approx(0.33 / 0.85))
+    assert decision == Admit(slot=2, load=pytest.approx(0.303 / 0.85))
 
 
-def test_players_placed_since_the_last_report_count_with_the_measured_cost() -> None:
-    # Slot 0 measured 10 players at 0.40 cores but holds 20 now: 21 x 0.04 = 0.84.
+def test_players_placed_since_the_last_report_are_charged_the_stream_cost() -> None:
+    # Slot 0 measured 10 playing at 0.40 cores but holds 20 now: 0.40 + 11 x 0.003 = 0.433.
     loads = [
         WorkerLoad(slot=0, placed=20, measured=10, cpu=0.40),
         WorkerLoad(slot=1, placed=0, measured=0, cpu=0.02),
     ]
-    assert isinstance(decide(loads, LIMITS), Admit)
-    assert decide(loads, LIMITS).slot == 1  # type: ignore[union-attr]
-    full = [WorkerLoad(slot=0, placed=21, measured=10, cpu=0.40)]  # 22 x 0.04 = 0.88 > 0.85
+    assert decide(loads, LIMITS) == Admit(slot=1, load=pytest.approx(0.023 / 0.85))
+    full = [WorkerLoad(slot=0, placed=30, measured=10, cpu=0.80)]  # 0.80 + 21 x 0.003 = 0.863
     refusal = decide(full, LIMITS)
     assert isinstance(refusal, Refuse)
-    assert "worker 0: 0.88 cores" in refusal.reason and "max_cpu" in refusal.reason
+    assert "worker 0: 0.86 cores" in refusal.reason and "max_cpu" in refusal.reason
+
+
+def test_idle_players_are_not_charged_the_process_fixed_cost() -> None:
+    # One stream measured in a process whose control plane costs 0.10 cores: a hundred more
+    # players (voice clients not connected yet) are 100 x 0.003, not 100 x 0.10.
+    loads = [WorkerLoad(slot=0, placed=100, measured=1, cpu=0.10, tick_ms=0.05)]
+    assert decide(loads, LIMITS) == Admit(slot=0, load=pytest.approx(0.40 / 0.85))
 
 
 def test_an_unmeasured_worker_is_charged_the_configured_stream_cost() -> None:
@@ -140,3 +147,14 @@ def test_admission_keys_are_validated(key: str, value: object) -> None:
     with pytest.raises((ConfigError, msgspec.ValidationError)) as err:
         make_config(engine={"workers": 0, "admission": {key: value}})
     assert key in str(err.value)
+
+
+def test_the_in_process_engine_is_not_judged_by_its_process_cpu() -> None:
+    book = StatsBook()
+    busy = EngineStats(
+        player=0, totals=FrameCounters(), players={1: FrameCounters()}, ticks=1, resyncs=0,
+        late_max_ms=0.0, tick_max_ms=0.1, cpu=1.5, tick_mean_ms=0.05,
+    )  # fmt: skip
+    book.add(0, busy, 0.0)
+    assert isinstance(decide(Placer(1, LIMITS).loads(book, [True]), LIMITS), Refuse)
+    assert isinstance(decide(Placer(1, LIMITS, cpu=False).loads(book, [True]), LIMITS), Admit)
