@@ -10,9 +10,14 @@ pool keeps a :class:`Quarantine`, a sans-I/O ledger of what each player has on i
   clears an ended one;
 - when a worker dies, :meth:`Quarantine.blame` gives the suspects a strike: the player whose
   producer turn was stuck or running when it died (the watchdog knows), else every player of
-  the worker. A suspect's tracks and filter set are struck; a second strike quarantines them
-  if it came while the thing was replayed after its first strike (within
-  :data:`REPLAY_WINDOW` seconds of being sent again) or if the culprit was identified;
+  the worker. A suspect's tracks and filter set are struck, each fingerprint once per death
+  however many players hold it (a popular song played in many guilds of the worker is one
+  suspect, not many deaths);
+- a second strike quarantines a thing only if it came from a later death, after the thing
+  was sent again following its first strike (the restore's replay), and either the culprit
+  was identified or the death came within :data:`REPLAY_WINDOW` seconds of that replay.
+  What was merely present at both deaths without being sent again (the preloaded follow-up,
+  which the restore does not preload again) keeps one strike;
 - :meth:`Quarantine.refuse` answers a command naming a quarantined track or filter set with
   the error event the player gets instead (it moves on to its next track).
 
@@ -154,22 +159,29 @@ class Quarantine:
         certain = culprit is not None and culprit in seats
         everyone = list(seats) if anyone else []
         suspects = [culprit] if culprit is not None and certain else everyone
-        newly = []
+        # One strike per fingerprint and death, with its latest send: several players holding
+        # the same track are one suspect (striking it per player would quarantine a popular
+        # song at a single death).
+        latest: dict[str, float] = {}
         for key in suspects:
             seat = seats[key]
             for sent in seat.suspects() if seat is not None else ():
-                if self._strike(sent, now, certain):
-                    newly.append(sent.fingerprint)
-        return newly
+                latest[sent.fingerprint] = max(sent.since, latest.get(sent.fingerprint, sent.since))
+        return [key for key, since in latest.items() if self._strike(key, since, now, certain)]
 
-    def _strike(self, sent: _Sent, now: float, certain: bool) -> bool:
-        key = sent.fingerprint
-        replayed = now - sent.since <= REPLAY_WINDOW
-        if self._strikes.fresh(key, now) and (certain or replayed):
+    def _strike(self, key: str, since: float, now: float, certain: bool) -> bool:
+        """Strike ``key`` (last sent at ``since``) for a death at ``now``; True when this
+        quarantines it."""
+        first = self._strikes.get(key) if self._strikes.fresh(key, now) else None
+        # A second strike counts only for a thing sent again after its first one (replayed
+        # into this death), not for one that merely sat on the worker through both.
+        replayed = first is not None and since >= first
+        if replayed and (certain or now - since <= REPLAY_WINDOW):
             self._banned.put(key, now)
             self._strikes.pop(key, None)
             return True
-        self._strikes.put(key, now)
+        if first is None or replayed:  # a thing never re-sent keeps its first strike's time
+            self._strikes.put(key, now)
         return False
 
     def refuse(self, command: msg.Command, now: float) -> msg.Event | None:

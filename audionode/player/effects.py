@@ -82,6 +82,11 @@ class Effects:
     _fading: Playing | None
     _opening: Playing | None
     _near_end: bool
+    _unwanted: Entry[Any] | None
+    """The entry whose preload as the follow-up failed while the current track plays: not
+    preloaded again until another track starts (on repeat track it is the current entry, and
+    re-preloading an unreachable source at once was a loop burning CPU until the track's end;
+    the repeat itself still tries it once more when the track ends)."""
     _replacing: bool
     _serial: int
 
@@ -150,6 +155,8 @@ class Effects:
         if not self._near_end:
             return
         wanted = self._wanted_next()
+        if wanted is not None and wanted is self._unwanted:
+            wanted = None
         if self._next is not None and (wanted is None or self._next.entry is not wanted):
             self._cancel_next()
         if wanted is not None and self._next is None:
@@ -268,6 +275,8 @@ class Effects:
         slot, message = arg
         playing: Playing = getattr(self, slot)
         setattr(self, slot, None)
+        if slot == "_next":
+            self._unwanted = playing.entry
         self._emit(ev.TrackFailed, entry=self.cb.describe(playing.entry), message=message)
         self._queue_changes(self.queue.discard(playing.entry))
 
@@ -279,6 +288,7 @@ class Effects:
         previous, self.current = self.current, playing
         playing.position, playing.as_of = playing.start_at, self.cb.clock()
         self._near_end = self._replacing = False
+        self._unwanted = None
         view = self.current_view()
         assert view is not None
         self._emit(ev.TrackStarted, current=view)

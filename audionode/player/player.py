@@ -84,6 +84,7 @@ class GuildPlayer(Effects):
     _fading: Playing | None = None  # the previous track, still audible during a crossfade
     _opening: Playing | None = None  # being opened to play now
     _near_end: bool = False  # the current track is within the preload window of its end
+    _unwanted: Entry[Any] | None = None  # its preload failed during this current track
     _filters_before: Filters | None = None  # restored if the engine refuses the new set
     _replacing: bool = False  # a play-now waits to replace the current track
     _serial: int = 0

@@ -99,7 +99,9 @@ class VoiceServer:
         """Bind UDP then HTTP (ports 0 = ephemeral; read :attr:`port`/:attr:`udp_port`)."""
         self._udp, _ = await open_forwarder(self.forwarder, self.cfg.host, self.cfg.udp_port)
         self.udp_port = int(self._udp.get_extra_info("sockname")[1])
-        self._runner = web.AppRunner(self.app(), access_log=None)
+        # Handlers still running after the sockets were closed are cancelled soon (aiohttp
+        # waits 60 s by default).
+        self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         sock = listen_socket(self.cfg.host, self.cfg.port)
         self.port = int(sock.getsockname()[1])
@@ -114,9 +116,16 @@ class VoiceServer:
         )
 
     async def stop(self) -> None:
+        """Stop promptly (well under a second): stop listening first, so that clients
+        reconnecting on their 1001 (the node's voice clients do) find the port closed instead
+        of a socket that would wait for its identify deadline; then close every socket."""
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
+        self.lvsp.shutting_down = self.gateway.shutting_down = True
+        if self._runner is not None:
+            for site in list(self._runner.sites):
+                await site.stop()
         await self.lvsp.close_all()
         await self.gateway.close_all()
         if self._runner is not None:

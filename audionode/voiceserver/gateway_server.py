@@ -79,6 +79,9 @@ class VoiceGatewayEndpoint:
         """Open sockets: their outbox and writer task."""
         self._closing: set[web.WebSocketResponse] = set()
         """Sockets whose writer is sending the close frame."""
+        self.shutting_down = False
+        """Set by :meth:`close_all`: a socket accepted from now on is closed with 1001 at once
+        (a client reconnecting during shutdown must not wait for its identify deadline)."""
 
     # -- the voice-state side (called by the LVSP driver) --
 
@@ -96,9 +99,11 @@ class VoiceGatewayEndpoint:
             session.member.can_send = not (state.mute or state.suppress)
             session.member.can_hear = not state.deaf
 
-    async def close_all(self, within: float = 2.0) -> None:
+    async def close_all(self, within: float = 0.5) -> None:
         """Shutting down: every socket's writer sends 1001 after what it has queued (closing
-        the sockets from here instead races the writers: clients then saw 1006)."""
+        the sockets from here instead races the writers: clients then saw 1006); a peer that
+        does not read its close frame within ``within`` seconds is cut off."""
+        self.shutting_down = True
         for session in list(self._sessions.values()):
             self._end(session)
         writers = []
@@ -121,6 +126,9 @@ class VoiceGatewayEndpoint:
         """aiohttp handler for ``GET /?v=8``."""
         ws = web.WebSocketResponse(max_msg_size=self._max_frame_bytes)
         await ws.prepare(request)
+        if self.shutting_down:
+            await _close_now(ws, 1001, b"voice server shutting down")
+            return ws
         if request.query.get("v") != "8":
             await ws.close(
                 code=CloseCode.BAD_REQUEST,
@@ -143,8 +151,9 @@ class VoiceGatewayEndpoint:
             # a Close is queued, or being sent: let the writer finish it (cancelling it while
             # it writes the close frame made clients see 1006)
             if not ws.closed or ws in self._closing:
+                grace = 0.5 if self.shutting_down else 2.0
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(writer), 2.0)
+                    await asyncio.wait_for(asyncio.shield(writer), grace)
             writer.cancel()
         return ws
 
@@ -343,3 +352,9 @@ class VoiceGatewayEndpoint:
             ssrc = secrets.randbits(32)
             if ssrc and not self._forwarder.has_ssrc(ssrc):
                 return ssrc
+
+
+async def _close_now(ws: web.WebSocketResponse, code: int, reason: bytes) -> None:
+    """Send the close frame and wait at most a moment for the peer's reply."""
+    with contextlib.suppress(asyncio.TimeoutError, ConnectionError):
+        await asyncio.wait_for(ws.close(code=code, message=reason), 0.5)

@@ -9,6 +9,7 @@ clients whose voice state went away.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Protocol
@@ -26,6 +27,8 @@ from audionode.protocol.lvsp_session import (
     VstRequested,
 )
 from audionode.voiceserver.state import VoiceRegistry, VoiceState
+
+SHUTTING_DOWN = b"voice server shutting down"
 
 log = logging.getLogger("audionode.voiceserver.lvsp")
 
@@ -64,6 +67,8 @@ class LvspEndpoint:
         self._identify_timeout = identify_timeout
         self._max_frame_bytes = max_frame_bytes
         self._sockets: dict[LvspConnection, web.WebSocketResponse] = {}
+        self.shutting_down = False
+        """Set by :meth:`close_all`: a socket accepted from now on is closed with 1001 at once."""
 
     async def sweep_forever(self) -> None:
         """Forget LVSP sessions nobody resumed in time, also while no client connects."""
@@ -73,15 +78,28 @@ class LvspEndpoint:
             if gone := self.sessions.expire(loop.time()):
                 log.info("LVSP: %d session(s) not resumed in time, forgotten", gone)
 
-    async def close_all(self) -> None:
-        """Close every LVSP socket with 1001 (server shutting down); sessions stay resumable."""
-        for ws in list(self._sockets.values()):
-            await ws.close(code=1001, message=b"voice server shutting down")
+    async def close_all(self, within: float = 0.5) -> None:
+        """Close every LVSP socket with 1001 (server shutting down); sessions stay resumable.
+        All at once, each peer given ``within`` seconds to answer the close frame (one after
+        the other, a peer that does not read held the shutdown for aiohttp's 10 s each)."""
+        self.shutting_down = True
+        closing = [
+            asyncio.ensure_future(ws.close(code=1001, message=SHUTTING_DOWN))
+            for ws in list(self._sockets.values())
+        ]
+        if closing:
+            _, late = await asyncio.wait(closing, timeout=within)
+            for task in late:
+                task.cancel()
 
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
         """aiohttp handler for the LVSP route."""
         ws = web.WebSocketResponse(max_msg_size=self._max_frame_bytes)
         await ws.prepare(request)
+        if self.shutting_down:
+            with contextlib.suppress(asyncio.TimeoutError, ConnectionError):
+                await asyncio.wait_for(ws.close(code=1001, message=SHUTTING_DOWN), 0.5)
+            return ws
         loop = asyncio.get_running_loop()
         conn = LvspConnection(
             token=self._token,

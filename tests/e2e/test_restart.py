@@ -191,7 +191,9 @@ async def _resumed(s: Scene) -> None:
     s.log = EventLog(s.ws)
 
 
-async def _restart_keeps_everything(tmp_path: Path, how: str) -> dict[str, float]:
+async def _restart_keeps_everything(
+    tmp_path: Path, how: str, late: float = 0.0
+) -> dict[str, float]:
     async with scene(tmp_path) as s:
         await _play_and_set_up(s)
         before = {g.id: await s.observed(g) for g in (s.a, s.b)}
@@ -208,6 +210,7 @@ async def _restart_keeps_everything(tmp_path: Path, how: str) -> dict[str, float
             g.ear.poll()
         heard = {s.a.id: s.a.ear.count(A_TONE), s.b.id: s.b.ear.count(B_TONE)}
         await s.node.start(s.http)
+        await asyncio.sleep(late)  # the bot comes back late: nothing may play meanwhile
         await _resumed(s)
         for g in (s.a, s.b):
             await s.log.wait("VOICE_CONNECTED", lambda d, g=g: d["guild_id"] == g.id)
@@ -248,6 +251,11 @@ async def _restart_keeps_everything(tmp_path: Path, how: str) -> dict[str, float
 
 async def test_kill_9_of_every_node_process_resumes_every_guild(tmp_path: Path) -> None:
     await _restart_keeps_everything(tmp_path, "kill")
+
+
+async def test_a_bot_back_late_finds_every_guild_where_it_was(tmp_path: Path) -> None:
+    # The restored players wait for their bot (and voice) without the track moving on.
+    await _restart_keeps_everything(tmp_path, "kill", late=4.0)
 
 
 async def test_a_clean_restart_resumes_every_guild(tmp_path: Path) -> None:

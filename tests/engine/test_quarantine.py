@@ -110,3 +110,41 @@ def test_entries_are_bounded_and_expire() -> None:
     q.blame({1}, None, now=1)
     assert q.refuse(play(1, 3), now=2) is not None
     assert q.refuse(play(1, 3), now=2 + MEMORY) is None  # forgotten after an hour
+
+
+def test_one_death_strikes_a_track_once_however_many_players_hold_it() -> None:
+    # A popular song in two guilds of the worker, and queued twice in one (current and
+    # preloaded follow-up): one death is one strike, never a quarantine.
+    q = Quarantine()
+    q.sent(play(1, 1), now=0)
+    q.sent(play(3, 1), now=1)
+    q.sent(m.Preload(player=3, serial=2, source=BAD), now=2)
+    assert q.blame({1, 3}, None, now=10) == []
+    assert q.refuse(play(1, 2), now=11) is None
+    assert q.stats() == {"quarantined": 0, "strikes": 1}
+    q.sent(play(1, 2), now=11)  # the restore replays it, and it kills the worker again
+    assert q.blame({1, 3}, None, now=20) == [track_fingerprint(BAD)]
+
+
+def test_a_track_struck_elsewhere_is_not_quarantined_by_an_unrelated_death() -> None:
+    # Guild 2 (worker 0) has played it since before its strike on worker 1 (player 1's
+    # death): an unrelated death of worker 0 is no replay of it.
+    q = Quarantine()
+    q.sent(play(2, 1), now=0)
+    q.sent(play(1, 1), now=5)
+    assert q.blame({1}, None, now=10) == []
+    assert q.blame({2}, None, now=30) == []
+    assert q.refuse(play(2, 2), now=31) is None
+    # ... but that death is its second strike's reference now: a replay dying again counts
+    q.sent(play(2, 2), now=31)
+    assert q.blame({2}, None, now=35) == [track_fingerprint(BAD)]
+
+
+def test_the_preloaded_follow_up_of_a_crashing_track_is_not_quarantined() -> None:
+    q = Quarantine()
+    q.sent(play(1, 1), now=0)
+    q.sent(m.Preload(player=1, serial=2, source=GOOD), now=1)
+    assert q.blame({1}, 1, now=2) == []  # caught: the player's turn; both struck once
+    q.sent(play(1, 3), now=3)  # the restore replays the current only
+    assert q.blame({1}, 1, now=4) == [track_fingerprint(BAD)]
+    assert q.refuse(play(1, 4, GOOD), now=5) is None  # the player moves on to it

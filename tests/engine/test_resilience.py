@@ -126,6 +126,30 @@ async def test_a_track_that_killed_its_worker_twice_is_quarantined(
         assert rate > 45 and gap < 0.2, (rate, gap)
 
 
+async def test_one_worker_death_quarantines_nothing_that_several_guilds_play(
+    node_factory: NodeFactory,
+) -> None:
+    # The soak's finding: a popular track in two guilds of the killed worker (and queued
+    # again in one) counted as two deaths and was refused everywhere for an hour.
+    async with scene(node_factory) as s:
+        c = await join(s.c, s.log)
+        try:
+            assert s.key(c) % 2 == s.key(s.a) % 2  # A and C share a worker
+            for guild in (s.a, c):
+                await guild.load("tone:440?seconds=60")
+            await s.a.load("tone:440?seconds=60")
+            for guild in (s.a, c):
+                await s.started(guild, "440")
+            os.kill(s.pid(s.a), signal.SIGKILL)
+            for guild in (s.a, c):
+                await s.started(guild, "440", count=2)  # both restored, nothing refused
+            stats = s.pool.stats()
+            assert stats["strikes"] == 1 and stats["quarantined"] == 0, stats
+            assert not s.ops(s.a, "SOURCE_TRACEBACK") and not s.ops(c, "SOURCE_TRACEBACK")
+        finally:
+            await c.listener.close()
+
+
 @pytest.mark.parametrize("kind", ["stall-producer", "stall-loop", "hold-gil"])
 async def test_a_stalled_worker_is_restarted_within_2_s(
     node_factory: NodeFactory, monkeypatch: pytest.MonkeyPatch, kind: str

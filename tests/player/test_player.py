@@ -197,6 +197,40 @@ def test_repeat_track_replays_and_repeat_queue_rotates() -> None:
     assert h.titles() == ["a"]  # the finished track went to the back
 
 
+@pytest.mark.parametrize("where", ["open", "engine"])
+def test_a_follow_up_that_fails_to_preload_is_not_retried_in_a_loop(where: str) -> None:
+    # The soak's hot loop: on repeat track, the follow-up is the current entry itself; when
+    # its source became unreachable every failed preload asked for the same preload again
+    # (service open or engine read-ahead failing at once), burning CPU until the track ended.
+    h = Harness()
+    h.player.set_repeat("track")
+    enqueue(h, "a")
+    a = h.open_ok()
+    h.feed(m.TrackStarted(player=1, serial=a.serial))
+    h.feed(m.NeedNext(player=1, serial=a.serial))
+    for _ in range(100):  # fail whatever is asked, as an unreachable source would
+        if not h.opens:
+            break
+        req = h.opens.pop(0)
+        assert req.preload and req.entry.track == "a"
+        if where == "open":
+            h.player.open_failed(req.serial, "connection refused")
+        else:
+            h.player.opened(req.serial, {"play": req.entry.track})
+            h.feed(m.TrackEnded(player=1, serial=req.serial, reason="error", message="refused"))
+    failures = h.of(ev.TrackFailed)
+    assert len(failures) == 1 and not h.opens, (len(failures), len(h.opens))
+    assert h.player.current is not None and h.player.current.serial == a.serial  # still plays
+    # At its end the repeat tries the track once more (the source may be back) ...
+    h.feed(m.TrackEnded(player=1, serial=a.serial, reason="finished"))
+    again = h.opens.pop(0)
+    assert not again.preload and again.entry.track == "a"
+    h.player.open_failed(again.serial, "connection refused")
+    # ... and a second failure leaves the player idle: one more error, no loop.
+    assert len(h.of(ev.TrackFailed)) == 2 and not h.opens
+    assert h.player.current is None and h.player.phase.value == "idle"
+
+
 def test_failed_open_reports_and_moves_on() -> None:
     h = Harness()
     enqueue(h, "broken", "ok")

@@ -238,3 +238,31 @@ async def join_voice(
     ident |= {"session_id": grant.session_id, "token": grant.token}
     await ws.send_json({"op": 0, "d": {**ident, "max_dave_protocol_version": 1}})
     return ws
+
+
+async def test_sigterm_exits_within_a_second_while_clients_reconnect() -> None:
+    from tests.voiceserver.test_shutdown import redial
+
+    port = free_port()
+    proc = await start(None, "--port", str(port), "--udp-port", "0", "--lvsp-token", TOKEN)
+    try:
+        async with aiohttp.ClientSession() as http:
+            lvsp = await started(http, port)
+            done = asyncio.Event()
+            url = f"ws://127.0.0.1:{port}/?v=8"
+            dialers = [asyncio.create_task(redial(http, url, done)) for _ in range(3)]
+            await asyncio.sleep(0.5)
+            began = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(proc.wait(), 10) == 0
+            took = time.monotonic() - began
+            done.set()
+            seen = await asyncio.wait_for(asyncio.gather(*dialers), 5)
+            print(f"exited {took * 1000:.0f} ms after SIGTERM; redialers saw {seen}")
+            assert took < 1.0
+            assert all(codes and codes[0] == 1001 for codes in seen), seen
+            await lvsp.close()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
