@@ -14,17 +14,24 @@ from audionode.web import (
     errors,
     lavalink_rest,
     lavalink_ws,
+    pages,
     rpc_ws,
     status,
 )
-from audionode.web.auth import PUBLIC_PATHS, SELF_AUTHENTICATED, check_authorization
+from audionode.web.auth import (
+    PUBLIC_PATHS,
+    PUBLIC_PREFIX,
+    SELF_AUTHENTICATED,
+    check_authorization,
+)
 
 _serial = itertools.count()
 
 
 async def _require_auth(request: Request) -> HTTPResponse | None:
     # The websockets authenticate themselves so they can answer with their close codes.
-    if request.path in PUBLIC_PATHS or request.path in SELF_AUTHENTICATED:
+    path = request.path
+    if path in PUBLIC_PATHS or path in SELF_AUTHENTICATED or path.startswith(PUBLIC_PREFIX):
         return None
     check_authorization(
         request.headers.get("authorization"), request.app.ctx.service.config.password
@@ -50,4 +57,5 @@ def create_app(service: NodeService) -> Sanic:  # type: ignore[type-arg]
     app.blueprint(rpc_ws.bp)
     app.blueprint(lavalink_ws.bp)
     app.blueprint(lavalink_rest.bp)
+    app.blueprint(pages.bp)
     return app
