@@ -176,6 +176,12 @@ def _errors(statuses: Iterable[int], schema_name: str, what: str) -> dict[str, A
     return {str(s): {"description": f"{what} error body", **_json(ref)} for s in statuses}
 
 
+TOO_LARGE = {
+    "description": "a body over control.max_body_bytes (Lavalink's body), or a request head "
+    "over Sanic's limit: its path unread, the node's own body",
+    **_json({"anyOf": [{"$ref": REF.format(name="ErrorJson")},
+                       {"$ref": REF.format(name="RestErrorJson")}]}),
+}  # fmt: skip
 DISCODO_ERRORS = (400, 401, 403, 404, 409, 413, 422)
 """Every status our errors carry besides 5xx (``audionode/errors.py``)."""
 
@@ -255,7 +261,7 @@ def _lavalink_operations(b: _Builder) -> list[tuple[str, str, dict[str, Any]]]:
             shape = b.schema(reply_type(r.reply))
             schema = {"type": "array", "items": shape} if r.many else shape
             ok = {"200": {"description": "the reply", **_json(schema)}}
-        op["responses"] = {**ok, **_errors(r.errors, "ErrorJson", "Lavalink")}
+        op["responses"] = {**ok, **_errors(r.errors, "ErrorJson", "Lavalink"), "413": TOO_LARGE}
         out.append((r.method, path, op))
     return out
 

@@ -30,6 +30,10 @@ _serial = itertools.count()
 
 async def _require_auth(request: Request) -> HTTPResponse | None:
     # The websockets authenticate themselves so they can answer with their close codes.
+    if request.method == "NONE":
+        # Sanic's stand-in for a request whose head it could not read (over the size limit):
+        # it never reaches a handler; let its own error (413) answer, not a missing header.
+        return None
     path = request.path
     if path in PUBLIC_PATHS or path in SELF_AUTHENTICATED or path.startswith(PUBLIC_PREFIX):
         return None

@@ -10,6 +10,7 @@ from sanic.response import HTTPResponse, json
 from audionode.errors import AudionodeError, for_peer
 from audionode.protocol import jsonin
 from audionode.protocol.discodo_map import rest_error
+from audionode.web.lavalink_errors import lavalink_error
 
 _SANIC_CODES = {
     400: "BAD_REQUEST",
@@ -33,7 +34,15 @@ def _as_error(request: Request, exc: Exception) -> tuple[int, AudionodeError]:
     return err.status, err
 
 
+def _lavalink_path(path: str) -> bool:
+    return path == "/version" or path.startswith("/v4/")
+
+
 async def _handle(request: Request, exc: Exception) -> HTTPResponse:
+    if _lavalink_path(request.path):
+        # What the Lavalink blueprints' own handler does not see (the auth check runs before
+        # routing) still gets Lavalink's error body: its clients parse no other.
+        return await lavalink_error(request, exc)
     status, err = _as_error(request, exc)
     return json(rest_error(status, err), status=status)
 

@@ -130,3 +130,15 @@ async def test_every_discodo_route_of_the_catalogue_is_an_operation(node: NodeHa
     _, spec, _ = await _spec(node)
     ids = {op["operationId"] for ops in spec["paths"].values() for op in ops.values()}
     assert {r.name for r in ROUTES if r.http is not None} <= ids
+
+
+async def test_fuzz_findings_stay_fixed(node: NodeHarness) -> None:
+    """What the schemathesis run found: a Lavalink route refused by the auth check answered
+    with the Discodo body, and a request head over Sanic's limit answered 401 (not 413)."""
+    async with node.http.get(f"{node.url}/v4/info") as r:
+        body = await r.json()
+    assert r.status == 401 and body["path"] == "/v4/info" and body["error"] == "Unauthorized"
+    long_url = f"{node.url}/v4/decodetrack?encodedTrack={'0' * 9000}"
+    async with node.http.get(long_url, headers={"Authorization": PASSWORD}) as r:
+        body = await r.json()
+    assert r.status == 413 and body["error"]["code"] == "PAYLOAD_TOO_LARGE"
