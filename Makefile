@@ -32,7 +32,9 @@ lint: $(VENV)/.dev-installed
 	$(BIN)/mypy --strict audionode examples
 	$(BIN)/lint-imports
 
+# The browser tests (tests/web/test_dashboard.py) use Debian's chromium; installed when root.
 test: lint
+	.ci/install-browser
 	$(BIN)/python -m pytest -q
 
 demo: $(VENV)/.run-installed

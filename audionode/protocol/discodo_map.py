@@ -11,11 +11,12 @@ a reply with that ``guild_id`` and raises ``NodeException`` from ``traceback``),
 from __future__ import annotations
 
 from http import HTTPStatus
-from typing import Any
+from typing import Annotated, Any, TypedDict
 
 import msgspec
 
 from audionode.control import events as ev
+from audionode.control.commands import Context, RepeatMode
 from audionode.control.views import (
     CurrentView,
     EntryView,
@@ -41,10 +42,124 @@ from audionode.protocol.discodo import CloseCode, Op, snowflake
 JSON = Any
 
 
+# --- the shapes of REST replies (their return types below; protocol/openapi.py describes them) --
+
+class TrackJson(TypedDict):
+    _type: str
+    id: str
+    title: str
+    webpage_url: str
+    uploader: str
+    duration: float | None
+    is_live: bool
+    thumbnail: str | None
+    source: str
+    encoded: str
+"""Discodo's ``AudioData`` plus ``encoded``, the node's signed form of the track."""
+
+
+class EntryJson(TrackJson):
+    """A queue entry: the track, its ``tag`` and the bot's per-entry state."""
+
+    tag: str
+    context: Context
+    start_position: float
+
+
+class CurrentJson(EntryJson):
+    """Discodo's ``AudioSource`` (``_type``): the current track and its playhead at ``as_of``."""
+
+    seekable: bool
+    position: float
+    as_of: float
+
+
+class OptionsJson(TypedDict):
+    autoplay: bool
+    volume: float
+    crossfade: float
+    filter: dict[str, Any]
+
+
+class QueueJson(TypedDict):
+    entries: list[EntryJson]
+
+
+class PositionJson(TypedDict):
+    duration: float | None
+    position: float | None
+    remain: float | None
+
+
+class FoundOneJson(TypedDict):
+    source: TrackJson | list[TrackJson]
+    """A list when the query named a playlist."""
+
+
+class FoundAllJson(TypedDict):
+    sources: list[TrackJson]
+
+
+class QueuedJson(TypedDict):
+    source: EntryJson | list[EntryJson]
+    """A list when a list was sent."""
+
+
+class RemovedJson(TypedDict):
+    removed: EntryJson
+    entries: list[EntryJson]
+
+
+class ModeJson(TypedDict):
+    mode: RepeatMode
+
+
+class RecordingJson(TypedDict):
+    id: str
+    directory: str
+    active: bool
+
+
+class LayerJson(TypedDict):
+    id: int
+    query: str
+    volume: float
+    duck: float | None
+    playing: bool
+
+
+class LayersJson(TypedDict):
+    layers: list[LayerJson]
+
+
+class VdpChannelJson(TypedDict):
+    room_id: str
+    address: str
+    format: str
+    version: int
+    peer: str | None
+
+
+class ErrorObjectJson(TypedDict):
+    code: str
+    """Stable, machine-readable (``BAD_REQUEST``, ``VOICE_CLIENT_NOT_FOUND``...)."""
+    message: str
+
+
+class RestErrorJson(TypedDict):
+    """Every REST error of the Discodo front and the node's own routes."""
+
+    error: ErrorObjectJson
+    status: int
+    description: str
+    """The HTTP reason phrase (Discodo's client reads it)."""
+    message: str
+
+
 # --- tracks -------------------------------------------------------------------------------------
 
 
-def track(t: TrackView) -> dict[str, JSON]:
+def track(t: TrackView) -> TrackJson:
     """Discodo's ``AudioData`` fields plus our signed ``encoded``."""
     return {
         "_type": "AudioData",
@@ -60,7 +175,7 @@ def track(t: TrackView) -> dict[str, JSON]:
     }
 
 
-def entry(e: EntryView) -> dict[str, JSON]:
+def entry(e: EntryView) -> EntryJson:
     return {
         **track(e.track),
         "tag": e.tag,
@@ -69,7 +184,7 @@ def entry(e: EntryView) -> dict[str, JSON]:
     }
 
 
-def current(c: CurrentView | None) -> dict[str, JSON] | None:
+def current(c: CurrentView | None) -> CurrentJson | None:
     """Discodo's ``AudioSource``: a client extrapolates ``position + (now - as_of)``."""
     if c is None:
         return None
@@ -82,14 +197,14 @@ def current(c: CurrentView | None) -> dict[str, JSON] | None:
     }
 
 
-def entries(es: tuple[EntryView, ...]) -> list[dict[str, JSON]]:
+def entries(es: tuple[EntryView, ...]) -> list[EntryJson]:
     return [entry(e) for e in es]
 
 
 # --- replies ------------------------------------------------------------------------------------
 
 
-def options(o: OptionsView) -> dict[str, JSON]:
+def options(o: OptionsView) -> OptionsJson:
     filters = {} if o.filters is None else msgspec.to_builtins(o.filters)
     return {"autoplay": o.autoplay, "volume": o.volume, "crossfade": o.crossfade, "filter": filters}
 
@@ -123,39 +238,40 @@ def queue_ws(q: QueueView) -> dict[str, JSON]:
     return {"guild_id": snowflake(q.guild_id), "entries": entries(q.entries)}
 
 
-def queue_rest(q: QueueView) -> dict[str, JSON]:
+def queue_rest(q: QueueView) -> QueueJson:
     return {"entries": entries(q.entries)}
 
 
-def position(p: PositionView) -> dict[str, JSON]:
+def position(p: PositionView) -> PositionJson:
     return {"duration": p.duration, "position": p.position, "remain": p.remain}
 
 
-def found_one(f: Found) -> dict[str, JSON]:
+def found_one(f: Found) -> FoundOneJson:
     """``getSource``: a playlist gives a list, anything else its first track."""
     tracks = [track(t) for t in f.tracks]
     return {"source": tracks if f.playlist else tracks[0]}
 
 
-def found_all(f: Found) -> dict[str, JSON]:
+def found_all(f: Found) -> FoundAllJson:
     return {"sources": [track(t) for t in f.tracks]}
 
 
-def queued(q: Queued) -> dict[str, JSON]:
+def queued(q: Queued) -> QueuedJson:
     listed = entries(q.entries)
     return {"source": listed if q.as_list else listed[0]}
 
 
-def removed(r: Removed) -> dict[str, JSON]:
+def removed(r: Removed) -> RemovedJson:
     return {"removed": entry(r.removed), "entries": entries(r.queue.entries)}
 
 
-def status(s: NodeStatus) -> dict[str, JSON]:
+def status(s: NodeStatus) -> Annotated[dict[str, JSON], NodeStatus]:
+    """``GET /status``: the view as it is (its struct is the reply's schema)."""
     out: dict[str, JSON] = msgspec.to_builtins(s)
     return out
 
 
-def recording(r: RecordingView) -> dict[str, JSON]:
+def recording(r: RecordingView) -> RecordingJson:
     return {"id": r.id, "directory": r.directory, "active": r.active}
 
 
@@ -169,7 +285,7 @@ def recorded_file(f: RecordedFileView) -> dict[str, JSON]:
     }
 
 
-def layer(lv: LayerView) -> dict[str, JSON]:
+def layer(lv: LayerView) -> LayerJson:
     return {
         "id": lv.id,
         "query": lv.query,
@@ -179,11 +295,11 @@ def layer(lv: LayerView) -> dict[str, JSON]:
     }
 
 
-def layers(ls: LayersView) -> dict[str, JSON]:
+def layers(ls: LayersView) -> LayersJson:
     return {"layers": [layer(lv) for lv in ls.layers]}
 
 
-def vdp_channel(v: VdpChannelView) -> dict[str, JSON]:
+def vdp_channel(v: VdpChannelView) -> VdpChannelJson:
     """Seed 004's answer: the channel's ``address`` plus what was asked."""
     return {
         "room_id": v.room_id,
@@ -321,7 +437,7 @@ def close_code(reason: ev.CloseReason) -> int:
 # --- errors -------------------------------------------------------------------------------------
 
 
-def error_object(err: AudionodeError) -> dict[str, JSON]:
+def error_object(err: AudionodeError) -> ErrorObjectJson:
     return {"code": err.code, "message": err.message}
 
 
@@ -333,7 +449,7 @@ def ws_error(err: AudionodeError, guild_id: str | None) -> dict[str, JSON]:
     return d
 
 
-def rest_error(status: int, err: AudionodeError) -> dict[str, JSON]:
+def rest_error(status: int, err: AudionodeError) -> RestErrorJson:
     """Every REST error body: ours plus Sanic's fallback keys Discodo's client reads."""
     try:
         description = HTTPStatus(status).phrase

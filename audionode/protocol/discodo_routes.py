@@ -118,11 +118,11 @@ def discord_event(
     return c.Ignored()
 
 
-def _mode(mode: str) -> dict[str, str]:
+def _mode(mode: c.RepeatMode) -> m.ModeJson:
     return {"mode": mode}
 
 
-def _same(value: Any) -> Any:
+def _same(value: c.Context) -> c.Context:
     return value
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import platform
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Literal, NotRequired, TypedDict
 
 import msgspec
 
@@ -37,6 +37,167 @@ _MESSAGES = {"SESSION_NOT_FOUND": "Session not found", "VOICE_CLIENT_NOT_FOUND":
 """Our errors whose Lavalink wording clients may look for."""
 
 
+# --- the shapes of REST replies (their return types below; protocol/openapi.py describes them) --
+
+
+class TrackInfoJson(TypedDict):
+    identifier: str
+    isSeekable: bool
+    author: str
+    length: int
+    """Milliseconds; Lavaplayer's ``Long.MAX_VALUE`` for a stream of unknown length."""
+    isStream: bool
+    position: int
+    title: str
+    uri: str | None
+    sourceName: str
+    artworkUrl: str | None
+    isrc: str | None
+
+
+class TrackJson(TypedDict):
+    encoded: str
+    """Lavaplayer's base64 form of the track."""
+    info: TrackInfoJson
+    pluginInfo: dict[str, Any]
+    userData: dict[str, Any]
+
+
+class ExceptionJson(TypedDict):
+    message: str
+    severity: Literal["common", "suspicious", "fault"]
+    cause: str
+    causeStackTrace: str
+
+
+class PlaylistInfoJson(TypedDict):
+    name: str
+    selectedTrack: int
+
+
+class PlaylistJson(TypedDict):
+    info: PlaylistInfoJson
+    pluginInfo: dict[str, Any]
+    tracks: list[TrackJson]
+
+
+class LoadTrackJson(TypedDict):
+    loadType: Literal["track"]
+    data: TrackJson
+
+
+class LoadSearchJson(TypedDict):
+    loadType: Literal["search"]
+    data: list[TrackJson]
+
+
+class LoadPlaylistJson(TypedDict):
+    loadType: Literal["playlist"]
+    data: PlaylistJson
+
+
+class LoadErrorJson(TypedDict):
+    loadType: Literal["error"]
+    data: ExceptionJson
+
+
+class LoadEmptyJson(TypedDict):
+    loadType: Literal["empty"]
+    data: dict[str, Any]
+
+
+LoadResultJson = LoadTrackJson | LoadSearchJson | LoadPlaylistJson | LoadErrorJson | LoadEmptyJson
+
+
+class PlayerStateJson(TypedDict):
+    time: int
+    position: int
+    connected: bool
+    ping: int
+
+
+class VoiceStateJson(TypedDict):
+    token: str
+    """Always blank: the node never hands the voice token back."""
+    endpoint: str
+    sessionId: str
+    channelId: str | None
+
+
+class PlayerJson(TypedDict):
+    guildId: str
+    track: TrackJson | None
+    volume: int
+    paused: bool
+    state: PlayerStateJson
+    voice: VoiceStateJson
+    filters: dict[str, Any]
+
+
+class SessionJson(TypedDict):
+    resuming: bool
+    timeout: int
+
+
+class MemoryJson(TypedDict):
+    free: int
+    used: int
+    allocated: int
+    reservable: int
+
+
+class CpuJson(TypedDict):
+    cores: int
+    systemLoad: float
+    lavalinkLoad: float
+
+
+class StatsJson(TypedDict):
+    players: int
+    playingPlayers: int
+    uptime: int
+    memory: MemoryJson
+    cpu: CpuJson
+
+
+class SemverJson(TypedDict):
+    semver: str
+    major: int
+    minor: int
+    patch: int
+    preRelease: str | None
+    build: str | None
+
+
+class GitJson(TypedDict):
+    branch: str
+    commit: str
+    commitTime: int
+
+
+class InfoJson(TypedDict):
+    version: SemverJson
+    buildTime: int
+    git: GitJson
+    jvm: str
+    lavaplayer: str
+    sourceManagers: list[str]
+    filters: list[str]
+    plugins: list[Any]
+
+
+class ErrorJson(TypedDict):
+    """Lavalink's error body, on every failure of a Lavalink route."""
+
+    timestamp: int
+    status: int
+    error: str
+    message: str
+    path: str
+    trace: NotRequired[str]
+    """Only with ``?trace=true``: our error code and message (never a Python traceback)."""
+
+
 def ms(seconds: float | None) -> int:
     return 0 if seconds is None else max(0, round(seconds * 1000))
 
@@ -62,10 +223,12 @@ def encoded(t: TrackView, position: float = 0.0) -> str:
     )
 
 
-def track(t: TrackView, position: float = 0.0, user_data: dict[str, JSON] | None = None) -> JSON:
+def track(
+    t: TrackView, position: float = 0.0, user_data: dict[str, JSON] | None = None
+) -> TrackJson:
     """A Lavalink track object: ``encoded``, ``info`` with every field, ``pluginInfo``,
     ``userData``."""
-    info = {
+    info: TrackInfoJson = {
         "identifier": t.id,
         "isSeekable": t.seekable,
         "author": t.author,
@@ -86,17 +249,17 @@ def track(t: TrackView, position: float = 0.0, user_data: dict[str, JSON] | None
     }
 
 
-def entry_track(e: EntryView, position: float | None = None) -> JSON:
+def entry_track(e: EntryView, position: float | None = None) -> TrackJson:
     """A queue entry's track; the entry's context is the track's ``userData``."""
     at = e.start_position if position is None else position
     return track(e.track, at, e.context)
 
 
-def current_track(cur: CurrentView) -> JSON:
+def current_track(cur: CurrentView) -> TrackJson:
     return entry_track(cur.entry, cur.position)
 
 
-def decoded(text: str, t: lp.LavaplayerTrack) -> JSON:
+def decoded(text: str, t: lp.LavaplayerTrack) -> TrackJson:
     """``decodetrack``: the fields of an encoded track, the text handed back as it came."""
     return {
         "encoded": text,
@@ -118,12 +281,12 @@ def decoded(text: str, t: lp.LavaplayerTrack) -> JSON:
     }
 
 
-def exception(message: str, severity: str) -> JSON:
+def exception(message: str, severity: Literal["common", "suspicious"]) -> ExceptionJson:
     """Lavalink's exception object (there is no Java stack: ``cause`` repeats the message)."""
     return {"message": message, "severity": severity, "cause": message, "causeStackTrace": ""}
 
 
-def load_result(r: Resolved) -> JSON:
+def load_result(r: Resolved) -> LoadResultJson:
     """``GET /v4/loadtracks``: ``loadType`` and its ``data``."""
     tracks = [track(t) for t in r.tracks]
     if r.kind == "track":
@@ -131,7 +294,7 @@ def load_result(r: Resolved) -> JSON:
     if r.kind == "search":
         return {"loadType": "search", "data": tracks}
     if r.kind == "playlist":
-        info = {"name": r.playlist or "", "selectedTrack": r.selected}
+        info: PlaylistInfoJson = {"name": r.playlist or "", "selectedTrack": r.selected}
         return {"loadType": "playlist", "data": {"info": info, "pluginInfo": {}, "tracks": tracks}}
     if r.kind == "error":
         return {"loadType": "error", "data": exception(r.error or "loading failed", "common")}
@@ -152,17 +315,17 @@ def filters(f: Filters | None) -> JSON:
     return out
 
 
-def state(p: PlayerView, now_ms: int) -> JSON:
+def state(p: PlayerView, now_ms: int) -> PlayerStateJson:
     """The player state (``ping`` is -1: the voice latency is not measured)."""
     position = 0 if p.current is None else ms(p.current.position)
     connected = p.state is not PlayerState.DISCONNECTED
     return {"time": now_ms, "position": position, "connected": connected, "ping": -1}
 
 
-def player(p: PlayerView, now_ms: int) -> JSON:
+def player(p: PlayerView, now_ms: int) -> PlayerJson:
     """A Lavalink player; the voice ``token`` is never sent back (it is blank)."""
     if p.current is not None:
-        playing: JSON = current_track(p.current)
+        playing: TrackJson | None = current_track(p.current)
     else:
         playing = None if p.opening is None else entry_track(p.opening)
     channel = None if p.channel_id is None else str(p.channel_id)
@@ -186,20 +349,19 @@ def player_update(p: PlayerView, now_ms: int) -> JSON:
     return {"op": "playerUpdate", "guildId": str(p.guild_id), "state": state(p, now_ms)}
 
 
-def session(cfg: SessionConfig) -> JSON:
+def session(cfg: SessionConfig) -> SessionJson:
     return {"resuming": cfg.resumable, "timeout": round(cfg.timeout)}
 
 
 # --- the node -----------------------------------------------------------------------------------
 
 
-def stats(s: NodeStatus, frames: FrameStats | None = None, op: bool = False) -> JSON:
-    """``GET /v4/stats`` (``frameStats`` absent) or the ``stats`` op (``op``: with
-    ``frameStats``, null when no playing player has a minute of counters)."""
+def stats(s: NodeStatus) -> StatsJson:
+    """``GET /v4/stats`` (the ``stats`` op adds ``frameStats``: :func:`stats_op`)."""
     cores = int(s.cpu.get("cores") or 1)
     total, used = int(s.memory.get("system_total", 0)), int(s.memory.get("system_used", 0))
     rss = int(s.memory.get("rss", 0))
-    out: dict[str, JSON] = {
+    return {
         "players": s.players,
         "playingPlayers": s.playing,
         "uptime": ms(s.uptime),
@@ -215,9 +377,11 @@ def stats(s: NodeStatus, frames: FrameStats | None = None, op: bool = False) -> 
             "lavalinkLoad": _load(float(s.cpu.get("process", 0.0)) / 100 / cores),
         },
     }
-    if op:
-        out = {"op": "stats", **out, "frameStats": frame_stats(frames)}
-    return out
+
+
+def stats_op(s: NodeStatus, frames: FrameStats | None) -> JSON:
+    """The ``stats`` op: ``frameStats`` null when no playing player has a minute of counters."""
+    return {"op": "stats", **stats(s), "frameStats": frame_stats(frames)}
 
 
 def _load(value: float) -> float:
@@ -237,7 +401,7 @@ def frame_stats(f: FrameStats | None) -> JSON:
     }
 
 
-def info(sources: tuple[str, ...]) -> JSON:
+def info(sources: tuple[str, ...]) -> InfoJson:
     """``GET /v4/info``: the Lavalink API version, and what really runs in its other fields."""
     major, minor, patch = (int(x) for x in VERSION.split("."))
     return {
@@ -279,14 +443,14 @@ def error_message(err: AudionodeError) -> str:
 
 def error_body(
     status: int, err: AudionodeError, path: str, now_ms: int, trace: bool = False
-) -> JSON:
+) -> ErrorJson:
     """Lavalink's error body; ``trace`` (``?trace=true``) adds our error code and message
     (never a Python traceback)."""
     try:
         phrase = HTTPStatus(status).phrase
     except ValueError:
         phrase = "Error"
-    body: dict[str, JSON] = {
+    body: ErrorJson = {
         "timestamp": now_ms,
         "status": status,
         "error": phrase,

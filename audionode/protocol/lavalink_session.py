@@ -105,7 +105,7 @@ class LavalinkSession:
         return _text(m.player_update(view, now_ms))
 
     def stats(self, status: NodeStatus, frames: FrameStats | None) -> str:
-        return _text(m.stats(status, frames, op=True))
+        return _text(m.stats_op(status, frames))
 
     # --- state from the node ---------------------------------------------------------------
 

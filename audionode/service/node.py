@@ -47,7 +47,7 @@ from audionode.errors import AudionodeError, Conflict
 from audionode.logs import guild_scope
 from audionode.player.player import Callbacks, GuildPlayer, OpenRequest
 from audionode.player.queue import Entry
-from audionode.service import persist
+from audionode.service import overview, persist
 from audionode.service.cpu import CpuSampler
 from audionode.service.direct import DirectMethods, player_view
 from audionode.service.hearing import HearingService
@@ -99,6 +99,8 @@ class NodeService(DirectMethods):
         self.cpu.start()
         self.hearing = HearingService(self)
         """Recordings, layers and VDP channels (issue 15)."""
+        self.voice_links: dict[int, overview.VoiceLink] = {}
+        """Each player's voice connection (mode, DAVE version) for the dashboard."""
         self._handlers = _handlers(self)
 
     @property
@@ -361,6 +363,10 @@ class NodeService(DirectMethods):
             ),
         )
 
+    async def overview(self) -> overview.NodeOverview:
+        """The dashboard's view (``service/overview.py``)."""
+        return overview.overview(self, await self.status(None, c.GetStatus()))
+
     async def close(self) -> None:
         """Shut down: the last checkpoint to the state file, then close every connection and
         free every session (what the state file holds survives them)."""
@@ -427,6 +433,7 @@ class NodeService(DirectMethods):
 
         def emit(event: ev.ControlEvent) -> None:
             session.emit(event)
+            overview.voice_link(self.voice_links, key, event)
             found = self._by_key.get(key)
             self.keeper.event(session, None if found is None else found[1], event)
 
@@ -449,6 +456,7 @@ class NodeService(DirectMethods):
 
     def _release_player(self, player: GuildPlayer) -> None:
         self.held.forget(player.key)
+        self.voice_links.pop(player.key, None)
         found = self._by_key.pop(player.key, None)
         if found is not None:
             self.keeper.player_gone(found[0], player)

@@ -15,17 +15,28 @@ from audionode.web import (
     lavalink_rest,
     lavalink_ws,
     metrics,
+    pages,
     rpc_ws,
     status,
 )
-from audionode.web.auth import PUBLIC_PATHS, SELF_AUTHENTICATED, check_authorization
+from audionode.web.auth import (
+    PUBLIC_PATHS,
+    PUBLIC_PREFIX,
+    SELF_AUTHENTICATED,
+    check_authorization,
+)
 
 _serial = itertools.count()
 
 
 async def _require_auth(request: Request) -> HTTPResponse | None:
     # The websockets authenticate themselves so they can answer with their close codes.
-    if request.path in PUBLIC_PATHS or request.path in SELF_AUTHENTICATED:
+    if request.method == "NONE":
+        # Sanic's stand-in for a request whose head it could not read (over the size limit):
+        # it never reaches a handler; let its own error (413) answer, not a missing header.
+        return None
+    path = request.path
+    if path in PUBLIC_PATHS or path in SELF_AUTHENTICATED or path.startswith(PUBLIC_PREFIX):
         return None
     check_authorization(
         request.headers.get("authorization"), request.app.ctx.service.config.password
@@ -52,4 +63,5 @@ def create_app(service: NodeService) -> Sanic:  # type: ignore[type-arg]
     app.blueprint(lavalink_ws.bp)
     app.blueprint(lavalink_rest.bp)
     metrics.install(app)
+    app.blueprint(pages.bp)
     return app

@@ -10,10 +10,15 @@ import hmac
 
 from audionode.errors import Forbidden, Unauthorized
 
-PUBLIC_PATHS = frozenset({"/", "/health"})
-"""Routes that need no credentials (health checks)."""
+PUBLIC_PATHS = frozenset({"/", "/health", "/openapi.json", "/docs", "/dashboard"})
+"""Routes that need no credentials: health checks, the API description and the two pages
+(docs/API.md, "Describing the API": they hold no secret and no state; the dashboard's data
+comes through ``/dashboard/ws``, which asks for the password)."""
 
-SELF_AUTHENTICATED = frozenset({"/ws", "/rpc", "/metrics"})
+PUBLIC_PREFIX = "/static/"
+"""The pages' scripts and styles (``web/static/``), public like the pages."""
+
+SELF_AUTHENTICATED = frozenset({"/ws", "/rpc", "/dashboard/ws", "/metrics"})
 """Routes that check credentials themselves: the websockets, to answer with their protocol's
 close code, and ``/metrics``, which also takes the ``metrics_token`` (web/metrics.py)."""
 

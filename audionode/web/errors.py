@@ -7,9 +7,11 @@ from sanic import Request, Sanic
 from sanic.exceptions import SanicException
 from sanic.response import HTTPResponse, json
 
-from audionode.errors import AudionodeError, Unavailable, for_peer
+from audionode.errors import AudionodeError, for_peer
 from audionode.protocol import jsonin
 from audionode.protocol.discodo_map import rest_error
+from audionode.web.lavalink_errors import lavalink_error
+from audionode.web.retry import retry_headers
 
 _SANIC_CODES = {
     400: "BAD_REQUEST",
@@ -33,16 +35,17 @@ def _as_error(request: Request, exc: Exception) -> tuple[int, AudionodeError]:
     return err.status, err
 
 
+def _lavalink_path(path: str) -> bool:
+    return path == "/version" or path.startswith("/v4/")
+
+
 async def _handle(request: Request, exc: Exception) -> HTTPResponse:
+    if _lavalink_path(request.path):
+        # What the Lavalink blueprints' own handler does not see (the auth check runs before
+        # routing) still gets Lavalink's error body: its clients parse no other.
+        return await lavalink_error(request, exc)
     status, err = _as_error(request, exc)
     return json(rest_error(status, err), status=status, headers=retry_headers(err))
-
-
-def retry_headers(err: AudionodeError) -> dict[str, str]:
-    """``Retry-After`` for an error that says when to come back (a node at capacity)."""
-    if isinstance(err, Unavailable):
-        return {"Retry-After": str(err.retry_after)}
-    return {}
 
 
 def install(app: Sanic) -> None:  # type: ignore[type-arg]

@@ -14,7 +14,7 @@ from audionode.errors import AudionodeError, Unauthorized, for_peer
 from audionode.protocol import jsonin
 from audionode.protocol.lavalink import flag
 from audionode.protocol.lavalink_map import error_body
-from audionode.web.errors import retry_headers
+from audionode.web.retry import retry_headers
 
 WEBSOCKET = "/v4/websocket"
 

@@ -17,6 +17,7 @@ from audionode.protocol import jsonin
 from audionode.protocol import lavalink as ll
 from audionode.protocol import lavalink_map as m
 from audionode.protocol import lavaplayer_track as lp
+from audionode.protocol.lavalink_routes import allowed_methods
 from audionode.web.context import service_of
 from audionode.web.lavalink_errors import lavalink_error
 from audionode.web.lavalink_ws import sockets_of
@@ -163,20 +164,7 @@ async def route_planner_free_all(request: Request) -> HTTPResponse:
 # --- everything else: Lavalink's 404 and 405 bodies ----------------------------------------------
 
 _METHODS = frozenset({"GET", "POST", "PATCH", "PUT", "DELETE"})
-_ROUTES = {
-    "/version": {"GET"},
-    "/v4/info": {"GET"},
-    "/v4/stats": {"GET"},
-    "/v4/loadtracks": {"GET"},
-    "/v4/decodetrack": {"GET"},
-    "/v4/decodetracks": {"POST"},
-    "/v4/sessions/<session_id:str>": {"PATCH"},
-    "/v4/sessions/<session_id:str>/players": {"GET"},
-    "/v4/sessions/<session_id:str>/players/<guild_id:str>": {"GET", "PATCH", "DELETE"},
-    "/v4/routeplanner/status": {"GET"},
-    "/v4/routeplanner/free/address": {"POST"},
-    "/v4/routeplanner/free/all": {"POST"},
-}
+_ROUTES = allowed_methods()  # protocol/lavalink_routes.py: the routes above, described
 
 
 async def unknown(request: Request, rest: str) -> HTTPResponse:
