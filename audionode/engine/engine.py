@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from audionode import native
 from audionode.config import Config
 from audionode.engine import faults
 from audionode.engine import messages as msg
@@ -67,11 +68,14 @@ class Engine:
         self._emit = emit
         self.producer = shared_producer()
         """The process's producer thread (its host's watchdog reads its beat)."""
+        packet = native.module()
         self.sender: Sender[int] = Sender(
             self._track_started,
             batch=self.producer,
             keepalive_interval=config.voice.udp_keepalive,
+            out=packet.Batch() if packet is not None else None,
         )
+        log.info("engine: %s", native.describe())
         self._units: dict[int, _Unit] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reporter: asyncio.Task[None] | None = None
