@@ -68,6 +68,7 @@ class Engine:
         self._emit = emit
         self.producer = shared_producer()
         """The process's producer thread (its host's watchdog reads its beat)."""
+        native.configure(config.engine.native_packets)
         packet = native.module()
         self.sender: Sender[int] = Sender(
             self._track_started,

@@ -5,25 +5,18 @@
 :class:`Channel` with the RTP counters and the op 4 key, and a :class:`Batch` that one tick
 fills with every stream's frame and flushes in one call (DAVE frame encryption through davey,
 RTP header, AEAD seal in OpenSSL or libsodium, ``sendmmsg``). It is optional: without it, or
-with ``AUDIONODE_NATIVE=0`` in the environment, the pure-Python path runs (same bytes on the
-wire, tested). :func:`describe` says which path is active; the engine logs it at start.
+with ``engine.native_packets`` false (:func:`configure`; in the environment
+``AUDIONODE_ENGINE__NATIVE_PACKETS=false``), the pure-Python path runs (same bytes on the wire,
+tested). :func:`describe` says which path is active; the engine logs it at start.
 """
 
 from __future__ import annotations
 
-import logging
-import os
 from types import ModuleType
-from typing import Final
-
-log = logging.getLogger(__name__)
-
-ENV_SWITCH: Final = "AUDIONODE_NATIVE"
-"""``0``, ``off``, ``false``, ``python``: the pure-Python path; otherwise native when built."""
-_OFF: Final = frozenset({"0", "off", "false", "no", "python"})
 
 _module: ModuleType | None = None
 _error: str | None = None
+_wanted = True
 
 try:
     from audionode.native import _packet as _loaded
@@ -38,9 +31,16 @@ def built() -> bool:
     return _module is not None
 
 
+def configure(wanted: bool) -> None:
+    """``engine.native_packets``: whether connections opened from now on in this process use
+    the native path (when built). The engine calls it at start."""
+    global _wanted
+    _wanted = wanted
+
+
 def enabled() -> bool:
     """True when new connections use the native path: built and not switched off."""
-    return _module is not None and os.environ.get(ENV_SWITCH, "").strip().lower() not in _OFF
+    return _module is not None and _wanted
 
 
 def module() -> ModuleType | None:
@@ -56,5 +56,5 @@ def describe() -> str:
             f"libsodium {_module.SODIUM_VERSION})"
         )
     if _module is not None:
-        return f"pure-Python packet path ({ENV_SWITCH}={os.environ.get(ENV_SWITCH)!r})"
+        return "pure-Python packet path (engine.native_packets is false)"
     return f"pure-Python packet path (native extension not built: {_error})"

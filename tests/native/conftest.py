@@ -4,6 +4,7 @@ instead when ``AUDIONODE_REQUIRE_NATIVE=1`` (``make test`` sets it after buildin
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 
@@ -20,3 +21,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if str(item.fspath).startswith(here):
             item.add_marker(skip)
+
+
+@pytest.fixture
+def python_path() -> Iterator[None]:
+    """The test may switch the path (``native.configure``); native again afterwards."""
+    try:
+        yield
+    finally:
+        native.configure(True)

@@ -21,7 +21,6 @@ from tests.transport import rig
 from tests.transport.opus import OpusDecoder, sine_opus
 from tests.transport.rig import Source, until
 from tests.transport.test_e2e import (
-    assert_pacing,
     assert_rtp_stream,
     assert_server_accepted_all,
     parse_dave_footer,
@@ -41,13 +40,10 @@ async def harness() -> AsyncIterator[Harness]:
 @pytest.mark.parametrize("mode", [AES_GCM_MODE, XCHACHA_MODE])
 @pytest.mark.parametrize("path", ["batch", "native-packetizer", "python"])
 async def test_listener_decrypts_what_the_path_sent(
-    harness: Harness, mode: str, path: str, monkeypatch: pytest.MonkeyPatch
+    harness: Harness, mode: str, path: str, python_path: None
 ) -> None:
     h = harness
-    if path == "python":
-        monkeypatch.setenv(native.ENV_SWITCH, "0")
-    else:
-        monkeypatch.delenv(native.ENV_SWITCH, raising=False)
+    native.configure(path != "python")
     out = _packet.Batch() if path == "batch" else None
     async with contextlib.AsyncExitStack() as cleanup:
         listener = await rig.join_listener(h, LISTENER, CHANNEL, GUILD)
@@ -80,7 +76,10 @@ async def test_listener_decrypts_what_the_path_sent(
         decoder = OpusDecoder()
         for frame in decrypted:
             assert decoder.decode(frame) == 960
-        assert_pacing([t for t, _ in opened[: len(OPUS)]])
+        # 50 packets/s on average (the strict pacing check is test_e2e's; this one runs
+        # three times as often and must not flake on a loaded machine)
+        times = [t for t, _ in opened[: len(OPUS)]]
+        assert (len(times) - 1) / (times[-1] - times[0]) == pytest.approx(50.0, rel=0.05)
         # N4 from the only op 4: the transport nonce of every packet, in order
         n4 = [o.nonce for _, o in opened]
         assert n4 == list(range(n4[0], n4[0] + len(n4)))

@@ -228,11 +228,11 @@ def test_oversized_frame_is_refused() -> None:
     assert nat.sequence == 0
 
 
-def test_switch_selects_the_python_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(native.ENV_SWITCH, raising=False)
+def test_switch_selects_the_python_path(python_path: None) -> None:
+    native.configure(True)
     assert isinstance(new_packetizer(1), NativePacketizer)
     assert native.describe().startswith("native packet path")
-    monkeypatch.setenv(native.ENV_SWITCH, "0")
+    native.configure(False)
     assert not native.enabled() and native.module() is None
     assert type(new_packetizer(1)) is Packetizer
     assert "pure-Python" in native.describe()
