@@ -76,7 +76,10 @@ class Engine:
             keepalive_interval=config.voice.udp_keepalive,
             out=packet.Batch() if packet is not None else None,
         )
-        log.info("engine: %s", native.describe())
+        # A missing build is worth a warning (the node runs, slower); a choice only a line.
+        (log.info if packet is not None or native.built() else log.warning)(
+            "engine: %s", native.describe()
+        )
         self._units: dict[int, _Unit] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reporter: asyncio.Task[None] | None = None
