@@ -4,7 +4,20 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= $(if $(wildcard config.json),config.json,config.json.example)
 
-.PHONY: run test lint demo clean
+.PHONY: run test lint demo clean native native-required
+
+# The native packet path (docs/decisions/0017-native-packet-path.md): a C extension built in
+# place. `make run` tries it and goes on without it (the pure-Python path is selected and
+# logged); `make test` installs the -dev packages when it can (.ci/native-deps.sh) and
+# requires it, so the tests cover both paths.
+
+
+native: | $(BIN)/python
+	-@sh audionode/native/build.sh $(abspath $(BIN)/python) 2>&1 || echo "native packet path not built: the pure-Python path will run"
+
+native-required: | $(BIN)/python
+	bash .ci/native-deps.sh
+	sh audionode/native/build.sh $(abspath $(BIN)/python)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +37,7 @@ $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q --no-deps --target $(DISCODO_CLIENT) discodo==3.0.5 websockets==13.1
 	touch $@ $(VENV)/.run-installed
 
-run: $(VENV)/.run-installed
+run: $(VENV)/.run-installed native
 	$(BIN)/audionode run --config $(CONFIG)
 
 lint: $(VENV)/.dev-installed
@@ -33,12 +46,12 @@ lint: $(VENV)/.dev-installed
 	$(BIN)/lint-imports
 
 # The browser tests (tests/web/test_dashboard.py) use Debian's chromium; installed when root.
-test: lint
+test: lint native-required
 	.ci/install-browser
-	$(BIN)/python -m pytest -q
+	AUDIONODE_REQUIRE_NATIVE=1 $(BIN)/python -m pytest -q
 
 demo: $(VENV)/.run-installed
 	$(BIN)/audionode demo
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache audionode/native/_packet*.so

@@ -76,6 +76,9 @@ class EngineConfig(_Section):
     decode_ahead: Annotated[float, Meta(ge=0.5, le=30)] = 3.0
     """Seconds of decoded audio each open track keeps ready (absorbs network stalls)."""
     buffer_frames: Annotated[int, Meta(ge=2, le=10)] = 3
+    native_packets: bool = True
+    """Use the native per-packet path (C: DAVE call, RTP, AEAD, sendmmsg once per tick) when it
+    is built; false forces the pure-Python path (docs/decisions/0017-native-packet-path.md)."""
     """Encoded 20 ms frames kept ready for the sender; a volume/filter change waits behind
     them, so 3 keeps changes under 100 ms while leaving 60 ms for scheduling hiccups."""
     watchdog_timeout: Annotated[float, Meta(ge=0.5, le=60)] = 1.5

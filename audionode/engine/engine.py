@@ -19,6 +19,7 @@ from typing import Any
 
 import msgspec
 
+from audionode import native
 from audionode.config import Config
 from audionode.engine import faults
 from audionode.engine import messages as msg
@@ -84,11 +85,18 @@ class Engine:
         """The process's producer thread (its host's watchdog reads its beat)."""
         self._late = msg.Histogram.empty(msg.LATE_BOUNDS)
         self._took = msg.Histogram.empty(msg.TICK_BOUNDS)
+        native.configure(config.engine.native_packets)
+        packet = native.module()
         self.sender: Sender[int] = Sender(
             self._track_started,
             batch=self.producer,
             keepalive_interval=config.voice.udp_keepalive,
             on_tick=self._timed,
+            out=packet.Batch() if packet is not None else None,
+        )
+        # A missing build is worth a warning (the node runs, slower); a choice only a line.
+        (log.info if packet is not None or native.built() else log.warning)(
+            "engine: %s", native.describe()
         )
         self._units: dict[int, _Unit] = {}
         self._guilds: dict[int, int] = {}

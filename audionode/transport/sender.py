@@ -34,9 +34,12 @@ import time
 from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, fields
-from typing import Final, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Final, Generic, Protocol, TypeVar
 
 from audionode.voice.packetizer import SILENCE_FRAME, SILENCE_FRAME_COUNT
+
+if TYPE_CHECKING:
+    from audionode.native import _packet
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +107,11 @@ class VoiceSink(Protocol):
     def send_keepalive(self) -> None: ...
 
 
+QueueFrame = Callable[[bytes, "_packet.Batch"], None]
+"""``VoiceConnection.queue_frame``: a sink's native path (decision 0017); sinks without it
+are sent to by ``send_frame`` even when the sender has a batch."""
+
+
 @dataclass(slots=True)
 class SenderStats:
     """Counters of one stream, or of all streams ever attached (:attr:`Sender.totals`)."""
@@ -138,6 +146,16 @@ class _Stream:
     track: int | None = None
     last_packet: float = 0.0
     stats: SenderStats = field(default_factory=SenderStats)
+    queue: QueueFrame | None = None
+    """The sink's ``queue_frame`` when the sender batches natively, else ``None``."""
+
+    def send(self, opus: bytes, out: _packet.Batch | None) -> None:
+        """Hand one frame to the sink: staged in the tick's batch, or sent now."""
+        queue = self.queue
+        if queue is not None:
+            queue(opus, out)  # type: ignore[arg-type]  # queue is set only with a batch
+        else:
+            self.sink.send_frame(opus)
 
 
 TickCallback = Callable[[float, float], None]
@@ -168,10 +186,14 @@ class Sender(Generic[K]):
         keepalive_interval: float = KEEPALIVE_INTERVAL,
         batch: TickBatch | None = None,
         on_tick: TickCallback | None = None,
+        out: _packet.Batch | None = None,
     ) -> None:
         self.interval = interval
         self._on_tick = on_tick
         self._batch = batch
+        self._out = out
+        """The native per-tick batch (decision 0017): every frame of a tick is staged in it and
+        it is sealed and sent in one call at the end of the tick; ``None``: the Python path."""
         self.resync_after = resync_after
         self.keepalive_interval = keepalive_interval
         self._gone = SenderStats()
@@ -200,7 +222,8 @@ class Sender(Generic[K]):
             old = self._streams.get(key)
             if old is not None:
                 self._gone.add(old.stats)
-            self._streams[key] = _Stream(sink=sink)
+            queue = getattr(sink, "queue_frame", None) if self._out is not None else None
+            self._streams[key] = _Stream(sink=sink, queue=queue)
 
         self._commands.append(run)
 
@@ -330,13 +353,16 @@ class Sender(Generic[K]):
         began = time.perf_counter()
         batch = self._batch
         if batch is None:
-            self.step(now)
+            self._step(now)
         else:
             batch.hold()
             try:
-                self.step(now)
+                self._step(now)
             finally:
                 batch.release()
+        # After the refills are handed over: the flush seals and sends without the GIL, so
+        # the producer thread works meanwhile.
+        self._flush()
         if late > self.late_max:
             self.late_max = late
         # perf_counter, not loop.time(): uvloop's clock has millisecond resolution.
@@ -350,7 +376,20 @@ class Sender(Generic[K]):
         self._handle = self._loop.call_at(self._deadline, self._tick)
 
     def step(self, now: float) -> None:
-        """One tick's work at time ``now`` (seconds): apply commands, one frame per stream."""
+        """One tick's work at time ``now`` (seconds): apply commands, one frame per stream,
+        and (native path) seal and send the tick's batch."""
+        self._step(now)
+        self._flush()
+
+    def _flush(self) -> None:
+        out = self._out
+        if out is not None:
+            try:
+                out.flush()
+            except Exception:  # a bug, not the network (send errors are counted, not raised)
+                log.exception("sender: native batch flush failed")
+
+    def _step(self, now: float) -> None:
         self.ticks += 1
         self._drain()
         for key, stream in self._streams.items():
@@ -379,7 +418,11 @@ class Sender(Generic[K]):
             assert stream.source is not None
             frame = stream.source.pop()
             if frame is not None:
-                sink.send_frame(frame.opus)
+                queue = stream.queue  # inlined _Stream.send: the per-packet path
+                if queue is not None:
+                    queue(frame.opus, self._out)  # type: ignore[arg-type]  # set with a batch
+                else:
+                    sink.send_frame(frame.opus)
                 stream.tail = SILENCE_FRAME_COUNT
                 stream.last_packet = now
                 stream.stats.sent += 1
@@ -434,7 +477,7 @@ class Sender(Generic[K]):
             stream.pending = frame
             return True
         stream.pending = None
-        stream.sink.send_frame(frame.opus)
+        stream.send(frame.opus, self._out)
         stream.tail = SILENCE_FRAME_COUNT
         stream.last_packet = now
         stream.stats.sent += 1
@@ -444,7 +487,7 @@ class Sender(Generic[K]):
         return True
 
     def _send_silence(self, stream: _Stream, now: float) -> None:
-        stream.sink.send_frame(SILENCE_FRAME)
+        stream.send(SILENCE_FRAME, self._out)
         stream.tail -= 1
         stream.last_packet = now
         stream.stats.silence += 1

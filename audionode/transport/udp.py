@@ -27,6 +27,8 @@ class VoiceUdp(asyncio.DatagramProtocol):
 
     def __init__(self, on_datagram: DatagramCallback | None = None) -> None:
         self._transport: asyncio.DatagramTransport | None = None
+        self.fileno = -1
+        """The socket's descriptor while open (the native path sends on it directly), else -1."""
         self._on_datagram = on_datagram
         self._closed = asyncio.Event()
         self.sent = 0
@@ -53,6 +55,8 @@ class VoiceUdp(asyncio.DatagramProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # asyncio's selector datagram transport does not subclass DatagramTransport (3.11)
         self._transport = cast(asyncio.DatagramTransport, transport)
+        sock = transport.get_extra_info("socket")
+        self.fileno = sock.fileno() if sock is not None else -1
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         self.received += 1
@@ -66,6 +70,7 @@ class VoiceUdp(asyncio.DatagramProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
+        self.fileno = -1
         self._closed.set()
 
     # --- API ---------------------------------------------------------------------------------
@@ -90,6 +95,7 @@ class VoiceUdp(asyncio.DatagramProtocol):
 
     def close(self) -> None:
         """Close the socket (idempotent)."""
+        self.fileno = -1  # no native send may reach a descriptor number the kernel reuses
         if self._transport is not None:
             self._transport.close()
 

@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import aiohttp
 from yarl import URL
@@ -43,6 +43,9 @@ from audionode.voice.events import (
     WsSend,
 )
 from audionode.voice.opcodes import GATEWAY_VERSION, backoff
+
+if TYPE_CHECKING:
+    from audionode.native import _packet
 
 __all__ = [
     "Closed",
@@ -162,6 +165,17 @@ class VoiceConnection:
         udp = self._udp
         if datagram is not None and udp is not None:
             udp.send(datagram)
+
+    def queue_frame(self, opus: bytes, out: _packet.Batch) -> None:
+        """:meth:`send_frame` through the sender's native tick batch (decision 0017): staged
+        now, sealed and sent when the tick flushes ``out``; the Python path when this
+        session's packetizer is not native."""
+        udp = self._udp
+        fd = udp.fileno if udp is not None else -1
+        if fd < 0 or not self.session.stage(opus, out, fd):
+            self.send_frame(opus)
+        elif udp is not None:
+            udp.sent += 1
 
     def set_speaking(self, on: bool) -> None:
         """Send op 5 now when the session is active; remembered and re-sent after op 4/op 9."""

@@ -42,7 +42,7 @@ import logging
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import msgspec
 
@@ -83,12 +83,20 @@ from audionode.voice.opcodes import (
     decide_close,
     is_bug,
 )
-from audionode.voice.packetizer import SILENCE_FRAME, Packetizer
+from audionode.voice.packetizer import (
+    SILENCE_FRAME,
+    AnyPacketizer,
+    NativePacketizer,
+    new_packetizer,
+)
 from audionode.voice.receive import Receiver
 from audionode.voice.rtp import DatagramKind, RtpError, classify
 from audionode.voice.timers import Beat, DiscoveryFailed, Heartbeats, IpDiscovery
 from audionode.voice.wire import BinaryMessage, GatewayError
 from audionode.voice.wire import Resumed as ResumedMessage
+
+if TYPE_CHECKING:
+    from audionode.native import _packet
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +151,7 @@ class VoiceClient:
         self.receiver: Receiver | None = Receiver() if receive else None
         self.gateway = ClientGateway()
         self.dave = DaveState(creds.user_id, creds.channel_id)
-        self.packetizer: Packetizer | None = None
+        self.packetizer: AnyPacketizer | None = None
         """RTP state (seq, timestamp, nonce) of the current session; kept across a resume."""
         self.cipher: TransportCipher | None = None
         self.mode: str | None = None
@@ -449,7 +457,7 @@ class VoiceClient:
         if reply is None:
             return
         self._discovery = None
-        self.packetizer = Packetizer(
+        self.packetizer = new_packetizer(
             d.ssrc, sequence=secrets.randbelow(1 << 16), timestamp=secrets.randbelow(1 << 32)
         )
         self._send(self.gateway.select_protocol(reply.ip, reply.port, d.mode))
@@ -514,6 +522,23 @@ class VoiceClient:
             return None
         self.frames_sent += 1
         return datagram
+
+    def stage(self, opus: bytes, out: _packet.Batch, fd: int) -> bool:
+        """:meth:`seal` for the native path: stage the frame in the tick's ``out`` batch (sent
+        on socket ``fd`` when the sender flushes it). False when it cannot be staged: not
+        :attr:`ready`, or a Python packetizer (then call :meth:`seal`); a frame dropped by
+        DAVE counts as handled."""
+        p = self.packetizer
+        if not self.ready or not isinstance(p, NativePacketizer):
+            return False
+        if not self.audio_ready and opus != SILENCE_FRAME:
+            self.frames_withheld += 1
+            opus = SILENCE_FRAME
+        if out.add(p.channel, opus, fd):
+            self.frames_sent += 1
+        else:
+            self.frames_dropped += 1
+        return True
 
     def keepalive(self) -> bytes | None:
         """The next 8-byte UDP keepalive (§1.11), or ``None`` while there is no session."""

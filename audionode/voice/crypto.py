@@ -139,11 +139,13 @@ class _RtpsizeOpen:
 class AesGcmRtpsize(_RtpsizeOpen):
     """``aead_aes256_gcm_rtpsize``: AES-256-GCM, nonce = N4 ‖ 8 zero bytes, AAD = header."""
 
-    __slots__ = ("_aead",)
+    __slots__ = ("_aead", "key")
     mode: Final = AES_GCM_MODE
 
     def __init__(self, key: bytes | Sequence[int]) -> None:
-        self._aead = AESGCM(_key_bytes(key))
+        self.key = _key_bytes(key)
+        """The 32-byte op 4 key (the native packet path keys its own AES-GCM with it)."""
+        self._aead = AESGCM(self.key)
 
     def seal(self, header: bytes, payload: bytes, nonce: int) -> bytes:
         n4 = _N4.pack(nonce)
@@ -165,6 +167,11 @@ class XChaChaRtpsize(_RtpsizeOpen):
 
     def __init__(self, key: bytes | Sequence[int]) -> None:
         self._key = _key_bytes(key)
+
+    @property
+    def key(self) -> bytes:
+        """The 32-byte op 4 key (for the native packet path)."""
+        return self._key
 
     def seal(self, header: bytes, payload: bytes, nonce: int) -> bytes:
         n4 = _N4.pack(nonce)

@@ -13,7 +13,7 @@ established or after a downgrade executes, silence ``F8 FF FE`` always unchanged
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Final
 
 import davey
@@ -65,6 +65,9 @@ class DaveState:
         self.key_packages_sent = 0
         self._external_sender: bytes | None = None
         self._encrypting = False
+        self.frame_encrypt: Callable[[bytes], bytes] | None = None
+        """davey's ``encrypt_opus`` while frames leave encrypted, else ``None``: the native
+        packet path calls it directly, without a Python frame per packet (decision 0017)."""
 
     # --- state the sender and tests read ---------------------------------------------------
 
@@ -84,6 +87,7 @@ class DaveState:
     def _refresh(self) -> None:
         s = self.session
         self._encrypting = bool(self.protocol_version and s is not None and s.ready)
+        self.frame_encrypt = s.encrypt_opus if self._encrypting and s is not None else None
 
     # --- ops -------------------------------------------------------------------------------
 

@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
-from audionode.voice.crypto import TransportCipher
+from audionode import native
+from audionode.voice.crypto import AES_GCM_MODE, XCHACHA_MODE, TransportCipher
 from audionode.voice.rtp import OPUS_PAYLOAD_TYPE, SAMPLES_PER_FRAME, pack_keepalive
+
+if TYPE_CHECKING:
+    from audionode.native import _packet
 
 SILENCE_FRAME: Final = b"\xf8\xff\xfe"
 """The 3-byte opus silence frame; never DAVE-encrypted (§1.11, §2.1)."""
@@ -119,6 +123,114 @@ class Packetizer:
         payload = pack_keepalive(self.keepalives)
         self.keepalives += 1
         return payload
+
+
+class NativePacketizer:
+    """:class:`Packetizer` with its state in a native ``Channel`` (docs/decisions/0017).
+
+    The same interface and the same bytes (tested); the counters live in :attr:`channel` so
+    that the sender's per-tick :class:`~audionode.native._packet.Batch` and :meth:`packet`
+    advance one set of them. Build it with :func:`new_packetizer`.
+    """
+
+    __slots__ = ("_cipher", "_encryptor", "channel", "keepalives", "keyed", "ssrc")
+
+    def __init__(
+        self,
+        ssrc: int,
+        cipher: TransportCipher | None = None,
+        *,
+        sequence: int = 0,
+        timestamp: int = 0,
+        encryptor: FrameEncryptor | None = None,
+    ) -> None:
+        mod = native.module()
+        if mod is None:
+            raise RuntimeError(f"NativePacketizer without the extension: {native.describe()}")
+        self.ssrc = ssrc
+        self.channel: _packet.Channel = mod.Channel(ssrc, sequence & 0xFFFF, timestamp & 0xFFFFFFFF)
+        self.keepalives = 0
+        self.keyed = False
+        self._cipher: TransportCipher | None = None
+        self._encryptor: FrameEncryptor | None = None
+        if cipher is not None:
+            self.set_cipher(cipher)
+        self.set_encryptor(encryptor)
+
+    @property
+    def sequence(self) -> int:
+        """Sequence number of the next packet."""
+        return self.channel.sequence
+
+    @sequence.setter
+    def sequence(self, value: int) -> None:
+        self.channel.sequence = value & 0xFFFF
+
+    @property
+    def timestamp(self) -> int:
+        """RTP timestamp of the next packet."""
+        return self.channel.timestamp
+
+    @timestamp.setter
+    def timestamp(self, value: int) -> None:
+        self.channel.timestamp = value & 0xFFFFFFFF
+
+    @property
+    def nonce(self) -> int:
+        """Transport nonce counter of the next packet (N4)."""
+        return self.channel.nonce
+
+    @nonce.setter
+    def nonce(self, value: int) -> None:
+        self.channel.nonce = value & 0xFFFFFFFF
+
+    @property
+    def cipher(self) -> TransportCipher | None:
+        """The transport cipher in use (``None`` before the first op 4)."""
+        return self._cipher
+
+    def set_cipher(self, cipher: TransportCipher) -> None:
+        """Install the key of a new op 4 Session Description; the nonce restarts at 0."""
+        mode = _NATIVE_MODES.get(cipher.mode)
+        key = getattr(cipher, "key", None)
+        if mode is None or not isinstance(key, bytes):
+            raise ValueError(f"no native seal for {type(cipher).__name__} ({cipher.mode})")
+        self.channel.set_key(mode, key)
+        self._cipher = cipher
+        self.keyed = True
+
+    def set_encryptor(self, encryptor: FrameEncryptor | None) -> None:
+        """Install (or remove) the DAVE frame encryptor."""
+        self._encryptor = encryptor
+        self.channel.encryptor = encryptor
+
+    def packet(self, frame: bytes) -> bytes:
+        """:meth:`Packetizer.packet`, natively (a DAVE failure propagates, counters unchanged)."""
+        return self.channel.packet(frame)
+
+    def keepalive(self) -> bytes:
+        """The next 8-byte UDP keepalive (every ~5 s while idle, §1.11); RTP counters untouched."""
+        payload = pack_keepalive(self.keepalives)
+        self.keepalives += 1
+        return payload
+
+
+_NATIVE_MODES: Final = {AES_GCM_MODE: 1, XCHACHA_MODE: 2}
+"""Mode names → the extension's ``MODE_AES_GCM``/``MODE_XCHACHA``."""
+
+AnyPacketizer = Packetizer | NativePacketizer
+
+
+def new_packetizer(
+    ssrc: int, *, sequence: int = 0, timestamp: int = 0, use_native: bool | None = None
+) -> AnyPacketizer:
+    """The packetizer of a new voice session: native when the extension is built and not
+    switched off (``use_native=None``: :func:`audionode.native.enabled`), else Python."""
+    if use_native is None:
+        use_native = native.enabled()
+    if use_native:
+        return NativePacketizer(ssrc, sequence=sequence, timestamp=timestamp)
+    return Packetizer(ssrc, sequence=sequence, timestamp=timestamp)
 
 
 def silence_frames(count: int = SILENCE_FRAME_COUNT) -> tuple[bytes, ...]:

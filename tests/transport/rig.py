@@ -11,6 +11,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from audionode.config import VoiceConfig
 from audionode.transport.sender import Sender
@@ -20,6 +21,9 @@ from audionode.voice.packetizer import SILENCE_FRAME
 from tests.transport.opus import OpusFrame
 from tests.transport.voiceserver_harness import Harness, VoiceGrant
 from tests.voiceserver.member import VoiceMember
+
+if TYPE_CHECKING:
+    from audionode.native._packet import Batch
 
 
 class Source:
@@ -84,10 +88,20 @@ class Node:
 
 
 async def start_node(
-    h: Harness, grant: VoiceGrant, mode: str, *, endpoint: str | None = None, guild: int
+    h: Harness,
+    grant: VoiceGrant,
+    mode: str,
+    *,
+    endpoint: str | None = None,
+    guild: int,
+    out: Batch | None = None,
 ) -> Node:
+    """``out``: the sender's native per-tick batch (decision 0017); its datagrams bypass
+    ``VoiceUdp.send``, so :attr:`Node.sent` then holds only what the Python path sent."""
     started: list[tuple[int, int, float]] = []
-    sender: Sender[int] = Sender(lambda k, t, p: started.append((t, p, time.monotonic())))
+    sender: Sender[int] = Sender(
+        lambda k, t, p: started.append((t, p, time.monotonic())), out=out
+    )
     node = Node(None, sender, started=started)  # type: ignore[arg-type]
 
     def on_event(event: VoiceEvent) -> None:

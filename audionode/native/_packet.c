@@ -1,0 +1,478 @@
+/* The native per-packet path (docs/decisions/0017-native-packet-path.md).
+ *
+ * Per voice connection a Channel holds what the Python Packetizer holds (voice/packetizer.py):
+ * SSRC, the RTP sequence (u16) and timestamp (u32), the transport nonce counter N4 (u32), the
+ * op 4 key of one of the two rtpsize modes, and the DAVE frame encryptor. Per tick the sender
+ * adds every stream's frame to one Batch and flushes it with one call: DAVE frame encryption
+ * (davey's compiled encryptor, called through the C API: no Python frame per packet), the RTP
+ * header, the AEAD seal (OpenSSL EVP AES-256-GCM; libsodium XChaCha20-Poly1305-IETF) and the
+ * sends (sendmmsg per socket, MSG_DONTWAIT), the sealing and sending with the GIL released.
+ *
+ * Wire facts (docs/discord-voice.md §1.9, §1.10, §2.1): header 0x80 0x78 seq ts ssrc (big
+ * endian); AEAD nonce = N4 (big endian) followed by 8 (AES-GCM) or 20 (XChaCha) zero bytes,
+ * AAD = the 12-byte header, packet = header ‖ ciphertext ‖ 16-byte tag ‖ N4. Silence
+ * (F8 FF FE) is never DAVE-encrypted. No cipher is written here.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <sodium.h>
+
+#if PY_VERSION_HEX < 0x030D0000 /* public from 3.13 on */
+#define PyObject_GetOptionalAttr _PyObject_LookupAttr
+#endif
+
+#define MODE_NONE 0
+#define MODE_AES_GCM 1
+#define MODE_XCHACHA 2
+
+#define HEADER_SIZE 12
+#define TAG_SIZE 16
+#define N4_SIZE 4
+#define KEY_SIZE 32
+/* One datagram: opus is at most 1275 bytes per 20 ms frame, DAVE adds at most 8 + 5 + 3. */
+#define SLOT_SIZE 1536
+#define MAX_PAYLOAD (SLOT_SIZE - HEADER_SIZE - TAG_SIZE - N4_SIZE)
+
+static const unsigned char SILENCE[3] = {0xF8, 0xFF, 0xFE};
+static PyObject *str_frame_encrypt; /* interned "frame_encrypt" */
+static PyObject *str_encrypt_opus;  /* interned "encrypt_opus" */
+
+/* --- Channel ------------------------------------------------------------------------------ */
+
+typedef struct {
+    PyObject_HEAD
+    uint32_t ssrc;
+    uint16_t seq;
+    uint32_t ts;
+    uint32_t nonce;
+    int mode;
+    unsigned char key[KEY_SIZE];
+    EVP_CIPHER_CTX *gcm; /* keyed once per op 4; only the IV changes per packet */
+    PyObject *encryptor; /* None or a FrameEncryptor (voice/dave.py DaveState) */
+    unsigned long long sent;
+    unsigned long long send_errors;
+    unsigned long long dave_failures;
+} Channel;
+
+static PyTypeObject ChannelType;
+
+static int channel_init(Channel *self, PyObject *args, PyObject *kw) {
+    static char *names[] = {"ssrc", "sequence", "timestamp", NULL};
+    unsigned long long ssrc, seq = 0, ts = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "K|KK", names, &ssrc, &seq, &ts)) return -1;
+    self->ssrc = (uint32_t)ssrc;
+    self->seq = (uint16_t)seq;
+    self->ts = (uint32_t)ts;
+    self->nonce = 0;
+    self->mode = MODE_NONE;
+    Py_XSETREF(self->encryptor, Py_NewRef(Py_None));
+    return 0;
+}
+
+static void channel_dealloc(Channel *self) {
+    if (self->gcm != NULL) EVP_CIPHER_CTX_free(self->gcm);
+    sodium_memzero(self->key, sizeof self->key);
+    Py_XDECREF(self->encryptor);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *channel_set_key(Channel *self, PyObject *args) {
+    int mode;
+    Py_buffer key;
+    if (!PyArg_ParseTuple(args, "iy*", &mode, &key)) return NULL;
+    if (key.len != KEY_SIZE) {
+        PyBuffer_Release(&key);
+        return PyErr_Format(PyExc_ValueError, "key must be 32 bytes, got %zd", key.len);
+    }
+    if (mode != MODE_AES_GCM && mode != MODE_XCHACHA) {
+        PyBuffer_Release(&key);
+        return PyErr_Format(PyExc_ValueError, "mode must be 1 (AES-GCM) or 2 (XChaCha), got %d", mode);
+    }
+    memcpy(self->key, key.buf, KEY_SIZE);
+    PyBuffer_Release(&key);
+    if (mode == MODE_AES_GCM) {
+        if (self->gcm == NULL && (self->gcm = EVP_CIPHER_CTX_new()) == NULL) return PyErr_NoMemory();
+        if (EVP_EncryptInit_ex(self->gcm, EVP_aes_256_gcm(), NULL, self->key, NULL) != 1)
+            return PyErr_Format(PyExc_RuntimeError, "OpenSSL: AES-256-GCM init failed");
+    }
+    self->mode = mode;
+    self->nonce = 0; /* §1.10: a new op 4 key restarts N4 */
+    Py_RETURN_NONE;
+}
+
+/* The DAVE step, with the GIL: a new reference to the frame to seal, or NULL with an error.
+ * DaveState keeps `frame_encrypt` = davey's bound encrypt_opus while encrypting, else None;
+ * any other encryptor is asked through its encrypt_opus method. */
+static PyObject *dave_step(Channel *self, PyObject *frame) {
+    PyObject *enc = self->encryptor;
+    if (enc == NULL || enc == Py_None) return Py_NewRef(frame);
+    Py_ssize_t n = PyBytes_GET_SIZE(frame);
+    if (n == 3 && memcmp(PyBytes_AS_STRING(frame), SILENCE, 3) == 0) return Py_NewRef(frame);
+    PyObject *fn = NULL;
+    if (PyObject_GetOptionalAttr(enc, str_frame_encrypt, &fn) < 0) return NULL;
+    PyObject *out;
+    if (fn == NULL) {
+        PyObject *args[2] = {enc, frame};
+        out = PyObject_VectorcallMethod(str_encrypt_opus, args, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    } else if (fn == Py_None) {
+        Py_DECREF(fn);
+        return Py_NewRef(frame);
+    } else {
+        PyObject *args[2] = {NULL, frame};
+        out = PyObject_Vectorcall(fn, args + 1, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        Py_DECREF(fn);
+    }
+    if (out != NULL && !PyBytes_Check(out)) {
+        Py_DECREF(out);
+        PyErr_SetString(PyExc_TypeError, "DAVE encryptor must return bytes");
+        return NULL;
+    }
+    return out;
+}
+
+/* Header and payload into slot; advance the counters. Returns the N4 to seal with. */
+static uint32_t stage(Channel *self, unsigned char *slot, const char *payload, Py_ssize_t n) {
+    slot[0] = 0x80;
+    slot[1] = 0x78;
+    slot[2] = (unsigned char)(self->seq >> 8);
+    slot[3] = (unsigned char)self->seq;
+    slot[4] = (unsigned char)(self->ts >> 24);
+    slot[5] = (unsigned char)(self->ts >> 16);
+    slot[6] = (unsigned char)(self->ts >> 8);
+    slot[7] = (unsigned char)self->ts;
+    slot[8] = (unsigned char)(self->ssrc >> 24);
+    slot[9] = (unsigned char)(self->ssrc >> 16);
+    slot[10] = (unsigned char)(self->ssrc >> 8);
+    slot[11] = (unsigned char)self->ssrc;
+    memcpy(slot + HEADER_SIZE, payload, (size_t)n);
+    uint32_t nonce = self->nonce;
+    self->seq = (uint16_t)(self->seq + 1);
+    self->ts += 960;
+    self->nonce += 1;
+    return nonce;
+}
+
+/* Seal slot in place (no Python, may run without the GIL); the datagram length, or -1. */
+static Py_ssize_t seal(Channel *self, unsigned char *slot, Py_ssize_t n, uint32_t nonce) {
+    unsigned char iv[24] = {0};
+    iv[0] = (unsigned char)(nonce >> 24);
+    iv[1] = (unsigned char)(nonce >> 16);
+    iv[2] = (unsigned char)(nonce >> 8);
+    iv[3] = (unsigned char)nonce;
+    unsigned char *body = slot + HEADER_SIZE;
+    if (self->mode == MODE_AES_GCM) {
+        int len = 0;
+        EVP_CIPHER_CTX *c = self->gcm;
+        if (EVP_EncryptInit_ex(c, NULL, NULL, NULL, iv) != 1) return -1;
+        if (EVP_EncryptUpdate(c, NULL, &len, slot, HEADER_SIZE) != 1) return -1;
+        if (n > 0 && EVP_EncryptUpdate(c, body, &len, body, (int)n) != 1) return -1;
+        if (EVP_EncryptFinal_ex(c, body + n, &len) != 1) return -1;
+        if (EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, TAG_SIZE, body + n) != 1) return -1;
+    } else if (self->mode == MODE_XCHACHA) {
+        unsigned long long clen = 0;
+        if (crypto_aead_xchacha20poly1305_ietf_encrypt(body, &clen, body, (unsigned long long)n, slot,
+                                                       HEADER_SIZE, NULL, iv, self->key) != 0)
+            return -1;
+    } else {
+        return -1;
+    }
+    memcpy(body + n + TAG_SIZE, iv, N4_SIZE);
+    return HEADER_SIZE + n + TAG_SIZE + N4_SIZE;
+}
+
+/* Channel.packet(frame) -> bytes: one datagram now (the Python Packetizer.packet contract). */
+static PyObject *channel_packet(Channel *self, PyObject *frame) {
+    if (!PyBytes_Check(frame)) return PyErr_Format(PyExc_TypeError, "frame must be bytes");
+    if (self->mode == MODE_NONE)
+        return PyErr_Format(PyExc_RuntimeError, "Packetizer.packet() before set_cipher(): no op 4 key yet");
+    PyObject *payload = dave_step(self, frame);
+    if (payload == NULL) return NULL;
+    Py_ssize_t n = PyBytes_GET_SIZE(payload);
+    if (n > MAX_PAYLOAD) {
+        Py_DECREF(payload);
+        return PyErr_Format(PyExc_ValueError, "frame of %zd bytes is larger than a datagram", n);
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, HEADER_SIZE + n + TAG_SIZE + N4_SIZE);
+    if (out == NULL) {
+        Py_DECREF(payload);
+        return NULL;
+    }
+    unsigned char *slot = (unsigned char *)PyBytes_AS_STRING(out);
+    uint32_t nonce = stage(self, slot, PyBytes_AS_STRING(payload), n);
+    Py_DECREF(payload);
+    if (seal(self, slot, n, nonce) < 0) {
+        Py_DECREF(out);
+        return PyErr_Format(PyExc_RuntimeError, "AEAD seal failed");
+    }
+    return out;
+}
+
+static PyObject *get_u(Channel *self, void *which) {
+    switch ((intptr_t)which) {
+    case 0: return PyLong_FromUnsignedLong(self->ssrc);
+    case 1: return PyLong_FromUnsignedLong(self->seq);
+    case 2: return PyLong_FromUnsignedLong(self->ts);
+    case 3: return PyLong_FromUnsignedLong(self->nonce);
+    case 4: return PyLong_FromLong(self->mode);
+    case 5: return PyLong_FromUnsignedLongLong(self->sent);
+    case 6: return PyLong_FromUnsignedLongLong(self->send_errors);
+    default: return PyLong_FromUnsignedLongLong(self->dave_failures);
+    }
+}
+
+static int set_u(Channel *self, PyObject *value, void *which) {
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete a counter");
+        return -1;
+    }
+    unsigned long long v = PyLong_AsUnsignedLongLongMask(value);
+    if (v == (unsigned long long)-1 && PyErr_Occurred()) return -1;
+    switch ((intptr_t)which) {
+    case 1: self->seq = (uint16_t)v; break;
+    case 2: self->ts = (uint32_t)v; break;
+    default: self->nonce = (uint32_t)v; break;
+    }
+    return 0;
+}
+
+static PyObject *get_encryptor(Channel *self, void *unused) {
+    return Py_NewRef(self->encryptor != NULL ? self->encryptor : Py_None);
+}
+
+static int set_encryptor(Channel *self, PyObject *value, void *unused) {
+    Py_XSETREF(self->encryptor, Py_NewRef(value != NULL ? value : Py_None));
+    return 0;
+}
+
+static PyGetSetDef channel_getset[] = {
+    {"ssrc", (getter)get_u, NULL, "SSRC of this stream", (void *)0},
+    {"sequence", (getter)get_u, (setter)set_u, "RTP sequence of the next packet (u16)", (void *)1},
+    {"timestamp", (getter)get_u, (setter)set_u, "RTP timestamp of the next packet (u32)", (void *)2},
+    {"nonce", (getter)get_u, (setter)set_u, "transport nonce counter N4 of the next packet", (void *)3},
+    {"mode", (getter)get_u, NULL, "0 no key, 1 AES-256-GCM, 2 XChaCha20-Poly1305", (void *)4},
+    {"sent", (getter)get_u, NULL, "datagrams a Batch sent", (void *)5},
+    {"send_errors", (getter)get_u, NULL, "datagrams the kernel refused (dropped)", (void *)6},
+    {"dave_failures", (getter)get_u, NULL, "frames dropped because DAVE failed", (void *)7},
+    {"encryptor", (getter)get_encryptor, (setter)set_encryptor, "the DAVE frame encryptor or None", NULL},
+    {NULL},
+};
+
+static PyMethodDef channel_methods[] = {
+    {"set_key", (PyCFunction)channel_set_key, METH_VARARGS, "set_key(mode, key): op 4; N4 restarts at 0"},
+    {"packet", (PyCFunction)channel_packet, METH_O, "packet(frame) -> the sealed datagram"},
+    {NULL},
+};
+
+static PyTypeObject ChannelType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "audionode.native._packet.Channel",
+    .tp_basicsize = sizeof(Channel),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Channel(ssrc, sequence=0, timestamp=0): one connection's RTP and AEAD state",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)channel_init,
+    .tp_dealloc = (destructor)channel_dealloc,
+    .tp_methods = channel_methods,
+    .tp_getset = channel_getset,
+};
+
+/* --- Batch -------------------------------------------------------------------------------- */
+
+typedef struct {
+    Channel *ch; /* strong reference until the flush */
+    int fd;
+    Py_ssize_t n;   /* payload length after DAVE; -1 = dropped (DAVE failed) */
+    Py_ssize_t len; /* datagram length after sealing; -1 = seal failed */
+    uint32_t nonce;
+} Entry;
+
+typedef struct {
+    PyObject_HEAD
+    Entry *entries;
+    unsigned char *slots;
+    Py_ssize_t count, capacity;
+    struct mmsghdr *msgs;
+    struct iovec *iov;
+} Batch;
+
+static void batch_clear(Batch *self) {
+    for (Py_ssize_t i = 0; i < self->count; i++) Py_DECREF(self->entries[i].ch);
+    self->count = 0;
+}
+
+static void batch_dealloc(Batch *self) {
+    batch_clear(self);
+    PyMem_RawFree(self->entries);
+    PyMem_RawFree(self->slots);
+    PyMem_RawFree(self->msgs);
+    PyMem_RawFree(self->iov);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int batch_grow(Batch *self) {
+    Py_ssize_t cap = self->capacity ? self->capacity * 2 : 64;
+    Entry *e = PyMem_RawRealloc(self->entries, (size_t)cap * sizeof(Entry));
+    if (e == NULL) return -1;
+    self->entries = e;
+    unsigned char *s = PyMem_RawRealloc(self->slots, (size_t)cap * SLOT_SIZE);
+    if (s == NULL) return -1;
+    self->slots = s;
+    struct mmsghdr *m = PyMem_RawRealloc(self->msgs, (size_t)cap * sizeof(struct mmsghdr));
+    if (m == NULL) return -1;
+    self->msgs = m;
+    struct iovec *v = PyMem_RawRealloc(self->iov, (size_t)cap * sizeof(struct iovec));
+    if (v == NULL) return -1;
+    self->iov = v;
+    self->capacity = cap;
+    return 0;
+}
+
+/* Batch.add(channel, frame, fd): DAVE and the header now (with the GIL), sealed and sent at
+ * flush(). A DAVE failure drops the frame without consuming counters, as the Python path. */
+static PyObject *batch_add(Batch *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyObject_TypeCheck(args[0], &ChannelType) || !PyBytes_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "add(channel: Channel, frame: bytes, fd: int)");
+        return NULL;
+    }
+    Channel *ch = (Channel *)args[0];
+    long fdl = PyLong_AsLong(args[2]);
+    if (fdl == -1 && PyErr_Occurred()) return NULL;
+    if (fdl < 0 || fdl > INT32_MAX) return PyErr_Format(PyExc_ValueError, "bad socket fd %ld", fdl);
+    int fd = (int)fdl;
+    if (ch->mode == MODE_NONE) {
+        PyErr_SetString(PyExc_RuntimeError, "Batch.add() before set_key(): no op 4 key yet");
+        return NULL;
+    }
+    PyObject *payload = dave_step(ch, args[1]);
+    if (payload == NULL) {
+        /* A DAVE ratchet hiccup must not stop the tick: count it, drop the frame. */
+        PyErr_Clear();
+        ch->dave_failures++;
+        Py_RETURN_FALSE;
+    }
+    Py_ssize_t n = PyBytes_GET_SIZE(payload);
+    if (n > MAX_PAYLOAD) {
+        Py_DECREF(payload);
+        PyErr_Format(PyExc_ValueError, "frame of %zd bytes is larger than a datagram", n);
+        return NULL;
+    }
+    if (self->count == self->capacity && batch_grow(self) < 0) {
+        Py_DECREF(payload);
+        return PyErr_NoMemory();
+    }
+    Entry *e = &self->entries[self->count];
+    unsigned char *slot = self->slots + (size_t)self->count * SLOT_SIZE;
+    e->nonce = stage(ch, slot, PyBytes_AS_STRING(payload), n);
+    Py_DECREF(payload);
+    e->ch = (Channel *)Py_NewRef(ch);
+    e->fd = fd;
+    e->n = n;
+    e->len = -1;
+    self->count++;
+    Py_RETURN_TRUE;
+}
+
+/* Seal everything and send, the GIL released; sendmmsg for each run of datagrams that share a
+ * socket (the kernel drops what it cannot queue: MSG_DONTWAIT, counted per channel). */
+static PyObject *batch_flush(Batch *self, PyObject *unused) {
+    Py_ssize_t count = self->count, sent = 0;
+    if (count == 0) return PyLong_FromLong(0);
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < count; i++) {
+        Entry *e = &self->entries[i];
+        unsigned char *slot = self->slots + (size_t)i * SLOT_SIZE;
+        e->len = seal(e->ch, slot, e->n, e->nonce);
+        self->iov[i].iov_base = slot;
+        self->iov[i].iov_len = e->len > 0 ? (size_t)e->len : 0;
+        memset(&self->msgs[i], 0, sizeof(struct mmsghdr));
+        self->msgs[i].msg_hdr.msg_iov = &self->iov[i];
+        self->msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    Py_ssize_t i = 0;
+    while (i < count) {
+        Py_ssize_t j = i + 1;
+        while (j < count && self->entries[j].fd == self->entries[i].fd) j++;
+        Py_ssize_t k = i;
+        while (k < j) {
+            if (self->entries[k].len < 0) { /* seal failed: never send a clear payload */
+                self->entries[k].ch->send_errors++;
+                k++;
+                continue;
+            }
+            Py_ssize_t m = k;
+            while (m < j && self->entries[m].len >= 0) m++;
+            int r = sendmmsg(self->entries[k].fd, &self->msgs[k], (unsigned int)(m - k), MSG_DONTWAIT);
+            if (r <= 0) { /* the first datagram failed: drop it, go on with the rest */
+                if (r < 0 && errno == EINTR) continue;
+                self->entries[k].ch->send_errors++;
+                k++;
+                continue;
+            }
+            for (Py_ssize_t x = k; x < k + r; x++) self->entries[x].ch->sent++;
+            sent += r;
+            k += r;
+        }
+        i = j;
+    }
+    Py_END_ALLOW_THREADS
+    batch_clear(self);
+    return PyLong_FromSsize_t(sent);
+}
+
+static PyObject *batch_len(Batch *self, PyObject *unused) { return PyLong_FromSsize_t(self->count); }
+
+static PyMethodDef batch_methods[] = {
+    {"add", (PyCFunction)(void (*)(void))batch_add, METH_FASTCALL,
+     "add(channel, frame, fd) -> bool: stage one frame (False: DAVE failed, dropped)"},
+    {"flush", (PyCFunction)batch_flush, METH_NOARGS, "flush() -> datagrams sent: seal and send all"},
+    {"pending", (PyCFunction)batch_len, METH_NOARGS, "pending() -> frames staged"},
+    {NULL},
+};
+
+static PyTypeObject BatchType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "audionode.native._packet.Batch",
+    .tp_basicsize = sizeof(Batch),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Batch(): one tick's datagrams of every stream, sealed and sent by flush()",
+    .tp_new = PyType_GenericNew,
+    .tp_dealloc = (destructor)batch_dealloc,
+    .tp_methods = batch_methods,
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_packet", "The native per-packet path (docs/decisions/0017).", -1, NULL,
+};
+
+PyMODINIT_FUNC PyInit__packet(void) {
+    if (sodium_init() < 0) {
+        PyErr_SetString(PyExc_ImportError, "libsodium failed to initialise");
+        return NULL;
+    }
+    if (PyType_Ready(&ChannelType) < 0 || PyType_Ready(&BatchType) < 0) return NULL;
+    str_frame_encrypt = PyUnicode_InternFromString("frame_encrypt");
+    str_encrypt_opus = PyUnicode_InternFromString("encrypt_opus");
+    if (str_frame_encrypt == NULL || str_encrypt_opus == NULL) return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL) return NULL;
+    if (PyModule_AddObjectRef(m, "Channel", (PyObject *)&ChannelType) < 0 ||
+        PyModule_AddObjectRef(m, "Batch", (PyObject *)&BatchType) < 0 ||
+        PyModule_AddIntConstant(m, "MODE_AES_GCM", MODE_AES_GCM) < 0 ||
+        PyModule_AddIntConstant(m, "MODE_XCHACHA", MODE_XCHACHA) < 0 ||
+        PyModule_AddStringConstant(m, "OPENSSL_VERSION", OpenSSL_version(OPENSSL_VERSION)) < 0 ||
+        PyModule_AddStringConstant(m, "SODIUM_VERSION", sodium_version_string()) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
