@@ -46,7 +46,7 @@ lint: $(VENV)/.dev-installed
 	$(BIN)/lint-imports
 
 test: lint native-required
-	AUDIONODE_REQUIRE_NATIVE=1 $(BIN)/python -m pytest -q
+	REQUIRE_NATIVE_PACKETS=1 $(BIN)/python -m pytest -q
 
 demo: $(VENV)/.run-installed
 	$(BIN)/audionode demo
