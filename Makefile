@@ -48,7 +48,7 @@ lint: $(VENV)/.dev-installed
 # The browser tests (tests/web/test_dashboard.py) use Debian's chromium; installed when root.
 test: lint native-required
 	.ci/install-browser
-	AUDIONODE_REQUIRE_NATIVE=1 $(BIN)/python -m pytest -q
+	REQUIRE_NATIVE_PACKETS=1 $(BIN)/python -m pytest -q
 
 demo: $(VENV)/.run-installed
 	$(BIN)/audionode demo

@@ -1,5 +1,5 @@
 """The native packet path's tests need the extension: skipped where it is not built, failed
-instead when ``AUDIONODE_REQUIRE_NATIVE=1`` (``make test`` sets it after building it)."""
+instead when ``REQUIRE_NATIVE_PACKETS=1`` (``make test`` sets it after building it)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from audionode import native
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if native.built():
         return
-    if os.environ.get("AUDIONODE_REQUIRE_NATIVE") == "1":
-        raise pytest.UsageError(f"AUDIONODE_REQUIRE_NATIVE=1 but {native.describe()}")
+    if os.environ.get("REQUIRE_NATIVE_PACKETS") == "1":
+        raise pytest.UsageError(f"REQUIRE_NATIVE_PACKETS=1 but {native.describe()}")
     skip = pytest.mark.skip(reason=native.describe())
     here = os.path.dirname(__file__)
     for item in items:

@@ -1,7 +1,7 @@
 """Debian's headless ``chromium``, driven over the DevTools protocol with an aiohttp websocket.
 
 No test tool downloads a browser: ``.ci/install-browser`` installs the Debian package. Tests
-skip without it unless ``AUDIONODE_REQUIRE_BROWSER`` is set (``.ci/run`` sets it), in which
+skip without it unless ``REQUIRE_BROWSER`` is set (``.ci/run`` sets it), in which
 case a missing browser fails them. Every page error is collected: console errors
 (``Runtime.consoleAPICalled``), uncaught exceptions (``Runtime.exceptionThrown``) and the
 browser's own log errors (``Log.entryAdded``: failed loads, CSP violations).
@@ -32,13 +32,13 @@ FLAGS = (
 
 
 def chromium_path() -> str:
-    """The browser, or skip (fail when AUDIONODE_REQUIRE_BROWSER is set)."""
+    """The browser, or skip (fail when REQUIRE_BROWSER is set)."""
     found = shutil.which("chromium") or (
         "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None
     )
     if found is None:
-        if os.environ.get("AUDIONODE_REQUIRE_BROWSER"):
-            pytest.fail("chromium is missing and AUDIONODE_REQUIRE_BROWSER is set")
+        if os.environ.get("REQUIRE_BROWSER"):
+            pytest.fail("chromium is missing and REQUIRE_BROWSER is set")
         pytest.skip("chromium is not installed (.ci/install-browser installs it)")
     return found
 
