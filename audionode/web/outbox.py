@@ -2,8 +2,11 @@
 
 Producers never wait on the socket (events and replies are queued synchronously); one writer
 sends them in order. The queue is bounded in bytes (``control.max_outbound_bytes``): a peer
-that stops reading is failed with the front's "not reading" close code, keeping memory bounded
-whatever it does, and the frames it never got are handed back by :meth:`Outbox.unsent`.
+that stops reading is failed with the front's "not reading" close code (4008 on every front),
+keeping memory bounded whatever it does, and the frames it never got are handed back by
+:meth:`Outbox.unsent`. The bound counts the bytes waiting *behind* the oldest frame (the one
+being written, or next to be): one reply bigger than the bound (a long queue, a big context)
+goes to a peer that reads instead of closing it.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ class Outbox(Generic[T]):
         self._bytes = 0
         self._wake = asyncio.Event()
         self._inflight: T | None = None
+        self._inflight_bytes = 0
+        self._writer: asyncio.Task[None] | None = None
         self.closed = False
 
     def put(self, text: str, tag: T | None = None) -> bool:
@@ -49,11 +54,20 @@ class Outbox(Generic[T]):
         self._queue.append((text, tag))
         self._bytes += len(text)
         self._wake.set()
-        if self._bytes > self._max:  # the peer is not reading: stop, keep what it missed
+        if self._bytes - self._oldest() > self._max:  # not reading: stop, keep what it missed
             self.closed = True
             log.warning("websocket peer not reading (%d bytes queued): closing", self._bytes)
             self._ws.fail_connection(self._not_reading, "outbound limit reached: not reading")
+            if self._writer is not None:  # it waits on the peer that does not read: stop it,
+                self._writer.cancel()  # so the session detaches now, not after the writer's 5 s
         return True
+
+    def _oldest(self) -> int:
+        """Bytes of the frame being written, else of the next one to be."""
+        if self._inflight_bytes:
+            return self._inflight_bytes
+        head = self._queue[0] if self._queue else None
+        return len(head[0]) if isinstance(head, tuple) else 0
 
     def close(self, code: int, reason: str) -> None:
         """Close after the frames already queued."""
@@ -64,6 +78,7 @@ class Outbox(Generic[T]):
 
     async def run(self) -> None:
         """The writer task: send queued frames in order; a queued close ends the socket."""
+        self._writer = asyncio.current_task()
         with contextlib.suppress(ConnectionClosed, asyncio.CancelledError):
             while True:
                 while not self._queue:
@@ -74,9 +89,10 @@ class Outbox(Generic[T]):
                     await self._ws.close(item.code, item.reason)
                     return
                 text, self._inflight = item
+                self._inflight_bytes = len(text)
                 await self._ws.send(text)
                 self._bytes -= len(text)
-                self._inflight = None
+                self._inflight, self._inflight_bytes = None, 0
         self.closed = True
 
     def unsent(self) -> list[T]:

@@ -70,7 +70,7 @@ async def test_a_peer_that_does_not_read_is_closed_with_4008(node_factory: NodeF
     detached, keeping the events it missed."""
     async with limited(node_factory, max_outbound_bytes=1 << 18) as node:
         sock = socket.create_connection(("127.0.0.1", node.node.port))
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 17)  # above the MSS (below)
         headers = {"Authorization": PASSWORD}
         url = f"ws://127.0.0.1:{node.node.port}/ws"
         async with connect(
@@ -188,3 +188,59 @@ async def test_events_kept_for_a_detached_session_are_bounded_in_bytes(
             extends = [f["d"]["args"][0] for f in kept if f["d"]["name"] == "extend"]
             assert extends[-1][-1]["context"]["n"] == 19  # the newest are the ones kept
         await healthy(node)
+
+
+async def test_an_rpc_peer_that_does_not_read_is_closed_with_4008_and_others_go_on(
+    node_factory: NodeFactory,
+) -> None:
+    """``/rpc`` has the same per-socket byte bound as ``/ws``: a peer asking for big replies
+    and reading none is closed with 4008 (after what was already on its way), memory stays
+    bounded, and another bot's socket keeps its answers meanwhile."""
+    async with limited(node_factory, max_outbound_bytes=1 << 18) as node, bot(node) as (ws, _):
+        sock = socket.create_connection(("127.0.0.1", node.node.port))
+        # small, but above loopback's MSS (64 KiB): below it, once it was full the window opens
+        # again only by the kernel's zero-window probes, seconds apart
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 17)
+        url = f"ws://127.0.0.1:{node.node.port}/rpc"
+        async with connect(url, sock=sock, max_queue=1, max_size=None) as stalled:
+
+            async def call(w: str, arg: dict[str, Any], n: int | None = None) -> None:
+                await stalled.send(json.dumps({"op": 4, "w": w, "a": [arg], "n": n}))
+
+            async def reply(n: int) -> Any:
+                while True:
+                    frame = json.loads(await asyncio.wait_for(stalled.recv(), 5))
+                    if frame.get("op") == 5 and frame.get("n") == n:
+                        return frame["r"]
+
+            await stalled.recv()  # HELLO
+            await stalled.send(json.dumps({"op": 1, "password": PASSWORD}))
+            user = {"user_id": "4243"}
+            await call("IDENTIFY", user, 1)
+            await reply(1)
+            state = {"guild_id": GUILD, "user_id": "4243", "channel_id": "9", "session_id": "t"}
+            await call("DISCORD_EVENT", {**user, "t": "VOICE_STATE_UPDATE", "d": state}, 2)
+            await reply(2)
+            await call("getState", {**user, "guild_id": GUILD}, 3)
+            key = {**user, "guild_id": GUILD, "voice_client_id": (await reply(3))["id"]}
+            # one reply bigger than the bound goes to a peer that reads it
+            await call("setVCContext", {**key, "context": {"x": "a" * 500_000}}, 4)
+            await reply(4)
+            for n in range(100):  # 20 MB of replies asked for in a few KB; none read
+                await call("getVCContext", key, 100 + n)
+            async with asyncio.timeout(1):  # the other bot is answered at once meanwhile
+                await ws.send("getState", {"guild_id": GUILD})
+                await ws.expect("getState")
+            service = node.node.service
+            await eventually(lambda: service.sessions.by_ref and all(
+                s.sink is None for r, s in service.sessions.by_ref.items() if r.user_id == 4243
+            ))  # fmt: skip
+            await healthy(node)
+            read = 0
+            with contextlib.suppress(websockets.ConnectionClosed):
+                while True:  # the backlog, then the close frame
+                    read += len(await asyncio.wait_for(stalled.recv(), 5))
+            assert stalled.close_code == 4008 and read < 8 * 1024 * 1024, (
+                stalled.close_code,
+                read,
+            )
