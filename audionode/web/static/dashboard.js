@@ -10,18 +10,6 @@ let last = null;   // the previous cumulative frame counters {t, sent, misses}
 let socket = null;
 let latest = null;
 
-function el(tag, attrs, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs || {})) {
-    if (k === "class") node.className = v; else node.setAttribute(k, v);
-  }
-  for (const c of children) {
-    if (c === null || c === undefined) continue;
-    node.append(c instanceof Node ? c : document.createTextNode(String(c)));
-  }
-  return node;
-}
-
 function fmtTime(s) {
   if (s === null || s === undefined) return "–";
   s = Math.max(0, Math.floor(s));

@@ -2,18 +2,6 @@
 // Dependency-free on purpose: the node serves it itself (no CDN; nodes often run offline).
 "use strict";
 
-function el(tag, attrs, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs || {})) {
-    if (k === "class") node.className = v; else node.setAttribute(k, v);
-  }
-  for (const c of children) {
-    if (c === null || c === undefined) continue;
-    node.append(c instanceof Node ? c : document.createTextNode(String(c)));
-  }
-  return node;
-}
-
 function refName(ref) { return ref.split("/").pop(); }
 
 // A schema as a nested list; $refs are expanded once per branch (no endless recursion).
