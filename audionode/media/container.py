@@ -44,6 +44,15 @@ protocol: on our file objects that path fails an assertion (hls.c, open_url_keep
 aborts the process. One request per file instead."""
 
 
+INDEX_BYTES = 64 << 10
+"""Cap on libav's seek index per stream (its ``indexmem`` option). libav records a 24-byte
+entry for every key packet it demuxes, and every Opus or MP3 packet is a key packet: 1.2 KB/s
+per stream for as long as the container is open, up to libav's default 1 MiB (300 guilds:
+300 MiB). Past the cap libav halves the index and goes on; a seek then starts from a coarser
+entry and reads forward, which costs a few packets' reading, not accuracy (docs/SECURITY.md,
+"Memory per open track")."""
+
+
 class MediaRejected(SourceError):
     """The media is of a kind the node does not play; the message says which and why."""
 
@@ -98,7 +107,7 @@ def _source(
     playable: Playable, timeout: float, files: list[Any]
 ) -> tuple[IO[bytes] | HttpFile, Any, dict[str, str]]:
     """The file object libav reads, its ``io_open`` and the demuxer options."""
-    options = {**playable.options, "format_whitelist": CONTAINERS}
+    options = {**playable.options, "format_whitelist": CONTAINERS, "indexmem": str(INDEX_BYTES)}
     if playable.data is not None:
         return io.BytesIO(playable.data), _no_nested, options
     url = playable.url or ""
