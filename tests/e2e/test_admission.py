@@ -110,7 +110,7 @@ async def test_status_says_when_the_node_has_room(node_factory: NodeFactory) -> 
         assert status == 200
         admission = body["engine"]["admission"]
         assert admission["at_capacity"] is False and admission["enabled"] is True
-        # in-process: its CPU is not judged, and no stream is measured yet to project the tick
-        # with, so nothing bounds it but the count's own cap (per worker)
-        assert admission["placeable"] == 10_000
+        # no stream measured yet: new players are charged engine.admission.stream_cost each,
+        # 0.003 cores, against max_cpu 0.85 -> 283 more
+        assert admission["placeable"] == 283
         assert admission["workers"][0]["placed"] == 0 and admission["workers"][0]["full"] is None
