@@ -382,6 +382,11 @@ async def _ws_case(rig: Rig, frame: str | bytes) -> str:
                 err = d.get("error") if isinstance(d, dict) else None
                 code = err.get("code") if isinstance(err, dict) else None
                 return f"reply {reply.get('op')}" + (f" {code}" if code else "")
+            if msg.type is aiohttp.WSMsgType.CLOSE:
+                # The code the node sent: ws.close_code says 1006 instead whenever aiohttp's
+                # echo of the close frame fails because the node already shut the socket (seen
+                # 2 in 90 oversize frames on a loaded machine, while msg.data held 1009).
+                return f"close {msg.data}"
             return f"close {ws.close_code}"
     except (aiohttp.ClientError, ConnectionError, TimeoutError) as e:
         return type(e).__name__

@@ -114,7 +114,9 @@ class TrackReader:
         self._seek_to: int | None = max(0, start_ms) * RATE // 1000 if start_ms > 0 else None
         self._gen = 0
         self._closed = False
-        self._thread = threading.Thread(target=self._run, name=f"reader-{serial}", daemon=True)
+        self._thread: threading.Thread | None = None
+        """A network track's own thread (made in :meth:`start`: an unstarted thread would hold
+        this reader in a reference cycle through its target)."""
         self._inline: Producer | None = None
         """Set when the shared reader thread serves this track instead of its own thread."""
         self._loop: _StreamLoop | None = None
@@ -137,6 +139,9 @@ class TrackReader:
             self._inline = shared_readers()
             self._inline.schedule(self)
         else:
+            self._thread = threading.Thread(
+                target=self._run, name=f"reader-{self.serial}", daemon=True
+            )
             self._thread.start()
 
     def _nudge(self) -> None:
@@ -216,8 +221,14 @@ class TrackReader:
             abort = getattr(f, "abort", None)
             if abort is not None:
                 abort()
-        if wait > 0 and self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(wait)
+        thread = self._thread
+        if wait > 0 and thread is not None and thread is not threading.current_thread():
+            thread.join(wait)
+
+    @property
+    def reading(self) -> bool:
+        """True while a thread of this reader's own is alive (network tracks)."""
+        return self._thread is not None and self._thread.is_alive()
 
     # -- reader thread ---------------------------------------------------------------------
 
@@ -244,6 +255,8 @@ class TrackReader:
         except Exception as e:  # a reader must never die silently
             if not self._closed:
                 self._fail(_read_error(e))
+        finally:
+            self._loop = None  # see _release
 
     def _open_error(self, exc: BaseException) -> str:
         if isinstance(exc, StreamTimeout) and exc.answered:
@@ -282,6 +295,7 @@ class TrackReader:
             work = self._take_work()
             if work is None:
                 self._release()
+                self._loop = None
                 return None
             if work is _REST:
                 return None
@@ -322,6 +336,10 @@ class TrackReader:
         return self._loop is not None
 
     def _release(self) -> None:
+        # Closed for good, the reader also drops its loop (the caller does): the loop points
+        # back at the reader, and a cycle waits for the cyclic GC, which the engine runs
+        # rarely (engine/gcpolicy.py); every finished track of every guild then stayed in
+        # memory until the next full collection (bench/soak.py: workers +50 KB per track end).
         if self._input is not None:
             self._input.close()
             self._input = None
