@@ -206,8 +206,13 @@ async def stalled_bot(rig: Rig, n: int) -> dict[str, Any]:
     bot = await Bot.open(rig.http, rig.url, PASSWORD, STALL_USER)
     guilds = [STALL_GUILD0 + 1000 * n + i for i in range(args.stall_guilds)]
     playing = 0
+    refused: list[str] = []
     for guild in guilds:  # its guilds play if they can; the stall is the point
-        await bot.join_via(rig.lvsp, guild, guild + CHANNEL_OFFSET, rig.endpoint)
+        try:  # a node at capacity refuses new guilds (NODE_AT_CAPACITY): stall without them
+            await bot.join_via(rig.lvsp, guild, guild + CHANNEL_OFFSET, rig.endpoint)
+        except DemoError as e:
+            refused.append(str(e))
+            continue
         await bot.request("POST", "/loadSource", {"query": rig.query}, guild=guild)
         with contextlib.suppress(DemoError):
             await bot.wait("SOURCE_START", guild=guild, within=10)
@@ -222,6 +227,7 @@ async def stalled_bot(rig: Rig, n: int) -> dict[str, Any]:
     details: dict[str, Any] = {
         "guilds": len(guilds),
         "guilds_playing": playing,
+        "guilds_refused": refused,
         "sent_mb": round(sent / 2**20, 1),
         "stalled_s": round(ended, 1),
         "closed_by_node": closed_by_node,

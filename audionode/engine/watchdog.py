@@ -85,6 +85,16 @@ class Vitals:
             return self.owner
         return None
 
+    def death_suspect(self) -> int | None:
+        """The player blamed for a death: :meth:`suspect` as of the beacon's last write, the
+        latest moment known to precede the death. Judged at the moment the pool noticed, an
+        ordinary turn that began just before a SIGKILL looked slow whenever the pool noticed
+        late (a loaded machine: 100 ms and more), so outside kills were blamed on whichever
+        player's turn ran, and a popular track was quarantined at the second kill (the soak,
+        docs/PERFORMANCE.md). A turn that holds the GIL from before the last write until the
+        death is not seen this way: the death is then blamed on nobody in particular."""
+        return self.suspect(self.published)
+
     def report(self, now: float) -> dict[str, Any]:
         """The ``/status`` view: liveness and the age of each sign of life."""
         return {

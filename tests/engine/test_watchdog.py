@@ -55,6 +55,18 @@ def test_a_stall_is_blamed_on_the_player_of_the_stuck_turn_only_when_one_runs() 
     assert vitals(now, busy=0.001).suspect(now) is None
 
 
+def test_a_death_is_judged_as_of_the_beacons_last_write_not_when_it_was_noticed() -> None:
+    # A SIGKILL from outside while an ordinary turn ran, noticed 150 ms later on a loaded
+    # machine: the turn had run 2 ms at the last write before the death. Judged at the moment
+    # of noticing it looked slow, and a popular track was quarantined at the second outside kill.
+    published = 1000.0
+    v = Vitals(published, published, published, published - 0.002, 7, True)
+    assert v.suspect(published + 0.15) == 7  # what the pool used to conclude
+    assert v.death_suspect() is None
+    slow = Vitals(published, published, published, published - SLOW_TURN, 7, True)
+    assert slow.death_suspect() == 7  # a turn already slow before the death is still named
+
+
 async def test_the_beacon_carries_a_running_producer_turn_and_its_owner() -> None:
     beacon = Beacon(multiprocessing.get_context("spawn"))
     producer = Producer("beacon-test")
