@@ -55,9 +55,11 @@ PUBLISH_EVERY = 0.1
 """Seconds between two writes of a worker's vitals (and between two loop beats)."""
 CHECK_EVERY = 0.25
 """Seconds between two checks of every worker by the pool."""
-SLOW_TURN = 0.1
+SLOW_TURN = 0.5
 """A producer turn running this long when the worker died makes its player the suspect (a
-turn normally takes well under a frame, 20 ms)."""
+turn normally takes well under a frame, 20 ms). Not less: on a loaded machine an ordinary
+turn preempted mid-way runs for a few hundred milliseconds of wall time (senders there woke up
+to 370 ms late), and a wrong suspect costs a popular track its quarantine everywhere."""
 _PUBLISHED, _LOOP, _PRODUCER, _BUSY_SINCE, _OWNER, _ALIVE = range(6)
 
 
