@@ -307,10 +307,18 @@ async def measure(
     }
 
 
-async def run_node(args: argparse.Namespace, root: Path, query: str, sink: Sink) -> dict[str, Any]:
+async def run_node(
+    args: argparse.Namespace,
+    root: Path,
+    query: str,
+    sink: Sink,
+    config: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The node's side of a run; ``config``: the node's config (default :func:`node_config`,
+    ``bench/fanout.py`` passes its own)."""
     async with (
         voice_server(sink.port, args.dave) as vs,
-        node_process(args, root) as (url, pid),
+        node_process(args, root, config) as (url, pid),
         # no connection limit: with --talk, a websocket per channel stays open all along
         aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http,
     ):

@@ -6,16 +6,17 @@ budget, the frame slots its clock skipped). :func:`decide` is the whole policy, 
 function of those figures and ``engine.admission``: a new player goes to the worker with the
 most headroom; when none has room for one more, the player is refused rather than placed,
 so the streams already playing keep their 50 packets/s (docs/ARCHITECTURE.md, "Admission and
-placement"). :class:`Placer` keeps which worker each player lives on (for its whole life,
-unless its worker is replaced) and turns the stats reports into :class:`WorkerLoad`.
+placement"). :func:`regroup` moves a player that starts a live play to the worker already
+encoding it for others, when that worker has room (decision 0018). :class:`Placer` keeps which
+worker each player lives on and turns the stats reports into :class:`WorkerLoad`.
 
 Nothing here runs per frame or imports media: this module lives in the control process.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any, Final, Protocol
 
 from audionode.config import AdmissionConfig
@@ -127,6 +128,42 @@ def decide(workers: Iterable[WorkerLoad], limits: AdmissionConfig) -> Decision:
     return Refuse("; ".join(reasons) or "no engine worker")
 
 
+def room(workers: Iterable[WorkerLoad], limits: AdmissionConfig, most: int = 10_000) -> int | None:
+    """How many more players would be admitted now, one after another: each worker takes
+    players until :func:`assess` finds it at a limit (new players charged
+    :attr:`~AdmissionConfig.stream_cost` until measured), and :func:`decide` refuses only when
+    every worker is there, so the node's room is the sum. At most ``most`` per worker; None
+    when admission is off (nobody is refused)."""
+    if not limits.enabled:
+        return None
+    total = 0
+    for w in workers:
+        n = 0
+        while n < most and assess(replace(w, placed=w.placed + n), limits)[1] is None:
+            n += 1
+        total += n
+    return total
+
+
+def regroup(
+    current: int, members: Mapping[int, int], loads: Iterable[WorkerLoad], limits: AdmissionConfig
+) -> int:
+    """The slot for a player placed on ``current`` that starts a shareable live play, given
+    ``members``: how many players already play that shared encode on each slot (decision
+    0018). The slot with the most members that is live and has room for one more (by
+    :func:`assess`) is chosen; the current slot wins ties and is kept when no slot with more
+    members has room, and so is the player's least-loaded placement when nobody shares it."""
+    here = members.get(current, 0)
+    by_slot = {w.slot: w for w in loads}
+    for slot in sorted(members, key=lambda s: (-members[s], s != current, s)):
+        if members[slot] <= here:
+            break
+        w = by_slot.get(slot)
+        if w is not None and w.up and assess(w, limits)[1] is None:
+            return slot
+    return current
+
+
 class Placer:
     """The players of each engine slot, placed by :func:`decide` and kept there for life.
 
@@ -197,6 +234,11 @@ class Placer:
             self._assign(key, slot)
         return slot
 
+    def move(self, key: int, slot: int) -> None:
+        """Place an admitted player on ``slot`` instead (:func:`regroup`)."""
+        self.release(key)
+        self._assign(key, slot)
+
     def _assign(self, key: int, slot: int) -> None:
         self._slot[key] = slot
         self._placed[slot] += 1
@@ -220,7 +262,8 @@ class Placer:
 
     def status(self, loads: list[WorkerLoad]) -> dict[str, Any]:
         """The ``admission`` object of ``/status``: whether a new player would be refused now,
-        each worker's projected load, refusals so far."""
+        how many could be placed (:func:`room`), each worker's projected load, refusals so
+        far."""
         decision = decide(loads, self.limits)
         workers = []
         for w in loads:
@@ -231,11 +274,11 @@ class Placer:
         return {
             "enabled": self.limits.enabled,
             "at_capacity": isinstance(decision, Refuse),
+            "placeable": room(loads, self.limits),
             "refused": self.refused,
             "last_refusal": self.last_refusal,
             "workers": workers,
         }
-
 
 
 class StatsView(Protocol):

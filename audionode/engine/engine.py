@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from audionode.engine import messages as msg
 from audionode.engine.gcpolicy import GcPolicy
 from audionode.engine.hearing import Hearing
 from audionode.engine.receive import ReceivePath
+from audionode.engine.sharing import FILTERS, VOLUME, ShareKey, filters_key, share_key
 from audionode.errors import BadRequest, Conflict, VoiceError
 from audionode.logs import guild_scope
 from audionode.media import events as media_events
@@ -101,7 +101,7 @@ class Engine:
         self._units: dict[int, _Unit] = {}
         self._guilds: dict[int, int] = {}
         """Player key -> guild id (from its Connect), for the guild in log lines."""
-        self._shared: dict[tuple[object, ...], SharedEncode] = {}
+        self._shared: dict[ShareKey, SharedEncode] = {}
         """Live sources encoded once for several players (``media/fanout.py``)."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reporter: asyncio.Task[None] | None = None
@@ -343,27 +343,16 @@ class Engine:
 
     # --- shared encodes (media/fanout.py) ------------------------------------------------------
 
-    def _share_key(self, unit: _Unit, cmd: msg.Play) -> tuple[object, ...] | None:
-        """The key of the shared encode ``cmd`` may join, or None when it plays alone: only a
-        live URL from its live edge, for a player without layers whose own pipeline is idle."""
-        src = cmd.source
-        if not self.config.engine.share_live or not src.is_live or src.url is None:
-            return None
-        if cmd.start_ms or cmd.end_ms is not None or unit.layers:
+    def _share_key(self, unit: _Unit, cmd: msg.Play) -> ShareKey | None:
+        """The key of the shared encode ``cmd`` may join (``engine/sharing.py``), or None when
+        it plays alone: also for a player with layers, or whose own pipeline is not idle."""
+        if not self.config.engine.share_live or unit.layers:
             return None
         if unit.pipeline is not None and not unit.pipeline.idle:
             return None
-        return (
-            src.url,
-            tuple(sorted(src.headers.items())),
-            tuple(sorted(src.options.items())),
-            src.format,
-            msgspec.json.encode(src.policy),
-            unit.volume,
-            json.dumps(unit.filters, sort_keys=True),
-        )
+        return share_key(cmd.source, cmd.start_ms, cmd.end_ms, unit.volume, unit.filters)
 
-    def _join_shared(self, unit: _Unit, cmd: msg.Play, key: tuple[object, ...]) -> None:
+    def _join_shared(self, unit: _Unit, cmd: msg.Play, key: ShareKey) -> None:
         encode = self._shared.get(key)
         if encode is None:
             loop = self._loop or asyncio.get_running_loop()
@@ -491,7 +480,7 @@ class Engine:
         if not 0.0 <= cmd.volume <= MAX_VOLUME:
             raise BadRequest(f"volume must be between 0.0 and {MAX_VOLUME}, got {cmd.volume}")
         unit.volume = cmd.volume
-        if unit.shared is not None and unit.shared.key[5] == cmd.volume:
+        if unit.shared is not None and unit.shared.key[VOLUME] == cmd.volume:
             return  # the shared encode plays at this volume already
         self._pipeline(cmd.player).set_volume(cmd.volume)
 
@@ -499,9 +488,7 @@ class Engine:
         unit = self._units.setdefault(cmd.player, _Unit(cmd.player))
         parse_filters(cmd.filters)  # an invalid set is refused before anything changes
         unit.filters = dict(cmd.filters)
-        if unit.shared is not None and unit.shared.key[6] == json.dumps(
-            unit.filters, sort_keys=True
-        ):
+        if unit.shared is not None and unit.shared.key[FILTERS] == filters_key(unit.filters):
             return
         self._pipeline(cmd.player).set_filters(cmd.filters)
 

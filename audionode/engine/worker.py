@@ -41,10 +41,11 @@ import msgspec
 from audionode.config import Config
 from audionode.engine import messages as msg
 from audionode.engine import wire
-from audionode.engine.admission import Placer, WorkerLoad
+from audionode.engine.admission import Placer, WorkerLoad, regroup
 from audionode.engine.child import worker_main
 from audionode.engine.host import DEFAULT_FACTORY, EventCallback
 from audionode.engine.quarantine import Quarantine
+from audionode.engine.sharing import VOLUME, ShareKey, filters_key, share_key
 from audionode.engine.stats import StatsBook
 from audionode.engine.watchdog import CHECK_EVERY, Beacon, verdict
 
@@ -127,6 +128,13 @@ class WorkerPool:
         self.book = StatsBook()
         self.quarantine = Quarantine()
         self.placer = Placer(workers, config.engine.admission)
+        self.groups = _Groups(config.engine.share_live)
+        """Who plays which shared encode where, for :meth:`_regroup`."""
+        self.moved = 0
+        """Players moved to the worker sharing their live source since the start."""
+        self._stale: set[tuple[int, int]] = set()
+        """(slot, player) pairs of players moved away from that slot: its late events (the
+        old connection's close) are not theirs any more."""
         self._ctx = multiprocessing.get_context("spawn")
 
     async def start(self) -> None:
@@ -168,6 +176,8 @@ class WorkerPool:
                 event = msg.event_decoder.decode(payload)
                 if isinstance(event, msg.EngineStats):
                     self.book.add(worker.slot, event, loop.time())
+                elif (worker.slot, event.player) in self._stale:
+                    continue
                 else:
                     self.quarantine.received(event)
                     self._dispatch(event)
@@ -271,6 +281,10 @@ class WorkerPool:
         """Deliver ``command`` to its player's worker (or queue it while that worker is being
         replaced); a command that cannot be delivered is answered with an error event."""
         now = time.monotonic()
+        if isinstance(command, msg.Play):
+            self._regroup(command)
+        else:
+            self.groups.saw(command)
         slot = self._slots[self.placer.slot_of(command.player)]
         refusal = self.quarantine.refuse(command, now)
         data = b""
@@ -337,6 +351,46 @@ class WorkerPool:
 
     def release(self, key: int) -> None:
         self.placer.release(key)
+        self.groups.forget(key)
+        self._stale = {pair for pair in self._stale if pair[1] != key}
+
+    def _regroup(self, play: msg.Play) -> None:
+        """Before ``play`` goes out: a player's first play, of a live source that another
+        worker already encodes for its players, moves the player there when that worker has
+        room (``regroup``, docs/ARCHITECTURE.md "Admission and placement"), so the players of
+        one live source share one encode node-wide, not only those that happened to land on
+        the same worker."""
+        key = play.player
+        fresh, kept = self.groups.fresh(key), self.groups.replay(key)
+        share = self.groups.played(play)
+        if share is None:
+            return
+        current = self.placer.slot_of(key)
+        if fresh:
+            members = self.groups.members(share)
+            target = regroup(current, members, self._loads(), self.placer.limits)
+            if target != current:
+                self._move(key, current, target, kept)
+        self.groups.join(share, key, self.placer.slot_of(key))
+
+    def _move(self, key: int, old: int, new: int, kept: list[msg.Command]) -> None:
+        """Move a player that has played nothing yet: its old worker disconnects it (its late
+        events are dropped), the new one gets its connection and options again. The new
+        voice connection identifies with the same session, which takes it over from the old
+        one (a voice server keeps one connection per session)."""
+        source = self._slots[old]
+        bye = msg.Disconnect(player=key)
+        refusal = self._deliver(source, bye, wire.frame(msg.encoder.encode(bye)))
+        if refusal is not None:  # its old worker keeps a connection that is replaced anyway
+            log.warning("player %d: moving off engine worker %d: %s", key, old, _message(refusal))
+        source.players.discard(key)
+        self._stale.add((old, key))
+        self._stale.discard((new, key))
+        self.placer.move(key, new)
+        self.moved += 1
+        log.info("player %d moved to engine worker %d, which encodes its live source", key, new)
+        for command in kept:
+            self.send(command)
 
     # --- shutdown and reports ---------------------------------------------------------------
 
@@ -384,6 +438,7 @@ class WorkerPool:
         return {
             "workers": self._size,
             "restarts": self.restarts,
+            "moved_to_share": self.moved,
             **self.quarantine.stats(),
             "processes": processes,
             **self.book.snapshot(),
@@ -395,6 +450,104 @@ class WorkerPool:
         return [
             s.worker.process.pid for s in self._slots if s.worker is not None and s.worker.alive
         ]
+
+
+_KEPT = (msg.Connect, msg.SetVolume, msg.SetFilters, msg.SetCrossfade)
+"""What a player that has played nothing yet has of its own on its worker: sent again when it
+moves (the last of each kind, its connection first)."""
+_STAYS = (msg.Connect, msg.Pause, msg.Resume, msg.Seek)
+"""Commands after which a member still plays its shared encode."""
+
+
+class _Groups:
+    """The control process's view of the shared encodes: which players play which shareable
+    live source on which slot (from the commands sent; an encode that ends by itself is not
+    seen, which can only make a later move pointless, never wrong), and what a player that
+    has played nothing yet would need again on another worker."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._by_key: dict[ShareKey, dict[int, set[int]]] = {}
+        self._member: dict[int, tuple[ShareKey, int]] = {}
+        self._options: dict[int, tuple[float, dict[str, Any]]] = {}
+        self._kept: dict[int, dict[type[msg.Command], msg.Command]] = {}
+        self._played: set[int] = set()
+
+    def fresh(self, key: int) -> bool:
+        """The player has played nothing yet (no track, layer, recording or channel)."""
+        return key not in self._played
+
+    def members(self, share: ShareKey) -> dict[int, int]:
+        return {slot: len(keys) for slot, keys in self._by_key.get(share, {}).items() if keys}
+
+    def saw(self, command: msg.Command) -> None:
+        """Any command but a play: options noted, a diverging member leaves its group."""
+        key = command.player
+        volume, filters = self._options.get(key, (1.0, {}))
+        if isinstance(command, msg.SetVolume):
+            volume = command.volume
+        elif isinstance(command, msg.SetFilters):
+            filters = dict(command.filters)
+        self._options[key] = (volume, filters)
+        if isinstance(command, _KEPT):
+            if key not in self._played:
+                self._kept.setdefault(key, {})[type(command)] = command
+        elif not isinstance(command, msg.Pause | msg.Resume | msg.Stop | msg.Disconnect):
+            self._played_now(key)
+        if isinstance(command, msg.Disconnect):
+            self.forget(key)
+            return
+        member = self._member.get(key)
+        if member is None or isinstance(command, _STAYS):
+            return
+        same = isinstance(command, msg.SetVolume | msg.SetFilters) and member[0] == (
+            *member[0][:VOLUME],
+            volume,
+            filters_key(filters),
+        )
+        if not same:  # the engine gives it a pipeline of its own (decision 0018)
+            self._leave(key)
+
+    def played(self, play: msg.Play) -> ShareKey | None:
+        """A play: the player leaves its group; the key of the encode it may join."""
+        self._leave(play.player)
+        volume, filters = self._options.get(play.player, (1.0, {}))
+        if not self.enabled:
+            share = None
+        else:
+            share = share_key(play.source, play.start_ms, play.end_ms, volume, filters)
+        self._played_now(play.player)
+        return share
+
+    def join(self, share: ShareKey, key: int, slot: int) -> None:
+        self._by_key.setdefault(share, {}).setdefault(slot, set()).add(key)
+        self._member[key] = (share, slot)
+
+    def replay(self, key: int) -> list[msg.Command]:
+        kept = self._kept.get(key, {})
+        return [kept[kind] for kind in _KEPT if kind in kept]
+
+    def forget(self, key: int) -> None:
+        self._leave(key)
+        self._options.pop(key, None)
+        self._kept.pop(key, None)
+        self._played.discard(key)
+
+    def _played_now(self, key: int) -> None:
+        self._played.add(key)
+        self._kept.pop(key, None)
+
+    def _leave(self, key: int) -> None:
+        member = self._member.pop(key, None)
+        if member is None:
+            return
+        share, slot = member
+        slots = self._by_key.get(share, {})
+        slots.get(slot, set()).discard(key)
+        if not slots.get(slot):
+            slots.pop(slot, None)
+        if not slots:
+            self._by_key.pop(share, None)
 
 
 def _message(event: msg.Event) -> str:

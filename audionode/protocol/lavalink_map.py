@@ -152,12 +152,24 @@ class CpuJson(TypedDict):
     lavalinkLoad: float
 
 
+class AdmissionJson(TypedDict):
+    atCapacity: bool
+    placeable: int | None
+    refused: int
+
+
+class NodeExtraJson(TypedDict):
+    admission: AdmissionJson
+
+
 class StatsJson(TypedDict):
     players: int
     playingPlayers: int
     uptime: int
     memory: MemoryJson
     cpu: CpuJson
+    audionode: NotRequired[NodeExtraJson]
+    """Ours, not Lavalink's (docs/LAVALINK.md, "Stats"): clients read the fields they know."""
 
 
 class SemverJson(TypedDict):
@@ -357,11 +369,12 @@ def session(cfg: SessionConfig) -> SessionJson:
 
 
 def stats(s: NodeStatus) -> StatsJson:
-    """``GET /v4/stats`` (the ``stats`` op adds ``frameStats``: :func:`stats_op`)."""
+    """``GET /v4/stats`` (the ``stats`` op adds ``frameStats``: :func:`stats_op`), with the
+    node's admission state under our own key ``audionode`` when an engine runs."""
     cores = int(s.cpu.get("cores") or 1)
     total, used = int(s.memory.get("system_total", 0)), int(s.memory.get("system_used", 0))
     rss = int(s.memory.get("rss", 0))
-    return {
+    out: StatsJson = {
         "players": s.players,
         "playingPlayers": s.playing,
         "uptime": ms(s.uptime),
@@ -377,6 +390,16 @@ def stats(s: NodeStatus) -> StatsJson:
             "lavalinkLoad": _load(float(s.cpu.get("process", 0.0)) / 100 / cores),
         },
     }
+    admission = s.engine.get("admission")
+    if isinstance(admission, dict):
+        out["audionode"] = {
+            "admission": {
+                "atCapacity": bool(admission.get("at_capacity")),
+                "placeable": admission.get("placeable"),
+                "refused": int(admission.get("refused") or 0),
+            }
+        }
+    return out
 
 
 def stats_op(s: NodeStatus, frames: FrameStats | None) -> JSON:
@@ -389,16 +412,16 @@ def _load(value: float) -> float:
 
 
 def frame_stats(f: FrameStats | None) -> JSON:
-    """Per playing player, per minute: frames sent, nulled, and Lavalink's ``deficit`` (the
-    3000 expected minus both)."""
-    if f is None or f.players == 0:
+    """Lavalink's arithmetic: the per-minute frames of the ``players`` counted, summed, then
+    per player with integer division: ``sent``, ``nulled``, and ``deficit`` = (3000 per
+    player minus all sent and nulled) / players (truncated toward zero, as Lavalink's Java
+    ``int`` division). ``null`` with no player counted."""
+    if f is None or f.players <= 0:
         return None
-    sent, nulled = f.sent / f.players, f.nulled / f.players
-    return {
-        "sent": round(sent),
-        "nulled": round(nulled),
-        "deficit": round(FRAMES_PER_MINUTE - sent - nulled),
-    }
+    n, sent, nulled = f.players, max(0, round(f.sent)), max(0, round(f.nulled))
+    missing = n * FRAMES_PER_MINUTE - sent - nulled
+    deficit = missing // n if missing >= 0 else -(-missing // n)
+    return {"sent": sent // n, "nulled": nulled // n, "deficit": deficit}
 
 
 def info(sources: tuple[str, ...]) -> InfoJson:

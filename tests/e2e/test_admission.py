@@ -65,6 +65,7 @@ async def test_a_full_node_refuses_new_players_and_keeps_the_playing_one(
         admission = body["engine"]["admission"]
         assert [p["placed"] for p in body["engine"]["processes"]] == [1, 1]
         assert admission["at_capacity"] is True and admission["refused"] == 0
+        assert admission["placeable"] == 0
 
         # Discodo websocket: the voice update that would create a player answers the error.
         await c.ws.send("DISCORD_EVENT", {"t": "VOICE_STATE_UPDATE", "d": _state(2, 4242)})
@@ -114,6 +115,9 @@ async def test_status_says_when_the_node_has_room(node_factory: NodeFactory) -> 
         assert status == 200
         admission = body["engine"]["admission"]
         assert admission["at_capacity"] is False and admission["enabled"] is True
+        # no stream measured yet: new players are charged engine.admission.stream_cost each,
+        # 0.003 cores, against max_cpu 0.85 -> 283 more
+        assert admission["placeable"] == 283
         assert admission["workers"][0]["placed"] == 0 and admission["workers"][0]["full"] is None
 
 

@@ -121,9 +121,7 @@ async def test_guilds_on_one_live_stream_share_one_encode_until_one_diverges(
             # One guild's filters diverge: it gets a pipeline of its own, the others share on.
             headers = guilds[2].headers
             body = {"filter": {"timescale": {"pitch": 1.5}}}
-            async with c.node.http.post(
-                f"{c.node.url}/options", headers=headers, json=body
-            ) as r:
+            async with c.node.http.post(f"{c.node.url}/options", headers=headers, json=body) as r:
                 assert r.status == 200, await r.text()
             assert await _shared(c, {"encodes": 1, "players": 2}) == {"encodes": 1, "players": 2}
             await asyncio.sleep(1.5)
@@ -133,6 +131,41 @@ async def test_guilds_on_one_live_stream_share_one_encode_until_one_diverges(
             assert abs(ears[2].tone_since(since) - 660) < 10
             stops = [f for f in log.ops("SOURCE_STOP")]
             assert stops == [], stops  # the divergence ended no track
+        finally:
+            await log.stop()
+            for g in guilds[1:]:
+                await g.listener.close()
+
+
+async def test_a_guild_placed_on_another_worker_moves_to_the_one_encoding_its_live_stream(
+    node_factory: NodeFactory, tmp_path: Path
+) -> None:
+    # Two workers: the second guild is placed by load on the empty worker 1; its first play of
+    # the live stream that worker 0 encodes for the first guild moves it there (one encode).
+    async with live_site(tmp_path) as url, chain(node_factory, engine={"workers": 2}) as c:
+        log = EventLog(c.ws)
+        guilds: list[Guild] = [of_chain(c)]
+        try:
+            guilds.append(await join(c, log))
+            _, body = await c.node.get("/status")
+            assert [p["placed"] for p in body["engine"]["processes"]] == [1, 1]
+            for g in guilds:
+                await g.load(url)
+                await log.wait("SOURCE_START", lambda d, g=g: d["guild_id"] == g.id)
+            assert await _shared(c, {"encodes": 1, "players": 2}) == {"encodes": 1, "players": 2}
+            _, body = await c.node.get("/status")
+            engine = body["engine"]
+            assert engine["moved_to_share"] == 1
+            assert [p["placed"] for p in engine["processes"]] == [2, 0]
+            assert engine["engines"].get("1", {}).get("shared", {}).get("players", 0) == 0
+
+            ears = [Ear(g.listener) for g in guilds]
+            since = asyncio.get_running_loop().time()
+            await asyncio.sleep(1.5)
+            for ear in ears:  # both hear the stream, the moved one on its new connection
+                assert abs(ear.tone_since(since - 1.0) - 440) < 5
+            # the old connection's close stayed inside the node
+            assert log.ops("VOICE_CLOSED") == [] and log.ops("SOURCE_STOP") == []
         finally:
             await log.stop()
             for g in guilds[1:]:

@@ -6,7 +6,16 @@ import msgspec
 import pytest
 
 from audionode.config import AdmissionConfig, ConfigError
-from audionode.engine.admission import MIN_FRAMES, Admit, Placer, Refuse, WorkerLoad, decide
+from audionode.engine.admission import (
+    MIN_FRAMES,
+    Admit,
+    Placer,
+    Refuse,
+    WorkerLoad,
+    decide,
+    regroup,
+    room,
+)
 from audionode.engine.messages import EngineStats, FrameCounters
 from audionode.engine.stats import StatsBook
 from audionode.errors import Unavailable
@@ -158,3 +167,63 @@ def test_the_in_process_engine_is_not_judged_by_its_process_cpu() -> None:
     book.add(0, busy, 0.0)
     assert isinstance(decide(Placer(1, LIMITS).loads(book, [True]), LIMITS), Refuse)
     assert isinstance(decide(Placer(1, LIMITS, cpu=False).loads(book, [True]), LIMITS), Admit)
+
+
+# --- grouping the players of one live source (regroup) -----------------------------------------
+
+
+def test_a_live_play_moves_to_the_worker_that_encodes_it_when_it_has_room() -> None:
+    loads = [
+        WorkerLoad(slot=0, placed=5, measured=5, cpu=0.30),
+        WorkerLoad(slot=1, placed=1, measured=1, cpu=0.05),
+    ]
+    # placed on slot 1 (least loaded); slot 0 encodes the source for 4 players already
+    assert regroup(1, {0: 4}, loads, LIMITS) == 0
+
+
+def test_the_worker_with_the_most_members_wins_and_the_current_one_wins_ties() -> None:
+    loads = [WorkerLoad(slot=s, placed=3, measured=3, cpu=0.1) for s in range(3)]
+    assert regroup(0, {1: 2, 2: 5}, loads, LIMITS) == 2
+    assert regroup(0, {0: 2, 1: 2}, loads, LIMITS) == 0  # a tie: no move
+    assert regroup(2, {0: 3, 2: 1}, loads, LIMITS) == 0
+
+
+def test_a_sharing_worker_without_room_is_passed_over_for_the_next_or_the_current() -> None:
+    limits = AdmissionConfig(max_players_per_worker=4)
+    loads = [
+        WorkerLoad(slot=0, placed=4),  # full: the cap
+        WorkerLoad(slot=1, placed=2),
+        WorkerLoad(slot=2, placed=1),
+    ]
+    assert regroup(2, {0: 4, 1: 2}, loads, limits) == 1
+    full = [WorkerLoad(slot=0, placed=4), WorkerLoad(slot=1, placed=4), WorkerLoad(slot=2)]
+    assert regroup(2, {0: 4, 1: 2}, full, limits) == 2  # stays where admission put it
+    cpu_full = [WorkerLoad(slot=0, placed=9, measured=9, cpu=0.85), WorkerLoad(slot=1)]
+    assert regroup(1, {0: 9}, cpu_full, LIMITS) == 1
+
+
+def test_a_worker_being_replaced_is_not_moved_to() -> None:
+    loads = [WorkerLoad(slot=0, up=False, placed=3), WorkerLoad(slot=1, placed=1)]
+    assert regroup(1, {0: 3}, loads, LIMITS) == 1
+    assert regroup(1, {}, loads, LIMITS) == 1  # nobody shares it: the placement stands
+
+
+def test_the_placer_moves_a_player_with_its_count() -> None:
+    placer = Placer(2, LIMITS)
+    placer.place(7, [WorkerLoad(slot=0), WorkerLoad(slot=1, placed=0, cpu=0.1)])
+    assert (placer.slot_of(7), placer.placed(0), placer.placed(1)) == (0, 1, 0)
+    placer.move(7, 1)
+    assert (placer.slot_of(7), placer.placed(0), placer.placed(1)) == (1, 0, 1)
+    placer.release(7)
+    assert (placer.placed(0), placer.placed(1)) == (0, 0)
+
+
+def test_room_is_what_each_worker_takes_before_a_limit_summed() -> None:
+    limits = AdmissionConfig(max_players_per_worker=10)
+    loads = [WorkerLoad(slot=0, placed=4), WorkerLoad(slot=1, placed=10), WorkerLoad(slot=2)]
+    assert room(loads, limits) == 6 + 0 + 10
+    # measured: 0.45 cores for 10 players, 0.25 per further one up to 1.4: 3 more (1.2 cores)
+    limits = AdmissionConfig(max_cpu=1.4, stream_cost=0.25)
+    assert room([WorkerLoad(slot=0, placed=10, measured=10, cpu=0.45)], limits) == 3
+    assert room(loads, AdmissionConfig(enabled=False)) is None
+    assert room([], LIMITS) == 0

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from audionode.engine import messages as m
-from audionode.engine.worker import WorkerPool, default_workers
+from audionode.engine.worker import WorkerPool, _Groups, default_workers
 from audionode.sources.api import Playable
 from tests.conftest import eventually, make_config
 from tests.engine.echo_engine import FLAKY_ENV
@@ -138,3 +138,58 @@ def test_backoff_doubles_while_workers_die_young() -> None:
     pool = WorkerPool(make_config(), lambda e: None, lambda s, p: None, 1, FACTORY)
     assert [pool.backoff(n) for n in range(8)] == [0, 0, 0.5, 1, 2, 4, 8, 16]
     assert pool.backoff(30) == pool.backoff_max
+
+
+# --- the pool's view of shared encodes (placement grouping, engine/worker.py _Groups) ----------
+
+
+def _live_play(player: int, serial: int = 1, url: str = "http://127.0.0.1:1/live") -> m.Play:
+    return m.Play(player=player, serial=serial, source=Playable.from_url(url, is_live=True))
+
+
+def test_groups_keep_what_a_fresh_player_needs_again_and_who_shares_what() -> None:
+    groups = _Groups(enabled=True)
+    connect = m.Connect(
+        player=1, guild_id=5, user_id=6, session_id="s", token="t", channel_id=7, endpoint="e"
+    )
+    for command in (connect, m.SetVolume(player=1, volume=0.5), m.Pause(player=1)):
+        groups.saw(command)
+    assert groups.fresh(1)
+    assert groups.replay(1) == [connect, m.SetVolume(player=1, volume=0.5)]
+    share = groups.played(_live_play(1))
+    assert share is not None and not groups.fresh(1) and groups.replay(1) == []
+    groups.join(share, 1, 0)
+    assert groups.members(share) == {0: 1}
+    # the same volume again keeps it in the group; another volume, a preload or a stop do not
+    groups.saw(m.SetVolume(player=1, volume=0.5))
+    assert groups.members(share) == {0: 1}
+    groups.saw(m.SetVolume(player=1, volume=0.6))
+    assert groups.members(share) == {}
+    # a second player with the first player's former options gets another key
+    groups.saw(m.SetVolume(player=2, volume=0.5))
+    assert groups.played(_live_play(2)) == share
+    assert groups.played(_live_play(3)) != share  # volume 1.0
+
+
+def test_groups_leave_on_divergence_and_forget_on_disconnect() -> None:
+    groups = _Groups(enabled=True)
+    share = groups.played(_live_play(1))
+    assert share is not None
+    groups.join(share, 1, 0)
+    groups.saw(m.Seek(player=1, position_ms=5))  # refused for a live member: it stays
+    groups.saw(m.Resume(player=1))
+    assert groups.members(share) == {0: 1}
+    groups.saw(m.SetFilters(player=1, filters={"timescale": {"pitch": 1.5}}))
+    assert groups.members(share) == {}
+    groups.join(share, 1, 0)
+    groups.saw(m.Disconnect(player=1))
+    assert groups.members(share) == {} and groups.fresh(1)
+
+
+def test_groups_share_nothing_when_sharing_is_off_or_the_play_is_not_live() -> None:
+    assert _Groups(enabled=False).played(_live_play(1)) is None
+    groups = _Groups(enabled=True)
+    file = Playable.from_url("http://127.0.0.1:1/a.mp3")
+    assert groups.played(m.Play(player=1, serial=2, source=file)) is None
+    live = Playable.from_url("http://127.0.0.1:1/live", is_live=True)
+    assert groups.played(m.Play(player=2, serial=1, source=live, start_ms=1000)) is None

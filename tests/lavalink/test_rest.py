@@ -55,6 +55,8 @@ async def test_node_routes(node_factory: NodeFactory, tmp_path: Path) -> None:
 
         status, stats = await raw.call("GET", "/v4/stats")
         assert status == 200 and "frameStats" not in stats
+        admission = stats["audionode"]["admission"]  # ours, beside Lavalink's fields
+        assert admission["atCapacity"] is False and admission["placeable"] > 0, admission
         assert stats["players"] == stats["playingPlayers"] == 0 and stats["uptime"] > 0
         assert set(stats["memory"]) == {"free", "used", "allocated", "reservable"}
         assert set(stats["cpu"]) == {"cores", "systemLoad", "lavalinkLoad"}

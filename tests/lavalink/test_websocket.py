@@ -153,6 +153,7 @@ async def test_player_updates_frame_stats_and_destroy_while_playing(
                 stats = await sock.expect("stats", within=8)
             frames = stats["frameStats"]
             assert stats["playingPlayers"] == 1
+            assert stats["audionode"]["admission"]["atCapacity"] is False
             assert 2500 <= frames["sent"] <= 3100 and frames["nulled"] < 300, frames
             assert frames["deficit"] == 3000 - frames["sent"] - frames["nulled"]
             assert await raw.call("DELETE", path) == (204, "")
