@@ -22,6 +22,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import av
 import av.container
@@ -33,11 +34,17 @@ from audionode.errors import AudionodeError
 from audionode.media.codec import RATE, Pcm, ToPcm
 from audionode.media.container import MediaInput, MediaRejected, check_stream, open_input
 from audionode.media.errors import describe_av_error
+from audionode.media.frames import Frame
 from audionode.media.httpfile import StreamTimeout
 from audionode.media.opus import OpusPacketError, packet_samples
 from audionode.media.producer import Producer, shared_readers
 from audionode.playable import Playable
 
+if TYPE_CHECKING:
+    from audionode.media.lane import Lane
+
+_FRAME = 960
+"""Samples per channel of a 20 ms packet: the only packets the passthrough lane forwards."""
 _BURST = 50
 """Packets one inline track reads per turn of the shared thread before the others."""
 _REST = "rest"
@@ -107,6 +114,8 @@ class TrackReader:
         self._lock = threading.RLock()
         """The lock of ``_cond``, taken directly on the per-packet paths: ``with lock`` runs in
         C, ``with condition`` adds a Python call per entry and exit (profiled, issue 7)."""
+        self.lock = self._lock
+        """The consumer side's lock (``media/lane.py`` closes a lane under it)."""
         self._cond = threading.Condition(self._lock)
         self._packets: deque[Packet] = deque()
         self._pcm: deque[tuple[int, Pcm]] = deque()
@@ -166,6 +175,40 @@ class TrackReader:
             self._buffered -= packet.samples
             self._refill()
             return packet
+
+    def take_for_lane(self, lane: Lane) -> Frame | None:
+        """The next packet as a frame for the passthrough lane (``media/lane.py``), on the
+        sender's thread; None when none is ready or the lane is closed. Closes the lane (and
+        returns None) at a packet that is not one 20 ms frame or reaches ``lane.stop_at``;
+        closes it after the packet once the end of the track is within ``lane.margin``, so the
+        pipeline has that many frames of time to take over (a gapless join, a crossfade).
+        One function, not a chain of calls: it runs once per frame per player."""
+        with self._lock:
+            if not lane.open:
+                return None
+            packets = self._packets
+            if not packets:
+                return None
+            head = packets[0]
+            pos = head.pos
+            packet: Packet | None = None
+            if head.samples != _FRAME or pos >= lane.stop_at:
+                lane.open = False
+            else:
+                packet = packets.popleft()
+                self._buffered -= _FRAME
+                lane.last = pos
+                lane.pos = pos + _FRAME
+                if self._resting and self._buffered <= self._low:
+                    self._refill()
+                if (self.eof and self._buffered <= lane.margin) or pos + _FRAME >= lane.stop_at:
+                    lane.open = False
+        if packet is None:
+            lane.on_turn()
+            return None
+        if pos >= lane.turn_at or not lane.open:
+            lane.on_turn()
+        return Frame(packet.data, self.serial, pos * 1000 // RATE)
 
     def peek_packet(self) -> Packet | None:
         with self._lock:
