@@ -188,6 +188,15 @@ class Mixer:
         # nothing playing: frames left from the end of the last track (filter tail) go out
         return self._encode_out() if self._out.size >= FRAME_SAMPLES else None
 
+    def lane_ok(self, cur: Deck) -> bool:
+        """True when ``cur``'s next frames may leave by the passthrough lane
+        (``media/lane.py``): what :meth:`produce` would forward untouched, with no layer
+        sounding and no finished track's event waiting for its last frame."""
+        if self.layers or self._finishing or cur.reader.info is None:
+            return False
+        self._want_next(cur)
+        return self._passthrough_ok(cur)
+
     # -- internals -------------------------------------------------------------------------
 
     def _passthrough_ok(self, cur: Deck) -> bool:

@@ -18,10 +18,12 @@ thread-safe and never blocks on I/O.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING, Any
 
 import av
 import av.container
@@ -29,18 +31,29 @@ import msgspec
 import numpy as np
 from av.audio.stream import AudioStream
 
+from audionode import native
 from audionode.errors import AudionodeError
 from audionode.media.codec import RATE, Pcm, ToPcm
 from audionode.media.container import MediaInput, MediaRejected, check_stream, open_input
 from audionode.media.errors import describe_av_error
+from audionode.media.frames import Frame
 from audionode.media.httpfile import StreamTimeout
 from audionode.media.opus import OpusPacketError, packet_samples
 from audionode.media.producer import Producer, shared_readers
 from audionode.playable import Playable
 
+if TYPE_CHECKING:
+    from audionode.media.lane import Lane
+
+_log = logging.getLogger(__name__)
+
+_FRAME = 960
+"""Samples per channel of a 20 ms packet: the only packets the passthrough lane forwards."""
 _BURST = 50
 """Packets one inline track reads per turn of the shared thread before the others."""
 _REST = "rest"
+_CHUNK = 16 << 10
+"""Bytes fed to the native Ogg demuxer at a time (its buffer stays near 32 KiB a track)."""
 _MAX_BAD_PACKETS = 50
 
 
@@ -107,6 +120,8 @@ class TrackReader:
         self._lock = threading.RLock()
         """The lock of ``_cond``, taken directly on the per-packet paths: ``with lock`` runs in
         C, ``with condition`` adds a Python call per entry and exit (profiled, issue 7)."""
+        self.lock = self._lock
+        """The consumer side's lock (``media/lane.py`` closes a lane under it)."""
         self._cond = threading.Condition(self._lock)
         self._packets: deque[Packet] = deque()
         self._pcm: deque[tuple[int, Pcm]] = deque()
@@ -171,6 +186,40 @@ class TrackReader:
             self._buffered -= packet.samples
             self._refill()
             return packet
+
+    def take_for_lane(self, lane: Lane) -> Frame | None:
+        """The next packet as a frame for the passthrough lane (``media/lane.py``), on the
+        sender's thread; None when none is ready or the lane is closed. Closes the lane (and
+        returns None) at a packet that is not one 20 ms frame or reaches ``lane.stop_at``;
+        closes it after the packet once the end of the track is within ``lane.margin``, so the
+        pipeline has that many frames of time to take over (a gapless join, a crossfade).
+        One function, not a chain of calls: it runs once per frame per player."""
+        with self._lock:
+            if not lane.open:
+                return None
+            packets = self._packets
+            if not packets:
+                return None
+            head = packets[0]
+            pos = head.pos
+            packet: Packet | None = None
+            if head.samples != _FRAME or pos >= lane.stop_at:
+                lane.open = False
+            else:
+                packet = packets.popleft()
+                self._buffered -= _FRAME
+                lane.last = pos
+                lane.pos = pos + _FRAME
+                if self._resting and self._buffered <= self._low:
+                    self._refill()
+                if (self.eof and self._buffered <= lane.margin) or pos + _FRAME >= lane.stop_at:
+                    lane.open = False
+        if packet is None:
+            lane.on_turn()
+            return None
+        if pos >= lane.turn_at or not lane.open:
+            lane.on_turn()
+        return Frame(packet.data, self.serial, pos * 1000 // RATE)
 
     def peek_packet(self) -> Packet | None:
         with self._lock:
@@ -280,6 +329,8 @@ class TrackReader:
         )
         self._wake()
         self._loop = _StreamLoop(self, container, stream)
+        if self.info.packets and self._seek_to is None:
+            self._loop.native = _native_demux(self.playable, container, self._files)
         if run:
             self._loop.run()
 
@@ -380,6 +431,17 @@ class TrackReader:
         if was_empty:
             self._wake()
 
+    def _push_packets(self, gen: int, packets: list[Packet], samples: int) -> None:
+        """:meth:`_push_packet` for a batch (the native demuxer's): one lock for all."""
+        with self._lock:
+            if gen != self._gen or self._closed:
+                return
+            was_empty = not self._packets
+            self._packets.extend(packets)
+            self._buffered += samples
+        if was_empty:
+            self._wake()
+
     def _push_pcm(self, gen: int, pos: int, pcm: Pcm) -> None:
         if not len(pcm):
             return
@@ -397,6 +459,49 @@ class TrackReader:
             if gen == self._gen:
                 self.eof = True
         self._wake()
+
+
+def _native_demux(
+    playable: Playable, container: av.container.InputContainer, files: list[object]
+) -> _NativeOgg | None:
+    """The native Ogg Opus demuxer (docs/decisions/0019-native-ogg-demux.md) for a track
+    that can use it: the extension is built and enabled, the container is Ogg with one
+    stream, and the bytes are in memory or in a local file (network streams keep PyAV)."""
+    mod = native.module()
+    if mod is None or container.format.name != "ogg" or len(container.streams) != 1:
+        return None
+    if playable.data is not None:
+        return _NativeOgg(mod.OggOpus(Packet), memoryview(playable.data), None)
+    url = playable.url or ""
+    if url.startswith(("http://", "https://")):
+        return None
+    try:
+        f = open(url, "rb")  # noqa: SIM115 - closed with the stream (files)
+    except OSError:
+        return None  # PyAV opened it: keep PyAV
+    files.append(f)
+    return _NativeOgg(mod.OggOpus(Packet), None, f)
+
+
+class _NativeOgg:
+    """A native demuxer and where its bytes come from (in-memory data or a local file)."""
+
+    __slots__ = ("data", "demux", "file", "offset")
+
+    def __init__(self, demux: Any, data: memoryview | None, file: IO[bytes] | None) -> None:
+        self.demux = demux
+        self.data = data
+        self.file = file
+        self.offset = 0
+
+    def feed(self) -> None:
+        if self.data is not None:
+            chunk: bytes | memoryview = self.data[self.offset : self.offset + _CHUNK]
+            self.offset += len(chunk)
+        else:
+            assert self.file is not None
+            chunk = self.file.read(_CHUNK)
+        self.demux.feed(chunk)  # b"": the end of the input
 
 
 def _read_error(exc: BaseException) -> str:
@@ -428,6 +533,11 @@ class _StreamLoop:
         self.bad = 0
         self.shape = (0, 0)
         """(rate, channels) of the last decoded frame, once the policy accepted it."""
+        self.drop = 0
+        """Packets libav leaves out: the native demuxer read them before it stopped."""
+        self.native: _NativeOgg | None = None
+        """Set while the native Ogg demuxer reads the packets (until a seek or a stream it
+        does not handle: PyAV goes on from there)."""
 
     def run(self) -> None:
         while (work := self.r._wait_for_work()) is not None:
@@ -436,7 +546,11 @@ class _StreamLoop:
     def once(self, target: int | None, gen: int) -> None:
         """Read (and for pcm, decode) one packet, after seeking to ``target`` if given."""
         if target is not None:
+            self.native = None  # libav seeks (by bisection); the native demuxer reads on
             self._seek(target)
+        if self.native is not None:
+            self._native_once(gen, self.native)
+            return
         try:
             packet = next(self.demux)
         except StopIteration:
@@ -447,10 +561,40 @@ class _StreamLoop:
             return
         if packet.size == 0:
             return
+        if self.drop:  # read by the native demuxer already
+            self.drop -= 1
+            return
         if self.r.info is not None and self.r.info.packets:
             self._on_packet(gen, packet)
         else:
             self._on_pcm(gen, self._decode(packet))
+
+    def _native_once(self, gen: int, source: _NativeOgg) -> None:
+        """Up to ``_BURST`` packets from the native demuxer in one call."""
+        demux = source.demux
+        end = self.r._end
+        # no further than the read-ahead limit (a page's other packets wait in the demuxer)
+        want = min(_BURST, max(1, (self.r._limit - self.r._buffered + _FRAME - 1) // _FRAME))
+        packets = demux.read(want, self.skip_to, -1 if end is None else end)
+        if packets:
+            self.r._push_packets(gen, packets, demux.samples)
+        state = demux.state
+        if state == 1:  # wants input
+            source.feed()
+        elif state == 2:  # the end
+            self._finish(gen)
+        elif state == 3:  # not a stream it handles: PyAV goes on from the next packet
+            _log.info(
+                "%s: native Ogg demuxer stops at %d ms (%s); libav goes on",
+                self.r.playable.describe(),
+                demux.resume // 48,
+                demux.why,
+            )
+            # libav reads from the start (its demuxer has not moved since the open) and leaves
+            # out as many packets as were read here: the packets a libav-only read gives (a
+            # seek would not: the second part of a chained stream restarts its positions)
+            self.native = None
+            self.drop = demux.count
 
     def _seek(self, target: int) -> None:
         if self.r.info is not None and self.r.info.is_live:
@@ -461,7 +605,7 @@ class _StreamLoop:
         self.stream.codec_context.flush_buffers()
         self.demux = self.container.demux(self.stream)
         self.to_pcm = ToPcm()
-        self.skip_to, self.pos = target, None
+        self.skip_to, self.pos, self.drop = target, None, 0
 
     def _bad_packet(self) -> None:
         self.bad += 1
