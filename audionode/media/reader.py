@@ -28,7 +28,6 @@ from typing import IO, TYPE_CHECKING, Any
 import av
 import av.container
 import msgspec
-import numpy as np
 from av.audio.stream import AudioStream
 
 from audionode import native
@@ -36,7 +35,7 @@ from audionode.errors import AudionodeError
 from audionode.media.codec import RATE, Pcm, ToPcm
 from audionode.media.container import MediaInput, MediaRejected, check_stream, open_input
 from audionode.media.errors import describe_av_error
-from audionode.media.frames import Frame
+from audionode.media.frames import FRAME_SAMPLES, Frame
 from audionode.media.httpfile import StreamTimeout
 from audionode.media.opus import OpusPacketError, packet_samples
 from audionode.media.producer import Producer, shared_readers
@@ -247,6 +246,13 @@ class TrackReader:
             self._nudge()
 
     @property
+    def decoded(self) -> int:
+        """Position (48 kHz samples) up to which the stream was decoded so far (pcm mode;
+        0 before the first samples): what the read-ahead cost, for ``bench/transcode_cost.py``."""
+        loop = self._loop
+        return 0 if loop is None or loop.pos is None else loop.pos
+
+    @property
     def drained(self) -> bool:
         """True once the end was reached and every sample was taken."""
         return self.eof and self._buffered <= 0 and not self._packets and not self._pcm
@@ -442,15 +448,17 @@ class TrackReader:
         if was_empty:
             self._wake()
 
-    def _push_pcm(self, gen: int, pos: int, pcm: Pcm) -> None:
-        if not len(pcm):
+    def _push_pcm(self, gen: int, blocks: list[tuple[int, Pcm]]) -> None:
+        """The blocks decoded from one packet, under one lock."""
+        if not blocks:
             return
         with self._lock:
             if gen != self._gen or self._closed:
                 return
             was_empty = not self._pcm
-            self._pcm.append((pos, pcm))
-            self._buffered += len(pcm)
+            for block in blocks:
+                self._pcm.append(block)
+                self._buffered += len(block[1])
         if was_empty:
             self._wake()
 
@@ -526,7 +534,7 @@ class _StreamLoop:
         self.stream = stream
         self.tb = float(stream.time_base or 0) or 1 / RATE
         self.demux: Iterator[av.Packet[AudioStream]] = container.demux(stream)
-        self.to_pcm = ToPcm()
+        self.to_pcm = ToPcm(FRAME_SAMPLES)
         self.skip_to = 0
         self.pos: int | None = None
         self.next_packet_pos = 0
@@ -604,7 +612,7 @@ class _StreamLoop:
         self.container.seek(offset, stream=self.stream, backward=True)
         self.stream.codec_context.flush_buffers()
         self.demux = self.container.demux(self.stream)
-        self.to_pcm = ToPcm()
+        self.to_pcm = ToPcm(FRAME_SAMPLES)
         self.skip_to, self.pos, self.drop = target, None, 0
 
     def _bad_packet(self) -> None:
@@ -630,20 +638,26 @@ class _StreamLoop:
             return
         self.r._push_packet(gen, Packet(data=data, pos=max(0, pos), samples=samples))
 
-    def _decode(self, packet: av.Packet[AudioStream] | None) -> list[tuple[float | None, Pcm]]:
+    def _decode(self, packet: av.Packet[AudioStream] | None) -> tuple[float | None, list[Pcm]]:
+        """The 20 ms blocks ``packet`` completes (``None``: the end, flush everything), with
+        the time of its first frame when the position is not known yet (after an open or a
+        seek: ``frame.time`` builds Fractions, too costly to ask per frame)."""
         try:
             frames = self.stream.decode(packet)
         except av.error.InvalidDataError:
             self._bad_packet()
-            return []
+            return None, []
         self.bad = 0
-        audio = [f for f in frames if isinstance(f, av.AudioFrame)]
-        for f in audio:
+        time: float | None = None
+        blocks: list[Pcm] = []
+        for f in frames:
             self._check_shape(f)
-        out = [(f.time, self.to_pcm.convert(f)) for f in audio]
+            if self.pos is None and time is None:
+                time = f.time
+            blocks += self.to_pcm.blocks(f)
         if packet is None:
-            out.append((None, self.to_pcm.convert(None)))
-        return out
+            blocks += self.to_pcm.blocks(None)
+        return time, blocks
 
     def _check_shape(self, frame: av.AudioFrame) -> None:
         """Refuse a frame whose rate or channel count leaves the policy (a stream may change
@@ -655,21 +669,30 @@ class _StreamLoop:
                 raise MediaRejected(problem)
             self.shape = shape
 
-    def _on_pcm(self, gen: int, chunks: list[tuple[float | None, Pcm]]) -> None:
-        for time, pcm in chunks:
-            if self.pos is None:
-                self.pos = round(time * RATE) if time is not None else self.skip_to
+    def _on_pcm(self, gen: int, decoded: tuple[float | None, list[Pcm]]) -> None:
+        time, blocks = decoded
+        if self.pos is None and (time is not None or blocks):
+            # the first frame's time, even if the resampler holds all its samples back yet
+            self.pos = round(time * RATE) if time is not None else self.skip_to
+        if not blocks:
+            return
+        assert self.pos is not None
+        out: list[tuple[int, Pcm]] = []
+        end = self.r._end
+        for pcm in blocks:
             start, self.pos = self.pos, self.pos + len(pcm)
             if self.pos <= self.skip_to:
                 continue
             if start < self.skip_to:
                 pcm, start = pcm[self.skip_to - start :], self.skip_to
-            end = self.r._end
             if end is not None and self.pos >= end:
-                self.r._push_pcm(gen, start, np.ascontiguousarray(pcm[: max(0, end - start)]))
+                if end > start:
+                    out.append((start, pcm[: end - start]))
+                self.r._push_pcm(gen, out)
                 self.r._set_eof(gen)
                 return
-            self.r._push_pcm(gen, start, pcm)
+            out.append((start, pcm))
+        self.r._push_pcm(gen, out)
 
     def _finish(self, gen: int) -> None:
         if not (self.r.info is not None and self.r.info.packets):
