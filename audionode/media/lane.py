@@ -79,7 +79,21 @@ class Lane:
     def __len__(self) -> int:
         return self.reader.buffered() // FRAME_SAMPLES if self.open else 0
 
+    def detach(self) -> None:
+        """Break the cycle through :attr:`pop` (a partial holding this lane) once the pipeline
+        let go of the lane: a cycle waits for the cyclic GC, which the engine runs rarely
+        (``engine/gcpolicy.py``), and this one holds the finished track's reader and container
+        (tests/media/test_pipeline.py, the soak in docs/PERFORMANCE.md). A pop still under way
+        on the sender's thread has its own reference and finds the lane closed."""
+        self.open = False
+        self.pop = _closed_pop
+
     def close(self) -> None:
         """No packet leaves by the lane after this returns (any thread)."""
         with self.reader.lock:
             self.open = False
+
+
+def _closed_pop() -> Frame | None:
+    """:attr:`Lane.pop` of a detached lane."""
+    return None

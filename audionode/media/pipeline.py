@@ -378,6 +378,7 @@ class Pipeline:
             return True
         self._lane = None
         self.buffer.lane = None
+        lane.detach()
         return False
 
     def _run_lane(self) -> bool:
