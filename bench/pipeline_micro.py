@@ -2,12 +2,15 @@
 sender (one frame per pipeline every 20 ms, absolute deadlines), no network, no crypto.
 
     python -m bench.pipeline_micro [--players 300] [--mode passthrough|transcode]
-                                   [--seconds 10] [--buffer-frames 3]
+                                   [--seconds 10] [--buffer-frames 3] [--no-hold]
 
 Prints the CPU of every thread of the process per frame made (the popping thread included:
 it stands in for the sender's ``pop``), the frames that were not ready when popped (nulled),
 and the thread breakdown, so a change to the producer, the readers or the frame buffer is
-measured apart from the sender's sealing and sending (``bench/sender_micro.py``).
+measured apart from the sender's sealing and sending (``bench/sender_micro.py``). Like the
+sender (``Sender(batch=producer)``), the popping thread holds the producer's wake-ups during
+its tick and hands them over at the end (``--no-hold``: every pop wakes the producer at once,
+as this benchmark did before the passthrough lane).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pathlib import Path
 
 from audionode.config import EngineConfig
 from audionode.media.pipeline import Pipeline
+from audionode.media.producer import shared
 from audionode.sources.api import Playable
 from bench import media
 
@@ -48,6 +52,7 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--warmup", type=float, default=2.0)
     p.add_argument("--buffer-frames", type=int, default=3)
+    p.add_argument("--no-hold", action="store_true")
     a = p.parse_args()
     length = a.seconds + a.warmup + 5
     with tempfile.TemporaryDirectory() as tmp:
@@ -61,16 +66,21 @@ def main() -> None:
         pipeline.start()
         pipeline.play(Playable.from_bytes(data), i + 1)
     ticks = int((a.seconds + a.warmup) / 0.02)
+    producer = shared()
     popped = nulled = 0
     deadline = time.monotonic()
     for tick in range(ticks):
         if tick == int(a.warmup / 0.02):
             cpu0, popped, nulled = thread_cpu(), 0, 0
+        if not a.no_hold:
+            producer.hold()
         for pipeline in pipelines:
             if pipeline.buffer.pop() is None:
                 nulled += 1
             else:
                 popped += 1
+        if not a.no_hold:
+            producer.release()
         deadline += 0.02
         delay = deadline - time.monotonic()
         if delay > 0:

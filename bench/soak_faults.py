@@ -206,8 +206,13 @@ async def stalled_bot(rig: Rig, n: int) -> dict[str, Any]:
     bot = await Bot.open(rig.http, rig.url, PASSWORD, STALL_USER)
     guilds = [STALL_GUILD0 + 1000 * n + i for i in range(args.stall_guilds)]
     playing = 0
+    refused: list[str] = []
     for guild in guilds:  # its guilds play if they can; the stall is the point
-        await bot.join_via(rig.lvsp, guild, guild + CHANNEL_OFFSET, rig.endpoint)
+        try:  # a node at capacity refuses new guilds (NODE_AT_CAPACITY): stall without them
+            await bot.join_via(rig.lvsp, guild, guild + CHANNEL_OFFSET, rig.endpoint)
+        except DemoError as e:
+            refused.append(str(e))
+            continue
         await bot.request("POST", "/loadSource", {"query": rig.query}, guild=guild)
         with contextlib.suppress(DemoError):
             await bot.wait("SOURCE_START", guild=guild, within=10)
@@ -222,6 +227,7 @@ async def stalled_bot(rig: Rig, n: int) -> dict[str, Any]:
     details: dict[str, Any] = {
         "guilds": len(guilds),
         "guilds_playing": playing,
+        "guilds_refused": refused,
         "sent_mb": round(sent / 2**20, 1),
         "stalled_s": round(ended, 1),
         "closed_by_node": closed_by_node,
@@ -382,6 +388,11 @@ async def _ws_case(rig: Rig, frame: str | bytes) -> str:
                 err = d.get("error") if isinstance(d, dict) else None
                 code = err.get("code") if isinstance(err, dict) else None
                 return f"reply {reply.get('op')}" + (f" {code}" if code else "")
+            if msg.type is aiohttp.WSMsgType.CLOSE:
+                # The code the node sent: ws.close_code says 1006 instead whenever aiohttp's
+                # echo of the close frame fails because the node already shut the socket (seen
+                # 2 in 90 oversize frames on a loaded machine, while msg.data held 1009).
+                return f"close {msg.data}"
             return f"close {ws.close_code}"
     except (aiohttp.ClientError, ConnectionError, TimeoutError) as e:
         return type(e).__name__

@@ -55,6 +55,10 @@ def _guild_of(d: Any) -> int:
     return 0
 
 
+def _is_error(d: Any) -> bool:
+    return isinstance(d, dict) and isinstance(d.get("error"), dict)
+
+
 class EventLog:
     """Reads ``ws`` until it closes; :meth:`wait` for an event, :meth:`stop` to let go."""
 
@@ -99,17 +103,27 @@ class EventLog:
         """The ``d`` of an event ``op`` (of ``guild``, matching ``match``), already received or
         still to come: the first such kept event, or with ``guild`` and no ``match`` the latest
         one (which works with ``keep=False``)."""
+        return (await self.wait_first([(op, match)], guild=guild, within=within))[1]
+
+    async def wait_first(
+        self, choices: list[tuple[str, Match | None]], *, guild: int | None = None,
+        within: float = 15.0,
+    ) -> tuple[str, Any]:  # fmt: skip
+        """``(op, d)`` of the first of ``choices`` found (each as in :meth:`wait`), in the
+        order given: e.g. the event a request asked for, or its error reply."""
+        names = " or ".join(op for op, _ in choices)
         try:
             async with asyncio.timeout(within):
                 while True:
-                    found = self._find(op, match, guild)
-                    if found is not None:
-                        return found
+                    for op, match in choices:
+                        found = self._find(op, match, guild)
+                        if found is not None:
+                            return op, found
                     if self.done:
-                        raise DemoError(f"the socket closed {self.closed} before {op}")
+                        raise DemoError(f"the socket closed {self.closed} before {names}")
                     await self._changed.wait()
         except TimeoutError:
-            raise DemoError(f"no {op} from the node within {within:g} s") from None
+            raise DemoError(f"no {names} from the node within {within:g} s") from None
 
     async def wait_closed(self, within: float) -> bool:
         """Whether the node closed the socket within ``within`` seconds."""
@@ -123,8 +137,9 @@ class EventLog:
             await self._task
 
     def _find(self, op: str, match: Match | None, guild: int | None) -> Any:
-        if guild is not None and match is None:
-            return self._latest.get((op, guild))
+        if guild is not None and (match is None or not self.keep):
+            latest = self._latest.get((op, guild))
+            return latest if latest is None or match is None or match(latest) else None
         for event in self.events:
             mine = guild is None or _guild_of(event.d) == guild
             if event.op == op and mine and (match is None or match(event.d)):
@@ -217,7 +232,12 @@ class Bot:
         state = {"guild_id": str(guild), "user_id": str(self.user_id),
                  "channel_id": str(channel), "session_id": grant.session_id}  # fmt: skip
         await self.send("DISCORD_EVENT", {"t": "VOICE_STATE_UPDATE", "d": state})
-        await self.log.wait("VC_CREATED", guild=guild, within=60)
+        op, d = await self.log.wait_first(
+            [("VC_CREATED", None), ("DISCORD_EVENT", _is_error)], guild=guild, within=60
+        )
+        if op != "VC_CREATED":  # e.g. NODE_AT_CAPACITY: no player was made
+            error = d["error"]
+            raise DemoError(f"guild {guild} refused: {error['code']}: {error['message']}")
         self._guild = guild if self._guild is None else self._guild
         await self._server_update(guild, grant.token, endpoint)
 

@@ -55,9 +55,11 @@ PUBLISH_EVERY = 0.1
 """Seconds between two writes of a worker's vitals (and between two loop beats)."""
 CHECK_EVERY = 0.25
 """Seconds between two checks of every worker by the pool."""
-SLOW_TURN = 0.1
+SLOW_TURN = 0.5
 """A producer turn running this long when the worker died makes its player the suspect (a
-turn normally takes well under a frame, 20 ms)."""
+turn normally takes well under a frame, 20 ms). Not less: on a loaded machine an ordinary
+turn preempted mid-way runs for a few hundred milliseconds of wall time (senders there woke up
+to 370 ms late), and a wrong suspect costs a popular track its quarantine everywhere."""
 _PUBLISHED, _LOOP, _PRODUCER, _BUSY_SINCE, _OWNER, _ALIVE = range(6)
 
 
@@ -84,6 +86,16 @@ class Vitals:
         if self.busy_since and now - self.busy_since >= SLOW_TURN:
             return self.owner
         return None
+
+    def death_suspect(self) -> int | None:
+        """The player blamed for a death: :meth:`suspect` as of the beacon's last write, the
+        latest moment known to precede the death. Judged at the moment the pool noticed, an
+        ordinary turn that began just before a SIGKILL looked slow whenever the pool noticed
+        late (a loaded machine: 100 ms and more), so outside kills were blamed on whichever
+        player's turn ran, and a popular track was quarantined at the second kill (the soak,
+        docs/PERFORMANCE.md). A turn that holds the GIL from before the last write until the
+        death is not seen this way: the death is then blamed on nobody in particular."""
+        return self.suspect(self.published)
 
     def report(self, now: float) -> dict[str, Any]:
         """The ``/status`` view: liveness and the age of each sign of life."""

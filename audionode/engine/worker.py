@@ -206,7 +206,7 @@ class WorkerPool:
         worker.alive = False
         now = time.monotonic()
         slot = self._slots[worker.slot]
-        culprit = worker.culprit if worker.cause else worker.beacon.read().suspect(now)
+        culprit = worker.culprit if worker.cause else worker.beacon.read().death_suspect()
         worker.writer.close()
         if worker.process.is_alive():  # a breach: the process itself may still run
             worker.process.kill()

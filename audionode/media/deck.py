@@ -69,6 +69,14 @@ class Deck:
         self.pos = packet.pos + packet.samples
         return packet
 
+    def lane_start(self) -> bool:
+        """Whether the reader's packets may be taken by the passthrough lane from now on (no
+        decoded samples wait here); the decoder then restarts clean when decoding resumes."""
+        if self._pending is not None:
+            return False
+        self._decoder_stale = True
+        return True
+
     def take(self, limit: int) -> tuple[int, Pcm] | None:
         """Up to ``limit`` samples as ``(position, pcm)``, or None if nothing is ready."""
         if self._pending is None:

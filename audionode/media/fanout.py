@@ -108,7 +108,7 @@ class Tee:
     def pop(self) -> Frame | None:
         nxt = self.next
         encode = self.encode
-        if nxt is not None and (encode is None or len(nxt)):
+        if nxt is not None and (encode is None or nxt.ready()):
             if encode is not None:
                 self.encode = None
                 encode.release(self)

@@ -16,6 +16,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Protocol
 
 import msgspec
 
@@ -38,6 +39,15 @@ class Frame(msgspec.Struct, frozen=True, gc=False):
     opus: bytes
     track: int
     position_ms: int
+
+
+class FrameLane(Protocol):
+    """A source of frames the buffer pops from once its own frames are gone
+    (``media/lane.Lane``: a passthrough track's packets taken straight from its reader)."""
+
+    def pop(self) -> Frame | None: ...
+
+    def __len__(self) -> int: ...
 
 
 class FrameBuffer:
@@ -68,9 +78,19 @@ class FrameBuffer:
         self._on_low = on_low
         """Called (instead of notifying ``wake``) when a pop reaches the low-water mark; it
         must not block (the pipeline's is a ``SimpleQueue.put``)."""
+        self.lane: FrameLane | None = None
+        """Set by the pipeline while a track plays through the passthrough lane
+        (``media/lane.py``): popped once the buffered frames (made before it opened) are out."""
 
     def __len__(self) -> int:
+        """Frames made and not yet popped (the lane's packets are not counted: they are the
+        reader's until popped, and a command takes them back, see ``media/lane.py``)."""
         return len(self._frames)
+
+    def ready(self) -> bool:
+        """True when :meth:`pop` has a frame to give (a made frame or a packet of the lane)."""
+        lane = self.lane
+        return bool(self._frames) or (lane is not None and len(lane) > 0)
 
     @property
     def low_water(self) -> int:
@@ -79,13 +99,19 @@ class FrameBuffer:
 
     def pop(self) -> Frame | None:
         """The oldest frame, or None when empty. Never blocks: safe on the event-loop thread."""
-        try:
-            frame = self._frames.popleft()
-        except IndexError:
+        frames = self._frames
+        if not frames:
+            lane = self.lane
+            if lane is not None:
+                return lane.pop()
             if self._owed:
                 self._notify()
             return None
-        if len(self._frames) <= self.capacity // 2:
+        try:
+            frame = frames.popleft()
+        except IndexError:  # cleared by another thread since the check
+            return None
+        if len(frames) <= self.capacity // 2:
             if self._on_low is not None:
                 self._on_low()
                 return frame

@@ -188,6 +188,15 @@ class Mixer:
         # nothing playing: frames left from the end of the last track (filter tail) go out
         return self._encode_out() if self._out.size >= FRAME_SAMPLES else None
 
+    def lane_ok(self, cur: Deck) -> bool:
+        """True when ``cur``'s next frames may leave by the passthrough lane
+        (``media/lane.py``): what :meth:`produce` would forward untouched, with no layer
+        sounding and no finished track's event waiting for its last frame."""
+        if self.layers or self._finishing or cur.reader.info is None:
+            return False
+        self._want_next(cur)
+        return self._passthrough_ok(cur)
+
     # -- internals -------------------------------------------------------------------------
 
     def _passthrough_ok(self, cur: Deck) -> bool:
@@ -202,6 +211,16 @@ class Mixer:
         )
 
     def _decoded_frame(self) -> Frame | None:
+        if not self._out.size and self.chain is None:
+            # The usual case: the reader's next 20 ms block, encoded as it is (no queueing
+            # in ``_out``). Anything else (underrun, end, a block cut short) goes the long way.
+            got = self._take_input(FRAME_SAMPLES)
+            if got is not None:
+                serial, pos, pcm = got
+                self._last_fed = (serial, pos + len(pcm))
+                if len(pcm) == FRAME_SAMPLES:
+                    return self._encode(serial, pos, pcm)
+                self._out.push(serial, pos, pcm)
         return self._encode_out() if self._fill_out() else None
 
     def _fill_out(self) -> bool:
@@ -257,8 +276,10 @@ class Mixer:
             return pcm
 
     def _encode_out(self) -> Frame:
-        serial, pos, pcm = self._out.take(FRAME_SAMPLES)
-        frame = Frame(self.encoder.encode(self._apply_gain(pcm)), serial, pos * 1000 // RATE)
+        return self._encode(*self._out.take(FRAME_SAMPLES))
+
+    def _encode(self, serial: int, pos: int, pcm: Pcm) -> Frame:
+        frame = Frame(self.encoder.encode(pcm, self._next_gain()), serial, pos * 1000 // RATE)
         self._report_finished()
         return frame
 
@@ -274,12 +295,20 @@ class Mixer:
             pad = FRAME_SAMPLES - self._out.size % FRAME_SAMPLES
             self._out.push(serial, pos, np.zeros((pad, 2), dtype=np.float32))
 
-    def _apply_gain(self, pcm: Pcm) -> Pcm:
+    def _next_gain(self) -> float | Pcm:
+        """The volume for the next frame: a number, or a ramp of shape (960, 1) from the
+        last volume to the new one (so a change never clicks); the encoder applies it."""
         if self.gain == self.target:
-            return pcm if self.gain == 1.0 else pcm * np.float32(self.gain)
-        ramp = np.linspace(self.gain, self.target, len(pcm), dtype=np.float32)
+            return self.gain
+        ramp: Pcm = np.linspace(self.gain, self.target, FRAME_SAMPLES, dtype=np.float32)[:, None]
         self.gain = self.target
-        out: Pcm = pcm * ramp[:, None]
+        return ramp
+
+    def _apply_gain(self, pcm: Pcm) -> Pcm:
+        gain = self._next_gain()
+        if not isinstance(gain, np.ndarray) and gain == 1.0:
+            return pcm
+        out: Pcm = pcm * gain
         return out
 
     def _take_input(self, n: int) -> tuple[int, int, Pcm] | None:

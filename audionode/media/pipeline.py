@@ -45,11 +45,12 @@ from typing import Any
 
 from audionode.config import EngineConfig
 from audionode.errors import BadRequest, Conflict
-from audionode.media.codec import OpusEncoder
+from audionode.media.codec import RATE, OpusEncoder
 from audionode.media.deck import Deck
 from audionode.media.events import FiltersFailed, PipelineEvent, Position
 from audionode.media.filtergraph import FilterChain, build_async
-from audionode.media.frames import FRAME_MS, Frame, FrameBuffer
+from audionode.media.frames import FRAME_MS, FRAME_SAMPLES, Frame, FrameBuffer
+from audionode.media.lane import NEVER, Lane
 from audionode.media.layers import FeedLayer, TrackLayer
 from audionode.media.mixer import Mixer
 from audionode.media.producer import Producer
@@ -113,6 +114,9 @@ class Pipeline:
         self._last_position: tuple[int, int] = (-1, 0)
         self._step_lock = threading.RLock()
         self._producer: Producer | None = None
+        self._lane: Lane | None = None
+        """Open while the current track's packets go to the sender straight from its reader
+        (``media/lane.py``); only the producer thread sets it, any command closes it."""
 
     def set_events(self, on_event: Callable[[PipelineEvent], None]) -> None:
         """Replace the event callback (before :meth:`start`: a shared encode is built first
@@ -275,6 +279,7 @@ class Pipeline:
         with self._wake:
             self._closed = True
         with self._step_lock:  # a turn in progress finishes first; none starts after this
+            self._settle_lane(keep=False)
             self._mixer.close()
         self.buffer.clear()
 
@@ -291,12 +296,15 @@ class Pipeline:
                 self._commands.clear()
                 self._stale = False
             try:
+                if self._lane is not None:
+                    self._settle_lane(keep=not commands)
                 for command in commands:
                     command()
                 self._mixer.poll()
-                starved = self._fill()
+                starved = False if self._run_lane() else self._fill()
             except Exception as e:  # a bug must cost the track, not the guild's audio
                 _log.exception("pipeline failed; dropping the current track")
+                self._settle_lane(keep=False)
                 self._mixer.fail_current(f"internal error: {e}")
                 self._flush()
                 starved = False
@@ -307,6 +315,8 @@ class Pipeline:
         reader data and the sender reaching the low-water mark all schedule one."""
         if self._commands:
             return 0.0
+        if self._lane is not None:
+            return _IDLE_WAIT  # a safety net: the lane and the reader ask for turns
         idle = (self._mixer.current is None and self._mixer.next is None) or self._paused
         if idle and not self._mixer.layers:
             return _IDLE_WAIT
@@ -341,10 +351,79 @@ class Pipeline:
         return False
 
     def _report_position(self, frame: Frame) -> None:
+        self._report_at(frame.track, frame.position_ms)
+
+    def _report_at(self, track: int, position_ms: int) -> None:
+        last_track, last = self._last_position
+        if last_track != track or position_ms - last >= self._position_every:
+            self._last_position = (track, position_ms)
+            self._emit(Position(track, position_ms))
+
+    # -- the passthrough lane (media/lane.py) ------------------------------------------------
+
+    def _settle_lane(self, *, keep: bool) -> bool:
+        """Take the lane's progress into the deck (position, position event) and close it
+        unless ``keep``; True while it stays open."""
+        lane = self._lane
+        if lane is None:
+            return False
+        if not keep:
+            lane.close()
+        cur = self._mixer.current
+        if cur is not None and cur.reader is lane.reader:
+            cur.pos = lane.pos
+            if lane.last >= 0:
+                self._report_at(lane.serial, lane.last * 1000 // RATE)
+        if lane.open:
+            return True
+        self._lane = None
+        self.buffer.lane = None
+        lane.detach()
+        return False
+
+    def _run_lane(self) -> bool:
+        """Open the lane, or re-arm the open one, while the current track plays as pure
+        passthrough; True while the lane carries its frames (nothing to produce here)."""
+        cur = self._mixer.current
+        lane = self._lane
+        if self._paused or cur is None or not self._mixer.lane_ok(cur):
+            self._settle_lane(keep=False)
+            return False
+        if lane is not None and lane.reader is not cur.reader:
+            self._settle_lane(keep=False)
+            lane = None
+        margin = self.buffer.capacity * FRAME_SAMPLES
+        stop, turn = self._lane_marks(cur, margin)
+        if stop - cur.pos <= margin or (cur.reader.eof and cur.reader.buffered() <= margin):
+            self._settle_lane(keep=False)
+            return False
+        if lane is not None:
+            lane.stop_at, lane.turn_at = stop, turn
+            return True
+        if not cur.lane_start():
+            return False
+        lane = Lane(cur.reader, self._schedule, cur.pos, margin=margin, stop_at=stop, turn_at=turn)
+        with self._lock:
+            if self._commands or self._closed:  # a command came in: it runs first
+                return False
+            self._lane = lane
+            self.buffer.lane = lane
+        return True
+
+    def _lane_marks(self, cur: Deck, margin: int) -> tuple[int, int]:
+        """``(stop_at, turn_at)`` for a lane of ``cur``: where frames must be made again (a
+        crossfade starts ``margin`` later) and where the next position event or NextWanted
+        is due."""
+        mixer = self._mixer
+        remaining = cur.remaining()
+        stop = NEVER
+        if mixer.crossfade > 0 and mixer.next is not None and remaining is not None:
+            stop = cur.pos + remaining - mixer.crossfade - margin
         track, last = self._last_position
-        if track != frame.track or frame.position_ms - last >= self._position_every:
-            self._last_position = (frame.track, frame.position_ms)
-            self._emit(Position(frame.track, frame.position_ms))
+        turn = 0 if track != cur.serial else (last + self._position_every) * RATE // 1000
+        if mixer.next is None and not cur.next_wanted and not cur.is_live and remaining is not None:
+            turn = min(turn, cur.pos + remaining - mixer.preload - mixer.crossfade)
+        return stop, turn
 
     def _emit(self, event: PipelineEvent) -> None:
         if self._holding:
@@ -403,6 +482,9 @@ class Pipeline:
         with self._wake:
             if self._closed:
                 raise Conflict("the pipeline is closed")
+            lane = self._lane
+            if lane is not None:  # the next frame is made with the command applied
+                lane.close()
             self._commands.append(command)
             if flush:
                 self.buffer.clear()

@@ -18,29 +18,41 @@ thread-safe and never blocks on I/O.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING, Any
 
 import av
 import av.container
 import msgspec
-import numpy as np
 from av.audio.stream import AudioStream
 
+from audionode import native
 from audionode.errors import AudionodeError
 from audionode.media.codec import RATE, Pcm, ToPcm
 from audionode.media.container import MediaInput, MediaRejected, check_stream, open_input
 from audionode.media.errors import describe_av_error
+from audionode.media.frames import FRAME_SAMPLES, Frame
 from audionode.media.httpfile import StreamTimeout
 from audionode.media.opus import OpusPacketError, packet_samples
 from audionode.media.producer import Producer, shared_readers
 from audionode.playable import Playable
 
+if TYPE_CHECKING:
+    from audionode.media.lane import Lane
+
+_log = logging.getLogger(__name__)
+
+_FRAME = 960
+"""Samples per channel of a 20 ms packet: the only packets the passthrough lane forwards."""
 _BURST = 50
 """Packets one inline track reads per turn of the shared thread before the others."""
 _REST = "rest"
+_CHUNK = 16 << 10
+"""Bytes fed to the native Ogg demuxer at a time (its buffer stays near 32 KiB a track)."""
 _MAX_BAD_PACKETS = 50
 
 
@@ -107,6 +119,8 @@ class TrackReader:
         self._lock = threading.RLock()
         """The lock of ``_cond``, taken directly on the per-packet paths: ``with lock`` runs in
         C, ``with condition`` adds a Python call per entry and exit (profiled, issue 7)."""
+        self.lock = self._lock
+        """The consumer side's lock (``media/lane.py`` closes a lane under it)."""
         self._cond = threading.Condition(self._lock)
         self._packets: deque[Packet] = deque()
         self._pcm: deque[tuple[int, Pcm]] = deque()
@@ -114,7 +128,9 @@ class TrackReader:
         self._seek_to: int | None = max(0, start_ms) * RATE // 1000 if start_ms > 0 else None
         self._gen = 0
         self._closed = False
-        self._thread = threading.Thread(target=self._run, name=f"reader-{serial}", daemon=True)
+        self._thread: threading.Thread | None = None
+        """A network track's own thread (made in :meth:`start`: an unstarted thread would hold
+        this reader in a reference cycle through its target)."""
         self._inline: Producer | None = None
         """Set when the shared reader thread serves this track instead of its own thread."""
         self._loop: _StreamLoop | None = None
@@ -137,6 +153,9 @@ class TrackReader:
             self._inline = shared_readers()
             self._inline.schedule(self)
         else:
+            self._thread = threading.Thread(
+                target=self._run, name=f"reader-{self.serial}", daemon=True
+            )
             self._thread.start()
 
     def _nudge(self) -> None:
@@ -167,6 +186,40 @@ class TrackReader:
             self._refill()
             return packet
 
+    def take_for_lane(self, lane: Lane) -> Frame | None:
+        """The next packet as a frame for the passthrough lane (``media/lane.py``), on the
+        sender's thread; None when none is ready or the lane is closed. Closes the lane (and
+        returns None) at a packet that is not one 20 ms frame or reaches ``lane.stop_at``;
+        closes it after the packet once the end of the track is within ``lane.margin``, so the
+        pipeline has that many frames of time to take over (a gapless join, a crossfade).
+        One function, not a chain of calls: it runs once per frame per player."""
+        with self._lock:
+            if not lane.open:
+                return None
+            packets = self._packets
+            if not packets:
+                return None
+            head = packets[0]
+            pos = head.pos
+            packet: Packet | None = None
+            if head.samples != _FRAME or pos >= lane.stop_at:
+                lane.open = False
+            else:
+                packet = packets.popleft()
+                self._buffered -= _FRAME
+                lane.last = pos
+                lane.pos = pos + _FRAME
+                if self._resting and self._buffered <= self._low:
+                    self._refill()
+                if (self.eof and self._buffered <= lane.margin) or pos + _FRAME >= lane.stop_at:
+                    lane.open = False
+        if packet is None:
+            lane.on_turn()
+            return None
+        if pos >= lane.turn_at or not lane.open:
+            lane.on_turn()
+        return Frame(packet.data, self.serial, pos * 1000 // RATE)
+
     def peek_packet(self) -> Packet | None:
         with self._lock:
             return self._packets[0] if self._packets else None
@@ -193,6 +246,13 @@ class TrackReader:
             self._nudge()
 
     @property
+    def decoded(self) -> int:
+        """Position (48 kHz samples) up to which the stream was decoded so far (pcm mode;
+        0 before the first samples): what the read-ahead cost, for ``bench/transcode_cost.py``."""
+        loop = self._loop
+        return 0 if loop is None or loop.pos is None else loop.pos
+
+    @property
     def drained(self) -> bool:
         """True once the end was reached and every sample was taken."""
         return self.eof and self._buffered <= 0 and not self._packets and not self._pcm
@@ -216,8 +276,14 @@ class TrackReader:
             abort = getattr(f, "abort", None)
             if abort is not None:
                 abort()
-        if wait > 0 and self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(wait)
+        thread = self._thread
+        if wait > 0 and thread is not None and thread is not threading.current_thread():
+            thread.join(wait)
+
+    @property
+    def reading(self) -> bool:
+        """True while a thread of this reader's own is alive (network tracks)."""
+        return self._thread is not None and self._thread.is_alive()
 
     # -- reader thread ---------------------------------------------------------------------
 
@@ -244,6 +310,8 @@ class TrackReader:
         except Exception as e:  # a reader must never die silently
             if not self._closed:
                 self._fail(_read_error(e))
+        finally:
+            self._loop = None  # see _release
 
     def _open_error(self, exc: BaseException) -> str:
         if isinstance(exc, StreamTimeout) and exc.answered:
@@ -267,6 +335,8 @@ class TrackReader:
         )
         self._wake()
         self._loop = _StreamLoop(self, container, stream)
+        if self.info.packets and self._seek_to is None:
+            self._loop.native = _native_demux(self.playable, container, self._files)
         if run:
             self._loop.run()
 
@@ -282,6 +352,7 @@ class TrackReader:
             work = self._take_work()
             if work is None:
                 self._release()
+                self._loop = None
                 return None
             if work is _REST:
                 return None
@@ -322,6 +393,10 @@ class TrackReader:
         return self._loop is not None
 
     def _release(self) -> None:
+        # Closed for good, the reader also drops its loop (the caller does): the loop points
+        # back at the reader, and a cycle waits for the cyclic GC, which the engine runs
+        # rarely (engine/gcpolicy.py); every finished track of every guild then stayed in
+        # memory until the next full collection (bench/soak.py: workers +50 KB per track end).
         if self._input is not None:
             self._input.close()
             self._input = None
@@ -362,15 +437,28 @@ class TrackReader:
         if was_empty:
             self._wake()
 
-    def _push_pcm(self, gen: int, pos: int, pcm: Pcm) -> None:
-        if not len(pcm):
+    def _push_packets(self, gen: int, packets: list[Packet], samples: int) -> None:
+        """:meth:`_push_packet` for a batch (the native demuxer's): one lock for all."""
+        with self._lock:
+            if gen != self._gen or self._closed:
+                return
+            was_empty = not self._packets
+            self._packets.extend(packets)
+            self._buffered += samples
+        if was_empty:
+            self._wake()
+
+    def _push_pcm(self, gen: int, blocks: list[tuple[int, Pcm]]) -> None:
+        """The blocks decoded from one packet, under one lock."""
+        if not blocks:
             return
         with self._lock:
             if gen != self._gen or self._closed:
                 return
             was_empty = not self._pcm
-            self._pcm.append((pos, pcm))
-            self._buffered += len(pcm)
+            for block in blocks:
+                self._pcm.append(block)
+                self._buffered += len(block[1])
         if was_empty:
             self._wake()
 
@@ -379,6 +467,49 @@ class TrackReader:
             if gen == self._gen:
                 self.eof = True
         self._wake()
+
+
+def _native_demux(
+    playable: Playable, container: av.container.InputContainer, files: list[object]
+) -> _NativeOgg | None:
+    """The native Ogg Opus demuxer (docs/decisions/0019-native-ogg-demux.md) for a track
+    that can use it: the extension is built and enabled, the container is Ogg with one
+    stream, and the bytes are in memory or in a local file (network streams keep PyAV)."""
+    mod = native.module()
+    if mod is None or container.format.name != "ogg" or len(container.streams) != 1:
+        return None
+    if playable.data is not None:
+        return _NativeOgg(mod.OggOpus(Packet), memoryview(playable.data), None)
+    url = playable.url or ""
+    if url.startswith(("http://", "https://")):
+        return None
+    try:
+        f = open(url, "rb")  # noqa: SIM115 - closed with the stream (files)
+    except OSError:
+        return None  # PyAV opened it: keep PyAV
+    files.append(f)
+    return _NativeOgg(mod.OggOpus(Packet), None, f)
+
+
+class _NativeOgg:
+    """A native demuxer and where its bytes come from (in-memory data or a local file)."""
+
+    __slots__ = ("data", "demux", "file", "offset")
+
+    def __init__(self, demux: Any, data: memoryview | None, file: IO[bytes] | None) -> None:
+        self.demux = demux
+        self.data = data
+        self.file = file
+        self.offset = 0
+
+    def feed(self) -> None:
+        if self.data is not None:
+            chunk: bytes | memoryview = self.data[self.offset : self.offset + _CHUNK]
+            self.offset += len(chunk)
+        else:
+            assert self.file is not None
+            chunk = self.file.read(_CHUNK)
+        self.demux.feed(chunk)  # b"": the end of the input
 
 
 def _read_error(exc: BaseException) -> str:
@@ -403,13 +534,18 @@ class _StreamLoop:
         self.stream = stream
         self.tb = float(stream.time_base or 0) or 1 / RATE
         self.demux: Iterator[av.Packet[AudioStream]] = container.demux(stream)
-        self.to_pcm = ToPcm()
+        self.to_pcm = ToPcm(FRAME_SAMPLES)
         self.skip_to = 0
         self.pos: int | None = None
         self.next_packet_pos = 0
         self.bad = 0
         self.shape = (0, 0)
         """(rate, channels) of the last decoded frame, once the policy accepted it."""
+        self.drop = 0
+        """Packets libav leaves out: the native demuxer read them before it stopped."""
+        self.native: _NativeOgg | None = None
+        """Set while the native Ogg demuxer reads the packets (until a seek or a stream it
+        does not handle: PyAV goes on from there)."""
 
     def run(self) -> None:
         while (work := self.r._wait_for_work()) is not None:
@@ -418,7 +554,11 @@ class _StreamLoop:
     def once(self, target: int | None, gen: int) -> None:
         """Read (and for pcm, decode) one packet, after seeking to ``target`` if given."""
         if target is not None:
+            self.native = None  # libav seeks (by bisection); the native demuxer reads on
             self._seek(target)
+        if self.native is not None:
+            self._native_once(gen, self.native)
+            return
         try:
             packet = next(self.demux)
         except StopIteration:
@@ -429,10 +569,40 @@ class _StreamLoop:
             return
         if packet.size == 0:
             return
+        if self.drop:  # read by the native demuxer already
+            self.drop -= 1
+            return
         if self.r.info is not None and self.r.info.packets:
             self._on_packet(gen, packet)
         else:
             self._on_pcm(gen, self._decode(packet))
+
+    def _native_once(self, gen: int, source: _NativeOgg) -> None:
+        """Up to ``_BURST`` packets from the native demuxer in one call."""
+        demux = source.demux
+        end = self.r._end
+        # no further than the read-ahead limit (a page's other packets wait in the demuxer)
+        want = min(_BURST, max(1, (self.r._limit - self.r._buffered + _FRAME - 1) // _FRAME))
+        packets = demux.read(want, self.skip_to, -1 if end is None else end)
+        if packets:
+            self.r._push_packets(gen, packets, demux.samples)
+        state = demux.state
+        if state == 1:  # wants input
+            source.feed()
+        elif state == 2:  # the end
+            self._finish(gen)
+        elif state == 3:  # not a stream it handles: PyAV goes on from the next packet
+            _log.info(
+                "%s: native Ogg demuxer stops at %d ms (%s); libav goes on",
+                self.r.playable.describe(),
+                demux.resume // 48,
+                demux.why,
+            )
+            # libav reads from the start (its demuxer has not moved since the open) and leaves
+            # out as many packets as were read here: the packets a libav-only read gives (a
+            # seek would not: the second part of a chained stream restarts its positions)
+            self.native = None
+            self.drop = demux.count
 
     def _seek(self, target: int) -> None:
         if self.r.info is not None and self.r.info.is_live:
@@ -442,8 +612,8 @@ class _StreamLoop:
         self.container.seek(offset, stream=self.stream, backward=True)
         self.stream.codec_context.flush_buffers()
         self.demux = self.container.demux(self.stream)
-        self.to_pcm = ToPcm()
-        self.skip_to, self.pos = target, None
+        self.to_pcm = ToPcm(FRAME_SAMPLES)
+        self.skip_to, self.pos, self.drop = target, None, 0
 
     def _bad_packet(self) -> None:
         self.bad += 1
@@ -468,20 +638,26 @@ class _StreamLoop:
             return
         self.r._push_packet(gen, Packet(data=data, pos=max(0, pos), samples=samples))
 
-    def _decode(self, packet: av.Packet[AudioStream] | None) -> list[tuple[float | None, Pcm]]:
+    def _decode(self, packet: av.Packet[AudioStream] | None) -> tuple[float | None, list[Pcm]]:
+        """The 20 ms blocks ``packet`` completes (``None``: the end, flush everything), with
+        the time of its first frame when the position is not known yet (after an open or a
+        seek: ``frame.time`` builds Fractions, too costly to ask per frame)."""
         try:
             frames = self.stream.decode(packet)
         except av.error.InvalidDataError:
             self._bad_packet()
-            return []
+            return None, []
         self.bad = 0
-        audio = [f for f in frames if isinstance(f, av.AudioFrame)]
-        for f in audio:
+        time: float | None = None
+        blocks: list[Pcm] = []
+        for f in frames:
             self._check_shape(f)
-        out = [(f.time, self.to_pcm.convert(f)) for f in audio]
+            if self.pos is None and time is None:
+                time = f.time
+            blocks += self.to_pcm.blocks(f)
         if packet is None:
-            out.append((None, self.to_pcm.convert(None)))
-        return out
+            blocks += self.to_pcm.blocks(None)
+        return time, blocks
 
     def _check_shape(self, frame: av.AudioFrame) -> None:
         """Refuse a frame whose rate or channel count leaves the policy (a stream may change
@@ -493,21 +669,30 @@ class _StreamLoop:
                 raise MediaRejected(problem)
             self.shape = shape
 
-    def _on_pcm(self, gen: int, chunks: list[tuple[float | None, Pcm]]) -> None:
-        for time, pcm in chunks:
-            if self.pos is None:
-                self.pos = round(time * RATE) if time is not None else self.skip_to
+    def _on_pcm(self, gen: int, decoded: tuple[float | None, list[Pcm]]) -> None:
+        time, blocks = decoded
+        if self.pos is None and (time is not None or blocks):
+            # the first frame's time, even if the resampler holds all its samples back yet
+            self.pos = round(time * RATE) if time is not None else self.skip_to
+        if not blocks:
+            return
+        assert self.pos is not None
+        out: list[tuple[int, Pcm]] = []
+        end = self.r._end
+        for pcm in blocks:
             start, self.pos = self.pos, self.pos + len(pcm)
             if self.pos <= self.skip_to:
                 continue
             if start < self.skip_to:
                 pcm, start = pcm[self.skip_to - start :], self.skip_to
-            end = self.r._end
             if end is not None and self.pos >= end:
-                self.r._push_pcm(gen, start, np.ascontiguousarray(pcm[: max(0, end - start)]))
+                if end > start:
+                    out.append((start, pcm[: end - start]))
+                self.r._push_pcm(gen, out)
                 self.r._set_eof(gen)
                 return
-            self.r._push_pcm(gen, start, pcm)
+            out.append((start, pcm))
+        self.r._push_pcm(gen, out)
 
     def _finish(self, gen: int) -> None:
         if not (self.r.info is not None and self.r.info.packets):

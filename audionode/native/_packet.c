@@ -450,6 +450,9 @@ static PyTypeObject BatchType = {
     .tp_methods = batch_methods,
 };
 
+extern PyTypeObject OggOpusType; /* _ogg.c */
+int ogg_ready(void);
+
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_packet", "The native per-packet path (docs/decisions/0017).", -1, NULL,
 };
@@ -459,7 +462,8 @@ PyMODINIT_FUNC PyInit__packet(void) {
         PyErr_SetString(PyExc_ImportError, "libsodium failed to initialise");
         return NULL;
     }
-    if (PyType_Ready(&ChannelType) < 0 || PyType_Ready(&BatchType) < 0) return NULL;
+    if (PyType_Ready(&ChannelType) < 0 || PyType_Ready(&BatchType) < 0 || ogg_ready() < 0)
+        return NULL;
     str_frame_encrypt = PyUnicode_InternFromString("frame_encrypt");
     str_encrypt_opus = PyUnicode_InternFromString("encrypt_opus");
     if (str_frame_encrypt == NULL || str_encrypt_opus == NULL) return NULL;
@@ -467,6 +471,7 @@ PyMODINIT_FUNC PyInit__packet(void) {
     if (m == NULL) return NULL;
     if (PyModule_AddObjectRef(m, "Channel", (PyObject *)&ChannelType) < 0 ||
         PyModule_AddObjectRef(m, "Batch", (PyObject *)&BatchType) < 0 ||
+        PyModule_AddObjectRef(m, "OggOpus", (PyObject *)&OggOpusType) < 0 ||
         PyModule_AddIntConstant(m, "MODE_AES_GCM", MODE_AES_GCM) < 0 ||
         PyModule_AddIntConstant(m, "MODE_XCHACHA", MODE_XCHACHA) < 0 ||
         PyModule_AddStringConstant(m, "OPENSSL_VERSION", OpenSSL_version(OPENSSL_VERSION)) < 0 ||

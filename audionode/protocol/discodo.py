@@ -180,9 +180,12 @@ def snowflake(value: int | None) -> str | None:
 
 
 def echo_guild(d: Any) -> str | None:
-    """The request's ``guild_id`` as Discodo's client compares it (a string), if it had one."""
+    """The request's ``guild_id`` as Discodo's client compares it (a string), if it had one;
+    for ``DISCORD_EVENT``, the forwarded event's (so a refused voice update names its guild)."""
     if isinstance(d, dict) and isinstance(d.get("guild_id"), int | str):
         return str(d["guild_id"])[:32]
+    if isinstance(d, dict) and "t" in d and isinstance(d.get("d"), dict):
+        return echo_guild(d["d"])
     return None
 
 

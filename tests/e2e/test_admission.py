@@ -13,7 +13,11 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
+
+from audionode.demo.bot import Bot, DemoError
 from audionode.voice import rtp
+from audionode.voiceserver.lvsp_client import VoiceGrant
 from tests.conftest import PASSWORD, NodeFactory, NodeHarness, eventually
 from tests.e2e.chain import chain, decode, dominant, events_until
 from tests.web.test_rpc import rpc
@@ -67,6 +71,7 @@ async def test_a_full_node_refuses_new_players_and_keeps_the_playing_one(
         await c.ws.send("DISCORD_EVENT", {"t": "VOICE_STATE_UPDATE", "d": _state(2, 4242)})
         reply = await c.ws.expect("DISCORD_EVENT")
         assert reply["error"]["code"] == "NODE_AT_CAPACITY"
+        assert reply["guild_id"] == "2"  # which guild was refused
         assert "max_players_per_worker 1" in reply["error"]["message"]
 
         # Lavalink REST: creating a player is a 503 with Retry-After.
@@ -114,3 +119,23 @@ async def test_status_says_when_the_node_has_room(node_factory: NodeFactory) -> 
         # 0.003 cores, against max_cpu 0.85 -> 283 more
         assert admission["placeable"] == 283
         assert admission["workers"][0]["placed"] == 0 and admission["workers"][0]["full"] is None
+
+
+async def test_the_bot_kit_says_a_join_was_refused_instead_of_waiting(
+    node_factory: NodeFactory,
+) -> None:
+    # The demo's and benchmarks' bot (audionode/demo/bot.py) used to wait 60 s for a
+    # VC_CREATED that a full node never sends (the soak's stalled-bot fault on a loaded box).
+    engine = {"workers": 1, "admission": {"max_players_per_worker": 1}}
+    async with node_factory(engine=engine) as node:
+        bot = await Bot.open(node.http, node.url, PASSWORD, 4242)
+        try:
+            await bot.send("DISCORD_EVENT", {"t": "VOICE_STATE_UPDATE", "d": _state(1, 4242)})
+            await bot.wait("VC_CREATED", guild=1)
+            grant = VoiceGrant(4242, 9, 2, "s2", "token", "ws://127.0.0.1:9", {})
+            started = asyncio.get_running_loop().time()
+            with pytest.raises(DemoError, match="guild 2 refused: NODE_AT_CAPACITY"):
+                await bot.join(2, 9, grant, "ws://127.0.0.1:9")
+            assert asyncio.get_running_loop().time() - started < 5
+        finally:
+            await bot.close()

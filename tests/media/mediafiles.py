@@ -123,29 +123,35 @@ class Recorder:
                 return self.seen
 
     def run_until(
-        self, done: Callable[[list[PipelineEvent]], bool], timeout: float = 10.0,
+        self,
+        done: Callable[[list[PipelineEvent]], bool],
+        timeout: float = 10.0,
         pace: float = 0.0,
     ) -> list[Frame]:
         """Pop frames (one per ``pace`` seconds, or as fast as they come) until
-        ``done(events)`` holds; when popping fast, also until the buffer is empty."""
+        ``done(events)`` holds; when popping fast, also until the made frames are out.
+
+        Checked after every frame: a passthrough track's packets go to the popper straight
+        from its reader (``media/lane.py``), so a fast popper would otherwise run through the
+        whole read-ahead before a test's next command."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             frame = self.pipeline.buffer.pop()
             if frame is not None:
                 self.frames.append(frame)
-                if not pace:
-                    continue
-                time.sleep(pace)
+                if pace:
+                    time.sleep(pace)
             if done(self.drain_events()) and (pace or not len(self.pipeline.buffer)):
                 return self.frames
             if frame is None:
                 time.sleep(0.001)
         raise AssertionError(f"timed out; events so far: {self.drain_events()}")
 
-    def until_ended(self, track: int, timeout: float = 10.0) -> list[Frame]:
+    def until_ended(self, track: int, timeout: float = 10.0, pace: float = 0.0) -> list[Frame]:
         return self.run_until(
             lambda evs: any(
                 isinstance(e, TrackFinished | TrackFailed) and e.track == track for e in evs
             ),
             timeout,
+            pace,
         )

@@ -11,6 +11,7 @@ import pytest
 from audionode.errors import BadRequest, Conflict
 from audionode.media.events import NextWanted, TrackFailed, TrackFinished, TrackStarted
 from audionode.media.pipeline import Pipeline
+from audionode.media.reader import TrackReader
 from audionode.netpolicy import InputPolicy
 from audionode.sources.api import Playable
 from tests.media.mediafiles import (
@@ -315,3 +316,36 @@ def test_many_track_changes_do_not_grow_memory(
     grown = _rss_mb() - warm
     print(f"RSS after 20 tracks {warm:.1f} MB, after 220 {warm + grown:.1f} MB")
     assert grown < 6.0, grown  # a container or reader kept per track would be tens of MB
+
+
+def _readers_alive() -> int:
+    return sum(isinstance(o, TrackReader) for o in gc.get_objects())
+
+
+def test_a_finished_track_is_freed_without_the_cyclic_gc(
+    tmp_path: Path, pipeline: Pipeline, rec: Recorder
+) -> None:
+    # The engine runs the cyclic GC rarely (engine/gcpolicy.py): a finished track that only a
+    # reference cycle frees keeps its reader, container and buffers until the next full
+    # collection. In the soak that was +50 KB per track end on every guild, 15-40 MB per round
+    # of track changes at 300 guilds (docs/PERFORMANCE.md, "Soak").
+    write_media(tmp_path / "short.opus", tone([440], 0.2), "opus")
+    write_media(tmp_path / "short.mp3", tone([440], 0.2), "mp3")
+    sources = [
+        Playable.from_bytes((tmp_path / "short.opus").read_bytes()),
+        file(tmp_path / "short.mp3"),
+    ]
+    gc.collect()
+    before = _readers_alive()
+    gc.disable()
+    try:
+        for serial in range(1, 31):
+            pipeline.play(sources[serial % 2], serial)
+            rec.until_ended(serial)
+            rec.frames.clear()
+            rec.seen.clear()
+        time.sleep(0.2)  # the producer's turn that releases the last reader
+        alive = _readers_alive() - before
+    finally:
+        gc.enable()
+    assert alive <= 2, f"{alive} readers of 30 finished tracks still alive without gc"

@@ -42,7 +42,7 @@ def test_reads_ahead_only_as_far_as_asked(media_dir: Path, name: str, packets: b
         wait_for(woke, lambda: reader.buffered() >= 24000)  # it refills
     finally:
         reader.close(wait=2)
-    assert not reader._thread.is_alive()
+    assert not reader.reading
 
 
 def test_seek_in_packet_mode_drops_earlier_packets(media_dir: Path) -> None:
