@@ -20,10 +20,9 @@ from collections.abc import Callable
 from functools import partial
 
 from audionode.media.frames import FRAME_SAMPLES, Frame
-from audionode.media.reader import TrackReader
+from audionode.media.reader import NEVER, TrackReader
 
-NEVER = 1 << 62
-"""A sample position no track reaches."""
+__all__ = ["NEVER", "Lane"]
 
 
 class Lane:
@@ -32,6 +31,7 @@ class Lane:
     :attr:`turn_at`."""
 
     __slots__ = (
+        "crossed",
         "last",
         "margin",
         "on_turn",
@@ -67,6 +67,9 @@ class Lane:
         """Position (48 kHz samples) after the last packet taken: the deck's position."""
         self.last = -1
         """Position of the last packet taken (-1: none yet)."""
+        self.crossed = -1
+        """Position of the packet that reached :attr:`turn_at` (-1: none since the last
+        turn): the frame a position event names, as the normal path names the frame made."""
         self.margin = margin
         """Samples left before a stop at which the lane closes, so the pipeline has its
         buffer's worth of frames to take over (the end of the track, a crossfade)."""
@@ -74,7 +77,7 @@ class Lane:
         """No packet from this position on leaves by the lane."""
         self.turn_at = turn_at
         """A packet from this position on asks the pipeline for a turn (a position event, a
-        NextWanted is due)."""
+        NextWanted is due); set to :data:`NEVER` by that packet until the turn re-arms it."""
 
     def __len__(self) -> int:
         return self.reader.buffered() // FRAME_SAMPLES if self.open else 0
