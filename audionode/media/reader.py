@@ -48,9 +48,9 @@ if TYPE_CHECKING:
 _log = logging.getLogger(__name__)
 
 _FRAME = 960
+"""Samples per channel of a 20 ms packet: the only packets the passthrough lane forwards."""
 NEVER = 1 << 62
 """A sample position no track reaches (a lane mark that is not set)."""
-"""Samples per channel of a 20 ms packet: the only packets the passthrough lane forwards."""
 _BURST = 50
 """Packets one inline track reads per turn of the shared thread before the others."""
 _REST = "rest"

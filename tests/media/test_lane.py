@@ -5,12 +5,14 @@ and crossfade behaves as on the normal path."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from audionode import native
 from audionode.media.events import NextWanted, Position, TrackStarted
 from audionode.media.frames import Frame
 from audionode.media.lane import Lane
@@ -52,12 +54,24 @@ def open_lane(pipeline: Pipeline) -> Lane:
     return lane
 
 
+@pytest.fixture(params=["native demux", "pyav demux"])
+def demux(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The lane with either demuxer (decision 0019): the native one when built, and PyAV."""
+    native.configure(request.param == "native demux")
+    try:
+        yield request.param
+    finally:
+        native.configure(True)
+
+
 def test_a_plain_passthrough_track_plays_by_the_lane_byte_for_byte(
-    long_opus: Path, pipeline: Pipeline, rec: Recorder
+    long_opus: Path, pipeline: Pipeline, rec: Recorder, demux: str
 ) -> None:
     pipeline.play(file(long_opus), 1)
     rec.run_until(lambda _e: len(rec.frames) >= 10, timeout=5)
     open_lane(pipeline)
+    # the lane's packets are the reader's, not made frames: ready to pop, not counted
+    assert pipeline.buffer.ready() and len(pipeline.buffer) == 0
     frames = rec.until_ended(1)
     assert [f.opus for f in frames] == demuxed_packets(long_opus)
     assert steady(frames)
