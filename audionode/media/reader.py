@@ -205,7 +205,6 @@ class TrackReader:
             else:
                 packet = packets.popleft()
                 self._buffered -= _FRAME
-                lane.last = pos
                 lane.pos = pos + _FRAME
                 if self._resting and self._buffered <= self._low:
                     self._refill()
