@@ -1,5 +1,6 @@
 """The passthrough lane: while a track plays as pure passthrough, the sender takes its opus
-packets straight from the track's reader (docs/PERFORMANCE.md, "Passthrough lane").
+packets straight from the track's reader (docs/decisions/0019-native-ogg-demux.md;
+figures in docs/PERFORMANCE.md, "Passthrough lane and native Ogg demux").
 
 Pure passthrough (an opus track, no filters, volume 1.0, no crossfade or layer sounding, not
 paused) forwards every packet untouched, so a producer turn per frame (mixer, frame buffer,
@@ -20,19 +21,18 @@ from collections.abc import Callable
 from functools import partial
 
 from audionode.media.frames import FRAME_SAMPLES, Frame
-from audionode.media.reader import TrackReader
+from audionode.media.reader import NEVER, TrackReader
 
-NEVER = 1 << 62
-"""A sample position no track reaches."""
+__all__ = ["NEVER", "Lane"]
 
 
 class Lane:
     """One open lane of one track. Its state is written under the reader's lock; the pipeline
-    reads :attr:`pos` and :attr:`last` on its turns and re-arms :attr:`stop_at` and
+    reads :attr:`pos` and :attr:`crossed` on its turns and re-arms :attr:`stop_at` and
     :attr:`turn_at`."""
 
     __slots__ = (
-        "last",
+        "crossed",
         "margin",
         "on_turn",
         "open",
@@ -65,8 +65,9 @@ class Lane:
         self.open = True
         self.pos = pos
         """Position (48 kHz samples) after the last packet taken: the deck's position."""
-        self.last = -1
-        """Position of the last packet taken (-1: none yet)."""
+        self.crossed = -1
+        """Position of the packet that reached :attr:`turn_at` (-1: none since the last
+        turn): the frame a position event names, as the normal path names the frame made."""
         self.margin = margin
         """Samples left before a stop at which the lane closes, so the pipeline has its
         buffer's worth of frames to take over (the end of the track, a crossfade)."""
@@ -74,7 +75,7 @@ class Lane:
         """No packet from this position on leaves by the lane."""
         self.turn_at = turn_at
         """A packet from this position on asks the pipeline for a turn (a position event, a
-        NextWanted is due)."""
+        NextWanted is due); set to :data:`NEVER` by that packet until the turn re-arms it."""
 
     def __len__(self) -> int:
         return self.reader.buffered() // FRAME_SAMPLES if self.open else 0

@@ -195,7 +195,10 @@ class Mixer:
         if self.layers or self._finishing or cur.reader.info is None:
             return False
         self._want_next(cur)
-        return self._passthrough_ok(cur)
+        if not self._passthrough_ok(cur):
+            return False
+        self._out.clear()  # as produce() does before a passthrough frame
+        return True
 
     # -- internals -------------------------------------------------------------------------
 

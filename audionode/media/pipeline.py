@@ -372,8 +372,9 @@ class Pipeline:
         cur = self._mixer.current
         if cur is not None and cur.reader is lane.reader:
             cur.pos = lane.pos
-            if lane.last >= 0:
-                self._report_at(lane.serial, lane.last * 1000 // RATE)
+            crossed, lane.crossed = lane.crossed, -1
+            if crossed >= 0:
+                self._report_at(lane.serial, crossed * 1000 // RATE)
         if lane.open:
             return True
         self._lane = None

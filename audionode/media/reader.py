@@ -48,6 +48,8 @@ _log = logging.getLogger(__name__)
 
 _FRAME = 960
 """Samples per channel of a 20 ms packet: the only packets the passthrough lane forwards."""
+NEVER = 1 << 62
+"""A sample position no track reaches (a lane mark that is not set)."""
 _BURST = 50
 """Packets one inline track reads per turn of the shared thread before the others."""
 _REST = "rest"
@@ -207,7 +209,6 @@ class TrackReader:
             else:
                 packet = packets.popleft()
                 self._buffered -= _FRAME
-                lane.last = pos
                 lane.pos = pos + _FRAME
                 if self._resting and self._buffered <= self._low:
                     self._refill()
@@ -216,7 +217,11 @@ class TrackReader:
         if packet is None:
             lane.on_turn()
             return None
-        if pos >= lane.turn_at or not lane.open:
+        if pos >= lane.turn_at:
+            lane.crossed = pos  # the frame a position event names; one turn asked for
+            lane.turn_at = NEVER
+            lane.on_turn()
+        elif not lane.open:
             lane.on_turn()
         return Frame(packet.data, self.serial, pos * 1000 // RATE)
 
@@ -476,10 +481,11 @@ def _native_demux(
     that can use it: the extension is built and enabled, the container is Ogg with one
     stream, and the bytes are in memory or in a local file (network streams keep PyAV)."""
     mod = native.module()
-    if mod is None or container.format.name != "ogg" or len(container.streams) != 1:
+    demuxer = getattr(mod, "OggOpus", None)  # None: not built, or built before 0019
+    if demuxer is None or container.format.name != "ogg" or len(container.streams) != 1:
         return None
     if playable.data is not None:
-        return _NativeOgg(mod.OggOpus(Packet), memoryview(playable.data), None)
+        return _NativeOgg(demuxer(Packet), memoryview(playable.data), None)
     url = playable.url or ""
     if url.startswith(("http://", "https://")):
         return None
@@ -488,7 +494,7 @@ def _native_demux(
     except OSError:
         return None  # PyAV opened it: keep PyAV
     files.append(f)
-    return _NativeOgg(mod.OggOpus(Packet), None, f)
+    return _NativeOgg(demuxer(Packet), None, f)
 
 
 class _NativeOgg:
