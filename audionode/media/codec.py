@@ -75,8 +75,12 @@ class ToPcm:
             format="flt", layout="stereo", rate=RATE, frame_size=frame_size or None
         )
 
+    def frames(self, frame: av.AudioFrame | None) -> list[av.AudioFrame]:
+        """Convert one decoded frame, as libav's frames; ``None`` flushes the tail."""
+        return self._resampler.resample(frame)
+
     def blocks(self, frame: av.AudioFrame | None) -> list[Pcm]:
-        """Convert one decoded frame; ``None`` flushes the resampler's tail."""
+        """:meth:`frames` as arrays."""
         return [frame_pcm(f) for f in self._resampler.resample(frame)]
 
     def convert(self, frame: av.AudioFrame | None) -> Pcm:
@@ -120,9 +124,20 @@ class OpusEncoder:
             np.minimum(dst, 1.0, out=dst)
         np.maximum(dst, -1.0, out=dst)
         frame.sample_rate = RATE
-        frame.pts = self._pts
-        frame.time_base = TIME_BASE
+        frame.pts = self._pts  # the time base is the encoder's (1/48000) when none is set
         self._pts += FRAME_SAMPLES
+        return self._encode(frame)
+
+    def encode_frame(self, frame: av.AudioFrame) -> bytes:
+        """Encode a frame of 960 samples in the pipeline format (as :class:`ToPcm` cuts them)
+        as it is: no copy, no gain, no clipping. For audio nothing changed since it was
+        decoded (unity volume, no filter, no fade, no layer): such samples reach libopus as
+        the source has them, as an opus source's packets are forwarded as they are."""
+        frame.pts = self._pts
+        self._pts += FRAME_SAMPLES
+        return self._encode(frame)
+
+    def _encode(self, frame: av.AudioFrame) -> bytes:
         packets = self._ctx.encode(frame)
         return bytes(packets[0]) if len(packets) == 1 else b"".join(bytes(p) for p in packets)
 

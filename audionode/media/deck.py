@@ -4,9 +4,11 @@ opus packets when passthrough is not possible.
 
 from __future__ import annotations
 
+import av
 import numpy as np
 
 from audionode.media.codec import RATE, OpusDecoder, Pcm
+from audionode.media.frames import FRAME_SAMPLES
 from audionode.media.reader import Packet, TrackReader
 
 
@@ -91,6 +93,16 @@ class Deck:
             self._pending = None
         self.pos = pos + len(pcm)
         return pos, pcm
+
+    def take_frame(self) -> tuple[int, av.AudioFrame] | None:
+        """The next 20 ms as ``(position, libav frame)`` when the reader has it as one whole
+        decoded frame (pcm mode, nothing pending); else None: use :meth:`take`."""
+        if self._pending is not None:
+            return None
+        got = self.reader.take_frame()
+        if got is not None:
+            self.pos = got[0] + FRAME_SAMPLES
+        return got
 
     def unread(self, pos: int, pcm: Pcm) -> None:
         """Put samples taken with :meth:`take` back in front."""

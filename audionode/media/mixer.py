@@ -214,6 +214,16 @@ class Mixer:
         )
 
     def _decoded_frame(self) -> Frame | None:
+        cur = self.current
+        if cur is not None and self._untouched(cur):
+            # Nothing changes these samples: the decoded frame goes to the encoder as it is.
+            whole = cur.take_frame()
+            if whole is not None:
+                pos, block = whole
+                self._last_fed = (cur.serial, pos + FRAME_SAMPLES)
+                frame = Frame(self.encoder.encode_frame(block), cur.serial, pos * 1000 // RATE)
+                self._report_finished()
+                return frame
         if not self._out.size and self.chain is None:
             # The usual case: the reader's next 20 ms block, encoded as it is (no queueing
             # in ``_out``). Anything else (underrun, end, a block cut short) goes the long way.
@@ -225,6 +235,21 @@ class Mixer:
                     return self._encode(serial, pos, pcm)
                 self._out.push(serial, pos, pcm)
         return self._encode_out() if self._fill_out() else None
+
+    def _untouched(self, cur: Deck) -> bool:
+        """The next 960 samples of ``cur`` go out as decoded: no filter, unity volume, no
+        fade now or starting within them, nothing waiting in ``_out``."""
+        if (
+            self.chain is not None
+            or self.gain != 1.0
+            or self.target != 1.0
+            or self._fade is not None
+            or self._out.size
+        ):
+            return False
+        if self.crossfade <= 0 or self.next is None:
+            return True
+        return not self._fade_due(cur) and self._until_fade(cur, FRAME_SAMPLES) == FRAME_SAMPLES
 
     def _fill_out(self) -> bool:
         """Filtered music until a frame's worth waits in ``_out``; False if it is not ready."""

@@ -32,7 +32,7 @@ from av.audio.stream import AudioStream
 
 from audionode import native
 from audionode.errors import AudionodeError
-from audionode.media.codec import RATE, Pcm, ToPcm
+from audionode.media.codec import RATE, Pcm, ToPcm, frame_pcm
 from audionode.media.container import MediaInput, MediaRejected, check_stream, open_input
 from audionode.media.errors import describe_av_error
 from audionode.media.frames import FRAME_SAMPLES, Frame
@@ -125,7 +125,10 @@ class TrackReader:
         """The consumer side's lock (``media/lane.py`` closes a lane under it)."""
         self._cond = threading.Condition(self._lock)
         self._packets: deque[Packet] = deque()
-        self._pcm: deque[tuple[int, Pcm]] = deque()
+        self._pcm: deque[tuple[int, Pcm | av.AudioFrame]] = deque()
+        """Decoded blocks: libav's 20 ms frames as the resampler cut them (arrays are made
+        only when taken as PCM, :meth:`take_frame` hands them on as they are), or arrays
+        (a block cut at a seek target or the end)."""
         self._buffered = 0
         self._seek_to: int | None = max(0, start_ms) * RATE // 1000 if start_ms > 0 else None
         self._gen = 0
@@ -229,12 +232,27 @@ class TrackReader:
         with self._lock:
             return self._packets[0] if self._packets else None
 
+    def take_frame(self) -> tuple[int, av.AudioFrame] | None:
+        """The next block (pcm mode) as ``(position, frame)`` if it is a whole 20 ms libav
+        frame (see ``codec.OpusEncoder.encode_frame``); else None and it stays first."""
+        with self._lock:
+            if not self._pcm:
+                return None
+            pos, block = self._pcm[0]
+            if not isinstance(block, av.AudioFrame) or block.samples != FRAME_SAMPLES:
+                return None
+            self._pcm.popleft()
+            self._buffered -= FRAME_SAMPLES
+            self._refill()
+            return pos, block
+
     def take_pcm(self, limit: int) -> tuple[int, Pcm] | None:
         """Up to ``limit`` samples (pcm mode) as ``(position, samples)``, or None if none."""
         with self._lock:
             if not self._pcm:
                 return None
-            pos, pcm = self._pcm[0]
+            pos, block = self._pcm[0]
+            pcm = frame_pcm(block) if isinstance(block, av.AudioFrame) else block
             if len(pcm) <= limit:
                 self._pcm.popleft()
             else:
@@ -453,17 +471,16 @@ class TrackReader:
         if was_empty:
             self._wake()
 
-    def _push_pcm(self, gen: int, blocks: list[tuple[int, Pcm]]) -> None:
-        """The blocks decoded from one packet, under one lock."""
+    def _push_pcm(self, gen: int, blocks: list[tuple[int, Pcm | av.AudioFrame]], n: int) -> None:
+        """The blocks decoded from one packet (``n`` samples in all), under one lock."""
         if not blocks:
             return
         with self._lock:
             if gen != self._gen or self._closed:
                 return
             was_empty = not self._pcm
-            for block in blocks:
-                self._pcm.append(block)
-                self._buffered += len(block[1])
+            self._pcm.extend(blocks)
+            self._buffered += n
         if was_empty:
             self._wake()
 
@@ -644,7 +661,9 @@ class _StreamLoop:
             return
         self.r._push_packet(gen, Packet(data=data, pos=max(0, pos), samples=samples))
 
-    def _decode(self, packet: av.Packet[AudioStream] | None) -> tuple[float | None, list[Pcm]]:
+    def _decode(
+        self, packet: av.Packet[AudioStream] | None
+    ) -> tuple[float | None, list[av.AudioFrame]]:
         """The 20 ms blocks ``packet`` completes (``None``: the end, flush everything), with
         the time of its first frame when the position is not known yet (after an open or a
         seek: ``frame.time`` builds Fractions, too costly to ask per frame)."""
@@ -655,14 +674,14 @@ class _StreamLoop:
             return None, []
         self.bad = 0
         time: float | None = None
-        blocks: list[Pcm] = []
+        blocks: list[av.AudioFrame] = []
         for f in frames:
             self._check_shape(f)
             if self.pos is None and time is None:
                 time = f.time
-            blocks += self.to_pcm.blocks(f)
+            blocks += self.to_pcm.frames(f)
         if packet is None:
-            blocks += self.to_pcm.blocks(None)
+            blocks += self.to_pcm.frames(None)
         return time, blocks
 
     def _check_shape(self, frame: av.AudioFrame) -> None:
@@ -675,30 +694,35 @@ class _StreamLoop:
                 raise MediaRejected(problem)
             self.shape = shape
 
-    def _on_pcm(self, gen: int, decoded: tuple[float | None, list[Pcm]]) -> None:
-        time, blocks = decoded
-        if self.pos is None and (time is not None or blocks):
+    def _on_pcm(self, gen: int, decoded: tuple[float | None, list[av.AudioFrame]]) -> None:
+        time, frames = decoded
+        if self.pos is None and (time is not None or frames):
             # the first frame's time, even if the resampler holds all its samples back yet
             self.pos = round(time * RATE) if time is not None else self.skip_to
-        if not blocks:
+        if not frames:
             return
         assert self.pos is not None
-        out: list[tuple[int, Pcm]] = []
+        out: list[tuple[int, Pcm | av.AudioFrame]] = []
+        n = 0
         end = self.r._end
-        for pcm in blocks:
-            start, self.pos = self.pos, self.pos + len(pcm)
+        for frame in frames:
+            start, self.pos = self.pos, self.pos + frame.samples
             if self.pos <= self.skip_to:
                 continue
+            block: Pcm | av.AudioFrame = frame
             if start < self.skip_to:
-                pcm, start = pcm[self.skip_to - start :], self.skip_to
+                block, start = frame_pcm(frame)[self.skip_to - start :], self.skip_to
             if end is not None and self.pos >= end:
                 if end > start:
+                    pcm = frame_pcm(block) if isinstance(block, av.AudioFrame) else block
                     out.append((start, pcm[: end - start]))
-                self.r._push_pcm(gen, out)
+                    n += end - start
+                self.r._push_pcm(gen, out, n)
                 self.r._set_eof(gen)
                 return
-            out.append((start, pcm))
-        self.r._push_pcm(gen, out)
+            out.append((start, block))
+            n += self.pos - start
+        self.r._push_pcm(gen, out, n)
 
     def _finish(self, gen: int) -> None:
         if not (self.r.info is not None and self.r.info.packets):

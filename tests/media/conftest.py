@@ -31,6 +31,7 @@ def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_media(d / "odd440.wav", tone([440], 0.517), "wav")
     write_media(d / "odd660.wav", tone([660], 0.503), "wav")
     write_media(d / "long440.opus", tone([440], 3.0), "opus")
+    write_media(d / "long440.wav", tone([440], 3.0), "wav")
     write_media(d / "stereo.wav", tone([1000], 1.0), "wav")
     return d
 

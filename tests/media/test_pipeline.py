@@ -151,11 +151,13 @@ def test_crossfade_overlaps_by_the_configured_seconds(
     assert frames[min(both)].track == 2
 
 
+@pytest.mark.parametrize("name", ["long440.opus", "long440.wav"])
 def test_volume_change_is_heard_within_100_ms(
-    media_dir: Path, pipeline: Pipeline, rec: Recorder
+    media_dir: Path, pipeline: Pipeline, rec: Recorder, name: str
 ) -> None:
-    """Pop frames at the sender's pace, change the volume, and find the first quieter frame."""
-    pipeline.play(file(media_dir / "long440.opus"), 1)
+    """Pop frames at the sender's pace, change the volume, and find the first quieter frame.
+    From passthrough, and from decoded frames handed to the encoder as they are (issue 17)."""
+    pipeline.play(file(media_dir / name), 1)
     rec.run_until(lambda _e: len(rec.frames) >= 25, timeout=5, pace=0.02)
     before = len(rec.frames)
     pipeline.set_volume(0.2)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from pathlib import Path
 
+import av
+import numpy as np
 import pytest
 
+from audionode.media.codec import Pcm, frame_pcm
 from audionode.media.reader import TrackReader
 from audionode.sources.api import Playable
+from tests.media.mediafiles import tone
 
 
 def wait_for(cond: threading.Event, check: object, timeout: float = 5.0) -> None:
@@ -155,3 +160,63 @@ def test_the_bounds_are_the_playables_policy(media_dir: Path) -> None:
         )
     finally:
         reader.close(wait=2)
+
+
+def _read_blocks(reader: TrackReader, woke: threading.Event) -> list[tuple[int, str, Pcm]]:
+    """Everything the reader hands out, as (position, how, samples): whole libav frames
+    where it offers them (``take_frame``), else arrays (``take_pcm``)."""
+    out: list[tuple[int, str, Pcm]] = []
+    deadline = time.monotonic() + 10
+    while not reader.drained and time.monotonic() < deadline:
+        whole = reader.take_frame()
+        if whole is not None:
+            out.append((whole[0], "frame", frame_pcm(whole[1]).copy()))
+            continue
+        got = reader.take_pcm(48000)
+        if got is None:
+            woke.wait(0.05)
+            woke.clear()
+            continue
+        out.append((got[0], "pcm", got[1].copy()))
+    assert reader.drained and reader.error is None
+    return out
+
+
+@pytest.mark.parametrize(("start_ms", "end_ms"), [(0, None), (1010, None), (0, 1517), (333, 1517)])
+def test_pcm_comes_as_whole_20ms_frames_and_every_sample_once(
+    media_dir: Path, start_ms: int, end_ms: int | None
+) -> None:
+    """The resampler cuts the blocks (issue 17): every block but a cut first or last one is
+    one whole 960-sample libav frame handed on as it is, and the blocks join up to exactly
+    the samples asked for, each once."""
+    source = np.concatenate([tone([440], 1.0), tone([880], 1.0)])  # halves.wav
+    woke = threading.Event()
+    reader = TrackReader(
+        Playable.from_bytes((media_dir / "halves.wav").read_bytes()),
+        1,
+        wake=woke.set,
+        start_ms=start_ms,
+        end_ms=end_ms,
+    )
+    reader.start()
+    try:
+        wait_for(woke, lambda: reader.eof)  # all of it (within the read-ahead): no race below
+        blocks = _read_blocks(reader, woke)
+    finally:
+        reader.close(wait=2)
+    first, last = start_ms * 48, (end_ms or 2000) * 48
+    assert blocks[0][0] == first
+    for (pos, _, pcm), (nxt, _, _) in itertools.pairwise(blocks):
+        assert nxt == pos + len(pcm)  # no gap, no overlap
+    assert blocks[-1][0] + len(blocks[-1][2]) == last
+    assert all(how == "frame" and len(pcm) == 960 for _, how, pcm in blocks[1:-1])
+    assert np.abs(np.concatenate([b[2] for b in blocks]) - source[first:last]).max() < 1e-3
+
+
+def test_pcm_blocks_are_read_only_views() -> None:
+    """Blocks are views of libav's buffers, which libav may share: nobody may write them."""
+    frame = av.AudioFrame(format="flt", layout="stereo", samples=960)
+    pcm = frame_pcm(frame)
+    assert pcm.shape == (960, 2) and not pcm.flags.writeable
+    with pytest.raises(ValueError):
+        pcm[0, 0] = 1.0
