@@ -157,6 +157,10 @@ static int grow(unsigned char **p, size_t *cap, size_t need) {
 }
 
 static PyObject *ogg_feed(OggOpus *self, PyObject *arg) {
+    if (self->pending == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "OggOpus.__init__ was not called");
+        return NULL;
+    }
     Py_buffer view;
     if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
     if (view.len == 0) {
@@ -348,6 +352,10 @@ static PyObject *ogg_read(OggOpus *self, PyObject *const *args, Py_ssize_t nargs
         PyErr_SetString(PyExc_TypeError, "read(max, skip_to, end) takes 3 arguments");
         return NULL;
     }
+    if (self->pending == NULL || self->packet_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "OggOpus.__init__ was not called");
+        return NULL;
+    }
     Py_ssize_t max = PyLong_AsSsize_t(args[0]);
     long long skip_to = PyLong_AsLongLong(args[1]);
     long long end = PyLong_AsLongLong(args[2]);
@@ -388,7 +396,8 @@ static PyObject *ogg_read(OggOpus *self, PyObject *const *args, Py_ssize_t nargs
 
 static PyObject *ogg_get_state(OggOpus *self, void *c) {
     /* packets still waiting from the last page come before any news */
-    if (self->pending_at < PyList_GET_SIZE(self->pending)) return PyLong_FromLong(OGG_MORE);
+    if (self->pending != NULL && self->pending_at < PyList_GET_SIZE(self->pending))
+        return PyLong_FromLong(OGG_MORE);
     return PyLong_FromLong(self->state);
 }
 
