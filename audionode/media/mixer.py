@@ -3,10 +3,12 @@ crossfade or a gapless join), on the pipeline thread.
 
 Per frame it either forwards an opus packet untouched (passthrough) or takes 960 samples of
 source PCM, runs them through the filter chain, applies the volume (ramped over the frame so a
-change never clicks) and encodes them. While a layer plays (``media/layers.py``) every frame is
-the decoded music (or silence) with the layers mixed over it. Only the already-encoded frames
-in the FrameBuffer sit between a control change and the ear, which is why a change is heard
-within ~100 ms.
+change never clicks) and encodes them; while nothing changes the samples (volume 1.0, no
+filter, no fade) the reader's decoded 20 ms frame goes to libopus as it is
+(docs/ARCHITECTURE.md, "The PCM path"). While a layer plays (``media/layers.py``) every frame
+is the decoded music (or silence) with the layers mixed over it. Only the already-encoded
+frames in the FrameBuffer sit between a control change and the ear, which is why a change is
+heard within ~100 ms.
 """
 
 from __future__ import annotations
@@ -225,8 +227,9 @@ class Mixer:
                 self._report_finished()
                 return frame
         if not self._out.size and self.chain is None:
-            # The usual case: the reader's next 20 ms block, encoded as it is (no queueing
-            # in ``_out``). Anything else (underrun, end, a block cut short) goes the long way.
+            # A whole block that only needs the volume (or is a fade's mix) is encoded from
+            # where it is, without queueing in ``_out``. Anything else (underrun, the end, a
+            # block cut short) goes the long way.
             got = self._take_input(FRAME_SAMPLES)
             if got is not None:
                 serial, pos, pcm = got
