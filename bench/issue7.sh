@@ -11,7 +11,8 @@ run() {  # run NAME ARGS...: one benchmark, its summary printed and kept
     local name=$1
     shift
     echo "=== $name: python -m bench.streams $*"
-    "$PY" -m bench.streams "$@" --json "$OUT/$name.json" >"$OUT/$name.log" 2>&1
+    # Admission off: these rows measure cost per stream, also past a worker's budget.
+    "$PY" -m bench.streams --admission off "$@" --json "$OUT/$name.json" >"$OUT/$name.log" 2>&1
     grep -E '^(system|CPU|packets|gap|engine|bare|stress|cost)' "$OUT/$name.log" || tail -5 "$OUT/$name.log"
 }
 only=${1:-all}

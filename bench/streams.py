@@ -147,6 +147,10 @@ def node_config(args: argparse.Namespace, root: Path, port: int) -> dict[str, An
             "complexity": 10,
             "bitrate": 128000,
             "buffer_frames": args.buffer_frames,
+            # --admission off: measure cost past the budget admission control keeps (its
+            # prior, engine.admission.stream_cost, refuses a worker's 284th player until
+            # the worker has measured itself).
+            "admission": {"enabled": getattr(args, "admission", "on") == "on"},
         },
         "voice": {"dave": args.dave, "receive": args.receive},
         # allow_private: --stress searches pages of a loopback server (bench/stress.py).
@@ -507,6 +511,9 @@ def add_rig_arguments(p: argparse.ArgumentParser, players: int, workers: int) ->
     p.add_argument("--workers", type=int, default=workers, help="engine.workers")
     p.add_argument("--buffer-frames", type=int, default=3, help="engine.buffer_frames")
     p.add_argument("--concurrency", type=int, default=64, help="guilds set up at once")
+    p.add_argument(
+        "--admission", choices=("on", "off"), default="on", help="engine.admission.enabled"
+    )
     p.add_argument("--receive", action="store_true", help="voice.receive on in the node")
     p.add_argument("--talk", action="store_true", help="a member speaks to each player (--dave)")
     p.add_argument(
