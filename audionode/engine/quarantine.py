@@ -108,6 +108,10 @@ class Quarantine:
         self._seats: dict[int, _Seat] = {}
         self._strikes = _Bounded()
         self._banned = _Bounded()
+        self._resent = _Bounded()
+        """Struck fingerprint -> when it was first sent again after its strike (the restore's
+        replay). Later sends do not move it: a popular track is sent for new plays every few
+        seconds, and a death long after its replay is no sign against it."""
 
     # --- the ledger ---------------------------------------------------------------------------
 
@@ -118,9 +122,9 @@ class Quarantine:
             return
         seat = self._seats.setdefault(command.player, _Seat())
         if isinstance(command, msg.Play):
-            seat.current = _Sent(command.serial, track_fingerprint(command.source), now)
+            seat.current = self._sending(command.serial, track_fingerprint(command.source), now)
         elif isinstance(command, msg.Preload):
-            seat.next = _Sent(command.serial, track_fingerprint(command.source), now)
+            seat.next = self._sending(command.serial, track_fingerprint(command.source), now)
         elif isinstance(command, msg.CancelPreload):
             seat.next = None
         elif isinstance(command, msg.Skip):
@@ -129,7 +133,12 @@ class Quarantine:
             seat.current = seat.next = None
         elif isinstance(command, msg.SetFilters):
             fingerprint = filters_fingerprint(command.filters)
-            seat.filters = None if fingerprint is None else _Sent(0, fingerprint, now)
+            seat.filters = None if fingerprint is None else self._sending(0, fingerprint, now)
+
+    def _sending(self, serial: int, fingerprint: str, now: float) -> _Sent:
+        if fingerprint not in self._resent and self._strikes.fresh(fingerprint, now):
+            self._resent.put(fingerprint, now)
+        return _Sent(serial, fingerprint, now)
 
     def received(self, event: msg.Event) -> None:
         """Record an event from the worker (the preloaded track started, a track ended)."""
@@ -174,14 +183,20 @@ class Quarantine:
         quarantines it."""
         first = self._strikes.get(key) if self._strikes.fresh(key, now) else None
         # A second strike counts only for a thing sent again after its first one (replayed
-        # into this death), not for one that merely sat on the worker through both.
-        replayed = first is not None and since >= first
-        if replayed and (certain or now - since <= REPLAY_WINDOW):
+        # into this death), not for one that merely sat on the worker through both; and,
+        # with no culprit caught, only for a death soon after that first re-send (the
+        # replay), however often the thing was sent since (the soak: a 20 s track on repeat
+        # in 300 guilds was quarantined by two outside kills 285 s apart).
+        resent = self._resent.get(key) if first is not None else None
+        replayed = first is not None and since >= first and resent is not None
+        if replayed and (certain or now - (resent or now) <= REPLAY_WINDOW):
             self._banned.put(key, now)
             self._strikes.pop(key, None)
+            self._resent.pop(key, None)
             return True
         if first is None or replayed:  # a thing never re-sent keeps its first strike's time
             self._strikes.put(key, now)
+            self._resent.pop(key, None)
         return False
 
     def refuse(self, command: msg.Command, now: float) -> msg.Event | None:

@@ -57,6 +57,27 @@ def test_a_death_long_after_the_replay_is_a_first_strike_again() -> None:
     assert q.refuse(play(1, 3), now=200) is None
 
 
+def test_a_popular_track_sent_again_and_again_is_judged_by_its_replay_not_its_last_send() -> None:
+    # The soak: a 20 s track on repeat in every guild is sent for a new play every 20 s, so
+    # some send is always recent; two outside kills 285 s apart quarantined it everywhere.
+    q = Quarantine()
+    players = set(range(1, 151))
+    for p in players:
+        q.sent(play(p, 1), now=0)
+    assert q.blame(players, None, now=30) == []  # first kill: one strike
+    serial = 2
+    for t in range(31, 315, 20):  # the restore's replay at 31, then new plays every 20 s
+        for p in players:
+            q.sent(play(p, serial), now=t)
+        serial += 1
+    assert q.blame(players, None, now=315) == []  # 284 s after the replay
+    assert q.refuse(play(1, serial), now=316) is None
+    # A track that really kills: replayed, and the worker dies again within seconds.
+    for p in players:
+        q.sent(play(p, serial), now=320)
+    assert q.blame(players, None, now=323) == [track_fingerprint(BAD)]
+
+
 def test_a_caught_culprit_spares_the_other_players_of_the_worker() -> None:
     q = Quarantine()
     q.sent(play(1, 1), now=0)
