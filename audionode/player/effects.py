@@ -45,6 +45,8 @@ class Playing:
     start: float | None = None
     """Where it starts when not at its entry's ``start_position``: re-opened where it was,
     after an engine or node restart. Such a track is shown as current while it opens."""
+    handed: bool = False
+    """Its ``Play`` went to the engine (a seek while it opens must then reach the engine)."""
 
     @property
     def start_at(self) -> float:
@@ -126,7 +128,19 @@ class Effects:
 
     def _check_seekable(self, seconds: float) -> None:
         assert self.current is not None  # the table only seeks in PLAYING
-        track = self.cb.describe(self.current.entry).track
+        self._check_seek_in(self.current, seconds)
+
+    def _check_seekable_reopened(self, seconds: float) -> None:
+        """A track re-opened where it was (after an engine or node restart) is shown as
+        current while it opens, and a player restored paused stays opening until resumed:
+        it can be seeked like the current one. Any other opening track cannot."""
+        opening = self._opening
+        if opening is None or opening.start is None:
+            raise Conflict("nothing is playing", code="NOT_PLAYING")  # as table.REFUSALS
+        self._check_seek_in(opening, seconds)
+
+    def _check_seek_in(self, playing: Playing, seconds: float) -> None:
+        track = self.cb.describe(playing.entry).track
         if not track.seekable:
             what = "a live stream" if track.is_live else "a stream of unknown length"
             raise Conflict(f"the current track is {what} and cannot seek", code="NOT_SEEKABLE")
@@ -244,6 +258,14 @@ class Effects:
         self.current.position, self.current.as_of = seconds, self.cb.clock()
         self.cb.command(msg.Seek(player=self.key, position_ms=round(seconds * 1000)))
 
+    def _do_seek_reopened(self, seconds: float) -> None:
+        opening = self._opening
+        assert opening is not None
+        opening.start = opening.position = seconds
+        opening.as_of = self.cb.clock()
+        if opening.handed:  # else its Play starts there
+            self.cb.command(msg.Seek(player=self.key, position_ms=round(seconds * 1000)))
+
     def _do_pause(self, _: object) -> None:
         if self.current is not None:  # freeze the position where it is now
             self.current.position, self.current.as_of = self._position(self.current)
@@ -263,6 +285,7 @@ class Effects:
         end = playing.entry.end_position
         end_ms = None if end is None else round(end * 1000)
         cls = msg.Play if slot == "_opening" else msg.Preload
+        playing.handed = True
         self.cb.command(
             cls(
                 player=self.key, serial=playing.serial, source=source, start_ms=start, end_ms=end_ms

@@ -113,6 +113,7 @@ TABLE: dict[tuple[Phase, In], Step] = {
     (OPEN, In.PREVIOUS): Step(OPEN, ("requeue_opening", "open_previous"), ("history",)),
     (PLAY, In.PREVIOUS): Step(PLAY, ("requeue_current", "open_previous"), ("history",)),
     (PLAY, In.SEEK): Step(PLAY, ("seek",), ("seekable",)),
+    (OPEN, In.SEEK): Step(OPEN, ("seek_reopened",), ("seekable_reopened",)),
     **{(ph, In.PAUSE): Step(ph, ("pause",)) for ph in _ALL},
     (IDLE, In.RESUME): Step(IDLE, ("resume",)),
     (STOP, In.RESUME): Step(IDLE, ("resume",)),

@@ -215,3 +215,32 @@ async def test_in_process_the_same_message_limit_fails_the_track(
             assert "550" in started["source"]["title"]
         finally:
             await log.stop()
+
+
+async def test_a_paused_player_restored_on_a_new_worker_can_be_seeked_before_it_resumes(
+    node_factory: NodeFactory,
+) -> None:
+    # Restored paused, the player stays "opening" until resumed (its track has sent no frame
+    # yet); a seek used to answer NOT_PLAYING there (docs/PERSISTENCE.md, known limits).
+    async with scene(node_factory) as s:
+        await s.a.load("tone:440?seconds=60")
+        await s.started(s.a, "440")
+        assert (await s.c.rest("POST", "/pause"))[0] == 204
+        os.kill(s.pid(s.a), signal.SIGKILL)
+        await eventually(lambda: s.pool.restarts == 1, timeout=10)
+        await asyncio.sleep(1.0)  # the restore's Play reached the new worker, paused
+        status, body = await s.c.rest("POST", "/seek", {"offset": 30.0})
+        assert status == 204, body
+        status, current = await s.c.rest("GET", "/current")
+        assert status == 200 and abs(current["position"] - 30.0) < 0.5, current
+        assert (await s.c.rest("POST", "/resume"))[0] == 204
+        await s.started(s.a, "440", count=2)  # the restored track starts, where it was seeked
+
+        def latest() -> float:
+            updates = s.ops(s.a, "PLAYER_UPDATE")
+            return float(updates[-1]["position"]) if updates else -1.0
+
+        await eventually(lambda: latest() >= 30.0, timeout=10)
+        assert latest() < 40.0, latest()
+        errors = [d for d in s.ops(s.a, "PLAYER_TRACEBACK") if "worker" not in d["traceback"]]
+        assert errors == [], errors  # only the death itself (the engine took the seek)

@@ -10,7 +10,7 @@ import pytest
 from audionode.control import events as ev
 from audionode.control.views import EntryView, TrackView
 from audionode.engine import messages as m
-from audionode.errors import Conflict
+from audionode.errors import Conflict, Unprocessable
 from audionode.player.player import Callbacks, GuildPlayer, OpenRequest
 from audionode.player.queue import Entry
 from audionode.types import GuildId
@@ -346,7 +346,6 @@ def test_seek_on_a_live_stream_is_refused_at_once() -> None:
 
 
 def test_seek_past_the_end_is_refused_and_a_good_one_moves_the_position() -> None:
-    from audionode.errors import Unprocessable
 
     h = Harness()
     started(h, "a")
@@ -459,3 +458,37 @@ def test_a_short_preloaded_track_asks_for_its_follow_up_when_it_starts() -> None
     assert h.opens == []
     h.feed(m.TrackStarted(player=1, serial=short.serial))
     assert h.opens and h.opens[0].preload and h.opens[0].entry.track == "c"
+
+
+def test_a_track_reopened_paused_can_be_seeked_before_it_plays() -> None:
+    # A player restored paused (engine loss or node restart) stays OPENING until resumed:
+    # its track is shown as current, so a seek moves it instead of answering NOT_PLAYING.
+    h = Harness()
+    started(h, "a")
+    h.now += 4
+    h.player.pause()
+    h.player.engine_lost()
+    h.player.restore()
+    h.player.seek(10)  # before the service opened it: its Play will start there
+    shown = h.player.current_view()
+    assert shown is not None and shown.position == 10.0 and shown.paused
+    h.open_ok()
+    play = next(c for c in reversed(h.commands) if isinstance(c, m.Play))
+    assert play.start_ms == 10000 and h.last_command() == m.Pause(player=1)
+    h.player.seek(20)  # after the Play went to the engine: the engine seeks too
+    assert h.last_command() == m.Seek(player=1, position_ms=20000)
+    with pytest.raises(Unprocessable, match="past the end"):
+        h.player.seek(61)
+    h.player.resume()
+    h.feed(m.TrackStarted(player=1, serial=play.serial))
+    current = h.player.current_view()
+    assert current is not None and current.position == 20.0
+
+
+def test_a_fresh_track_being_opened_still_cannot_be_seeked() -> None:
+    h = Harness()
+    enqueue(h, "a")
+    assert h.player.phase.name == "OPENING"
+    with pytest.raises(Conflict) as err:
+        h.player.seek(5)
+    assert err.value.code == "NOT_PLAYING"
