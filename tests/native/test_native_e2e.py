@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -19,11 +18,11 @@ from audionode.voice.crypto import AES_GCM_MODE, XCHACHA_MODE
 from audionode.voice.packetizer import SILENCE_FRAME, NativePacketizer, Packetizer
 from tests.transport import rig
 from tests.transport.opus import OpusDecoder, sine_opus
-from tests.transport.rig import Source, until
+from tests.transport.rig import until
 from tests.transport.test_e2e import (
-    assert_rtp_stream,
     assert_server_accepted_all,
     parse_dave_footer,
+    play_and_hear,
 )
 from tests.transport.voiceserver_harness import Harness, voice_server
 
@@ -56,15 +55,7 @@ async def test_listener_decrypts_what_the_path_sent(
         await until(lambda: node.vc.dave.ready and listener.dave_ready)
         assert node.vc.dave.frame_encrypt is not None
 
-        t_play = time.monotonic()
-        node.sender.play(GUILD, Source(OPUS, track=1))
-        await until(
-            lambda: any(m["d"]["speaking"] == 0 and t > t_play for t, m in listener.ops_at(5))
-        )
-        ssrc = node.vc.ssrc
-        assert ssrc is not None
-        opened = [(t, o) for t, o in listener.opened_at(ssrc) if t > t_play]
-        assert_rtp_stream(opened, ssrc)
+        _, opened = await play_and_hear(node, listener, OPUS, GUILD)
         payloads = [o.payload for _, o in opened]
         audio = [x for x in payloads if x != SILENCE_FRAME]
         assert len(audio) == len(OPUS) and payloads[: len(OPUS)] == audio

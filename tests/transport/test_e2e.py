@@ -66,6 +66,21 @@ def assert_rtp_stream(opened: list[tuple[float, Opened]], ssrc: int) -> None:
         assert (b.header.timestamp - a.header.timestamp) % 2**32 == 960
 
 
+async def play_and_hear(
+    node: Node, listener: VoiceMember, frames: list[bytes], guild: int = GUILD
+) -> tuple[float, list[tuple[float, Opened]]]:
+    """Play ``frames`` until the node says it stopped speaking; when the play began and what
+    the listener opened of the node's SSRC since, checked as one RTP stream."""
+    t_play = time.monotonic()
+    node.sender.play(guild, Source(frames, track=1))
+    await until(lambda: any(m["d"]["speaking"] == 0 and t > t_play for t, m in listener.ops_at(5)))
+    ssrc = node.vc.ssrc
+    assert ssrc is not None
+    opened = [(t, o) for t, o in listener.opened_at(ssrc) if t > t_play]
+    assert_rtp_stream(opened, ssrc)
+    return t_play, opened
+
+
 def assert_pacing(times: list[float]) -> None:
     """≈50 packets/s, no long gap, no bursts (docs/discord-voice.md invariants)."""
     gaps = [b - a for a, b in itertools.pairwise(times)]
@@ -100,15 +115,7 @@ async def test_dave_stream_invariants(harness: Harness, mode: str) -> None:
         assert listener.dave is not None
         assert node.vc.dave.voice_privacy_code == listener.dave.voice_privacy_code
 
-        t_play = time.monotonic()
-        node.sender.play(GUILD, Source(OPUS, track=1))
-        await until(
-            lambda: any(m["d"]["speaking"] == 0 and t > t_play for t, m in listener.ops_at(5))
-        )
-        ssrc = node.vc.ssrc
-        assert ssrc is not None
-        opened = [(t, o) for t, o in listener.opened_at(ssrc) if t > t_play]
-        assert_rtp_stream(opened, ssrc)
+        t_play, opened = await play_and_hear(node, listener, OPUS)
         payloads = [o.payload for _, o in opened]
         audio = [p for p in payloads if p != SILENCE_FRAME]
         assert len(audio) == len(OPUS)
