@@ -188,8 +188,8 @@ class Quarantine:
         # replay), however often the thing was sent since (the soak: a 20 s track on repeat
         # in 300 guilds was quarantined by two outside kills 285 s apart).
         resent = self._resent.get(key) if first is not None else None
-        replayed = first is not None and since >= first and resent is not None
-        if replayed and (certain or now - (resent or now) <= REPLAY_WINDOW):
+        replayed = first is not None and resent is not None and since >= first
+        if replayed and resent is not None and (certain or now - resent <= REPLAY_WINDOW):
             self._banned.put(key, now)
             self._strikes.pop(key, None)
             self._resent.pop(key, None)
