@@ -102,7 +102,7 @@ class EventLog:
     ) -> Any:  # fmt: skip
         """The ``d`` of an event ``op`` (of ``guild``, matching ``match``), already received or
         still to come: the first such kept event, or with ``guild`` and no ``match`` the latest
-        one (which works with ``keep=False``)."""
+        one (which works with ``keep=False``; there, a ``match`` is tried on the latest only)."""
         return (await self.wait_first([(op, match)], guild=guild, within=within))[1]
 
     async def wait_first(
