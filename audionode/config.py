@@ -76,11 +76,14 @@ class EngineConfig(_Section):
     decode_ahead: Annotated[float, Meta(ge=0.5, le=30)] = 3.0
     """Seconds of decoded audio each open track keeps ready (absorbs network stalls)."""
     buffer_frames: Annotated[int, Meta(ge=2, le=10)] = 3
+    """Encoded 20 ms frames kept ready for the sender; a volume/filter change waits behind
+    them, so 3 keeps changes under 100 ms while leaving 60 ms for scheduling hiccups."""
     native_packets: bool = True
     """Use the native per-packet path (C: DAVE call, RTP, AEAD, sendmmsg once per tick) when it
     is built; false forces the pure-Python path (docs/decisions/0017-native-packet-path.md)."""
-    """Encoded 20 ms frames kept ready for the sender; a volume/filter change waits behind
-    them, so 3 keeps changes under 100 ms while leaving 60 ms for scheduling hiccups."""
+    native_tick: bool = True
+    """With the native packet path: serve every steady passthrough stream in one native call
+    per tick (docs/decisions/0020-native-tick.md); false keeps the sender's per-stream Python."""
     watchdog_timeout: Annotated[float, Meta(ge=0.5, le=60)] = 1.5
     """Seconds a worker's event loop or producer thread may go without progress before the
     watchdog kills and restarts that worker (docs/SECURITY.md, "Engine")."""

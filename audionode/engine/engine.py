@@ -93,6 +93,7 @@ class Engine:
             keepalive_interval=config.voice.udp_keepalive,
             on_tick=self._timed,
             out=packet.Batch() if packet is not None else None,
+            pump=packet.Pump() if packet is not None and config.engine.native_tick else None,
         )
         # A missing build is worth a warning (the node runs, slower); a choice only a line.
         (log.info if packet is not None or native.built() else log.warning)(

@@ -16,9 +16,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
+
+if TYPE_CHECKING:
+    from audionode.native import _packet
 
 FRAME_MS = 20
 """Every frame is one 20 ms opus packet at 48 kHz (960 samples per channel)."""
@@ -48,6 +51,10 @@ class FrameLane(Protocol):
     def pop(self) -> Frame | None: ...
 
     def __len__(self) -> int: ...
+
+    def feed(
+        self, key: object, channel: _packet.Channel, frames: deque[Frame], track: int
+    ) -> _packet.Feed | None: ...
 
 
 class FrameBuffer:
@@ -119,6 +126,18 @@ class FrameBuffer:
         elif self._owed:
             self._notify()
         return frame
+
+    def pump_feed(
+        self, key: object, channel: _packet.Channel, track: int
+    ) -> _packet.Feed | None:
+        """A :class:`~audionode.native._packet.Feed` for the sender's native Pump while the
+        next frames are the lane's packets of ``track`` (no made frame waits here), else None
+        (docs/decisions/0020-native-tick.md). The Pump hands the stream back the moment this
+        stops holding: a frame is made here, the lane closes, the connection is not live."""
+        lane = self.lane
+        if lane is None or self._frames:
+            return None
+        return lane.feed(key, channel, self._frames, track)
 
     def _notify(self) -> None:
         # Never wait for the lock: the producer may hold it; see the module docstring.

@@ -17,32 +17,51 @@ made by the normal path with the new settings (no buffered frame stands in betwe
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from functools import partial
+from typing import TYPE_CHECKING
 
+from audionode import native
 from audionode.media.frames import FRAME_SAMPLES, Frame
 from audionode.media.reader import NEVER, TrackReader
+
+if TYPE_CHECKING:
+    from audionode.native import _packet
 
 __all__ = ["NEVER", "Lane"]
 
 
-class Lane:
+class _LaneFields:
+    """The lane's state fields where the C extension is not built; with it, its ``LaneCore``
+    holds them as C fields, which the sender's native Pump reads and writes directly
+    (docs/decisions/0020-native-tick.md). Python sees the same attributes either way."""
+
+    __slots__ = ("crossed", "margin", "open", "pos", "stop_at", "turn_at")
+
+    crossed: int
+    margin: int
+    open: bool
+    pos: int
+    stop_at: int
+    turn_at: int
+
+
+if TYPE_CHECKING:
+    _Base = _LaneFields
+else:
+    try:
+        from audionode.native._packet import LaneCore as _Base
+    except ImportError:  # not built: the same fields in Python
+        _Base = _LaneFields
+
+
+class Lane(_Base):
     """One open lane of one track. Its state is written under the reader's lock; the pipeline
     reads :attr:`pos` and :attr:`crossed` on its turns and re-arms :attr:`stop_at` and
     :attr:`turn_at`."""
 
-    __slots__ = (
-        "crossed",
-        "margin",
-        "on_turn",
-        "open",
-        "pop",
-        "pos",
-        "reader",
-        "serial",
-        "stop_at",
-        "turn_at",
-    )
+    __slots__ = ("on_turn", "pop", "reader", "serial")
 
     def __init__(
         self,
@@ -79,6 +98,19 @@ class Lane:
 
     def __len__(self) -> int:
         return self.reader.buffered() // FRAME_SAMPLES if self.open else 0
+
+    def feed(
+        self, key: object, channel: _packet.Channel, frames: deque[Frame], track: int
+    ) -> _packet.Feed | None:
+        """This lane as a Feed of the sender's native Pump (decision 0020), which runs
+        :meth:`TrackReader.take_for_lane`'s common case in C; None without the extension, or
+        when the lane is closed or carries another track than ``track`` (the sender has not
+        reported this one's start yet)."""
+        mod = native.module()
+        if mod is None or not self.open or self.serial != track:
+            return None
+        feed: _packet.Feed = mod.Feed(key, channel, frames, self, NEVER)
+        return feed
 
     def detach(self) -> None:
         """Break the cycle through :attr:`pop` (a partial holding this lane) once the pipeline

@@ -62,6 +62,10 @@ typedef struct {
     unsigned long long sent;
     unsigned long long send_errors;
     unsigned long long dave_failures;
+    int live; /* the session may send audio now (VoiceClient.audio_ready, native): a Pump serves it */
+    int fd;   /* the connection's UDP socket, -1 while it has none (set by VoiceConnection) */
+    unsigned long long pumped;       /* frames a Pump staged */
+    unsigned long long pump_dropped; /* frames a Pump dropped because DAVE failed */
 } Channel;
 
 static PyTypeObject ChannelType;
@@ -75,6 +79,8 @@ static int channel_init(Channel *self, PyObject *args, PyObject *kw) {
     self->ts = (uint32_t)ts;
     self->nonce = 0;
     self->mode = MODE_NONE;
+    self->live = 0;
+    self->fd = -1;
     Py_XSETREF(self->encryptor, Py_NewRef(Py_None));
     return 0;
 }
@@ -226,6 +232,10 @@ static PyObject *get_u(Channel *self, void *which) {
     case 4: return PyLong_FromLong(self->mode);
     case 5: return PyLong_FromUnsignedLongLong(self->sent);
     case 6: return PyLong_FromUnsignedLongLong(self->send_errors);
+    case 8: return PyBool_FromLong(self->live);
+    case 9: return PyLong_FromLong(self->fd);
+    case 10: return PyLong_FromUnsignedLongLong(self->pumped);
+    case 11: return PyLong_FromUnsignedLongLong(self->pump_dropped);
     default: return PyLong_FromUnsignedLongLong(self->dave_failures);
     }
 }
@@ -234,6 +244,18 @@ static int set_u(Channel *self, PyObject *value, void *which) {
     if (value == NULL) {
         PyErr_SetString(PyExc_AttributeError, "cannot delete a counter");
         return -1;
+    }
+    if ((intptr_t)which == 8) {
+        int t = PyObject_IsTrue(value);
+        if (t < 0) return -1;
+        self->live = t;
+        return 0;
+    }
+    if ((intptr_t)which == 9) {
+        long fd = PyLong_AsLong(value);
+        if (fd == -1 && PyErr_Occurred()) return -1;
+        self->fd = fd < 0 || fd > INT32_MAX ? -1 : (int)fd;
+        return 0;
     }
     unsigned long long v = PyLong_AsUnsignedLongLongMask(value);
     if (v == (unsigned long long)-1 && PyErr_Occurred()) return -1;
@@ -263,6 +285,10 @@ static PyGetSetDef channel_getset[] = {
     {"sent", (getter)get_u, NULL, "datagrams a Batch sent", (void *)5},
     {"send_errors", (getter)get_u, NULL, "datagrams the kernel refused (dropped)", (void *)6},
     {"dave_failures", (getter)get_u, NULL, "frames dropped because DAVE failed", (void *)7},
+    {"live", (getter)get_u, (setter)set_u, "a Pump may send audio on it (the session's audio_ready)", (void *)8},
+    {"fd", (getter)get_u, (setter)set_u, "the connection's UDP socket for a Pump, -1: none", (void *)9},
+    {"pumped", (getter)get_u, NULL, "frames a Pump staged", (void *)10},
+    {"pump_dropped", (getter)get_u, NULL, "frames a Pump dropped because DAVE failed", (void *)11},
     {"encryptor", (getter)get_encryptor, (setter)set_encryptor, "the DAVE frame encryptor or None", NULL},
     {NULL},
 };
@@ -337,38 +363,27 @@ static int batch_grow(Batch *self) {
     return 0;
 }
 
-/* Batch.add(channel, frame, fd): DAVE and the header now (with the GIL), sealed and sent at
- * flush(). A DAVE failure drops the frame without consuming counters, as the Python path. */
-static PyObject *batch_add(Batch *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 3 || !PyObject_TypeCheck(args[0], &ChannelType) || !PyBytes_Check(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "add(channel: Channel, frame: bytes, fd: int)");
-        return NULL;
-    }
-    Channel *ch = (Channel *)args[0];
-    long fdl = PyLong_AsLong(args[2]);
-    if (fdl == -1 && PyErr_Occurred()) return NULL;
-    if (fdl < 0 || fdl > INT32_MAX) return PyErr_Format(PyExc_ValueError, "bad socket fd %ld", fdl);
-    int fd = (int)fdl;
-    if (ch->mode == MODE_NONE) {
-        PyErr_SetString(PyExc_RuntimeError, "Batch.add() before set_key(): no op 4 key yet");
-        return NULL;
-    }
-    PyObject *payload = dave_step(ch, args[1]);
+/* Stage one frame of ch for socket fd: DAVE and the header now (with the GIL), sealed and sent
+ * at flush(). 1 staged; 0 dropped because DAVE failed (counted, no counter consumed, as the
+ * Python path); -1 with an exception set. */
+static int batch_stage(Batch *self, Channel *ch, PyObject *frame, int fd) {
+    PyObject *payload = dave_step(ch, frame);
     if (payload == NULL) {
         /* A DAVE ratchet hiccup must not stop the tick: count it, drop the frame. */
         PyErr_Clear();
         ch->dave_failures++;
-        Py_RETURN_FALSE;
+        return 0;
     }
     Py_ssize_t n = PyBytes_GET_SIZE(payload);
     if (n > MAX_PAYLOAD) {
         Py_DECREF(payload);
         PyErr_Format(PyExc_ValueError, "frame of %zd bytes is larger than a datagram", n);
-        return NULL;
+        return -1;
     }
     if (self->count == self->capacity && batch_grow(self) < 0) {
         Py_DECREF(payload);
-        return PyErr_NoMemory();
+        PyErr_NoMemory();
+        return -1;
     }
     Entry *e = &self->entries[self->count];
     unsigned char *slot = self->slots + (size_t)self->count * SLOT_SIZE;
@@ -379,7 +394,26 @@ static PyObject *batch_add(Batch *self, PyObject *const *args, Py_ssize_t nargs)
     e->n = n;
     e->len = -1;
     self->count++;
-    Py_RETURN_TRUE;
+    return 1;
+}
+
+/* Batch.add(channel, frame, fd) -> bool: batch_stage from Python (False: DAVE dropped it). */
+static PyObject *batch_add(Batch *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyObject_TypeCheck(args[0], &ChannelType) || !PyBytes_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "add(channel: Channel, frame: bytes, fd: int)");
+        return NULL;
+    }
+    Channel *ch = (Channel *)args[0];
+    long fdl = PyLong_AsLong(args[2]);
+    if (fdl == -1 && PyErr_Occurred()) return NULL;
+    if (fdl < 0 || fdl > INT32_MAX) return PyErr_Format(PyExc_ValueError, "bad socket fd %ld", fdl);
+    if (ch->mode == MODE_NONE) {
+        PyErr_SetString(PyExc_RuntimeError, "Batch.add() before set_key(): no op 4 key yet");
+        return NULL;
+    }
+    int r = batch_stage(self, ch, args[1], (int)fdl);
+    if (r < 0) return NULL;
+    return PyBool_FromLong(r);
 }
 
 /* Seal everything and send, the GIL released; sendmmsg for each run of datagrams that share a
@@ -450,6 +484,476 @@ static PyTypeObject BatchType = {
     .tp_methods = batch_methods,
 };
 
+/* --- Pump: the native tick over the passthrough lanes ------------------------------------ */
+/* While a stream is in the steady state (speaking, playing, nothing held, its connection
+ * live, its frame buffer empty and its track on the passthrough lane: media/lane.py), the
+ * sender hands it to the Pump as a Feed, and Pump.run() serves every such stream in one call:
+ * the lane's next packet (the logic of TrackReader.take_for_lane, under the reader's lock),
+ * DAVE, the header, staged in the tick's Batch. Anything else (the lane closed or empty, a
+ * packet that is not one 20 ms frame, the connection not live, the reader's lock busy, the
+ * buffer holding made frames) hands the stream back to the sender's Python path for this
+ * very tick, which does exactly what it did before (docs/decisions/0020-native-tick.md). */
+
+#define FRAME_SAMPLES 960
+
+/* The lane's state as C fields (media/lane.py's Lane subclasses it when the extension is
+ * built): the Pump reads and writes it without an attribute lookup or an int object per
+ * packet, Python through member descriptors as before. */
+typedef struct {
+    PyObject_HEAD
+    long long pos, crossed, margin, stop_at, turn_at;
+    char open;
+} LaneCore;
+
+static PyMemberDef lanecore_members[] = {
+    {"pos", T_LONGLONG, offsetof(LaneCore, pos), 0, "position after the last packet taken"},
+    {"crossed", T_LONGLONG, offsetof(LaneCore, crossed), 0, "position of the packet that reached turn_at, or -1"},
+    {"margin", T_LONGLONG, offsetof(LaneCore, margin), 0, "samples before a stop at which the lane closes"},
+    {"stop_at", T_LONGLONG, offsetof(LaneCore, stop_at), 0, "no packet from this position on"},
+    {"turn_at", T_LONGLONG, offsetof(LaneCore, turn_at), 0, "a packet from here on asks for a turn"},
+    {"open", T_BOOL, offsetof(LaneCore, open), 0, "packets may leave by the lane"},
+    {NULL},
+};
+
+static PyTypeObject LaneCoreType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "audionode.native._packet.LaneCore",
+    .tp_basicsize = sizeof(LaneCore),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "The passthrough lane's fields in C (base of media.lane.Lane)",
+    .tp_new = PyType_GenericNew,
+    .tp_members = lanecore_members,
+};
+
+static PyObject *s_pos, *s_samples,
+    *s_data, *s_buffered, *s_resting, *s_low, *s_eof, *s_refill, *s_acquire, *s_release,
+    *s_popleft, *s_reader, *s_packets, *s_lock, *s_on_turn;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *key;      /* the sender's key of the stream, handed back */
+    Channel *ch;
+    PyObject *frames;   /* the FrameBuffer's deque of made frames: served only while empty */
+    LaneCore *lane;     /* media.lane.Lane */
+    PyObject *reader;   /* lane.reader (TrackReader) */
+    PyObject *packets;  /* reader._packets */
+    PyObject *lock;     /* reader.lock */
+    PyObject *on_turn;  /* lane.on_turn */
+    long long never;    /* media.reader.NEVER */
+    long long low;      /* reader._low: the buffer level that wakes a resting reader (fixed) */
+    unsigned long long sent; /* frames served since take_sent() */
+    double last;        /* `now` of the last tick that served it */
+    int armed, listed;
+    int served;         /* the last run sent its frame (also when it then failed and handed it back) */
+} Feed;
+
+static PyTypeObject FeedType;
+
+static int feed_traverse(Feed *self, visitproc visit, void *arg) {
+    Py_VISIT((PyObject *)self->lane);
+    Py_VISIT(self->key);
+    Py_VISIT(self->ch);
+    Py_VISIT(self->frames);
+    Py_VISIT(self->reader);
+    Py_VISIT(self->packets);
+    Py_VISIT(self->lock);
+    Py_VISIT(self->on_turn);
+    return 0;
+}
+
+static int feed_clear(Feed *self) {
+    Py_CLEAR(self->key);
+    Py_CLEAR(self->ch);
+    Py_CLEAR(self->frames);
+    Py_CLEAR(self->lane);
+    Py_CLEAR(self->reader);
+    Py_CLEAR(self->packets);
+    Py_CLEAR(self->lock);
+    Py_CLEAR(self->on_turn);
+    return 0;
+}
+
+static void feed_dealloc(Feed *self) {
+    PyObject_GC_UnTrack(self);
+    feed_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int get_ll(PyObject *o, PyObject *name, long long *out) {
+    PyObject *v = PyObject_GetAttr(o, name);
+    if (v == NULL) return -1;
+    *out = PyLong_AsLongLong(v);
+    Py_DECREF(v);
+    return *out == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
+static int set_ll(PyObject *o, PyObject *name, long long value) {
+    PyObject *v = PyLong_FromLongLong(value);
+    if (v == NULL) return -1;
+    int r = PyObject_SetAttr(o, name, v);
+    Py_DECREF(v);
+    return r;
+}
+
+static int get_truth(PyObject *o, PyObject *name) {
+    PyObject *v = PyObject_GetAttr(o, name);
+    if (v == NULL) return -1;
+    int t = PyObject_IsTrue(v);
+    Py_DECREF(v);
+    return t;
+}
+
+/* Feed(key, channel, frames, lane, never) */
+static int feed_init(Feed *self, PyObject *args, PyObject *kw) {
+    PyObject *key, *ch, *frames, *lane;
+    long long never;
+    if (!PyArg_ParseTuple(args, "OO!OO!L", &key, &ChannelType, &ch, &frames, &LaneCoreType, &lane, &never))
+        return -1;
+    PyObject *reader = PyObject_GetAttr(lane, s_reader);
+    if (reader == NULL) return -1;
+    long long low;
+    if (get_ll(reader, s_low, &low) < 0) {
+        Py_DECREF(reader);
+        return -1;
+    }
+    PyObject *packets = PyObject_GetAttr(reader, s_packets);
+    PyObject *lock = packets != NULL ? PyObject_GetAttr(reader, s_lock) : NULL;
+    PyObject *on_turn = lock != NULL ? PyObject_GetAttr(lane, s_on_turn) : NULL;
+    if (on_turn == NULL) {
+        Py_DECREF(reader);
+        Py_XDECREF(packets);
+        Py_XDECREF(lock);
+        return -1;
+    }
+    feed_clear(self);
+    self->key = Py_NewRef(key);
+    self->ch = (Channel *)Py_NewRef(ch);
+    self->frames = Py_NewRef(frames);
+    self->lane = (LaneCore *)Py_NewRef(lane);
+    self->low = low;
+    self->reader = reader;
+    self->packets = packets;
+    self->lock = lock;
+    self->on_turn = on_turn;
+    self->never = never;
+    return 0;
+}
+
+/* The next packet of the lane, with the reader's lock held (TrackReader.take_for_lane's fast
+ * case): 1 with *data (a new reference), *pos and *closed set; 0 when this case does not apply
+ * and nothing was changed (the Python path then runs take_for_lane itself); -1 on error. */
+static int take_locked(Feed *f, PyObject **data, long long *pos, int *closed) {
+    LaneCore *lane = f->lane;
+    if (!lane->open) return 0;
+    Py_ssize_t n = PyObject_Length(f->packets);
+    if (n <= 0) return n < 0 ? -1 : 0;
+    PyObject *head = PySequence_GetItem(f->packets, 0);
+    if (head == NULL) return -1;
+    long long samples, buffered;
+    if (get_ll(head, s_pos, pos) < 0 || get_ll(head, s_samples, &samples) < 0) {
+        Py_DECREF(head);
+        return -1;
+    }
+    if (samples != FRAME_SAMPLES || *pos >= lane->stop_at) { /* the lane closes here: Python's part */
+        Py_DECREF(head);
+        return 0;
+    }
+    PyObject *d = PyObject_GetAttr(head, s_data);
+    Py_DECREF(head);
+    if (d == NULL) return -1;
+    if (!PyBytes_Check(d)) {
+        Py_DECREF(d);
+        PyErr_SetString(PyExc_TypeError, "a lane packet's data must be bytes");
+        return -1;
+    }
+    PyObject *gone = PyObject_CallMethodNoArgs(f->packets, s_popleft);
+    if (gone == NULL) {
+        Py_DECREF(d);
+        return -1;
+    }
+    Py_DECREF(gone);
+    *data = d; /* from here on the packet is taken: errors below still send it */
+    lane->pos = *pos + FRAME_SAMPLES;
+    if (get_ll(f->reader, s_buffered, &buffered) < 0) return -1;
+    buffered -= FRAME_SAMPLES;
+    if (set_ll(f->reader, s_buffered, buffered) < 0) return -1;
+    if (buffered <= f->low) { /* below the low mark a resting reader is woken */
+        int resting = get_truth(f->reader, s_resting);
+        if (resting < 0) return -1;
+        if (resting) {
+            PyObject *r = PyObject_CallMethodNoArgs(f->reader, s_refill);
+            if (r == NULL) return -1;
+            Py_DECREF(r);
+        }
+    }
+    int end = *pos + FRAME_SAMPLES >= lane->stop_at;
+    if (!end && buffered <= lane->margin) {
+        end = get_truth(f->reader, s_eof);
+        if (end < 0) return -1;
+    }
+    if (end) {
+        lane->open = 0;
+        *closed = 1;
+    }
+    return 1;
+}
+
+static PyObject *call_lock(PyObject *lock, PyObject *name, PyObject *arg) {
+    PyObject *args[2] = {lock, arg};
+    return PyObject_VectorcallMethod(name, args, (arg != NULL ? 2 : 1) | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+}
+
+/* Serve one feed this tick: 1 served (staged, or dropped by DAVE and counted), 0 handed back
+ * untouched, -1 error (handed back; a packet already taken is still staged when possible). */
+static int feed_serve(Feed *f, Batch *b, double now) {
+    Channel *ch = f->ch;
+    f->served = 0;
+    if (!ch->live || ch->fd < 0 || ch->mode == MODE_NONE) return 0;
+    Py_ssize_t made = PyObject_Length(f->frames);
+    if (made != 0) return made < 0 ? -1 : 0;
+    PyObject *r = call_lock(f->lock, s_acquire, Py_False);
+    if (r == NULL) return -1;
+    int got = r == Py_True;
+    Py_DECREF(r);
+    if (!got) return 0; /* the producer holds it: the Python path waits for it properly */
+    PyObject *data = NULL;
+    long long pos = 0;
+    int closed = 0;
+    int taken = take_locked(f, &data, &pos, &closed);
+    PyObject *et = NULL, *ev = NULL, *tb = NULL;
+    if (taken < 0) PyErr_Fetch(&et, &ev, &tb); /* (3.11: no PyErr_GetRaisedException) */
+    r = call_lock(f->lock, s_release, NULL);
+    if (r == NULL) {
+        Py_XDECREF(et);
+        Py_XDECREF(ev);
+        Py_XDECREF(tb);
+        Py_XDECREF(data);
+        return -1;
+    }
+    Py_DECREF(r);
+    if (data == NULL) { /* 0, or -1 before anything was taken */
+        if (taken < 0) PyErr_Restore(et, ev, tb);
+        return taken;
+    }
+    /* Taken: it leaves even when the bookkeeping after the pop failed (its error waits). */
+    int staged = batch_stage(b, ch, data, ch->fd);
+    Py_DECREF(data);
+    if (taken < 0) {
+        if (staged < 0) PyErr_Clear();
+        PyErr_Restore(et, ev, tb);
+    }
+    if (staged < 0) return -1;
+    if (staged) ch->pumped++;
+    else ch->pump_dropped++;
+    f->sent++;
+    f->last = now;
+    f->served = 1;
+    if (taken < 0) return -1;
+    if (pos >= f->lane->turn_at) { /* the frame a position event names; one turn asked for */
+        f->lane->crossed = pos;
+        f->lane->turn_at = f->never;
+        closed = 1;
+    }
+    if (closed) {
+        r = PyObject_CallNoArgs(f->on_turn);
+        if (r == NULL) return -1;
+        Py_DECREF(r);
+    }
+    return 1;
+}
+
+static PyObject *feed_take_sent(Feed *self, PyObject *unused) {
+    unsigned long long n = self->sent;
+    self->sent = 0;
+    return PyLong_FromUnsignedLongLong(n);
+}
+
+static PyObject *feed_get_armed(Feed *self, void *unused) { return PyBool_FromLong(self->armed); }
+
+static PyObject *feed_get_last(Feed *self, void *unused) { return PyFloat_FromDouble(self->last); }
+
+static PyObject *feed_get_key(Feed *self, void *unused) { return Py_NewRef(self->key); }
+
+static PyObject *feed_get_served(Feed *self, void *unused) { return PyBool_FromLong(self->served); }
+
+static int feed_set_armed(Feed *self, PyObject *value, void *unused) {
+    int t = value != NULL ? PyObject_IsTrue(value) : 0;
+    if (t < 0) return -1;
+    self->armed = t;
+    return 0;
+}
+
+static PyGetSetDef feed_getset[] = {
+    {"armed", (getter)feed_get_armed, (setter)feed_set_armed,
+     "served by its Pump; set False to take the stream back (the Pump drops it at its next run)", NULL},
+    {"last", (getter)feed_get_last, NULL, "the `now` of the last tick that served it", NULL},
+    {"key", (getter)feed_get_key, NULL, "the sender's key of the stream", NULL},
+    {"served", (getter)feed_get_served, NULL, "the last run sent its frame", NULL},
+    {NULL},
+};
+
+static PyMethodDef feed_methods[] = {
+    {"take_sent", (PyCFunction)feed_take_sent, METH_NOARGS, "take_sent() -> frames served since the last call"},
+    {NULL},
+};
+
+static PyTypeObject FeedType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "audionode.native._packet.Feed",
+    .tp_basicsize = sizeof(Feed),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Feed(key, channel, frames, lane, never): one steady passthrough stream for a Pump",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)feed_init,
+    .tp_dealloc = (destructor)feed_dealloc,
+    .tp_traverse = (traverseproc)feed_traverse,
+    .tp_clear = (inquiry)feed_clear,
+    .tp_methods = feed_methods,
+    .tp_getset = feed_getset,
+};
+
+typedef struct {
+    PyObject_HEAD
+    Feed **feeds;
+    Py_ssize_t count, capacity;
+    unsigned long long errors;
+} Pump;
+
+static void pump_drop_all(Pump *self) {
+    for (Py_ssize_t i = 0; i < self->count; i++) {
+        self->feeds[i]->listed = 0;
+        Py_DECREF(self->feeds[i]);
+    }
+    self->count = 0;
+}
+
+static int pump_traverse(Pump *self, visitproc visit, void *arg) {
+    for (Py_ssize_t i = 0; i < self->count; i++) Py_VISIT(self->feeds[i]);
+    return 0;
+}
+
+static int pump_clear(Pump *self) {
+    pump_drop_all(self);
+    return 0;
+}
+
+static void pump_dealloc(Pump *self) {
+    PyObject_GC_UnTrack(self);
+    pump_drop_all(self);
+    PyMem_Free(self->feeds);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* Pump.arm(feed): serve it from the next run on. */
+static PyObject *pump_arm(Pump *self, PyObject *arg) {
+    if (!PyObject_TypeCheck(arg, &FeedType)) return PyErr_Format(PyExc_TypeError, "arm(feed: Feed)");
+    Feed *f = (Feed *)arg;
+    f->armed = 1;
+    if (f->listed) Py_RETURN_NONE;
+    if (self->count == self->capacity) {
+        Py_ssize_t cap = self->capacity ? self->capacity * 2 : 64;
+        Feed **grown = PyMem_Realloc(self->feeds, (size_t)cap * sizeof(Feed *));
+        if (grown == NULL) return PyErr_NoMemory();
+        self->feeds = grown;
+        self->capacity = cap;
+    }
+    self->feeds[self->count++] = (Feed *)Py_NewRef(f);
+    f->listed = 1;
+    Py_RETURN_NONE;
+}
+
+/* Pump.run(batch, now) -> list of the feeds handed back this tick: the sender runs its Python
+ * path now for those not `served` (a feed whose frame left before an error is handed back
+ * served). Feeds disarmed from Python are dropped without being handed back. */
+static PyObject *pump_run(Pump *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyObject_TypeCheck(args[0], &BatchType)) {
+        PyErr_SetString(PyExc_TypeError, "run(batch: Batch, now: float)");
+        return NULL;
+    }
+    Batch *b = (Batch *)args[0];
+    double now = PyFloat_AsDouble(args[1]);
+    if (now == -1.0 && PyErr_Occurred()) return NULL;
+    PyObject *back = PyList_New(0);
+    if (back == NULL) return NULL;
+    Py_ssize_t keep = 0;
+    /* Index by index: a callback that arms a feed may grow (move) the array meanwhile. */
+    for (Py_ssize_t i = 0; i < self->count; i++) {
+        Feed *f = self->feeds[i];
+        int served = 0;
+        if (f->armed) {
+            served = feed_serve(f, b, now);
+            if (served < 0) {
+                /* A bug, not the network: counted and shown once; the Python path goes on. */
+                self->errors++;
+                if (self->errors == 1 || self->errors % 1000 == 0)
+                    PyErr_WriteUnraisable((PyObject *)self);
+                else
+                    PyErr_Clear();
+            }
+            if (served != 1) {
+                f->armed = 0;
+                if (PyList_Append(back, (PyObject *)f) < 0) {
+                    PyErr_Clear(); /* memory: the key stays unserved this tick */
+                }
+            }
+        }
+        if (f->armed) {
+            self->feeds[keep++] = f;
+        } else {
+            f->listed = 0;
+            Py_DECREF(f);
+        }
+    }
+    self->count = keep;
+    return back;
+}
+
+static PyObject *pump_len(Pump *self, PyObject *unused) { return PyLong_FromSsize_t(self->count); }
+
+static PyObject *pump_get_errors(Pump *self, void *unused) { return PyLong_FromUnsignedLongLong(self->errors); }
+
+static PyGetSetDef pump_getset[] = {
+    {"errors", (getter)pump_get_errors, NULL, "feeds handed back because of an exception (a bug)", NULL},
+    {NULL},
+};
+
+static PyMethodDef pump_methods[] = {
+    {"arm", (PyCFunction)pump_arm, METH_O, "arm(feed): serve it from the next run on"},
+    {"run", (PyCFunction)(void (*)(void))pump_run, METH_FASTCALL,
+     "run(batch, now) -> feeds handed back: serve every armed feed into batch"},
+    {"armed", (PyCFunction)pump_len, METH_NOARGS, "armed() -> feeds listed (armed or not yet dropped)"},
+    {NULL},
+};
+
+static PyTypeObject PumpType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "audionode.native._packet.Pump",
+    .tp_basicsize = sizeof(Pump),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Pump(): the native tick over the steady passthrough streams (docs/decisions/0020)",
+    .tp_new = PyType_GenericNew,
+    .tp_dealloc = (destructor)pump_dealloc,
+    .tp_traverse = (traverseproc)pump_traverse,
+    .tp_clear = (inquiry)pump_clear,
+    .tp_methods = pump_methods,
+    .tp_getset = pump_getset,
+};
+
+static int pump_ready(void) {
+    struct { PyObject **slot; const char *name; } names[] = {
+        {&s_pos, "pos"}, {&s_samples, "samples"}, {&s_data, "data"},
+        {&s_buffered, "_buffered"}, {&s_resting, "_resting"}, {&s_low, "_low"}, {&s_eof, "eof"},
+        {&s_refill, "_refill"}, {&s_acquire, "acquire"}, {&s_release, "release"},
+        {&s_popleft, "popleft"}, {&s_reader, "reader"}, {&s_packets, "_packets"}, {&s_lock, "lock"},
+        {&s_on_turn, "on_turn"},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if ((*names[i].slot = PyUnicode_InternFromString(names[i].name)) == NULL) return -1;
+    if (PyType_Ready(&LaneCoreType) < 0 || PyType_Ready(&FeedType) < 0 || PyType_Ready(&PumpType) < 0)
+        return -1;
+    return 0;
+}
+
 extern PyTypeObject OggOpusType; /* _ogg.c */
 int ogg_ready(void);
 
@@ -462,7 +966,8 @@ PyMODINIT_FUNC PyInit__packet(void) {
         PyErr_SetString(PyExc_ImportError, "libsodium failed to initialise");
         return NULL;
     }
-    if (PyType_Ready(&ChannelType) < 0 || PyType_Ready(&BatchType) < 0 || ogg_ready() < 0)
+    if (PyType_Ready(&ChannelType) < 0 || PyType_Ready(&BatchType) < 0 || ogg_ready() < 0 ||
+        pump_ready() < 0)
         return NULL;
     str_frame_encrypt = PyUnicode_InternFromString("frame_encrypt");
     str_encrypt_opus = PyUnicode_InternFromString("encrypt_opus");
@@ -472,6 +977,9 @@ PyMODINIT_FUNC PyInit__packet(void) {
     if (PyModule_AddObjectRef(m, "Channel", (PyObject *)&ChannelType) < 0 ||
         PyModule_AddObjectRef(m, "Batch", (PyObject *)&BatchType) < 0 ||
         PyModule_AddObjectRef(m, "OggOpus", (PyObject *)&OggOpusType) < 0 ||
+        PyModule_AddObjectRef(m, "Feed", (PyObject *)&FeedType) < 0 ||
+        PyModule_AddObjectRef(m, "LaneCore", (PyObject *)&LaneCoreType) < 0 ||
+        PyModule_AddObjectRef(m, "Pump", (PyObject *)&PumpType) < 0 ||
         PyModule_AddIntConstant(m, "MODE_AES_GCM", MODE_AES_GCM) < 0 ||
         PyModule_AddIntConstant(m, "MODE_XCHACHA", MODE_XCHACHA) < 0 ||
         PyModule_AddStringConstant(m, "OPENSSL_VERSION", OpenSSL_version(OPENSSL_VERSION)) < 0 ||

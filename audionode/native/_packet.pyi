@@ -1,6 +1,6 @@
 """Type stubs of the C extension (audionode/native/_packet.c)."""
 
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 MODE_AES_GCM: Final[int]
 MODE_XCHACHA: Final[int]
@@ -20,6 +20,10 @@ class Channel:
     send_errors: int
     dave_failures: int
     encryptor: _Encryptor | None
+    live: bool
+    fd: int
+    pumped: int
+    pump_dropped: int
     def __init__(self, ssrc: int, sequence: int = 0, timestamp: int = 0) -> None: ...
     def set_key(self, mode: int, key: bytes) -> None: ...
     def packet(self, frame: bytes) -> bytes: ...
@@ -28,6 +32,30 @@ class Batch:
     def add(self, channel: Channel, frame: bytes, fd: int, /) -> bool: ...
     def flush(self) -> int: ...
     def pending(self) -> int: ...
+
+class Feed:
+    """One steady passthrough stream for a :class:`Pump` (decision 0020)."""
+
+    armed: bool
+    @property
+    def last(self) -> float: ...
+    @property
+    def key(self) -> Any: ...
+    @property
+    def served(self) -> bool: ...
+    def __init__(
+        self, key: object, channel: Channel, frames: object, lane: object, never: int, /
+    ) -> None: ...
+    def take_sent(self) -> int: ...
+
+class Pump:
+    """The native tick over the steady passthrough streams (decision 0020)."""
+
+    @property
+    def errors(self) -> int: ...
+    def arm(self, feed: Feed, /) -> None: ...
+    def run(self, batch: Batch, now: float, /) -> list[Feed]: ...
+    def armed(self) -> int: ...
 
 class OggOpus:
     """The native Ogg Opus packet demuxer (``_ogg.c``, decision 0019)."""

@@ -107,6 +107,25 @@ class VoiceSink(Protocol):
     def send_keepalive(self) -> None: ...
 
 
+class PumpSink(Protocol):
+    """A sink whose audio the native Pump may send (``VoiceConnection.pump_channel``)."""
+
+    def pump_channel(self) -> _packet.Channel | None: ...
+
+
+class PumpSource(Protocol):
+    """A source the native Pump may pop (``FrameBuffer.pump_feed``)."""
+
+    def pump_feed(
+        self, key: object, channel: _packet.Channel, track: int
+    ) -> _packet.Feed | None: ...
+
+
+ARM_RETRY: Final = 10
+"""Ticks before a steady stream the Pump could not take is offered to it again: a transcoded
+track never can (this keeps its cost to a check every 200 ms), a passthrough track again once
+its lane reopens after a command."""
+
 QueueFrame = Callable[[bytes, "_packet.Batch"], None]
 """``VoiceConnection.queue_frame``: a sink's native path (decision 0017); sinks without it
 are sent to by ``send_frame`` even when the sender has a batch."""
@@ -148,6 +167,10 @@ class _Stream:
     stats: SenderStats = field(default_factory=SenderStats)
     queue: QueueFrame | None = None
     """The sink's ``queue_frame`` when the sender batches natively, else ``None``."""
+    feed: _packet.Feed | None = None
+    """Set while the native Pump serves this stream (decision 0020)."""
+    arm_at: int = 0
+    """The tick from which the stream may be offered to the Pump."""
 
     def send(self, opus: bytes, out: _packet.Batch | None) -> None:
         """Hand one frame to the sink: staged in the tick's batch, or sent now."""
@@ -187,6 +210,7 @@ class Sender(Generic[K]):
         batch: TickBatch | None = None,
         on_tick: TickCallback | None = None,
         out: _packet.Batch | None = None,
+        pump: _packet.Pump | None = None,
     ) -> None:
         self.interval = interval
         self._on_tick = on_tick
@@ -194,6 +218,10 @@ class Sender(Generic[K]):
         self._out = out
         """The native per-tick batch (decision 0017): every frame of a tick is staged in it and
         it is sealed and sent in one call at the end of the tick; ``None``: the Python path."""
+        self._pump = pump if out is not None else None
+        """The native tick over the steady passthrough streams (decision 0020): each tick
+        serves every stream handed to it in one call; the rest, and whatever it hands back,
+        take the Python path below."""
         self.resync_after = resync_after
         self.keepalive_interval = keepalive_interval
         self._gone = SenderStats()
@@ -208,6 +236,8 @@ class Sender(Generic[K]):
         """Seconds spent in ticks since the start (admission reads the mean per tick)."""
         self._on_track_start = on_track_start
         self._streams: dict[K, _Stream] = {}
+        self._python: dict[K, _Stream] = {}
+        """The streams the Pump does not serve (all of them without a Pump)."""
         self._commands: deque[Callable[[], None]] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._handle: asyncio.TimerHandle | None = None
@@ -221,9 +251,10 @@ class Sender(Generic[K]):
         def run() -> None:
             old = self._streams.get(key)
             if old is not None:
+                self._unpump(key, old)
                 self._gone.add(old.stats)
             queue = getattr(sink, "queue_frame", None) if self._out is not None else None
-            self._streams[key] = _Stream(sink=sink, queue=queue)
+            self._streams[key] = self._python[key] = _Stream(sink=sink, queue=queue)
 
         self._commands.append(run)
 
@@ -233,6 +264,8 @@ class Sender(Generic[K]):
         def run() -> None:
             stream = self._streams.pop(key, None)
             if stream is not None:
+                self._unpump(key, stream)
+                del self._python[key]
                 self._gone.add(stream.stats)
 
         self._commands.append(run)
@@ -273,15 +306,64 @@ class Sender(Generic[K]):
         def run() -> None:
             stream = self._streams.get(key)
             if stream is not None:
+                self._unpump(key, stream)  # every command is decided on the Python path
                 apply(stream)
 
         self._commands.append(run)
+
+    # --- the native Pump (decision 0020) -------------------------------------------------------
+
+    def _unpump(self, key: K, stream: _Stream) -> None:
+        """Take ``stream`` back from the Pump (no-op when it does not serve it)."""
+        feed = stream.feed
+        if feed is None:
+            return
+        feed.armed = False
+        self._sync(stream, feed)
+        stream.feed = None
+        stream.arm_at = self.ticks + 1
+        self._python[key] = stream
+
+    @staticmethod
+    def _sync(stream: _Stream, feed: _packet.Feed) -> None:
+        """Fold what the Pump sent into the stream's counters."""
+        sent = feed.take_sent()
+        if sent:
+            stream.stats.sent += sent
+            stream.last_packet = feed.last
+
+    def _sync_all(self) -> None:
+        if self._pump is not None:
+            for stream in self._streams.values():
+                if stream.feed is not None:
+                    self._sync(stream, stream.feed)
+
+    def _offer(self, key: K, stream: _Stream) -> None:
+        """After a steady-state frame: hand the stream to the Pump when its connection and its
+        source can go native (the sink's live channel, the source's lane of this track)."""
+        stream.arm_at = self.ticks + ARM_RETRY
+        pump = self._pump
+        pump_channel = getattr(stream.sink, "pump_channel", None)
+        pump_feed = getattr(stream.source, "pump_feed", None)
+        if pump is None or pump_channel is None or pump_feed is None or stream.track is None:
+            return
+        channel = pump_channel()
+        if channel is None:
+            return
+        feed = pump_feed(key, channel, stream.track)
+        if feed is None:
+            return
+        pump.arm(feed)
+        stream.feed = feed
+        del self._python[key]
 
     def stats(self, key: K) -> SenderStats | None:
         """A copy of the counters of ``key``, or ``None`` when it is not attached."""
         stream = self._streams.get(key)
         if stream is None:
             return None
+        if stream.feed is not None:
+            self._sync(stream, stream.feed)
         copy = SenderStats()
         copy.add(stream.stats)
         return copy
@@ -290,6 +372,7 @@ class Sender(Generic[K]):
     def totals(self) -> SenderStats:
         """Counters of all streams, including detached ones (summed on demand: the hot path
         counts per stream only)."""
+        self._sync_all()
         total = SenderStats()
         total.add(self._gone)
         for stream in self._streams.values():
@@ -298,6 +381,7 @@ class Sender(Generic[K]):
 
     def all_stats(self) -> dict[K, SenderStats]:
         """The live counters of every attached stream (read-only by contract: not copies)."""
+        self._sync_all()
         return {key: stream.stats for key, stream in self._streams.items()}
 
     def take_timing(self) -> tuple[float, float]:
@@ -392,9 +476,39 @@ class Sender(Generic[K]):
     def _step(self, now: float) -> None:
         self.ticks += 1
         self._drain()
-        for key, stream in self._streams.items():
+        pump = self._pump
+        if pump is None:
+            for key, stream in self._streams.items():
+                try:
+                    self._step_stream(key, stream, now)
+                except Exception:
+                    self._count_error(key, stream)
+            return
+        served: set[K] | None = None
+        if len(self._python) < len(self._streams):
+            for feed in pump.run(self._out, now):  # type: ignore[arg-type]  # set with a pump
+                key = feed.key
+                back = self._streams.get(key)
+                if back is None or back.feed is not feed:
+                    continue
+                self._unpump(key, back)
+                if feed.served:  # its frame left before a failure: not a second one
+                    served = served or set()
+                    served.add(key)
+        python = self._python
+        offered: list[K] = []
+        for key, stream in python.items():
+            if served is not None and key in served:
+                continue
             try:
-                self._step_stream(key, stream, now)
+                if self._step_stream(key, stream, now) and stream.arm_at <= self.ticks:
+                    offered.append(key)
+            except Exception:
+                self._count_error(key, stream)
+        for key in offered:
+            stream = python[key]
+            try:
+                self._offer(key, stream)
             except Exception:
                 self._count_error(key, stream)
 
@@ -405,7 +519,9 @@ class Sender(Generic[K]):
         while commands:
             commands.popleft()()
 
-    def _step_stream(self, key: K, stream: _Stream, now: float) -> None:
+    def _step_stream(self, key: K, stream: _Stream, now: float) -> bool:
+        """One stream's slot; True when it sent a frame in the steady state (speaking, nothing
+        held), where the Pump may take it over."""
         sink = stream.sink
         if stream.speaking and stream.playing and stream.pending is None:
             # The steady state, kept to as few Python calls as possible (profiled, issue 7):
@@ -414,7 +530,7 @@ class Sender(Generic[K]):
                 stream.stats.nulled += 1
                 if sink.ready:  # DAVE hold: owed silence, then speaking off
                     self._after_audio(stream, now)
-                return
+                return False
             assert stream.source is not None
             frame = stream.source.pop()
             if frame is not None:
@@ -429,21 +545,22 @@ class Sender(Generic[K]):
                 if frame.track != stream.track:
                     stream.track = frame.track
                     self._report_track(key, frame)
-                return
+                return True
             stream.stats.nulled += 1
             self._after_audio(stream, now)
-            return
+            return False
         if not sink.ready:
             if stream.playing:
                 self._null(stream)
-            return
+            return False
         if stream.playing:
             if sink.audio_ready:
                 if self._send_audio(key, stream, now):
-                    return
+                    return False
             else:
                 self._null(stream)  # DAVE hold: the track waits, nothing is popped
         self._after_audio(stream, now)
+        return False
 
     def _after_audio(self, stream: _Stream, now: float) -> None:
         """No audio this tick: owed silence, then speaking off, then keepalives."""

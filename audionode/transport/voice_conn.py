@@ -43,6 +43,7 @@ from audionode.voice.events import (
     WsSend,
 )
 from audionode.voice.opcodes import GATEWAY_VERSION, backoff
+from audionode.voice.packetizer import NativePacketizer
 
 if TYPE_CHECKING:
     from audionode.native import _packet
@@ -118,6 +119,8 @@ class VoiceConnection:
         self._on_receive = on_receive
         self._http, self._own_http = http, http is None
         self._udp: VoiceUdp | None = None
+        self._bound: _packet.Channel | None = None
+        """The native channel :meth:`pump_channel` bound to :attr:`_udp`'s descriptor."""
         self._udp_opening: set[asyncio.Task[None]] = set()
         self._udp_wanted = 0
         """Bumped by every UdpOpen/UdpClose: an open that finishes after a newer one was asked
@@ -176,6 +179,25 @@ class VoiceConnection:
             self.send_frame(opus)
         elif udp is not None:
             udp.sent += 1
+
+    def pump_channel(self) -> _packet.Channel | None:
+        """The native channel the sender's Pump may serve now (decision 0020), bound to this
+        connection's UDP socket; ``None`` while audio cannot go out natively (not
+        :attr:`audio_ready`, a Python packetizer, no socket). The channel stays served only
+        while ``live`` (the session clears it) and bound (:meth:`_close_udp` unbinds it before
+        the socket closes, so its descriptor number is never used after it is reused)."""
+        udp = self._udp
+        p = self.session.packetizer
+        if udp is None or not self.session.audio_ready or not isinstance(p, NativePacketizer):
+            return None
+        fd = udp.fileno
+        if fd < 0:
+            return None
+        if self._bound is not None and self._bound is not p.channel:
+            self._bound.fd = -1
+        p.channel.fd = fd
+        self._bound = p.channel
+        return p.channel
 
     def set_speaking(self, on: bool) -> None:
         """Send op 5 now when the session is active; remembered and re-sent after op 4/op 9."""
@@ -354,6 +376,9 @@ class VoiceConnection:
 
     def _close_udp(self) -> None:
         self._udp_wanted += 1
+        if self._bound is not None:  # before the descriptor can be reused by another socket
+            self._bound.fd = -1
+            self._bound = None
         if self._udp is not None:
             self._udp.close()
             self._udp = None

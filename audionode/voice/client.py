@@ -163,9 +163,13 @@ class VoiceClient:
         self.socket_open = False
         self.final = False
         """The session ended (closed, refused, gave up): nothing more until :meth:`restart`."""
-        self.frames_sent = 0
-        self.frames_dropped = 0
-        """Frames not sent: not :attr:`ready`, or DAVE failed to encrypt them."""
+        self._frames_sent = 0
+        self._frames_dropped = 0
+        self._pumped = 0
+        """Frames of earlier packetizers' channels staged/dropped by the sender's Pump."""
+        self._pump_dropped = 0
+        self._live: _packet.Channel | None = None
+        """The native channel marked ``live`` (the sender's Pump may send audio on it)."""
         self.frames_withheld = 0
         """Audio frames sent as silence because they would have left unencrypted."""
         self.heartbeats = Heartbeats()
@@ -300,12 +304,36 @@ class VoiceClient:
         if self.receiver is not None:
             self.receiver.reset()
 
+    @property
+    def frames_sent(self) -> int:
+        """Frames sealed or staged for sending (the sender's native Pump's included)."""
+        p = self.packetizer
+        pumped = p.channel.pumped if isinstance(p, NativePacketizer) else 0
+        return self._frames_sent + self._pumped + pumped
+
+    @property
+    def frames_dropped(self) -> int:
+        """Frames not sent: not :attr:`ready`, or DAVE failed to encrypt them."""
+        p = self.packetizer
+        dropped = p.channel.pump_dropped if isinstance(p, NativePacketizer) else 0
+        return self._frames_dropped + self._pump_dropped + dropped
+
+    def _set_packetizer(self, p: AnyPacketizer | None) -> None:
+        """Replace the packetizer, keeping its Pump counters, and recompute readiness (the
+        old channel stops being ``live`` at once: the sender's Pump hands its stream back)."""
+        old = self.packetizer
+        if isinstance(old, NativePacketizer):
+            self._pumped += old.channel.pumped
+            self._pump_dropped += old.channel.pump_dropped
+        self.packetizer = p
+        self._refresh()
+
     def _drop_media(self) -> None:
         if self._udp_open or self.packetizer is not None:
             self._out.append(UdpClose())
-        self._udp_open, self.packetizer, self.cipher, self.mode = False, None, None, None
+        self._udp_open, self.cipher, self.mode = False, None, None
         self._discovery = None
-        self._refresh()
+        self._set_packetizer(None)
 
     # --- received websocket frames --------------------------------------------------------------
 
@@ -457,8 +485,10 @@ class VoiceClient:
         if reply is None:
             return
         self._discovery = None
-        self.packetizer = new_packetizer(
-            d.ssrc, sequence=secrets.randbelow(1 << 16), timestamp=secrets.randbelow(1 << 32)
+        self._set_packetizer(
+            new_packetizer(
+                d.ssrc, sequence=secrets.randbelow(1 << 16), timestamp=secrets.randbelow(1 << 32)
+            )
         )
         self._send(self.gateway.select_protocol(reply.ip, reply.port, d.mode))
 
@@ -502,6 +532,15 @@ class VoiceClient:
         self.audio_ready = self.ready and (
             dave.ready or dave.protocol_version == 0 or not (dave.recognized - {dave.user_id})
         )
+        # The sender's native Pump serves a stream only while its channel is live
+        # (docs/decisions/0020-native-tick.md): cleared here the moment audio must stop.
+        live = p.channel if self.audio_ready and isinstance(p, NativePacketizer) else None
+        if live is not self._live:
+            if self._live is not None:
+                self._live.live = False
+            if live is not None:
+                live.live = True
+            self._live = live
 
     def seal(self, opus: bytes) -> bytes | None:
         """The datagram for one 20 ms frame (DAVE, RTP header, transport AEAD), advancing seq,
@@ -510,7 +549,7 @@ class VoiceClient:
         silence frame instead (counted in :attr:`frames_withheld`)."""
         p = self.packetizer
         if p is None or not self.ready:
-            self.frames_dropped += 1
+            self._frames_dropped += 1
             return None
         if not self.audio_ready and opus != SILENCE_FRAME:
             self.frames_withheld += 1
@@ -518,9 +557,9 @@ class VoiceClient:
         try:
             datagram = p.packet(opus)
         except Exception:  # a DAVE ratchet hiccup must not kill the sender; counters unchanged
-            self.frames_dropped += 1
+            self._frames_dropped += 1
             return None
-        self.frames_sent += 1
+        self._frames_sent += 1
         return datagram
 
     def stage(self, opus: bytes, out: _packet.Batch, fd: int) -> bool:
@@ -535,9 +574,9 @@ class VoiceClient:
             self.frames_withheld += 1
             opus = SILENCE_FRAME
         if out.add(p.channel, opus, fd):
-            self.frames_sent += 1
+            self._frames_sent += 1
         else:
-            self.frames_dropped += 1
+            self._frames_dropped += 1
         return True
 
     def keepalive(self) -> bytes | None:

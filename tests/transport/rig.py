@@ -23,7 +23,7 @@ from tests.transport.voiceserver_harness import Harness, VoiceGrant
 from tests.voiceserver.member import VoiceMember
 
 if TYPE_CHECKING:
-    from audionode.native._packet import Batch
+    from audionode.native._packet import Batch, Pump
 
 
 class Source:
@@ -95,12 +95,14 @@ async def start_node(
     endpoint: str | None = None,
     guild: int,
     out: Batch | None = None,
+    pump: Pump | None = None,
 ) -> Node:
     """``out``: the sender's native per-tick batch (decision 0017); its datagrams bypass
-    ``VoiceUdp.send``, so :attr:`Node.sent` then holds only what the Python path sent."""
+    ``VoiceUdp.send``, so :attr:`Node.sent` then holds only what the Python path sent.
+    ``pump``: the native tick over passthrough lanes (decision 0020; needs ``out``)."""
     started: list[tuple[int, int, float]] = []
     sender: Sender[int] = Sender(
-        lambda k, t, p: started.append((t, p, time.monotonic())), out=out
+        lambda k, t, p: started.append((t, p, time.monotonic())), out=out, pump=pump
     )
     node = Node(None, sender, started=started)  # type: ignore[arg-type]
 
