@@ -53,7 +53,7 @@ def describe() -> str:
     if _module is not None and enabled():
         return (
             f"native packet path (C: {_module.OPENSSL_VERSION}, "
-            f"libsodium {_module.SODIUM_VERSION})"
+            f"libsodium {_module.SODIUM_VERSION}, AES-256-GCM by {_module.AES_GCM})"
         )
     if _module is not None:
         return "pure-Python packet path (engine.native_packets is false)"

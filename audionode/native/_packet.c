@@ -18,6 +18,7 @@
 #include <structmember.h>
 
 #include <errno.h>
+#include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -49,6 +50,8 @@ static PyObject *str_encrypt_opus;  /* interned "encrypt_opus" */
 
 /* --- Channel ------------------------------------------------------------------------------ */
 
+static int use_aesni; /* libsodium's AES-256-GCM for channels keyed from now on (set at import) */
+
 typedef struct {
     PyObject_HEAD
     uint32_t ssrc;
@@ -58,6 +61,8 @@ typedef struct {
     int mode;
     unsigned char key[KEY_SIZE];
     EVP_CIPHER_CTX *gcm; /* keyed once per op 4; only the IV changes per packet */
+    crypto_aead_aes256gcm_state *aesni; /* libsodium's AES-NI GCM, keyed once per op 4, when the
+                                           CPU has it: no EVP dispatch per packet (else `gcm`) */
     PyObject *encryptor; /* None or a FrameEncryptor (voice/dave.py DaveState) */
     unsigned long long sent;
     unsigned long long send_errors;
@@ -87,6 +92,10 @@ static int channel_init(Channel *self, PyObject *args, PyObject *kw) {
 
 static void channel_dealloc(Channel *self) {
     if (self->gcm != NULL) EVP_CIPHER_CTX_free(self->gcm);
+    if (self->aesni != NULL) {
+        sodium_memzero(self->aesni, sizeof *self->aesni);
+        free(self->aesni);
+    }
     sodium_memzero(self->key, sizeof self->key);
     Py_XDECREF(self->encryptor);
     Py_TYPE(self)->tp_free((PyObject *)self);
@@ -106,7 +115,13 @@ static PyObject *channel_set_key(Channel *self, PyObject *args) {
     }
     memcpy(self->key, key.buf, KEY_SIZE);
     PyBuffer_Release(&key);
-    if (mode == MODE_AES_GCM) {
+    if (mode == MODE_AES_GCM && use_aesni) {
+        if (self->aesni == NULL) {
+            self->aesni = aligned_alloc(16, sizeof *self->aesni);
+            if (self->aesni == NULL) return PyErr_NoMemory();
+        }
+        crypto_aead_aes256gcm_beforenm(self->aesni, self->key);
+    } else if (mode == MODE_AES_GCM) {
         if (self->gcm == NULL && (self->gcm = EVP_CIPHER_CTX_new()) == NULL) return PyErr_NoMemory();
         if (EVP_EncryptInit_ex(self->gcm, EVP_aes_256_gcm(), NULL, self->key, NULL) != 1)
             return PyErr_Format(PyExc_RuntimeError, "OpenSSL: AES-256-GCM init failed");
@@ -176,7 +191,12 @@ static Py_ssize_t seal(Channel *self, unsigned char *slot, Py_ssize_t n, uint32_
     iv[2] = (unsigned char)(nonce >> 8);
     iv[3] = (unsigned char)nonce;
     unsigned char *body = slot + HEADER_SIZE;
-    if (self->mode == MODE_AES_GCM) {
+    if (self->mode == MODE_AES_GCM && self->aesni != NULL) {
+        unsigned long long maclen = 0;
+        if (crypto_aead_aes256gcm_encrypt_detached_afternm(body, body + n, &maclen, body, (unsigned long long)n,
+                                                           slot, HEADER_SIZE, NULL, iv, self->aesni) != 0)
+            return -1;
+    } else if (self->mode == MODE_AES_GCM) {
         int len = 0;
         EVP_CIPHER_CTX *c = self->gcm;
         if (EVP_EncryptInit_ex(c, NULL, NULL, NULL, iv) != 1) return -1;
@@ -957,8 +977,30 @@ static int pump_ready(void) {
 extern PyTypeObject OggOpusType; /* _ogg.c */
 int ogg_ready(void);
 
+/* use_aes_gcm(name) -> the previous one: "sodium" (AES-NI; only where the CPU has it) or
+ * "openssl" for channels keyed from now on. The tests run both; the node keeps the default. */
+static PyObject *use_aes_gcm(PyObject *mod, PyObject *arg) {
+    const char *name = PyUnicode_Check(arg) ? PyUnicode_AsUTF8(arg) : NULL;
+    if (name == NULL) return PyErr_Format(PyExc_TypeError, "use_aes_gcm(name: str)");
+    PyObject *was = PyUnicode_FromString(use_aesni ? "sodium" : "openssl");
+    if (strcmp(name, "openssl") == 0) {
+        use_aesni = 0;
+    } else if (strcmp(name, "sodium") == 0 && crypto_aead_aes256gcm_is_available()) {
+        use_aesni = 1;
+    } else {
+        Py_XDECREF(was);
+        return PyErr_Format(PyExc_ValueError, "no AES-256-GCM backend %R here", arg);
+    }
+    return was;
+}
+
+static PyMethodDef module_methods[] = {
+    {"use_aes_gcm", use_aes_gcm, METH_O, "use_aes_gcm(name) -> previous: 'sodium' or 'openssl'"},
+    {NULL},
+};
+
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_packet", "The native per-packet path (docs/decisions/0017).", -1, NULL,
+    PyModuleDef_HEAD_INIT, "_packet", "The native per-packet path (docs/decisions/0017).", -1, module_methods,
 };
 
 PyMODINIT_FUNC PyInit__packet(void) {
@@ -966,6 +1008,7 @@ PyMODINIT_FUNC PyInit__packet(void) {
         PyErr_SetString(PyExc_ImportError, "libsodium failed to initialise");
         return NULL;
     }
+    use_aesni = crypto_aead_aes256gcm_is_available();
     if (PyType_Ready(&ChannelType) < 0 || PyType_Ready(&BatchType) < 0 || ogg_ready() < 0 ||
         pump_ready() < 0)
         return NULL;
@@ -983,7 +1026,8 @@ PyMODINIT_FUNC PyInit__packet(void) {
         PyModule_AddIntConstant(m, "MODE_AES_GCM", MODE_AES_GCM) < 0 ||
         PyModule_AddIntConstant(m, "MODE_XCHACHA", MODE_XCHACHA) < 0 ||
         PyModule_AddStringConstant(m, "OPENSSL_VERSION", OpenSSL_version(OPENSSL_VERSION)) < 0 ||
-        PyModule_AddStringConstant(m, "SODIUM_VERSION", sodium_version_string()) < 0) {
+        PyModule_AddStringConstant(m, "SODIUM_VERSION", sodium_version_string()) < 0 ||
+        PyModule_AddStringConstant(m, "AES_GCM", use_aesni ? "libsodium AES-NI" : "OpenSSL") < 0) {
         Py_DECREF(m);
         return NULL;
     }

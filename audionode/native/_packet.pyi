@@ -6,6 +6,10 @@ MODE_AES_GCM: Final[int]
 MODE_XCHACHA: Final[int]
 OPENSSL_VERSION: Final[str]
 SODIUM_VERSION: Final[str]
+AES_GCM: Final[str]
+"""Which AES-256-GCM the channels use: "libsodium AES-NI" where the CPU has it, else "OpenSSL"."""
+
+def use_aes_gcm(name: str, /) -> str: ...
 
 class _Encryptor(Protocol):
     def encrypt_opus(self, frame: bytes) -> bytes: ...

@@ -23,6 +23,18 @@ from audionode.voice.packetizer import (
 )
 
 MODES = [AES_GCM_MODE, XCHACHA_MODE]
+AES_BACKENDS = ["openssl"] + (["sodium"] if _packet.AES_GCM == "libsodium AES-NI" else [])
+
+
+@pytest.fixture(params=AES_BACKENDS)
+def aes_backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    """AES-256-GCM through OpenSSL's EVP, and libsodium's AES-NI where the CPU has it (the
+    default there): both must seal the same bytes as the Python path."""
+    was = _packet.use_aes_gcm(request.param)
+    try:
+        yield request.param
+    finally:
+        _packet.use_aes_gcm(was)
 
 
 class CountingDave:
@@ -70,7 +82,7 @@ def pair(
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("dave", ["off", "method", "direct"])
-def test_same_bytes_as_python(mode: str, dave: str) -> None:
+def test_same_bytes_as_python(mode: str, dave: str, aes_backend: str) -> None:
     # Three streams; the counters of each start just before their wrap points.
     starts = [(0xCAFE, 65530, 2**32 - 960 * 3, 2**32 - 4), (7, 0, 0, 0), (2**32 - 1, 65535, 5, 9)]
     for ssrc, seq, ts, nonce in starts:
@@ -138,7 +150,7 @@ def recv_all(rx: socket.socket, n: int) -> list[bytes]:
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_batch_sendmmsg_delivers_same_datagrams(mode: str) -> None:
+def test_batch_sendmmsg_delivers_same_datagrams(mode: str, aes_backend: str) -> None:
     """Five streams, 30 ticks: all of a tick staged, then one flush. Streams 0-2 share one
     socket (one sendmmsg of three per tick), 3 and 4 have their own; the receiver gets the
     Python path's datagrams in order."""
