@@ -557,7 +557,8 @@ typedef struct {
     LaneCore *lane;     /* media.lane.Lane */
     PyObject *reader;   /* lane.reader (TrackReader) */
     PyObject *packets;  /* reader._packets */
-    PyObject *lock;     /* reader.lock */
+    PyObject *acquire;  /* reader.lock.acquire, bound once */
+    PyObject *release;  /* reader.lock.release */
     PyObject *on_turn;  /* lane.on_turn */
     long long never;    /* media.reader.NEVER */
     long long low;      /* reader._low: the buffer level that wakes a resting reader (fixed) */
@@ -576,7 +577,8 @@ static int feed_traverse(Feed *self, visitproc visit, void *arg) {
     Py_VISIT(self->frames);
     Py_VISIT(self->reader);
     Py_VISIT(self->packets);
-    Py_VISIT(self->lock);
+    Py_VISIT(self->acquire);
+    Py_VISIT(self->release);
     Py_VISIT(self->on_turn);
     return 0;
 }
@@ -588,7 +590,8 @@ static int feed_clear(Feed *self) {
     Py_CLEAR(self->lane);
     Py_CLEAR(self->reader);
     Py_CLEAR(self->packets);
-    Py_CLEAR(self->lock);
+    Py_CLEAR(self->acquire);
+    Py_CLEAR(self->release);
     Py_CLEAR(self->on_turn);
     return 0;
 }
@@ -638,11 +641,15 @@ static int feed_init(Feed *self, PyObject *args, PyObject *kw) {
     }
     PyObject *packets = PyObject_GetAttr(reader, s_packets);
     PyObject *lock = packets != NULL ? PyObject_GetAttr(reader, s_lock) : NULL;
-    PyObject *on_turn = lock != NULL ? PyObject_GetAttr(lane, s_on_turn) : NULL;
+    PyObject *acquire = lock != NULL ? PyObject_GetAttr(lock, s_acquire) : NULL;
+    PyObject *release = acquire != NULL ? PyObject_GetAttr(lock, s_release) : NULL;
+    PyObject *on_turn = release != NULL ? PyObject_GetAttr(lane, s_on_turn) : NULL;
+    Py_XDECREF(lock);
     if (on_turn == NULL) {
         Py_DECREF(reader);
         Py_XDECREF(packets);
-        Py_XDECREF(lock);
+        Py_XDECREF(acquire);
+        Py_XDECREF(release);
         return -1;
     }
     feed_clear(self);
@@ -653,10 +660,40 @@ static int feed_init(Feed *self, PyObject *args, PyObject *kw) {
     self->low = low;
     self->reader = reader;
     self->packets = packets;
-    self->lock = lock;
+    self->acquire = acquire;
+    self->release = release;
     self->on_turn = on_turn;
     self->never = never;
     return 0;
+}
+
+/* The reader's packets are msgspec structs (media.reader.Packet) whose fields are object slots
+ * at fixed offsets, found once from the type's member descriptors: read directly they cost a
+ * load instead of a descriptor call each. Any other type is read by attribute. */
+static PyTypeObject *packet_type;
+static Py_ssize_t off_pos = -1, off_samples = -1, off_data = -1;
+
+static Py_ssize_t slot_offset(PyTypeObject *type, PyObject *name) {
+    PyObject *d = _PyType_Lookup(type, name); /* borrowed */
+    if (d == NULL || !Py_IS_TYPE(d, &PyMemberDescr_Type)) return -1;
+    PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+    return m->type == T_OBJECT_EX || m->type == T_OBJECT ? m->offset : -1;
+}
+
+static PyObject *packet_field(PyObject *packet, Py_ssize_t offset, PyObject *name) {
+    if (Py_TYPE(packet) == packet_type && offset >= 0) {
+        PyObject *v = *(PyObject **)((char *)packet + offset);
+        if (v != NULL) return Py_NewRef(v);
+    }
+    return PyObject_GetAttr(packet, name);
+}
+
+static int packet_ll(PyObject *packet, Py_ssize_t offset, PyObject *name, long long *out) {
+    PyObject *v = packet_field(packet, offset, name);
+    if (v == NULL) return -1;
+    *out = PyLong_AsLongLong(v);
+    Py_DECREF(v);
+    return *out == -1 && PyErr_Occurred() ? -1 : 0;
 }
 
 /* The next packet of the lane, with the reader's lock held (TrackReader.take_for_lane's fast
@@ -670,7 +707,17 @@ static int take_locked(Feed *f, PyObject **data, long long *pos, int *closed) {
     PyObject *head = PySequence_GetItem(f->packets, 0);
     if (head == NULL) return -1;
     long long samples, buffered;
-    if (get_ll(head, s_pos, pos) < 0 || get_ll(head, s_samples, &samples) < 0) {
+    if (Py_TYPE(head) != packet_type) { /* the first packet seen, or another type */
+        PyTypeObject *type = Py_TYPE(head);
+        Py_ssize_t p = slot_offset(type, s_pos), n = slot_offset(type, s_samples), d = slot_offset(type, s_data);
+        if (p >= 0 && n >= 0 && d >= 0) {
+            Py_XSETREF(packet_type, (PyTypeObject *)Py_NewRef(type));
+            off_pos = p;
+            off_samples = n;
+            off_data = d;
+        }
+    }
+    if (packet_ll(head, off_pos, s_pos, pos) < 0 || packet_ll(head, off_samples, s_samples, &samples) < 0) {
         Py_DECREF(head);
         return -1;
     }
@@ -678,7 +725,7 @@ static int take_locked(Feed *f, PyObject **data, long long *pos, int *closed) {
         Py_DECREF(head);
         return 0;
     }
-    PyObject *d = PyObject_GetAttr(head, s_data);
+    PyObject *d = packet_field(head, off_data, s_data);
     Py_DECREF(head);
     if (d == NULL) return -1;
     if (!PyBytes_Check(d)) {
@@ -718,9 +765,9 @@ static int take_locked(Feed *f, PyObject **data, long long *pos, int *closed) {
     return 1;
 }
 
-static PyObject *call_lock(PyObject *lock, PyObject *name, PyObject *arg) {
-    PyObject *args[2] = {lock, arg};
-    return PyObject_VectorcallMethod(name, args, (arg != NULL ? 2 : 1) | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+static PyObject *call_lock(PyObject *method, PyObject *arg) {
+    PyObject *args[2] = {NULL, arg};
+    return PyObject_Vectorcall(method, args + 1, (arg != NULL ? 1 : 0) | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
 }
 
 /* Serve one feed this tick: 1 served (staged, or dropped by DAVE and counted), 0 handed back
@@ -731,7 +778,7 @@ static int feed_serve(Feed *f, Batch *b, double now) {
     if (!ch->live || ch->fd < 0 || ch->mode == MODE_NONE) return 0;
     Py_ssize_t made = PyObject_Length(f->frames);
     if (made != 0) return made < 0 ? -1 : 0;
-    PyObject *r = call_lock(f->lock, s_acquire, Py_False);
+    PyObject *r = call_lock(f->acquire, Py_False);
     if (r == NULL) return -1;
     int got = r == Py_True;
     Py_DECREF(r);
@@ -742,7 +789,7 @@ static int feed_serve(Feed *f, Batch *b, double now) {
     int taken = take_locked(f, &data, &pos, &closed);
     PyObject *et = NULL, *ev = NULL, *tb = NULL;
     if (taken < 0) PyErr_Fetch(&et, &ev, &tb); /* (3.11: no PyErr_GetRaisedException) */
-    r = call_lock(f->lock, s_release, NULL);
+    r = call_lock(f->release, NULL);
     if (r == NULL) {
         Py_XDECREF(et);
         Py_XDECREF(ev);
