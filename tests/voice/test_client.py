@@ -9,6 +9,7 @@ import os
 
 import pytest
 
+from audionode import native
 from audionode.voice import rtp
 from audionode.voice.client import ABANDON_CODE, Credentials, VoiceClient
 from audionode.voice.crypto import AES_GCM_MODE, XCHACHA_MODE, cipher_for
@@ -31,7 +32,7 @@ from audionode.voice.events import (
 )
 from audionode.voice.gateway import ClientState, ServerGateway
 from audionode.voice.opcodes import ClientsConnect, DavePrepareTransition, Op, Outgoing
-from audionode.voice.packetizer import SILENCE_FRAME, Packetizer
+from audionode.voice.packetizer import SILENCE_FRAME, NativePacketizer, Packetizer
 from audionode.voice.receive import (
     MAX_MEMBERS,
     MAX_PENDING_PER_SSRC,
@@ -265,6 +266,25 @@ def test_with_another_member_present_audio_waits_for_the_group() -> None:
     assert sealed_payload(c, SILENCE_FRAME) == SILENCE_FRAME  # silence passes by design
     h.deliver(h.server.client_disconnect(99))
     assert c.audio_ready and MemberLeft(99) in h.log
+
+
+@pytest.mark.skipif(not native.enabled(), reason=native.describe())
+def test_the_native_channel_is_live_exactly_while_audio_may_leave() -> None:
+    """The sender's native Pump serves a channel only while it is ``live`` (decision 0020):
+    it follows :attr:`VoiceClient.audio_ready` through a DAVE hold, and a replaced packetizer's
+    channel (a reconnect) is never live again."""
+    h = Harness(dave_version=1)
+    h.connect()
+    c = h.client
+    p = c.packetizer
+    assert isinstance(p, NativePacketizer)
+    assert c.audio_ready and p.channel.live
+    h.deliver(h.server.clients_connect([99]))
+    assert not c.audio_ready and not p.channel.live, "a hold must stop the Pump at once"
+    h.deliver(h.server.client_disconnect(99))
+    assert c.audio_ready and p.channel.live
+    c.restart(Credentials(11, 22, 44, "sess2", "tok2"))
+    assert c.packetizer is None and not p.channel.live
 
 
 def test_a_downgrade_allows_plain_audio_once_executed() -> None:
