@@ -161,4 +161,3 @@ class Hearing:
             "receive_concealed": concealed,
             "receive_failed": failed,
         }
-

@@ -49,6 +49,7 @@ class Producer(Protocol):
 
     def owner_of(self, item: Any) -> int | None: ...
 
+
 log = logging.getLogger(__name__)
 
 PUBLISH_EVERY = 0.1

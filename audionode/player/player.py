@@ -257,7 +257,7 @@ class GuildPlayer(Effects):
             self._ended(event.serial, event.reason, event.message)
         elif isinstance(event, msg.TrackPosition):
             if self.current is not None and self.current.serial == event.serial:
-                self._feed(In.POSITION, event.position_ms)
+                self._feed(In.POSITION, (event.position_ms, event.held_ms))
                 self._check_end()
         elif isinstance(event, msg.NeedNext):
             if self.current is not None and self.current.serial == event.serial:
