@@ -136,7 +136,7 @@ class Writer:
             conn.execute("BEGIN")
             # Runs of one statement (a checkpoint's positions: one UPDATE per playing player)
             # go through executemany: the same statements in the same order, prepared once.
-            run_sql, run = "", []
+            run_sql, run = "", list[tuple[Any, ...]]()
             for statements in pending.values():
                 for sql, params in statements:
                     if sql != run_sql:
