@@ -27,7 +27,7 @@ TEXT_LIMIT = 1024
 """Characters kept of an event's text fields (error messages, close reasons) when an event
 is over its byte limit."""
 _CHUNK = 1 << 16
-POSITION_HOLD = 0.1
+POSITION_HOLD = 0.05
 """Seconds a worker holds a position report before writing it. With N players each reporting
 once a second, their reports otherwise reach the control process one at a time, N writes and
 N wake-ups a second on each side; held, they go at most 1/POSITION_HOLD times a second. The
