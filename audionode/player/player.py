@@ -338,6 +338,18 @@ class GuildPlayer(Effects):
             return None
         return self.current.entry, self._elapsed(self.current, self.cb.clock())
 
+    @property
+    def advancing(self) -> bool:
+        """:meth:`resumable`'s position moves with the wall clock (the current track plays,
+        unpaused, with voice): ``position + (later - now)`` is where it will be ``later``."""
+        # the condition under which _elapsed extrapolates the current track
+        return (
+            self._opening is None
+            and self.current is not None
+            and not self.paused
+            and self.connected
+        )
+
     def resume_from(self, entry: Entry[Any] | None, position: float, stopped: bool) -> None:
         """Rebuild after a node restart. The service has set the stored state (options, queue,
         paused, voice) on this fresh player and sent Connect; as after an engine loss, the
