@@ -69,7 +69,9 @@ class PlayerRef(_Frozen, frozen=True):
 
     @property
     def session(self) -> SessionRef:
-        return SessionRef(user_id=self.user_id, shard_id=self.shard_id, session_id=self.session_id)
+        return SessionRef(
+            user_id=self.user_id, shard_id=self.shard_id, session_id=self.session_id
+        )
 
 
 # --- session and voice --------------------------------------------------------------------------
@@ -333,8 +335,6 @@ class GetPlayers(_Frozen, frozen=True):
 
 class GetFrameStats(_Frozen, frozen=True):
     """The last minute's frame counters of a session's playing voice clients."""
-
-
 # --- hearing: recording, layers, the VDP bridge (issue 15) --------------------------------------
 
 

@@ -161,3 +161,4 @@ class Hearing:
             "receive_concealed": concealed,
             "receive_failed": failed,
         }
+

@@ -49,7 +49,6 @@ class Producer(Protocol):
 
     def owner_of(self, item: Any) -> int | None: ...
 
-
 log = logging.getLogger(__name__)
 
 PUBLISH_EVERY = 0.1

@@ -339,7 +339,8 @@ class WorkerPool:
 
     def _loads(self) -> list[WorkerLoad]:
         up = [
-            s.worker is not None and s.worker.alive and s.worker.cause is None for s in self._slots
+            s.worker is not None and s.worker.alive and s.worker.cause is None
+            for s in self._slots
         ]
         return self.placer.loads(self.book, up)
 

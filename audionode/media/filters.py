@@ -96,9 +96,8 @@ def _stages(f: Filters) -> list[Stage]:
         )
         out.append(Stage("pan", args, "channelMix"))
     if f.low_pass is not None and f.low_pass.smoothing > 1.0:
-        out.append(
-            Stage("lowpass", f"f={_num(_smoothing_cutoff(f.low_pass.smoothing))}:p=1", "lowPass")
-        )
+        out.append(Stage("lowpass", f"f={_num(_smoothing_cutoff(f.low_pass.smoothing))}:p=1",
+                         "lowPass"))
     for name, options in f.raw.items():
         if name == "atempo":
             out += _atempo(float(options.get("tempo", 1.0)), "raw.atempo") or [_anull("raw.atempo")]

@@ -52,7 +52,8 @@ def describe() -> str:
     """One line for the log and ``doctor``: which per-packet path runs, and why."""
     if _module is not None and enabled():
         return (
-            f"native packet path (C: {_module.OPENSSL_VERSION}, libsodium {_module.SODIUM_VERSION})"
+            f"native packet path (C: {_module.OPENSSL_VERSION}, "
+            f"libsodium {_module.SODIUM_VERSION})"
         )
     if _module is not None:
         return "pure-Python packet path (engine.native_packets is false)"

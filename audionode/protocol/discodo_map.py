@@ -44,7 +44,6 @@ JSON = Any
 
 # --- the shapes of REST replies (their return types below; protocol/openapi.py describes them) --
 
-
 class TrackJson(TypedDict):
     _type: str
     id: str
@@ -56,8 +55,6 @@ class TrackJson(TypedDict):
     thumbnail: str | None
     source: str
     encoded: str
-
-
 """Discodo's ``AudioData`` plus ``encoded``, the node's signed form of the track."""
 
 

@@ -180,7 +180,9 @@ def _voice(voice: VoiceIn | UnsetType, guild_id: int) -> list[Step]:
     if isinstance(voice, UnsetType):
         return []
     if not (voice.token and voice.endpoint and voice.session_id and voice.channel_id):
-        raise BadRequest("token, endpoint, sessionId and channelId must be provided in voice state")
+        raise BadRequest(
+            "token, endpoint, sessionId and channelId must be provided in voice state"
+        )
     channel = snowflake(voice.channel_id, "field `voice.channelId`")
     state = c.VoiceState(guild_id=guild_id, session_id=voice.session_id, channel_id=channel)
     server = c.VoiceServer(guild_id=guild_id, token=voice.token, endpoint=voice.endpoint)

@@ -165,20 +165,10 @@ UNIT = Num(0, 1)
 FLAG = Flag()
 WIDTH_TYPE = Choice(("h", "q", "o", "s", "k"))
 _BIQUAD: dict[str, Kind] = {
-    "frequency": Num(1, 24000),
-    "width_type": WIDTH_TYPE,
-    "width": Num(0.01, 24000),
+    "frequency": Num(1, 24000), "width_type": WIDTH_TYPE, "width": Num(0.01, 24000)
 }
-_BIQUAD_SHORT = {
-    "f": "frequency",
-    "t": "width_type",
-    "w": "width",
-    "g": "gain",
-    "m": "mix",
-    "n": "normalize",
-    "p": "poles",
-    "o": "order",
-}
+_BIQUAD_SHORT = {"f": "frequency", "t": "width_type", "w": "width", "g": "gain", "m": "mix",
+                 "n": "normalize", "p": "poles", "o": "order"}
 _TAIL: dict[str, Kind] = {"mix": MIX, "normalize": FLAG}
 _SHELF: dict[str, Kind] = {**_BIQUAD, "gain": Num(-30, 30), "poles": Num(1, 2, True), **_TAIL}
 _PASS: dict[str, Kind] = {**_BIQUAD, "poles": Num(1, 2, True), **_TAIL}
@@ -203,236 +193,133 @@ RAW_FILTERS: dict[str, RawFilter] = {
     "anequalizer": RawFilter({"params": Bands()}, positional=("params",)),
     "superequalizer": RawFilter({f"{i}b": Num(0, 20) for i in range(1, 19)}),
     "asubboost": RawFilter(
-        {
-            "dry": UNIT,
-            "wet": UNIT,
-            "boost": Num(1, 12),
-            "decay": UNIT,
-            "feedback": UNIT,
-            "cutoff": Num(50, 900),
-            "slope": Num(0.0001, 1),
-            "delay": Num(1, 100),
-        }
+        {"dry": UNIT, "wet": UNIT, "boost": Num(1, 12), "decay": UNIT, "feedback": UNIT,
+         "cutoff": Num(50, 900), "slope": Num(0.0001, 1), "delay": Num(1, 100)}
     ),
     "asubcut": RawFilter({"cutoff": Num(2, 200), "order": Num(3, 20, True), "level": UNIT}),
     "asuperpass": RawFilter(
-        {
-            "centerf": Num(20, 20000),
-            "order": Num(4, 20, True),
-            "qfactor": Num(0.01, 100),
-            "level": Num(0, 2),
-        }
+        {"centerf": Num(20, 20000), "order": Num(4, 20, True), "qfactor": Num(0.01, 100),
+         "level": Num(0, 2)}
     ),
     "asuperstop": RawFilter(
-        {
-            "centerf": Num(20, 20000),
-            "order": Num(4, 20, True),
-            "qfactor": Num(0.01, 100),
-            "level": Num(0, 2),
-        }
+        {"centerf": Num(20, 20000), "order": Num(4, 20, True), "qfactor": Num(0.01, 100),
+         "level": Num(0, 2)}
     ),
     "virtualbass": RawFilter({"cutoff": Num(100, 500), "strength": Num(0.5, 3)}),
     # dynamics and saturation
     "acompressor": RawFilter(
-        {
-            "level_in": LEVEL,
-            "mode": Choice(("downward", "upward")),
-            "threshold": Num(0.000976563, 1),
-            "ratio": Num(1, 20),
-            "attack": Num(0.01, 2000),
-            "release": Num(0.01, 9000),
-            "makeup": Num(1, 64),
-            "knee": Num(1, 8),
-            "link": Choice(("average", "maximum")),
-            "detection": Choice(("peak", "rms")),
-            "level_sc": LEVEL,
-            "mix": MIX,
-        }
+        {"level_in": LEVEL, "mode": Choice(("downward", "upward")),
+         "threshold": Num(0.000976563, 1), "ratio": Num(1, 20), "attack": Num(0.01, 2000),
+         "release": Num(0.01, 9000), "makeup": Num(1, 64), "knee": Num(1, 8),
+         "link": Choice(("average", "maximum")), "detection": Choice(("peak", "rms")),
+         "level_sc": LEVEL, "mix": MIX}
     ),
     "agate": RawFilter(
-        {
-            "level_in": LEVEL,
-            "mode": Choice(("downward", "upward")),
-            "range": UNIT,
-            "threshold": UNIT,
-            "ratio": Num(1, 100),
-            "attack": Num(0.01, 9000),
-            "release": Num(0.01, 9000),
-            "makeup": Num(1, 64),
-            "knee": Num(1, 8),
-            "detection": Choice(("peak", "rms")),
-            "link": Choice(("average", "maximum")),
-            "level_sc": LEVEL,
-        }
+        {"level_in": LEVEL, "mode": Choice(("downward", "upward")), "range": UNIT,
+         "threshold": UNIT, "ratio": Num(1, 100), "attack": Num(0.01, 9000),
+         "release": Num(0.01, 9000), "makeup": Num(1, 64), "knee": Num(1, 8),
+         "detection": Choice(("peak", "rms")), "link": Choice(("average", "maximum")),
+         "level_sc": LEVEL}
     ),
     "alimiter": RawFilter(
-        {
-            "level_in": LEVEL,
-            "level_out": LEVEL,
-            "limit": Num(0.0625, 1),
-            "attack": Num(0.1, 80),
-            "release": Num(1, 8000),
-            "asc": FLAG,
-            "asc_level": UNIT,
-            "level": FLAG,
-            "latency": FLAG,
-        }
+        {"level_in": LEVEL, "level_out": LEVEL, "limit": Num(0.0625, 1), "attack": Num(0.1, 80),
+         "release": Num(1, 8000), "asc": FLAG, "asc_level": UNIT, "level": FLAG,
+         "latency": FLAG}
     ),
     "acontrast": RawFilter({"contrast": Num(0, 100)}, positional=("contrast",)),
     "asoftclip": RawFilter(
-        {
-            "type": Choice(
-                ("hard", "tanh", "atan", "cubic", "exp", "alg", "quintic", "sin", "erf")
-            ),
-            "threshold": Num(0.000001, 1),
-            "output": Num(0.000001, 16),
-            "param": Num(0.01, 3),
-            "oversample": Num(1, 4, True),
-        }
+        {"type": Choice(("hard", "tanh", "atan", "cubic", "exp", "alg", "quintic", "sin",
+                         "erf")),
+         "threshold": Num(0.000001, 1), "output": Num(0.000001, 16), "param": Num(0.01, 3),
+         "oversample": Num(1, 4, True)}
     ),
     "acrusher": RawFilter(
-        {
-            "level_in": LEVEL,
-            "level_out": LEVEL,
-            "bits": Num(1, 64),
-            "mix": MIX,
-            "mode": Choice(("lin", "log")),
-            "dc": Num(0.25, 4),
-            "aa": UNIT,
-            "samples": Num(1, 250),
-            "lfo": FLAG,
-            "lforange": Num(1, 250),
-            "lforate": Num(0.01, 200),
-        }
+        {"level_in": LEVEL, "level_out": LEVEL, "bits": Num(1, 64), "mix": MIX,
+         "mode": Choice(("lin", "log")), "dc": Num(0.25, 4), "aa": UNIT,
+         "samples": Num(1, 250), "lfo": FLAG, "lforange": Num(1, 250),
+         "lforate": Num(0.01, 200)}
     ),
     "aexciter": RawFilter(
-        {
-            "level_in": Num(0, 64),
-            "level_out": Num(0, 64),
-            "amount": Num(0, 64),
-            "drive": Num(0.1, 10),
-            "blend": Num(-10, 10),
-            "freq": Num(2000, 12000),
-            "ceil": Num(9999, 20000),
-            "listen": FLAG,
-        }
+        {"level_in": Num(0, 64), "level_out": Num(0, 64), "amount": Num(0, 64),
+         "drive": Num(0.1, 10), "blend": Num(-10, 10), "freq": Num(2000, 12000),
+         "ceil": Num(9999, 20000), "listen": FLAG}
     ),
     "dcshift": RawFilter({"shift": Num(-1, 1), "limitergain": UNIT}, positional=("shift",)),
-    "deesser": RawFilter({"i": UNIT, "m": UNIT, "f": UNIT, "s": Choice(("i", "o", "e"))}),
-    "dialoguenhance": RawFilter({"original": UNIT, "enhance": Num(0, 3), "voice": Num(2, 32)}),
+    "deesser": RawFilter(
+        {"i": UNIT, "m": UNIT, "f": UNIT, "s": Choice(("i", "o", "e"))}
+    ),
+    "dialoguenhance": RawFilter(
+        {"original": UNIT, "enhance": Num(0, 3), "voice": Num(2, 32)}
+    ),
     # stereo image
     "extrastereo": RawFilter({"m": Num(-10, 10), "c": FLAG}),
     "crystalizer": RawFilter({"i": Num(-10, 10), "c": FLAG}),
     "stereowiden": RawFilter(
-        {"delay": Num(1, 100), "feedback": Num(0, 0.9), "crossfeed": Num(0, 0.8), "drymix": UNIT}
+        {"delay": Num(1, 100), "feedback": Num(0, 0.9), "crossfeed": Num(0, 0.8),
+         "drymix": UNIT}
     ),
     "crossfeed": RawFilter(
-        {
-            "strength": UNIT,
-            "range": UNIT,
-            "slope": Num(0.01, 1),
-            "level_in": UNIT,
-            "level_out": UNIT,
-        }
+        {"strength": UNIT, "range": UNIT, "slope": Num(0.01, 1), "level_in": UNIT,
+         "level_out": UNIT}
     ),
     "earwax": RawFilter({}),
     "stereotools": RawFilter(
-        {
-            "level_in": LEVEL,
-            "level_out": LEVEL,
-            "balance_in": Num(-1, 1),
-            "balance_out": Num(-1, 1),
-            "softclip": FLAG,
-            "mutel": FLAG,
-            "muter": FLAG,
-            "phasel": FLAG,
-            "phaser": FLAG,
-            # (libav reads + and - in a constant's name as flag arithmetic: lr>l+r, lr>l-r
-            # cannot be set by name, so they are not offered)
-            "mode": Choice(
-                ("lr>lr", "lr>ms", "ms>lr", "lr>ll", "lr>rr", "lr>rl", "ms>ll", "ms>rr", "ms>rl")
-            ),
-            "slev": LEVEL,
-            "sbal": Num(-1, 1),
-            "mlev": LEVEL,
-            "mpan": Num(-1, 1),
-            "base": Num(-1, 1),
-            "delay": Num(-20, 20),
-            "sclevel": Num(1, 100),
-            "phase": Num(0, 360),
-        }
+        {"level_in": LEVEL, "level_out": LEVEL, "balance_in": Num(-1, 1),
+         "balance_out": Num(-1, 1), "softclip": FLAG, "mutel": FLAG, "muter": FLAG,
+         "phasel": FLAG, "phaser": FLAG,
+         # (libav reads + and - in a constant's name as flag arithmetic: lr>l+r, lr>l-r
+         # cannot be set by name, so they are not offered)
+         "mode": Choice(("lr>lr", "lr>ms", "ms>lr", "lr>ll", "lr>rr", "lr>rl", "ms>ll",
+                         "ms>rr", "ms>rl")),
+         "slev": LEVEL, "sbal": Num(-1, 1), "mlev": LEVEL, "mpan": Num(-1, 1),
+         "base": Num(-1, 1), "delay": Num(-20, 20), "sclevel": Num(1, 100),
+         "phase": Num(0, 360)}
     ),
     "apulsator": RawFilter(
-        {
-            "level_in": LEVEL,
-            "level_out": LEVEL,
-            "mode": Choice(("sine", "triangle", "square", "sawup", "sawdown")),
-            "amount": UNIT,
-            "offset_l": UNIT,
-            "offset_r": UNIT,
-            "width": Num(0, 2),
-            "timing": Choice(("bpm", "ms", "hz")),
-            "bpm": Num(30, 300),
-            "ms": Num(10, 2000),
-            "hz": Num(0.01, 100),
-        }
+        {"level_in": LEVEL, "level_out": LEVEL,
+         "mode": Choice(("sine", "triangle", "square", "sawup", "sawdown")),
+         "amount": UNIT, "offset_l": UNIT, "offset_r": UNIT, "width": Num(0, 2),
+         "timing": Choice(("bpm", "ms", "hz")), "bpm": Num(30, 300), "ms": Num(10, 2000),
+         "hz": Num(0.01, 100)}
     ),
     # modulation and delay
     "tremolo": RawFilter({"f": Num(0.1, 20000), "d": UNIT}),
     "vibrato": RawFilter({"f": Num(0.1, 20000), "d": UNIT}),
     "aphaser": RawFilter(
-        {
-            "in_gain": UNIT,
-            "out_gain": UNIT,
-            "delay": Num(0.1, 5),
-            "decay": Num(0, 0.99),
-            "speed": Num(0.1, 2),
-            "type": Choice(("triangular", "t", "sinusoidal", "s")),
-        }
+        {"in_gain": UNIT, "out_gain": UNIT, "delay": Num(0.1, 5), "decay": Num(0, 0.99),
+         "speed": Num(0.1, 2), "type": Choice(("triangular", "t", "sinusoidal", "s"))}
     ),
     "flanger": RawFilter(
-        {
-            "delay": Num(0, 30),
-            "depth": Num(0, 10),
-            "regen": Num(-95, 95),
-            "width": Num(0, 100),
-            "speed": Num(0.1, 10),
-            "shape": Choice(("triangular", "t", "sinusoidal", "s")),
-            "phase": Num(0, 100),
-            "interp": Choice(("linear", "quadratic")),
-        }
+        {"delay": Num(0, 30), "depth": Num(0, 10), "regen": Num(-95, 95),
+         "width": Num(0, 100), "speed": Num(0.1, 10),
+         "shape": Choice(("triangular", "t", "sinusoidal", "s")), "phase": Num(0, 100),
+         "interp": Choice(("linear", "quadratic"))}
     ),
     "chorus": RawFilter(
-        {
-            "in_gain": UNIT,
-            "out_gain": UNIT,
-            "delays": NumList(Num(1, 100)),
-            "decays": NumList(Num(0.001, 1)),
-            "speeds": NumList(Num(0.1, 10)),
-            "depths": NumList(Num(0, 10)),
-        },
+        {"in_gain": UNIT, "out_gain": UNIT, "delays": NumList(Num(1, 100)),
+         "decays": NumList(Num(0.001, 1)), "speeds": NumList(Num(0.1, 10)),
+         "depths": NumList(Num(0, 10))},
         positional=("in_gain", "out_gain", "delays", "decays", "speeds", "depths"),
         same_length=("delays", "decays", "speeds", "depths"),
         required=("delays", "decays", "speeds", "depths"),
     ),
     "aecho": RawFilter(
-        {
-            "in_gain": UNIT,
-            "out_gain": UNIT,
-            "delays": NumList(Num(1, 5000)),
-            "decays": NumList(Num(0.001, 1)),
-        },
+        {"in_gain": UNIT, "out_gain": UNIT, "delays": NumList(Num(1, 5000)),
+         "decays": NumList(Num(0.001, 1))},
         positional=("in_gain", "out_gain", "delays", "decays"),
         same_length=("delays", "decays"),
     ),
-    "adelay": RawFilter({"delays": NumList(Num(0, 5000), 2), "all": FLAG}, positional=("delays",)),
-    "afreqshift": RawFilter({"shift": Num(-5000, 5000), "level": UNIT, "order": Num(1, 16, True)}),
+    "adelay": RawFilter(
+        {"delays": NumList(Num(0, 5000), 2), "all": FLAG}, positional=("delays",)
+    ),
+    "afreqshift": RawFilter(
+        {"shift": Num(-5000, 5000), "level": UNIT, "order": Num(1, 16, True)}
+    ),
     "aphaseshift": RawFilter({"shift": Num(-1, 1), "level": UNIT, "order": Num(1, 16, True)}),
     # tempo and rate (accounted for by the chain's stretch bound, protocol/filters.py)
     "atempo": RawFilter({"tempo": Num(0.5, 4)}, positional=("tempo",)),
     "asetrate": RawFilter(
-        {"sample_rate": Num(8000, 192000, True)},
-        short={"r": "sample_rate"},
+        {"sample_rate": Num(8000, 192000, True)}, short={"r": "sample_rate"},
         positional=("sample_rate",),
     ),
     "volume": RawFilter({"volume": Num(0, 5)}, positional=("volume",)),
@@ -475,10 +362,8 @@ def parse_raw(name: str, args: Any) -> dict[str, Value]:
 def _split(name: str, spec: RawFilter, text: str) -> dict[str, str]:
     """libav's ``key=value:key=value`` (leading values by position) without its escapes."""
     if len(text) > 2000 or any(c in text for c in "\\'\"[];,\n"):
-        raise RawFilterError(
-            name,
-            "expected plain options like `f=1000:g=3` (no quotes, escapes or filter-graph syntax)",
-        )
+        raise RawFilterError(name, "expected plain options like `f=1000:g=3` (no quotes, "
+                                   "escapes or filter-graph syntax)")
     given: dict[str, str] = {}
     keyed = False
     for i, token in enumerate(text.split(":") if text.strip() else []):

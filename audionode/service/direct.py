@@ -94,14 +94,18 @@ class DirectMethods:
         """Whether ``ref`` names a session (attached to a connection or waiting for one)."""
         return ref in self.sessions.by_ref
 
-    async def configure_session(self, ref: c.SessionRef, cmd: c.ConfigureSession) -> SessionConfig:
+    async def configure_session(
+        self, ref: c.SessionRef, cmd: c.ConfigureSession
+    ) -> SessionConfig:
         session = self.sessions.session(ref)
         if cmd.resumable is not None:
             session.resumable = cmd.resumable
         if cmd.timeout is not None:
             session.resume_timeout = cmd.timeout
         self.keeper.session_changed(session)
-        return SessionConfig(resumable=session.resumable, timeout=self.sessions.timeout_of(session))
+        return SessionConfig(
+            resumable=session.resumable, timeout=self.sessions.timeout_of(session)
+        )
 
     async def players(self, ref: c.SessionRef, cmd: c.GetPlayers) -> tuple[PlayerView, ...]:
         return tuple(player_view(p) for p in self.sessions.session(ref).players.values())

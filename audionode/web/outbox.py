@@ -118,8 +118,8 @@ class Outbox(Generic[T]):
     async def _send_many(self, texts: list[str]) -> None:
         """Send ``texts`` as one text message each, in a single write to the socket. (Sanic's
         ``send`` writes each message on its own and dispatches a signal per write: with a
-        few hundred players each reporting its position every second, that was most of the
-        control process's CPU, docs/PERFORMANCE.md.)"""
+        few hundred players each reporting its position every second, that was over a third
+        of the control process's CPU, docs/PERFORMANCE.md.)"""
         ws = self._ws
         async with ws.conn_mutex:
             fut = ws.data_finished_fut

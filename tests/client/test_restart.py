@@ -44,7 +44,9 @@ def split(frames: list[Heard], ssrc: int) -> tuple[list[Heard], list[Heard]]:
 
 
 @pytest.mark.parametrize("how", ["kill", "terminate"])
-async def test_a_node_restarted_within_the_grace_keeps_its_player(tmp_path: Path, how: str) -> None:
+async def test_a_node_restarted_within_the_grace_keeps_its_player(
+    tmp_path: Path, how: str
+) -> None:
     async with process_stage(tmp_path, GRACE) as s:
         listener, events, pool, bot, proc, node = (
             s.listener, s.events, s.pool, s.bot, s.proc, s.a_node
@@ -64,7 +66,9 @@ async def test_a_node_restarted_within_the_grace_keeps_its_player(tmp_path: Path
         await proc.start()
         up = time.monotonic()
         first = ears.frames()[0].ssrc
-        await listener.wait_for(lambda: len(split(ears.frames(), first)[1]) >= 60, within=15)
+        await listener.wait_for(
+            lambda: len(split(ears.frames(), first)[1]) >= 60, within=15
+        )
 
         before, after = split(ears.frames(), first)
         gap = after[0].at - before[-1].at

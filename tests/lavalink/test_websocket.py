@@ -111,10 +111,9 @@ async def test_a_forged_track_meets_the_source_guards(
         await raw.call("PATCH", f"/v4/sessions/{sid}/players/3", {"encodedTrack": forged})
         failure = await sock.expect("event", "TrackExceptionEvent")
         assert "169.254.169.254" in failure["exception"]["message"]
-        assert (
-            "private" in failure["exception"]["message"]
-            or "not allowed" in failure["exception"]["message"]
-        )
+        assert "private" in failure["exception"]["message"] or "not allowed" in failure[
+            "exception"
+        ]["message"]
         assert (await sock.expect("event", "TrackEndEvent"))["reason"] == "loadFailed"
 
 

@@ -23,8 +23,10 @@ def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_media(d / "b660.wav", tone([660], 1.0), "wav")
     write_media(d / "b660.opus", tone([660], 1.0), "opus")
     # a track whose halves differ (440 Hz then 880 Hz), to check seeking by content
-    write_media(d / "halves.wav", np.concatenate([tone([440], 1.0), tone([880], 1.0)]), "wav")
-    write_media(d / "halves.opus", np.concatenate([tone([440], 1.0), tone([880], 1.0)]), "opus")
+    write_media(d / "halves.wav", np.concatenate(
+        [tone([440], 1.0), tone([880], 1.0)]), "wav")
+    write_media(d / "halves.opus", np.concatenate(
+        [tone([440], 1.0), tone([880], 1.0)]), "opus")
     # odd lengths: a join that does not fall on a 20 ms frame boundary
     write_media(d / "odd440.wav", tone([440], 0.517), "wav")
     write_media(d / "odd660.wav", tone([660], 0.503), "wav")

@@ -219,48 +219,32 @@ def test_raw_libavfilter_filters(
         ({"raw": {"amovie": "/etc/passwd"}}, "`raw.amovie`: not a libav filter the node allows"),
         ({"raw": {"aeval": "exprs=sin(val(0))"}}, "`raw.aeval`: not a libav filter"),
         ({"pan": "stereo|c0=c1"}, "unknown filter `pan`"),
-        (
-            {"raw": {"equalizer": "f=1000:g=zz"}},
-            "`raw.equalizer.gain`: expected a number between -30 and 30, got 'zz'",
-        ),
-        (
-            {"raw": {"atempo": "7000"}},
-            "`raw.atempo.tempo`: expected a number between 0.5 and 4, got '7000'",
-        ),
-        (
-            {"raw": {"lowpass": "nosuch=1"}},
-            "`raw.lowpass.nosuch`: not an allowed option (allowed: frequency (f), width_type (t)",
-        ),
+        ({"raw": {"equalizer": "f=1000:g=zz"}},
+         "`raw.equalizer.gain`: expected a number between -30 and 30, got 'zz'"),
+        ({"raw": {"atempo": "7000"}},
+         "`raw.atempo.tempo`: expected a number between 0.5 and 4, got '7000'"),
+        ({"raw": {"lowpass": "nosuch=1"}},
+         "`raw.lowpass.nosuch`: not an allowed option (allowed: frequency (f), width_type (t)"),
         # no expression reaches libav: not as a value, not through filter-graph syntax
         ({"asetrate": "48000*1.25"}, "`raw.asetrate.sample_rate`: expected an integer between"),
         ({"volume": "1+1"}, "`raw.volume.volume`: expected a number between 0 and 5, got '1+1'"),
         ({"volume": "0.5,aeval=sin(val(0))"}, "`raw.volume`: expected plain options"),
         ({"equalizer": "f=1000[a];[a]aeval=0"}, "`raw.equalizer`: expected plain options"),
         ({"atempo": "tempo='1.5'"}, "`raw.atempo`: expected plain options"),
-        (
-            {"raw": {"acompressor": {"mode": "sideways"}}},
-            "`raw.acompressor.mode`: expected one of downward, upward, got 'sideways'",
-        ),
-        (
-            {"raw": {"aecho": "0.8:0.9:1000|1800:0.3"}},
-            "`raw.aecho`: delays, decays must have as many items each",
-        ),
-        (
-            {"raw": {"aecho": {"delays": [60000]}}},
-            "`raw.aecho.delays`: expected a number between 1 and 5000, got 60000",
-        ),
+        ({"raw": {"acompressor": {"mode": "sideways"}}},
+         "`raw.acompressor.mode`: expected one of downward, upward, got 'sideways'"),
+        ({"raw": {"aecho": "0.8:0.9:1000|1800:0.3"}},
+         "`raw.aecho`: delays, decays must have as many items each"),
+        ({"raw": {"aecho": {"delays": [60000]}}},
+         "`raw.aecho.delays`: expected a number between 1 and 5000, got 60000"),
         ({"raw": {"chorus": "0.5:0.9"}}, "`raw.chorus`: needs delays, decays, speeds, depths"),
         ({"raw": {"atempo": {"tempo": True}}}, "`raw.atempo.tempo`: expected a number"),
         ({"raw": {"atempo": 1.5}}, "`raw.atempo`: expected options as a string or an object"),
         ({"raw": {"atempo": "2:3"}}, "`raw.atempo`: `3` needs a name (name=value)"),
-        (
-            {"raw": {"atempo": "tempo=2", "volume": "3"}, "atempo": "2"},
-            "invalid filter `atempo`: given both in `raw` and on its own",
-        ),
-        (
-            {"raw": {f"{n}": "" for n in ("anull", "earwax")} | {"x": ""}},
-            "`raw.x`: not a libav filter the node allows",
-        ),
+        ({"raw": {"atempo": "tempo=2", "volume": "3"}, "atempo": "2"},
+         "invalid filter `atempo`: given both in `raw` and on its own"),
+        ({"raw": {f"{n}": "" for n in ("anull", "earwax")} | {"x": ""}},
+         "`raw.x`: not a libav filter the node allows"),
     ],
 )
 def test_invalid_filters_are_refused_precisely(
@@ -310,29 +294,13 @@ def test_parse_filters_accepts_lavalink_names_and_reports_identity() -> None:
 
 _json = st.recursive(
     st.none() | st.booleans() | st.floats(allow_nan=True) | st.integers() | st.text(max_size=8),
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=12), inner, max_size=3)
-    ),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=12), inner,
+                                                                 max_size=3),
     max_leaves=8,
 )
 _keys = st.sampled_from(
-    [
-        "volume",
-        "equalizer",
-        "karaoke",
-        "timescale",
-        "tremolo",
-        "vibrato",
-        "distortion",
-        "rotation",
-        "channelMix",
-        "lowPass",
-        "raw",
-        "band",
-        "gain",
-        "speed",
-        "level",
-    ]
+    ["volume", "equalizer", "karaoke", "timescale", "tremolo", "vibrato", "distortion",
+     "rotation", "channelMix", "lowPass", "raw", "band", "gain", "speed", "level"]
 )
 
 
@@ -410,12 +378,8 @@ def test_libav_option_strings_and_objects_give_the_same_typed_filters() -> None:
         "equalizer": {"frequency": 1000.0, "width_type": "o", "width": 2.0, "gain": 5.0}
     }
     echo = parse_filters({"aecho": "0.8:0.9:1000|1800:0.3|0.25"}).raw["aecho"]
-    assert echo == {
-        "in_gain": 0.8,
-        "out_gain": 0.9,
-        "delays": [1000.0, 1800.0],
-        "decays": [0.3, 0.25],
-    }
+    assert echo == {"in_gain": 0.8, "out_gain": 0.9, "delays": [1000.0, 1800.0],
+                    "decays": [0.3, 0.25]}
     assert stages(parse_filters({"aecho": "0.8:0.9:1000|1800:0.3|0.25"}))[0].args == (
         "in_gain=0.8:out_gain=0.9:delays=1000|1800:decays=0.3|0.25"
     )
@@ -431,10 +395,8 @@ def _extremes(kind: Any) -> list[Any]:
     if isinstance(kind, NumList):
         return [[kind.item.lo], [kind.item.hi] * kind.most]
     assert isinstance(kind, Bands)
-    return [
-        [{"c": 0, "f": 1, "w": 0.1, "g": -30, "t": 0}],
-        [{"c": 1, "f": 24000, "w": 24000, "g": 30, "t": 2}] * 4,
-    ]
+    return [[{"c": 0, "f": 1, "w": 0.1, "g": -30, "t": 0}],
+            [{"c": 1, "f": 24000, "w": 24000, "g": 30, "t": 2}] * 4]
 
 
 @pytest.mark.parametrize("name", sorted(RAW_FILTERS))
@@ -547,9 +509,7 @@ def test_a_set_that_fails_its_trial_is_refused_with_the_reason(
 
 
 def test_a_chain_that_overruns_while_playing_is_dropped_and_the_audio_goes_on(
-    pipeline: Pipeline,
-    rec: Recorder,
-    sounds: dict[str, Playable],
+    pipeline: Pipeline, rec: Recorder, sounds: dict[str, Playable],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     apply(pipeline, {"equalizer": "f=1000:g=3", "chorus": "0.5:0.9:50|60:0.4|0.3:0.25|0.4:2|2"})
@@ -581,9 +541,8 @@ def test_any_option_string_gives_typed_options_or_a_named_error(name: str, text:
 
 def _option_values(kind: Any) -> st.SearchStrategy[Any]:
     if isinstance(kind, Num):
-        num = (
-            st.integers(int(kind.lo), int(kind.hi)) if kind.integer else st.floats(kind.lo, kind.hi)
-        )
+        num = st.integers(int(kind.lo), int(kind.hi)) if kind.integer else st.floats(
+            kind.lo, kind.hi)
         return st.sampled_from([kind.lo, kind.hi]) | num
     if isinstance(kind, Flag):
         return st.booleans()
@@ -591,15 +550,9 @@ def _option_values(kind: Any) -> st.SearchStrategy[Any]:
         return st.sampled_from(kind.values)
     if isinstance(kind, NumList):
         return st.lists(_option_values(kind.item), min_size=1, max_size=kind.most)
-    band = st.fixed_dictionaries(
-        {
-            "c": st.integers(0, 1),
-            "f": st.floats(1, 24000),
-            "w": st.floats(0.1, 24000),
-            "g": st.floats(-12, 12),
-            "t": st.integers(0, 2),
-        }
-    )
+    band = st.fixed_dictionaries({"c": st.integers(0, 1), "f": st.floats(1, 24000),
+                                  "w": st.floats(0.1, 24000), "g": st.floats(-12, 12),
+                                  "t": st.integers(0, 2)})
     return st.lists(band, min_size=1, max_size=4)
 
 
@@ -615,9 +568,8 @@ def filter_sets(draw: st.DrawFn) -> dict[str, Any]:
             options |= {k: (options[k] * n)[:n] for k in lists}
         raw[name] = options
     scale = st.sampled_from([0.05, 0.5, 1.0, 2.0, 20.0]) | st.floats(0.05, 20)
-    timescale = draw(
-        st.none() | st.fixed_dictionaries({"speed": scale, "pitch": scale, "rate": scale})
-    )
+    timescale = draw(st.none() | st.fixed_dictionaries({"speed": scale, "pitch": scale,
+                                                        "rate": scale}))
     return {"raw": raw} | ({"timescale": timescale} if timescale else {})
 
 
@@ -665,13 +617,8 @@ def test_no_whitelisted_filter_hangs_on_nan_or_infinite_samples() -> None:
     import sys
 
     try:
-        out = subprocess.run(
-            [sys.executable, "-c", _SURVIVE],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        out = subprocess.run([sys.executable, "-c", _SURVIVE], capture_output=True, text=True,
+                             timeout=60, check=False)
     except subprocess.TimeoutExpired as e:
         stuck = (e.stdout or b"").decode().split()[-1:]
         raise AssertionError(f"hung in {stuck}") from None

@@ -118,18 +118,13 @@ def _write_hls(d: Path, seconds: int) -> None:
     import av
 
     pcm = np.ascontiguousarray(tone([440], seconds).T)
-    opts = {
-        "hls_time": "1",
-        "hls_list_size": "0",
-        "hls_playlist_type": "vod",
-        "hls_segment_filename": str(d / "seg%d.ts"),
-    }
+    opts = {"hls_time": "1", "hls_list_size": "0", "hls_playlist_type": "vod",
+            "hls_segment_filename": str(d / "seg%d.ts")}
     with av.open(str(d / "index.m3u8"), "w", format="hls", options=opts) as out:
         stream = out.add_stream("aac", rate=48000, layout="stereo")
         for i in range(0, pcm.shape[1], 1024):
             frame = av.AudioFrame.from_ndarray(
-                np.ascontiguousarray(pcm[:, i : i + 1024]), format="fltp", layout="stereo"
-            )
+                np.ascontiguousarray(pcm[:, i : i + 1024]), format="fltp", layout="stereo")
             frame.sample_rate, frame.pts = 48000, i
             for p in stream.encode(frame):
                 out.mux(p)
@@ -284,10 +279,7 @@ async def test_a_redirect_to_an_internal_address_is_refused(
 
 
 async def test_hls_segments_on_an_internal_address_are_refused(
-    public: Site,
-    internal: Site,
-    pipe: Pipeline,
-    events: queue.Queue[PipelineEvent],
+    public: Site, internal: Site, pipe: Pipeline, events: queue.Queue[PipelineEvent],
     tmp_path: Path,
 ) -> None:
     """A public playlist naming internal segments: the playlist is fetched, no segment is."""

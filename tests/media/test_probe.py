@@ -21,9 +21,8 @@ def test_tags_and_duration(tmp_path: Path) -> None:
         out.metadata["artist"] = "The Oscillators"
         stream = out.add_stream("libmp3lame", rate=48000, layout="stereo")
         pcm = tone([440], 0.5)
-        frame = av.AudioFrame.from_ndarray(
-            np.ascontiguousarray(pcm.T), format="fltp", layout="stereo"
-        )
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(pcm.T), format="fltp",
+                                           layout="stereo")
         frame.sample_rate = 48000
         for packet in stream.encode(frame):
             out.mux(packet)
@@ -54,9 +53,8 @@ def test_the_probe_applies_the_engines_bounds_and_whitelist(tmp_path: Path) -> N
 
     with pytest.raises(SourceError, match=r"^the media's sample rate \(4000 Hz\) is outside"):
         probe(Playable.from_bytes(_wav(4000, "stereo")))
-    playlist = (
-        b"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\nhttp://169.254.169.254/x\n#EXT-X-ENDLIST\n"
-    )
+    playlist = (b"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\nhttp://169.254.169.254/x\n"
+                b"#EXT-X-ENDLIST\n")
     with pytest.raises(SourceError, match=r"container \(hls\) is not one the node plays"):
         probe(Playable.from_bytes(playlist, format="hls"))  # named: libav would try it
     with pytest.raises(SourceError, match="Invalid data"):

@@ -50,7 +50,9 @@ class MediaServer:
         r.add_get("/live", self.live)
 
     @web.middleware
-    async def _count(self, request: web.Request, handler: web.RequestHandler) -> web.StreamResponse:
+    async def _count(
+        self, request: web.Request, handler: web.RequestHandler
+    ) -> web.StreamResponse:
         self.hits += 1
         return await handler(request)
 
@@ -99,7 +101,7 @@ class MediaServer:
         """A page with one ``<tag src=...>`` (``?tag=audio``: yt-dlp lists the URL without
         fetching it; ``?tag=video`` with an HLS manifest: yt-dlp fetches the manifest)."""
         tag, src = request.query["tag"], request.query["src"]
-        html = f'<html><head><title>Embed</title></head><body><{tag} src="{src}"></{tag}>'
+        html = f"<html><head><title>Embed</title></head><body><{tag} src=\"{src}\"></{tag}>"
         return web.Response(text=html + "</body></html>", content_type="text/html")
 
     async def live(self, request: web.Request) -> web.StreamResponse:

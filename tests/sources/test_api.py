@@ -18,13 +18,8 @@ def test_playable_needs_exactly_one_of_url_and_data() -> None:
 
 
 def test_types_round_trip_through_json_and_msgpack() -> None:
-    track = Track(
-        source="tone",
-        id="tone:440",
-        title="Tone",
-        duration_ms=1000,
-        data={"page": "x", "n": [1, 2]},
-    )
+    track = Track(source="tone", id="tone:440", title="Tone", duration_ms=1000,
+                  data={"page": "x", "n": [1, 2]})
     result = LoadResult.of_playlist("list", [track], selected=0)
     for codec in (msgspec.json, msgspec.msgpack):
         assert codec.decode(codec.encode(result), type=LoadResult) == result

@@ -78,11 +78,9 @@ async def test_internal_targets_are_refused_and_recorded_for_the_extraction(
         ):
             answer = await ask(proxy, head, session)
             assert answer.startswith(b"HTTP/1.1 403 Forbidden")
-            assert answer.endswith(
-                b"refusing to fetch from 127.0.0.1: not a public address the "
-                b"node may reach (sources.http.allow_private or "
-                b"sources.http.allow_networks)"
-            )
+            assert answer.endswith(b"refusing to fetch from 127.0.0.1: not a public address the "
+                                   b"node may reach (sources.http.allow_private or "
+                                   b"sources.http.allow_networks)")
     assert len(session.refusals) == 3 and server.hits == 0
 
 

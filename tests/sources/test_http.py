@@ -72,10 +72,8 @@ async def test_loopback_and_redirects_to_it_are_refused_by_default(
 ) -> None:
     source = HttpSource(HttpSourceConfig(allow_networks=["127.0.0.2/32"]))
     try:
-        for url in (
-            server.url("/media/a440.mp3"),
-            public.url(f"/redirect?to={server.url('/media/a440.mp3')}"),
-        ):
+        for url in (server.url("/media/a440.mp3"),
+                    public.url(f"/redirect?to={server.url('/media/a440.mp3')}")):
             with pytest.raises(Forbidden) as err:
                 await source.load(url)
             assert err.value.message.startswith("refusing to fetch from 127.0.0.1: not a public")

@@ -23,7 +23,7 @@ from tests.sources.conftest import MediaServer
 
 REPO = Path(__file__).resolve().parents[2]
 
-GOOD_PLUGIN = """
+GOOD_PLUGIN = '''
 from audionode.sources.api import BaseSource, LoadResult, Playable, Track
 
 class Echo(BaseSource):
@@ -39,7 +39,7 @@ class Echo(BaseSource):
 
 def sources(context):
     return Echo(context.options.get("greeting", "hi"))
-"""
+'''
 
 
 def write_plugins(root: Path) -> Path:
@@ -49,11 +49,9 @@ def write_plugins(root: Path) -> Path:
     (d / "broken.py").write_text("import no_such_module_anywhere\n")
     (d / "nofactory.py").write_text("x = 1\n")
     (d / "wrongtype.py").write_text("def sources(context):\n    return [42]\n")
-    (d / "clash.py").write_text(
-        "from audionode.sources.api import BaseSource\n"
-        "class H(BaseSource):\n    name = 'http'\n"
-        "def sources(context):\n    return [H()]\n"
-    )
+    (d / "clash.py").write_text("from audionode.sources.api import BaseSource\n"
+                                "class H(BaseSource):\n    name = 'http'\n"
+                                "def sources(context):\n    return [H()]\n")
     return d
 
 

@@ -32,12 +32,8 @@ def tree(tmp_path: Path, files: dict[str, bytes]) -> Path:
 
 
 async def test_files_under_a_root_play(tree: Path, local: LocalSource) -> None:
-    for query in (
-        "local:album/song.wav",
-        f"file://{tree}/music/album/song.wav",
-        str(tree / "music" / "album" / "song.wav"),
-        "local:inside.wav",
-    ):
+    for query in ("local:album/song.wav", f"file://{tree}/music/album/song.wav",
+                  str(tree / "music" / "album" / "song.wav"), "local:inside.wav"):
         assert local.handles(query)
         result = await local.load(query)
         assert result is not None and result.type == "track", query

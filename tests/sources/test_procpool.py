@@ -95,9 +95,8 @@ async def test_one_key_cannot_take_every_worker_nor_the_shared_executor() -> Non
     pool = ProcessPool(3, 20.0, name="test")
     try:
         await asyncio.gather(*(pool.run(os.getpid) for _ in range(3)))  # start all three
-        slow = [
-            asyncio.ensure_future(pool.run(time.sleep, 1.0, key="slow.example")) for _ in range(3)
-        ]
+        slow = [asyncio.ensure_future(pool.run(time.sleep, 1.0, key="slow.example"))
+                for _ in range(3)]
         await asyncio.sleep(0.1)
         assert pool.slots.busy("slow.example") == 3
         started = time.monotonic()

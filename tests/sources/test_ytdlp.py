@@ -28,12 +28,8 @@ async def ytdlp() -> AsyncIterator[YtdlpSource]:
 
 def test_handles_urls_and_search_prefixes() -> None:
     source = YtdlpSource()
-    for query in (
-        "https://www.youtube.com/watch?v=x",
-        "ytsearch:never",
-        "scsearch5:lofi",
-        "ytmsearch:a",
-    ):
+    for query in ("https://www.youtube.com/watch?v=x", "ytsearch:never", "scsearch5:lofi",
+                  "ytmsearch:a"):
         assert source.handles(query)
     for query in ("tone:440", "never gonna", "ytsearchall:x", "local:a.mp3"):
         assert not source.handles(query)
@@ -93,8 +89,7 @@ async def test_a_page_with_two_audio_tags_is_a_playlist(
     assert result is not None and result.type == "playlist"
     assert result.playlist is not None and result.playlist.name == "Two songs"
     assert [t.data["stream"] for t in result.tracks] == [
-        server.url("/media/a440.mp3"),
-        server.url("/media/a440.opus"),
+        server.url("/media/a440.mp3"), server.url("/media/a440.opus")
     ]
     playable = await ytdlp.open(result.tracks[1])
     assert playable.url == server.url("/media/a440.opus")
@@ -196,7 +191,9 @@ async def test_an_internal_stream_url_found_on_a_page_is_refused_when_opened(
     assert err.value.message == REFUSED and server.hits == 0
 
 
-async def test_the_guarded_path_still_plays(guarded: YtdlpSource, public: MediaServer) -> None:
+async def test_the_guarded_path_still_plays(
+    guarded: YtdlpSource, public: MediaServer
+) -> None:
     result = await guarded.load(public.url("/two.html"))
     assert result is not None and result.type == "playlist"
     playable = await guarded.open(result.tracks[0])

@@ -99,7 +99,9 @@ async def start_node(
     """``out``: the sender's native per-tick batch (decision 0017); its datagrams bypass
     ``VoiceUdp.send``, so :attr:`Node.sent` then holds only what the Python path sent."""
     started: list[tuple[int, int, float]] = []
-    sender: Sender[int] = Sender(lambda k, t, p: started.append((t, p, time.monotonic())), out=out)
+    sender: Sender[int] = Sender(
+        lambda k, t, p: started.append((t, p, time.monotonic())), out=out
+    )
     node = Node(None, sender, started=started)  # type: ignore[arg-type]
 
     def on_event(event: VoiceEvent) -> None:

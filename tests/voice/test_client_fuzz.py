@@ -189,3 +189,4 @@ def test_open_of_rtp_shaped_bytes_raises_only_our_errors(data: bytes) -> None:
         cipher_for(XCHACHA_MODE, KEY).open(packet)
     except (CryptoError, RtpError) as exc:
         assert isinstance(exc, VoiceError)
+

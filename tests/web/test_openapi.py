@@ -56,7 +56,9 @@ async def test_every_served_route_is_described_and_nothing_else(node: NodeHarnes
     status, spec, _ = await _spec(node)
     assert status == 200 and spec["openapi"] == "3.1.0"
     described = {
-        (method.upper(), _normal(path)) for path, ops in spec["paths"].items() for method in ops
+        (method.upper(), _normal(path))
+        for path, ops in spec["paths"].items()
+        for method in ops
     }
     assert served - described == set(), "served but not described"
     assert described - served == set(), "described but not served"
