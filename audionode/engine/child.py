@@ -49,17 +49,9 @@ async def _serve(conn: Connection, config: Config, factory: str, beacon: Beacon)
     reader, writer = await asyncio.open_connection(sock=sock)
     limits = config.engine
 
-    def emit(event: msg.Event) -> None:
-        # Once the control process hung up, the engine's closing events have no reader.
-        if writer.is_closing():
-            return
-        data = wire.event_frame(event, limits.max_event_bytes)
-        if data is None:
-            log.error("dropped a %s event over engine.max_event_bytes", type(event).__name__)
-        else:
-            writer.write(data)
-
-    engine = load_factory(factory)(config, emit)
+    # Once the control process hung up, the engine's closing events have no reader.
+    events = wire.EventWriter(writer.write, writer.is_closing, limits.max_event_bytes)
+    engine = load_factory(factory)(config, events.emit)
     await engine.start()
     publisher = Publisher(beacon, shared_producer())
     publisher.start(asyncio.get_running_loop())
@@ -73,6 +65,7 @@ async def _serve(conn: Connection, config: Config, factory: str, beacon: Beacon)
     finally:
         publisher.close()
         await engine.close()
+        events.flush()
         writer.close()
 
 

@@ -210,8 +210,14 @@ class TrackEnded(_Msg):
 
 
 class TrackPosition(_Msg):
+    """The playhead of track ``serial`` was at ``position_ms`` ``held_ms`` before this report
+    reached the control process's reader: a worker holds position reports up to
+    ``engine.wire.POSITION_HOLD`` to write many players' reports at once, and says for how long
+    each was held so the control process dates the position where it was taken."""
+
     serial: int
     position_ms: int
+    held_ms: int = 0
 
 
 class NeedNext(_Msg):

@@ -331,11 +331,14 @@ class Effects:
         playing: Playing = getattr(self, slot)
         playing.near_end = True  # acted on when its first frame is sent
 
-    def _do_position(self, position_ms: int) -> None:
+    def _do_position(self, arg: tuple[int, int]) -> None:
+        """``(position_ms, held_ms)``: the playhead was there ``held_ms`` ago (the report
+        waited in the engine worker, ``engine/wire.py``)."""
         assert self.current is not None
-        now = self.cb.clock()
-        self.current.position, self.current.as_of = position_ms / 1000, now
-        self._emit(ev.PositionChanged, position=position_ms / 1000, as_of=now, state=self.state)
+        position_ms, held_ms = arg
+        at = self.cb.clock() - held_ms / 1000
+        self.current.position, self.current.as_of = position_ms / 1000, at
+        self._emit(ev.PositionChanged, position=position_ms / 1000, as_of=at, state=self.state)
 
     def _do_finish_current(self, arg: tuple[Playing, ev.EndReason, str | None]) -> None:
         self.current = None

@@ -257,7 +257,7 @@ class GuildPlayer(Effects):
             self._ended(event.serial, event.reason, event.message)
         elif isinstance(event, msg.TrackPosition):
             if self.current is not None and self.current.serial == event.serial:
-                self._feed(In.POSITION, event.position_ms)
+                self._feed(In.POSITION, (event.position_ms, event.held_ms))
                 self._check_end()
         elif isinstance(event, msg.NeedNext):
             if self.current is not None and self.current.serial == event.serial:
@@ -337,6 +337,18 @@ class GuildPlayer(Effects):
         if self.current is None:
             return None
         return self.current.entry, self._elapsed(self.current, self.cb.clock())
+
+    @property
+    def advancing(self) -> bool:
+        """:meth:`resumable`'s position moves with the wall clock (the current track plays,
+        unpaused, with voice): ``position + (later - now)`` is where it will be ``later``."""
+        # the condition under which _elapsed extrapolates the current track
+        return (
+            self._opening is None
+            and self.current is not None
+            and not self.paused
+            and self.connected
+        )
 
     def resume_from(self, entry: Entry[Any] | None, position: float, stopped: bool) -> None:
         """Rebuild after a node restart. The service has set the stored state (options, queue,

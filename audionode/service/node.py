@@ -398,7 +398,7 @@ class NodeService(DirectMethods):
             session = self.sessions.adopt(ref, rec.kept, rec.dropped, left, rec.resume_timeout)
             self.keeper.restored(session, rec.detached_at)
             for stored in players.pop(key, []):
-                self._restore_player(session, stored)
+                self._restore_player(session, stored, snapshot.alive_at)
             log.info("session %s restored with %d voice clients", key, len(session.players))
         self.keeper.start(lambda: list(self._by_key.values()))
         kept = {persist.session_key(ref) for ref in self.sessions.by_ref}
@@ -408,14 +408,16 @@ class NodeService(DirectMethods):
             for stored in orphans:
                 self.keeper.forget_player(stored.session, stored.record.guild_id)
 
-    def _restore_player(self, session: Session, stored: StoredPlayer) -> None:
+    def _restore_player(
+        self, session: Session, stored: StoredPlayer, alive_at: float | None
+    ) -> None:
         guild_id = GuildId(stored.record.guild_id)
         player = self._new_player(session, guild_id, admit=False)
         session.players[guild_id] = player
         persist.apply_record(player, stored)
         self.held.hold(player.key)  # voice connects once its bot is back (VoiceHold)
         current = stored.record.current
-        position = stored.position
+        position = persist.restored_position(stored, alive_at)
         if current is not None and position is None:
             position = current.start_position
         entry = None if current is None else persist.entry_of(current)

@@ -3,10 +3,13 @@
 :class:`Keeper` is told what changed (a player, its queue, a session) and hands typed records
 (``store/records.py``) to the :class:`~audionode.store.Store`, whose writer thread does the
 disk work. Changes are batched: a changed player is written :data:`DIRTY_DELAY` later (once,
-however often it changed meanwhile), and every ``state.checkpoint_interval`` the positions of
-the playing tracks are written. The functions at the bottom turn live state into records and
-back. Without a state file the keeper does nothing. :class:`VoiceHold` keeps a restored voice
-client from connecting before its bot had its say.
+however often it changed meanwhile), and every ``state.checkpoint_interval`` a checkpoint
+writes the time (the node's ``alive_at``) and the position of every track that did not keep
+time since it was written (a seek, a pause, a stall): a track playing on is stored once as
+"at ``position`` at ``position_at``, moving", and start-up moves it on to ``alive_at``
+(docs/PERSISTENCE.md). The functions at the bottom turn live state into records and back.
+Without a state file the keeper does nothing. :class:`VoiceHold` keeps a restored voice client
+from connecting before its bot had its say.
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ from audionode.types import ChannelId
 
 DIRTY_DELAY = 0.05
 """Seconds a change waits for others before it is written (one write for a burst)."""
+KEEPS_TIME = 0.01
+"""Seconds a moving track may drift from its written position, moved on at the wall clock's
+pace, before a checkpoint writes it again."""
 RESTORED_VOICE_HOLD = 0.5
 """Seconds a restored voice client waits, once its bot identified again, for the bot to say
 something about it (or destroy it) before it reconnects voice anyway (:class:`VoiceHold`)."""
@@ -58,7 +64,8 @@ class Keeper:
         self._queues: set[int] = set()
         self._sessions: dict[SessionRef, Session] = {}
         self._detached_at: dict[SessionRef, float] = {}
-        self._positions: dict[int, float] = {}
+        self._positions: dict[int, tuple[float, float | None]] = {}
+        """Per player: the position last written and since when it moved on (None: still)."""
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
         self._live: Live = tuple
@@ -135,10 +142,15 @@ class Keeper:
         store = self.store
         if store is None:
             return
+        now = self.clock()
         for key, (session, player) in self._players.items():
             record, position = player_record(player)
-            store.put_player(session_key(session.ref), record, position, self.clock())
-            self._positions[key] = position if position is not None else -1.0
+            at = now if position is not None and player.advancing else None
+            store.put_player(session_key(session.ref), record, position, at)
+            if position is None:
+                self._positions.pop(key, None)
+            else:
+                self._positions[key] = (position, at)
             if key in self._queues:
                 store.put_queue(session_key(session.ref), player.guild_id, queue_record(player))
         for ref, session in self._sessions.items():
@@ -148,20 +160,29 @@ class Keeper:
         self._sessions.clear()
 
     def checkpoint(self) -> None:
-        """Flush, then write the position of every track that moved since it was written."""
+        """Flush, write the time, then the position of every track that is not where its
+        written position, moved on since if it was moving, puts it."""
         self.flush()
         store = self.store
         if store is None:
             return
         now = self.clock()
+        store.put_alive(now)
+        written = self._positions
         for session, player in self._live():
             found = player.resumable()
             if found is None:
                 continue
             position = _clamped(found[0].track, found[1])
-            if abs(self._positions.get(player.key, -1.0) - position) >= 0.001:
-                self._positions[player.key] = position
-                store.put_position(session_key(session.ref), player.guild_id, position, now)
+            at = now if player.advancing else None
+            last = written.get(player.key)
+            if last is not None and (last[1] is None) == (at is None):
+                then = last[0] if last[1] is None else last[0] + (now - last[1])
+                then = _clamped(found[0].track, then)
+                if abs(then - position) < (0.001 if at is None else KEEPS_TIME):
+                    continue  # still where it was, or moving on in time
+            written[player.key] = (position, at)
+            store.put_position(session_key(session.ref), player.guild_id, position, at)
 
     def session_record(self, session: Session) -> r.SessionRecord:
         return r.SessionRecord(
@@ -265,6 +286,16 @@ class VoiceHold:
 
 
 # --- live state <-> records ---------------------------------------------------------------------
+
+
+def restored_position(stored: r.StoredPlayer, alive_at: float | None) -> float | None:
+    """Where a stored player's track resumes: its written position, moved on to the node's
+    last checkpoint if it was playing, within the track (None: nothing was playing)."""
+    current = stored.record.current
+    position = r.position_then(stored, alive_at)
+    if current is None or position is None:
+        return position
+    return _clamped(current.track, position)
 
 
 def _clamped(track: Track, position: float) -> float:

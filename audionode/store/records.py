@@ -96,13 +96,24 @@ class SessionRecord(_Record, frozen=True):
 
 
 class StoredPlayer(_Record, frozen=True):
-    """A player as read back: its record, its queue and its last checkpointed position."""
+    """A player as read back: its record, its queue and its last written position."""
 
     session: str
     record: PlayerRecord
     queue: QueueRecord
     position: float | None = None
     position_at: float | None = None
+    """Wall-clock seconds when the track was at ``position`` and playing on; None when it was
+    not moving (paused, no voice, being opened). A moving track is not written again while it
+    keeps time: at start-up it is where it was at the node's last ``Snapshot.alive_at``."""
+
+
+def position_then(stored: StoredPlayer, alive_at: float | None) -> float | None:
+    """Where the stored track was when the node was last known alive: ``position``, moved on
+    from ``position_at`` to ``alive_at`` if it was playing (not clamped to its end)."""
+    if stored.position is None or stored.position_at is None or alive_at is None:
+        return stored.position
+    return stored.position + max(0.0, alive_at - stored.position_at)
 
 
 class Snapshot(_Record, frozen=True):
@@ -111,6 +122,8 @@ class Snapshot(_Record, frozen=True):
     identity: Identity
     sessions: dict[str, SessionRecord]
     players: tuple[StoredPlayer, ...]
+    alive_at: float | None = None
+    """Wall-clock seconds of the node's last checkpoint (None: never written)."""
 
 
 _encoder = msgspec.msgpack.Encoder()

@@ -24,7 +24,7 @@ from typing import Final
 from audionode.errors import ConfigError
 
 APPLICATION_ID: Final = 0x41554E44  # "AUND", in the database header (PRAGMA application_id)
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 
 MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
     1: (
@@ -41,6 +41,10 @@ MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
         " session TEXT NOT NULL, guild_id INTEGER NOT NULL, record BLOB NOT NULL,"
         " PRIMARY KEY (session, guild_id))",
     ),
+    # 3: players.position_at became "playing on from there since" (extrapolated to the node's
+    # alive_at row at start-up); version 2 wrote the checkpoint's time, with the position
+    # already moved on to it, so its positions are kept as they are.
+    3: ("UPDATE players SET position_at = NULL",),
 }
 """Version N's statements, run in one transaction that also sets ``schema_version`` to N."""
 

@@ -18,6 +18,7 @@ import os
 import secrets
 import sqlite3
 import stat
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,11 @@ _PUT_QUEUE = (
 _PUT_POSITION = (
     "UPDATE players SET position = ?, position_at = ? WHERE session = ? AND guild_id = ?"
 )
+_PUT_ALIVE = (
+    "INSERT INTO node (key, value) VALUES ('alive_at', ?) "
+    "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+)
+_ALIVE = struct.Struct(">d")
 _BUSY_TIMEOUT = 1.0
 """Seconds to wait for a lock at start-up (a node that is exiting releases it)."""
 
@@ -94,9 +100,15 @@ class Store:
                 for key, blob in self._conn.execute("SELECT key, record FROM sessions")
             }
             players = tuple(self._players())
+            alive = self._conn.execute("SELECT value FROM node WHERE key = 'alive_at'").fetchone()
         except sqlite3.DatabaseError as e:
             raise StateFileError(f"state file {self.path}: unreadable ({e})") from None
-        return r.Snapshot(identity=identity, sessions=sessions, players=players)
+        alive_at = None
+        if alive is not None:
+            if not isinstance(alive[0], bytes) or len(alive[0]) != _ALIVE.size:
+                raise StateFileError(f"state file {self.path}: corrupt (alive_at)")
+            (alive_at,) = _ALIVE.unpack(alive[0])
+        return r.Snapshot(identity=identity, sessions=sessions, players=players, alive_at=alive_at)
 
     def _identity(self) -> r.Identity:
         rows = dict(self._conn.execute("SELECT key, value FROM node"))
@@ -156,6 +168,7 @@ class Store:
     def put_player(
         self, session: str, record: r.PlayerRecord, position: float | None, at: float | None
     ) -> None:
+        """The player's record and its position, playing on from ``at`` (None: not moving)."""
         params = (session, record.guild_id, r.encode(record), position, at)
         self._writer.submit(("player", session, record.guild_id), ((_PUT_PLAYER, params),))
 
@@ -163,8 +176,14 @@ class Store:
         params = (session, guild_id, r.encode(record))
         self._writer.submit(("queue", session, guild_id), ((_PUT_QUEUE, params),))
 
-    def put_position(self, session: str, guild_id: int, position: float, at: float) -> None:
-        """The current track's position (a checkpoint); ignored for a player not yet written."""
+    def put_alive(self, at: float) -> None:
+        """The node was alive at ``at`` (wall clock; written at every checkpoint): positions
+        written with a time are moved on to it at start-up (``records.position_then``)."""
+        self._writer.submit(("alive",), ((_PUT_ALIVE, (_ALIVE.pack(at),)),))
+
+    def put_position(self, session: str, guild_id: int, position: float, at: float | None) -> None:
+        """The current track's position, playing on from ``at`` (None: not moving); ignored
+        for a player not yet written."""
         params = (position, at, session, guild_id)
         self._writer.submit(("position", session, guild_id), ((_PUT_POSITION, params),))
 

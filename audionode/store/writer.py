@@ -134,9 +134,18 @@ class Writer:
         conn = self._conn
         try:
             conn.execute("BEGIN")
+            # Runs of one statement (a checkpoint's positions: one UPDATE per playing player)
+            # go through executemany: the same statements in the same order, prepared once.
+            run_sql, run = "", list[tuple[Any, ...]]()
             for statements in pending.values():
                 for sql, params in statements:
-                    conn.execute(sql, params)
+                    if sql != run_sql:
+                        if run:
+                            conn.executemany(run_sql, run)
+                        run_sql, run = sql, []
+                    run.append(params)
+            if run:
+                conn.executemany(run_sql, run)
             conn.execute("COMMIT")
         except sqlite3.Error as e:
             with contextlib.suppress(sqlite3.Error):

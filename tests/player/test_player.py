@@ -374,6 +374,19 @@ def test_position_is_extrapolated_while_playing_and_frozen_while_paused() -> Non
     assert (update.position, update.as_of, update.state.name) == (3.6, h.now, "PLAYING")
 
 
+def test_a_held_position_report_is_dated_when_it_was_taken() -> None:
+    """A worker holds position reports to write many at once (engine/wire.py): the position
+    was the playhead ``held_ms`` before the report arrived, and is extrapolated from there."""
+    h = Harness()
+    a = started(h, "a")
+    h.now += 5
+    h.feed(m.TrackPosition(player=1, serial=a.serial, position_ms=4000, held_ms=80))
+    [update] = h.of(ev.PositionChanged)
+    assert (update.position, update.as_of) == (4.0, h.now - 0.08)
+    view = h.player.current_view()
+    assert view is not None and view.position == 4.08 and view.as_of == h.now
+
+
 def test_paused_player_starts_the_next_track_paused() -> None:
     """``paused`` is stored once, in the player: the engine's Play resumes, so a Pause follows."""
     h = Harness()

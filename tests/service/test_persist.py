@@ -5,6 +5,7 @@ sockets; ``tests/e2e/test_restart.py`` does the same with real processes and rea
 from __future__ import annotations
 
 import asyncio
+import struct
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -294,20 +295,59 @@ async def test_events_kept_for_an_absent_bot_survive_the_restart(
     assert kinds[:3] == [ev.QueueChanged, ev.QueueChanged, ev.TrackStarted], kinds
 
 
-async def test_positions_are_checkpointed_every_interval(tmp_path: Path, nodes: list[Node]) -> None:
+def stored_position(node: Node, guild: int) -> tuple[float, float | None, float]:
+    """``(position, position_at)`` of the guild's row and the node's ``alive_at``, once
+    everything submitted is committed (the writer thread is idle then)."""
+    assert node.store.flush()
+    conn = node.store._conn
+    row = conn.execute("SELECT position, position_at FROM players WHERE guild_id = ?", (guild,))
+    position, at = row.fetchone()
+    (alive,) = conn.execute("SELECT value FROM node WHERE key = 'alive_at'").fetchone()
+    return position, at, struct.unpack(">d", alive)[0]
+
+
+async def test_a_track_playing_on_is_written_once_and_moved_on_at_start_up(
+    tmp_path: Path, nodes: list[Node]
+) -> None:
+    """Each checkpoint writes the time; a track's position only when it stopped keeping time
+    with the wall clock (here: the engine reports less than was extrapolated, a stall)."""
     clock = Clock()
     node = await boot(tmp_path / "s.db", clock, state={"checkpoint_interval": 0.1})
-    nodes.append(node)
     a = await join(node, 1)
     await node.run(a, c.Load(query="song:a"))
-    await node.started(1)
+    play = await node.started(1)
+    started_at = clock.now
     await asyncio.sleep(0.15)
-    node.store.flush()
-    written = node.store.stats()["writes"]
-    for _ in range(3):  # the track plays on: one position write per interval
+    assert stored_position(node, 1) == (0.0, started_at, clock.now)
+    for _ in range(3):  # the track plays on: only the time is written
         clock.now += 0.5
-        await asyncio.sleep(0.1)
-    node.store.flush()
-    assert node.store.stats()["writes"] - written >= 2
-    status = await node.svc.status(None, c.GetStatus())
+        await asyncio.sleep(0.12)
+    assert stored_position(node, 1) == (0.0, started_at, clock.now)
+    node.svc.on_engine_event(
+        m.TrackPosition(player=play.player, serial=play.serial, position_ms=200)
+    )
+    await asyncio.sleep(0.15)
+    assert stored_position(node, 1) == (0.2, clock.now, clock.now)
+    stalled_at = clock.now
+    clock.now += 0.3
+    await asyncio.sleep(0.15)
+    assert stored_position(node, 1) == (0.2, stalled_at, clock.now)
+    await node.run(a, c.Pause())  # still: the position as it stands, no time
+    clock.now += 0.1
+    await asyncio.sleep(0.15)
+    assert stored_position(node, 1) == (pytest.approx(0.5), None, clock.now)
+    await node.run(a, c.Resume())
+    await asyncio.sleep(0.15)
+    assert stored_position(node, 1) == (pytest.approx(0.5), clock.now, clock.now)
+    clock.now += 2.0
+    await asyncio.sleep(0.15)
+    node.crash()
+
+    second = await boot(tmp_path / "s.db", clock)
+    nodes.append(second)
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    [replay] = [p for p in second.engine.of(m.Play) if p.player == second.key(1)]
+    assert replay.start_ms == 2500  # 0.5 s, moved on 2 s to the last checkpoint
+    status = await second.svc.status(None, c.GetStatus())
     assert status.state["enabled"] is True and status.state["errors"] == 0

@@ -155,3 +155,21 @@ def test_a_second_node_on_the_same_file_is_refused(tmp_path: Path) -> None:
     finally:
         first.close()
     Store.open(path).close()  # free again once the first one is gone
+
+
+def test_a_v2_file_keeps_its_positions_as_they_were_written(tmp_path: Path) -> None:
+    """Version 2 wrote a playing track's position moved on to the checkpoint's time, and that
+    time in position_at; version 3 reads position_at as "playing on since": the migration
+    clears it, so the stored position is where the track resumes, as before."""
+    path = tmp_path / "v2.db"
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
+        assert prepare(db, path, target=2) == 0
+        db.execute(
+            "INSERT INTO players (session, guild_id, record, position, position_at) "
+            "VALUES ('1/-', 5, x'00', 12.5, 1000.0)"
+        )
+    store = Store.open(path)
+    assert store.migrated_from == 2
+    store.close()
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert db.execute("SELECT position, position_at FROM players").fetchall() == [(12.5, None)]

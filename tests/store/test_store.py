@@ -3,8 +3,10 @@ readable file."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -222,3 +224,35 @@ def test_a_writer_killed_while_writing_leaves_a_readable_file(tmp_path: Path) ->
     for p in snapshot.players:
         assert p.position is not None and p.position >= committed[-1]
         assert len(p.queue.entries) == 200
+
+
+def test_alive_at_is_read_back_and_moves_a_playing_position_on(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "s.db")
+    assert store.load().alive_at is None  # never written
+    store.start()
+    store.put_player("10/3", player(), 2.5, 99.0)  # playing on from 2.5 s at t = 99
+    store.put_player("10/3", player(21), 7.0, None)  # still (paused)
+    store.put_alive(100.0)
+    store.put_alive(104.25)  # the last one counts
+    assert store.close()
+
+    again = Store.open(tmp_path / "s.db")
+    snapshot = again.load()
+    again.close()
+    assert snapshot.alive_at == 104.25
+    by_guild = {p.record.guild_id: p for p in snapshot.players}
+    assert r.position_then(by_guild[20], snapshot.alive_at) == 2.5 + 5.25
+    assert r.position_then(by_guild[21], snapshot.alive_at) == 7.0
+    assert r.position_then(by_guild[20], None) == 2.5
+
+
+def test_a_garbled_alive_at_is_a_corrupt_file(tmp_path: Path) -> None:
+    first = Store.open(tmp_path / "s.db")
+    first.load()  # writes the identity
+    first.close()
+    with contextlib.closing(sqlite3.connect(tmp_path / "s.db", isolation_level=None)) as db:
+        db.execute("INSERT INTO node (key, value) VALUES ('alive_at', x'0102')")
+    store = Store.open(tmp_path / "s.db")
+    with pytest.raises(StateFileError, match=r"corrupt \(alive_at\)"):
+        store.load()
+    store.close()

@@ -107,3 +107,21 @@ def test_a_failed_transaction_is_retried_without_losing_writes(
     assert writer.flush(timeout=5)
     assert writer.last_error is None and rows(db) == {"a": 1, "b": 2}
     writer.close()
+
+
+def test_runs_of_one_statement_keep_their_place_among_the_others(db: Path) -> None:
+    """A run of one statement is executed together (executemany), in the place and order it
+    had: a row inserted before a run of updates is updated, one inserted after is not."""
+    bump = "UPDATE kv SET v = v + ? WHERE k = ?"
+    writer = Writer(connect(db))
+    writer.submit(("kv", "a"), put("a", 0))
+    for i in range(100):
+        writer.submit(("bump", i), ((bump, (1, "a")), (bump, (1, "b"))))
+    writer.submit(("kv", "b"), put("b", 0))
+    writer.submit(
+        ("twice", "b"), ((bump, (5, "b")), (bump, (5, "a")), ("DELETE FROM kv WHERE k = ?", ("c",)))
+    )
+    writer.submit(("late", "a"), ((bump, (1000, "a")),))
+    writer.start()
+    assert writer.close()
+    assert rows(db) == {"a": 1105, "b": 5}
