@@ -10,7 +10,8 @@ send step costs per datagram for N sockets each connected (non-blocking, as
 - ``sendto``: one ``send`` per socket (for reference);
 - ``uring-sendmsg``: N ``IORING_OP_SENDMSG`` SQEs, one ``io_uring_enter`` submitting them all
   and waiting for the N completions (``DEFER_TASKRUN``, ``SINGLE_ISSUER``, ``COOP_TASKRUN``);
-- ``uring-send``: the same with ``IORING_OP_SEND`` (no ``msghdr`` to copy);
+- ``uring-send``: the same with ``IORING_OP_SEND`` (no ``msghdr`` to copy): what the flush's
+  io_uring backend does (``audionode/native/_uring.c``, docs/decisions/0020-io-uring-flush.md);
 - ``uring-plain``: ``uring-send`` on a ring set up without ``SINGLE_ISSUER``/``DEFER_TASKRUN``
   (any thread may flush it);
 - ``uring-fixed``: ``uring-send`` on registered files (no per-request fd lookup);

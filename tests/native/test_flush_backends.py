@@ -10,6 +10,7 @@ import errno
 import os
 import resource
 import socket
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -183,3 +184,27 @@ def test_a_forked_child_sends_without_the_parents_ring(receiver: socket.socket) 
 def _twin(mode: str) -> tuple[Packetizer, NativePacketizer]:
     key = os.urandom(32)
     return Packetizer(1, cipher_for(mode, key)), NativePacketizer(1, cipher_for(mode, key))
+
+
+def test_a_flush_from_another_thread_goes_on_with_sendmmsg(receiver: socket.socket) -> None:
+    """The ring belongs to the thread of the first flush (SINGLE_ISSUER): a flush from another
+    thread is refused by the kernel, and its datagram still leaves, by sendmmsg from then on."""
+    batch = uring_or_skip()
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    tx.connect(receiver.getsockname())
+    _, nat = _twin(AES_GCM_MODE)
+    assert batch.add(nat.channel, b"first", tx.fileno()) and batch.flush() == 1
+    assert batch.backend == "io_uring"
+    sent: list[int] = []
+
+    def other() -> None:
+        batch.add(nat.channel, b"other", tx.fileno())
+        sent.append(batch.flush())
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    thread.join()
+    assert sent == [1] and batch.backend == "sendmmsg"
+    assert (nat.channel.sent, nat.channel.send_errors) == (2, 0)
+    assert len(recv_all(receiver, 2)) == 2
+    tx.close()
