@@ -54,7 +54,9 @@ def describe() -> str:
     if _module is not None and enabled():
         return (
             f"native packet path (C: {_module.OPENSSL_VERSION}, "
-            f"libsodium {_module.SODIUM_VERSION}, sends with {_module.Batch().backend})"
+            f"libsodium {_module.SODIUM_VERSION}, sends with "
+            # an extension built before decision 0020 has no backend: it has only sendmmsg
+            f"{getattr(_module.Batch(), 'backend', 'sendmmsg')})"
         )
     if _module is not None:
         return "pure-Python packet path (engine.native_packets is false)"
