@@ -16,7 +16,10 @@ send step costs per datagram for N sockets each connected (non-blocking, as
   (any thread may flush it);
 - ``uring-fixed``: ``uring-send`` on registered files (no per-request fd lookup);
 - ``uring-sqpoll``: ``uring-send`` with a kernel submission thread (``SQPOLL``, 2 ms idle) and
-  the completions polled; that thread is one of the process's, so its CPU is counted.
+  the completions polled; that thread is one of the process's, so its CPU is counted;
+- ``flush-sendmmsg`` and ``flush-io_uring``: the extension's own ``Batch.flush`` with each
+  backend (``Batch(backend=...)``), 300 AES-256-GCM channels, the CPU of the flush calls only
+  (sealing included, the same in both); needs the extension built.
 
 The receiver is a separate process (like ``bench/sink.py``: one socket, 64 MiB queue, kernel
 timestamps, drained every 2 ms with ``recvmmsg``) or, with ``hold``, one that never reads (its
@@ -52,6 +55,8 @@ MODES = (
     "uring-plain",
     "uring-fixed",
     "uring-sqpoll",
+    "flush-sendmmsg",
+    "flush-io_uring",
 )
 SINKS = ("drain", "hold")
 
@@ -64,15 +69,61 @@ def build() -> Path:
     return out
 
 
+def flush_child(backend: str, port: int, streams: int, ticks: int) -> None:
+    """A ``flush-*`` run, in its own process: the extension's Batch.flush over ``streams``
+    connected sockets, 20 ms ticks; prints the same key=value line as the C sender."""
+    import socket
+    import time
+
+    from audionode.native import _packet
+
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(streams)]
+    for s in socks:
+        s.setblocking(False)
+        s.connect(("127.0.0.1", port))
+    channels = []
+    for i in range(streams):
+        ch = _packet.Channel(1000 + i)
+        ch.set_key(_packet.MODE_AES_GCM, os.urandom(32))
+        channels.append(ch)
+    batch = _packet.Batch(backend=backend)
+    assert batch.backend == backend
+    frame = os.urandom(200 - 12 - 16 - 4)
+    fds = [s.fileno() for s in socks]
+    cpu = 0.0
+    sent = 0
+    walls = []
+    warm = ticks // 10 + 5
+    deadline = time.monotonic()
+    for t in range(-warm, ticks):
+        for ch, fd in zip(channels, fds, strict=True):
+            batch.add(ch, frame, fd)
+        c0, w0 = time.process_time(), time.perf_counter()
+        n = batch.flush()
+        c1, w1 = time.process_time(), time.perf_counter()
+        if t >= 0:
+            cpu += c1 - c0
+            sent += n
+            walls.append((w1 - w0) * 1e6)
+        deadline += 0.02
+        time.sleep(max(0.0, deadline - time.monotonic()))
+    errors = sum(ch.send_errors for ch in channels)
+    print(
+        f"mode=flush-{backend} n={streams} ticks={ticks} sent={sent} errors={errors} enters=0 "
+        f"cpu_s={cpu:.6f} wall_s=0 sys_busy_s=0 sys_total_s=0 "
+        f"tick_wall_p50_us={statistics.median(walls):.1f}"
+    )
+
+
 def run_once(binary: Path, mode: str, port: int, streams: int, ticks: int) -> dict[str, float]:
     """One sender run; its key=value line as numbers, plus the load average before it."""
     load = float(Path("/proc/loadavg").read_text().split()[0])
-    out = subprocess.run(
-        [str(binary), "send", mode, str(streams), str(ticks), "20000", str(port)],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+    if mode.startswith("flush-"):
+        command = [sys.executable, "-m", "bench.uring_micro", "--child", mode[6:]]
+        command += [str(port), str(streams), str(ticks)]
+    else:
+        command = [str(binary), "send", mode, str(streams), str(ticks), "20000", str(port)]
+    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     row: dict[str, float] = {"load": load}
     for pair in out.split():
         key, _, value = pair.partition("=")
@@ -82,6 +133,9 @@ def run_once(binary: Path, mode: str, port: int, streams: int, ticks: int) -> di
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--child"]:
+        flush_child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--streams", type=int, default=300)
     parser.add_argument("--ticks", type=int, default=300, help="measured 20 ms ticks per run")
