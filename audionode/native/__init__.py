@@ -4,7 +4,8 @@
 ``audionode/native/build.sh`` from ``make run``/``make test``): per voice connection a
 :class:`Channel` with the RTP counters and the op 4 key, and a :class:`Batch` that one tick
 fills with every stream's frame and flushes in one call (DAVE frame encryption through davey,
-RTP header, AEAD seal in OpenSSL or libsodium, ``sendmmsg``). It is optional: without it, or
+RTP header, AEAD seal in OpenSSL or libsodium, one ``io_uring_enter`` or else ``sendmmsg`` per
+socket: decision 0021). It is optional: without it, or
 with ``engine.native_packets`` false (:func:`configure`; in the environment
 ``AUDIONODE_ENGINE__NATIVE_PACKETS=false``), the pure-Python path runs (same bytes on the wire,
 tested). :func:`describe` says which path is active; the engine logs it at start.
@@ -53,7 +54,10 @@ def describe() -> str:
     if _module is not None and enabled():
         return (
             f"native packet path (C: {_module.OPENSSL_VERSION}, "
-            f"libsodium {_module.SODIUM_VERSION}, AES-256-GCM by {_module.AES_GCM})"
+            f"libsodium {_module.SODIUM_VERSION}, "
+            f"AES-256-GCM by {getattr(_module, 'AES_GCM', 'OpenSSL')}, sends with "
+            # an extension built before decision 0021 has no backend: it has only sendmmsg
+            f"{getattr(_module.Batch(), 'backend', 'sendmmsg')})"
         )
     if _module is not None:
         return "pure-Python packet path (engine.native_packets is false)"

@@ -6,7 +6,8 @@
  * adds every stream's frame to one Batch and flushes it with one call: DAVE frame encryption
  * (davey's compiled encryptor, called through the C API: no Python frame per packet), the RTP
  * header, the AEAD seal (OpenSSL EVP AES-256-GCM; libsodium XChaCha20-Poly1305-IETF) and the
- * sends (sendmmsg per socket, MSG_DONTWAIT), the sealing and sending with the GIL released.
+ * sends (one io_uring_enter, else sendmmsg per socket; MSG_DONTWAIT), the sealing and sending
+ * with the GIL released.
  *
  * Wire facts (docs/discord-voice.md §1.9, §1.10, §2.1): header 0x80 0x78 seq ts ssrc (big
  * endian); AEAD nonce = N4 (big endian) followed by 8 (AES-GCM) or 20 (XChaCha) zero bytes,
@@ -27,6 +28,8 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <sodium.h>
+
+#include "_uring.h"
 
 #if PY_VERSION_HEX < 0x030D0000 /* public from 3.13 on */
 #define PyObject_GetOptionalAttr _PyObject_LookupAttr
@@ -349,6 +352,7 @@ typedef struct {
     Py_ssize_t count, capacity;
     struct mmsghdr *msgs;
     struct iovec *iov;
+    UringTx *uring; /* the io_uring send backend, or NULL: sendmmsg (docs/decisions/0021) */
 } Batch;
 
 static void batch_clear(Batch *self) {
@@ -362,7 +366,36 @@ static void batch_dealloc(Batch *self) {
     PyMem_RawFree(self->slots);
     PyMem_RawFree(self->msgs);
     PyMem_RawFree(self->iov);
+    uring_tx_close(self->uring);
     Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* Batch(backend="auto"): "auto" sends with io_uring where the kernel allows it, else with
+ * sendmmsg; "io_uring" (OSError when unavailable) and "sendmmsg" force one (tests, benches). */
+static int batch_init(Batch *self, PyObject *args, PyObject *kw) {
+    static char *names[] = {"backend", NULL};
+    const char *backend = "auto";
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|s", names, &backend)) return -1;
+    int automatic = strcmp(backend, "auto") == 0;
+    if (!automatic && strcmp(backend, "io_uring") != 0 && strcmp(backend, "sendmmsg") != 0) {
+        PyErr_Format(PyExc_ValueError, "backend must be 'auto', 'io_uring' or 'sendmmsg', got '%s'", backend);
+        return -1;
+    }
+    uring_tx_close(self->uring);
+    self->uring = NULL;
+    if (strcmp(backend, "sendmmsg") == 0) return 0;
+    int why = 0;
+    self->uring = uring_tx_open(&why);
+    if (self->uring == NULL && !automatic) {
+        errno = why;
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *batch_backend(Batch *self, void *unused) {
+    return PyUnicode_FromString(self->uring != NULL ? "io_uring" : "sendmmsg");
 }
 
 static int batch_grow(Batch *self) {
@@ -436,23 +469,10 @@ static PyObject *batch_add(Batch *self, PyObject *const *args, Py_ssize_t nargs)
     return PyBool_FromLong(r);
 }
 
-/* Seal everything and send, the GIL released; sendmmsg for each run of datagrams that share a
- * socket (the kernel drops what it cannot queue: MSG_DONTWAIT, counted per channel). */
-static PyObject *batch_flush(Batch *self, PyObject *unused) {
-    Py_ssize_t count = self->count, sent = 0;
-    if (count == 0) return PyLong_FromLong(0);
-    Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t i = 0; i < count; i++) {
-        Entry *e = &self->entries[i];
-        unsigned char *slot = self->slots + (size_t)i * SLOT_SIZE;
-        e->len = seal(e->ch, slot, e->n, e->nonce);
-        self->iov[i].iov_base = slot;
-        self->iov[i].iov_len = e->len > 0 ? (size_t)e->len : 0;
-        memset(&self->msgs[i], 0, sizeof(struct mmsghdr));
-        self->msgs[i].msg_hdr.msg_iov = &self->iov[i];
-        self->msgs[i].msg_hdr.msg_iovlen = 1;
-    }
-    Py_ssize_t i = 0;
+/* sendmmsg for each run of entries [from, count) that share a socket (the kernel drops what it
+ * cannot queue: MSG_DONTWAIT, counted per channel); without the GIL. The datagrams sent. */
+static Py_ssize_t send_runs(Batch *self, Py_ssize_t from, Py_ssize_t count) {
+    Py_ssize_t i = from, sent = 0;
     while (i < count) {
         Py_ssize_t j = i + 1;
         while (j < count && self->entries[j].fd == self->entries[i].fd) j++;
@@ -478,6 +498,51 @@ static PyObject *batch_flush(Batch *self, PyObject *unused) {
         }
         i = j;
     }
+    return sent;
+}
+
+/* The same with one io_uring_enter per ring-full (docs/decisions/0021): each datagram its own
+ * send, counted alike. What the ring could not take goes by sendmmsg; a failed ring is dropped
+ * for good (this Batch sends with sendmmsg from then on). */
+static Py_ssize_t send_uring(Batch *self, Py_ssize_t count) {
+    for (Py_ssize_t i = 0; i < count; i++)
+        if (self->entries[i].len < 0) self->entries[i].fd = -1; /* seal failed: not sent, counted */
+    const int *res;
+    int broken;
+    Py_ssize_t done = (Py_ssize_t)uring_tx_send(self->uring, (size_t)count, (const char *)&self->entries[0].fd,
+                                                sizeof(Entry), self->msgs, &res, &broken);
+    Py_ssize_t sent = 0;
+    for (Py_ssize_t i = 0; i < done; i++) {
+        if (res[i] >= 0) {
+            self->entries[i].ch->sent++;
+            sent++;
+        } else {
+            self->entries[i].ch->send_errors++;
+        }
+    }
+    if (broken) {
+        uring_tx_close(self->uring);
+        self->uring = NULL;
+    }
+    return sent + send_runs(self, done, count);
+}
+
+/* Seal everything and send, the GIL released, with io_uring or sendmmsg (see Batch()). */
+static PyObject *batch_flush(Batch *self, PyObject *unused) {
+    Py_ssize_t count = self->count, sent = 0;
+    if (count == 0) return PyLong_FromLong(0);
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < count; i++) {
+        Entry *e = &self->entries[i];
+        unsigned char *slot = self->slots + (size_t)i * SLOT_SIZE;
+        e->len = seal(e->ch, slot, e->n, e->nonce);
+        self->iov[i].iov_base = slot;
+        self->iov[i].iov_len = e->len > 0 ? (size_t)e->len : 0;
+        memset(&self->msgs[i], 0, sizeof(struct mmsghdr));
+        self->msgs[i].msg_hdr.msg_iov = &self->iov[i];
+        self->msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    sent = self->uring != NULL ? send_uring(self, count) : send_runs(self, 0, count);
     Py_END_ALLOW_THREADS
     batch_clear(self);
     return PyLong_FromSsize_t(sent);
@@ -493,15 +558,22 @@ static PyMethodDef batch_methods[] = {
     {NULL},
 };
 
+static PyGetSetDef batch_getset[] = {
+    {"backend", (getter)batch_backend, NULL, "how flush() sends: 'io_uring' or 'sendmmsg'", NULL},
+    {NULL},
+};
+
 static PyTypeObject BatchType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "audionode.native._packet.Batch",
     .tp_basicsize = sizeof(Batch),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Batch(): one tick's datagrams of every stream, sealed and sent by flush()",
+    .tp_doc = "Batch(backend='auto'): one tick's datagrams of every stream, sealed and sent by flush()",
     .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)batch_init,
     .tp_dealloc = (destructor)batch_dealloc,
     .tp_methods = batch_methods,
+    .tp_getset = batch_getset,
 };
 
 /* --- Pump: the native tick over the passthrough lanes ------------------------------------ */

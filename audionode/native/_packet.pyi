@@ -1,6 +1,6 @@
 """Type stubs of the C extension (audionode/native/_packet.c)."""
 
-from typing import Any, Final, Protocol
+from typing import Any, Final, Literal, Protocol
 
 MODE_AES_GCM: Final[int]
 MODE_XCHACHA: Final[int]
@@ -33,6 +33,9 @@ class Channel:
     def packet(self, frame: bytes) -> bytes: ...
 
 class Batch:
+    backend: Final[str]
+    """How ``flush`` sends: ``"io_uring"`` or ``"sendmmsg"`` (decision 0021)."""
+    def __init__(self, backend: Literal["auto", "io_uring", "sendmmsg"] = "auto") -> None: ...
     def add(self, channel: Channel, frame: bytes, fd: int, /) -> bool: ...
     def flush(self) -> int: ...
     def pending(self) -> int: ...
