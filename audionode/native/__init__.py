@@ -56,9 +56,20 @@ def describe() -> str:
             f"native packet path (C: {_module.OPENSSL_VERSION}, "
             f"libsodium {_module.SODIUM_VERSION}, "
             f"AES-256-GCM by {getattr(_module, 'AES_GCM', 'OpenSSL')}, sends with "
-            # an extension built before decision 0021 has no backend: it has only sendmmsg
-            f"{getattr(_module.Batch(), 'backend', 'sendmmsg')})"
+            f"{_send_backend(_module)})"
         )
     if _module is not None:
         return "pure-Python packet path (engine.native_packets is false)"
     return f"pure-Python packet path (native extension not built: {_error})"
+
+
+_backend: str | None = None
+
+
+def _send_backend(mod: ModuleType) -> str:
+    """How a new ``Batch`` sends here, found once (a ``Batch`` made to ask holds an io_uring
+    ring until it is freed). An extension built before decision 0021 has only sendmmsg."""
+    global _backend
+    if _backend is None:
+        _backend = str(getattr(mod.Batch(), "backend", "sendmmsg"))
+    return _backend
