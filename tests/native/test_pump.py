@@ -16,7 +16,7 @@ import contextlib
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -157,29 +157,30 @@ def sides() -> Iterator[Callable[[str], tuple[Side, Side]]]:
 
 
 def lockstep(
-    a: Side, b: Side, ticks: int, script: dict[int, Callable[[Side], None]] | None = None
+    sides: Sequence[Side], ticks: int, script: dict[int, Callable[[Side], None]] | None = None
 ) -> None:
-    """``ticks`` sender ticks on both sides; ``script[i]`` runs on both before tick ``i``.
-    Each tick first waits until both buffers have their next frame (when one plays)."""
+    """``ticks`` sender ticks on every side; ``script[i]`` runs on each before tick ``i``.
+    Each tick first waits until every buffer has its next frame (while one plays), so no side
+    ever misses a slot for timing reasons."""
     now = 1000.0
     for i in range(ticks):
         if script and i in script:
-            script[i](a)
-            script[i](b)
+            for side in sides:
+                script[i](side)
             time.sleep(0.02)  # the pipelines' turns for the command
         deadline = time.monotonic() + 5
-        while not (a.buffer.ready() and b.buffer.ready()):
-            if time.monotonic() > deadline or (a.pipeline.idle and b.pipeline.idle):
+        while not all(side.buffer.ready() for side in sides):
+            if time.monotonic() > deadline or all(side.pipeline.idle for side in sides):
                 break
             time.sleep(0.0005)
-        a.sender.step(now)
-        b.sender.step(now)
+        for side in sides:
+            side.sender.step(now)
         now += 0.020
-        a.drain()
-        b.drain()
+        for side in sides:
+            side.drain()
     time.sleep(0.01)
-    a.drain()
-    b.drain()
+    for side in sides:
+        side.drain()
 
 
 @pytest.mark.parametrize("mode", [AES_GCM_MODE, XCHACHA_MODE])
@@ -205,7 +206,7 @@ def test_same_datagrams_with_and_without_the_pump(
         side.sink.hold(False)
 
     script = {60: pause, 75: resume, 150: hold, 170: release}
-    lockstep(a, b, 520, script)
+    lockstep((a, b), 520, script)
 
     assert a.got == b.got, "the Pump changed what went on the wire"
     channel_a, channel_b = a.sink.p.channel, b.sink.p.channel
@@ -249,7 +250,7 @@ def test_a_pipeline_command_hands_the_stream_back_and_the_pump_takes_it_again(
         side.pipeline.set_volume(1.0)
 
     script = {40: quieter, 100: louder, 160: note}
-    lockstep_one(a, 200, script)
+    lockstep((a,), 200, script)
     assert pumped[0] > 20, "the Pump did not take the steady stream"
     # while the volume differs, frames are made (not passthrough): the Pump hands back
     assert pumped[1] - pumped[0] <= 2, pumped
@@ -260,20 +261,6 @@ def test_a_pipeline_command_hands_the_stream_back_and_the_pump_takes_it_again(
     assert a.pump is not None and a.pump.errors == 0
 
 
-def lockstep_one(a: Side, ticks: int, script: dict[int, Callable[[Side], None]]) -> None:
-    """:func:`lockstep` for one side."""
-    now = 1000.0
-    for i in range(ticks):
-        if i in script:
-            script[i](a)
-            time.sleep(0.02)
-        deadline = time.monotonic() + 5
-        while not a.buffer.ready() and time.monotonic() < deadline:
-            time.sleep(0.0005)
-        a.sender.step(now)
-        now += 0.020
-
-
 def test_a_closed_socket_or_a_dead_channel_is_never_served(
     sides: Callable[[str], tuple[Side, Side]], track_a: Path
 ) -> None:
@@ -281,13 +268,13 @@ def test_a_closed_socket_or_a_dead_channel_is_never_served(
     a.pipeline.play(playable(track_a), 1)
     a.sender.play(KEY, a.buffer)
     channel = a.sink.p.channel
-    lockstep_one(a, 30, {})
+    lockstep((a,), 30, {})
     served = channel.pumped
     assert served > 10
     channel.fd = -1  # VoiceConnection._close_udp unbinds it before closing the socket
     a.sink.audio_ready = False  # and the session is no longer ready to send audio
     a.sink.ready = False
-    lockstep_one(a, 10, {})
+    lockstep((a,), 10, {})
     assert channel.pumped == served
     assert a.pump is not None and a.pump.armed() == 0
 
