@@ -163,6 +163,7 @@ def lockstep(
     Each tick first waits until every buffer has its next frame (while one plays), so no side
     ever misses a slot for timing reasons."""
     now = 1000.0
+    played = False  # idle before the first frame is a play not started yet, after it the end
     for i in range(ticks):
         if script and i in script:
             for side in sides:
@@ -170,9 +171,12 @@ def lockstep(
             time.sleep(0.02)  # the pipelines' turns for the command
         deadline = time.monotonic() + 5
         while not all(side.buffer.ready() for side in sides):
-            if time.monotonic() > deadline or all(side.pipeline.idle for side in sides):
+            ended = played and all(side.pipeline.idle for side in sides)
+            if ended or time.monotonic() > deadline:
                 break
             time.sleep(0.0005)
+        else:
+            played = True
         for side in sides:
             side.sender.step(now)
         now += 0.020
