@@ -12,6 +12,7 @@ are real NativePacketizers on real loopback UDP sockets, with a deterministic DA
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import socket
@@ -19,6 +20,8 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 
+import av
+import numpy as np
 import pytest
 
 from audionode.config import EngineConfig
@@ -28,11 +31,13 @@ from audionode.native import _packet
 from audionode.sources.api import Playable
 from audionode.transport.sender import Sender
 from audionode.voice.crypto import AES_GCM_MODE, XCHACHA_MODE, cipher_for
+from audionode.voice.events import Connected
 from audionode.voice.packetizer import SILENCE_FRAME, NativePacketizer
 from tests.media.mediafiles import demuxed_packets, tone, write_media
 from tests.native.test_packet import DirectDave
 from tests.transport import rig
-from tests.transport.rig import until
+from tests.transport.faultproxy import FaultProxy
+from tests.transport.rig import hearing, until
 from tests.transport.test_e2e import assert_rtp_stream, assert_server_accepted_all
 from tests.transport.voiceserver_harness import Harness, voice_server
 
@@ -335,3 +340,86 @@ async def test_the_listener_opens_every_packet_the_pump_sent(
         assert node.vc.session.frames_sent >= len(opened)
         await node.vc.close()
         assert p.channel.fd == -1, "the channel still names the closed socket's descriptor"
+
+
+def numbered_ogg(path: Path, frames: list[bytes]) -> Path:
+    """An Ogg Opus file whose packets are ``frames`` (numbered, see ``rig.numbered_frames``):
+    libopus's header and timing, our payloads."""
+    pcm = tone([440], len(frames) * 0.02)
+    made: list[av.Packet] = []
+    with av.open(str(path), "w", format="ogg") as out:
+        stream = out.add_stream("libopus", rate=48000, layout="stereo")
+        for i in range(0, len(pcm), 960):
+            chunk = np.ascontiguousarray(pcm[i : i + 960].T)
+            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="stereo")
+            frame.sample_rate, frame.pts = 48000, i
+            made.extend(stream.encode(frame))
+        made.extend(stream.encode(None))
+        for packet, payload in zip(made, frames, strict=False):
+            ours = av.Packet(payload)
+            ours.pts, ours.dts, ours.duration = packet.pts, packet.dts, packet.duration
+            ours.time_base, ours.stream = packet.time_base, stream
+            out.mux(ours)
+    return path
+
+
+@pytest.mark.parametrize("fault", ["4015 resume", "4016 fresh reconnect"])
+async def test_a_voice_fault_mid_track_while_the_pump_serves(
+    harness: Harness, tmp_path: Path, fault: str
+) -> None:
+    """The gateway socket goes while the Pump serves a lane: on a resume (UDP, key and group
+    kept) every frame is heard once, in order, and the counters run on; on a fresh reconnect
+    (a new socket, packetizer and channel) nothing plain reaches the DAVE channel, no frame is
+    lost, the old channel is never served again and the new one is."""
+    h = harness
+    total = 250
+    path = numbered_ogg(tmp_path / "numbered.opus", rig.numbered_frames(total))
+    pipeline = Pipeline(EngineConfig(), on_event=lambda _e: None)
+    pipeline.start()
+    async with contextlib.AsyncExitStack() as cleanup:
+        cleanup.callback(pipeline.close)
+        proxy = FaultProxy(h.endpoint, h.http)
+        await proxy.start()
+        cleanup.push_async_callback(proxy.stop)
+        listener = await rig.join_listener(h, LISTENER, CHANNEL, GUILD, heartbeat=True)
+        cleanup.push_async_callback(listener.close)
+        grant = await h.lvsp.grant(NODE, CHANNEL, GUILD)
+        node = await rig.start_node(
+            h,
+            grant,
+            AES_GCM_MODE,
+            endpoint=proxy.endpoint,
+            guild=GUILD,
+            out=_packet.Batch(),
+            pump=_packet.Pump(),
+        )
+        cleanup.push_async_callback(node.close)
+        await until(lambda: node.vc.dave.ready and listener.dave_ready)
+        first = node.vc.session.packetizer
+        assert isinstance(first, NativePacketizer)
+
+        t_play = time.monotonic()
+        pipeline.play(playable(path), 1)
+        node.sender.play(GUILD, pipeline.buffer)
+        await until(lambda: first.channel.pumped >= 60)
+        code = 4015 if fault.startswith("4015") else 4016
+        await proxy.close_live(code, fault)
+        if code == 4016:
+            await until(lambda: len(node.at(Connected)) == 2)
+        await until(
+            lambda: any(m["d"]["speaking"] == 0 and t > t_play for t, m in listener.ops_at(5)),
+            within=20,
+        )
+        await asyncio.sleep(0.1)  # the last packets' way to the listener
+        got = hearing(listener, node.ssrcs(), NODE, after=t_play)
+        assert got.leaks == [], "plain audio reached an E2EE channel"
+        assert got.skipped(total) == [] and got.undecryptable == 0
+        now = node.vc.session.packetizer
+        assert isinstance(now, NativePacketizer)
+        if code == 4015:
+            assert now is first and got.indexes == list(range(total)), "in order, each once"
+            assert got.gap_ms < 150, "audio flows on during the resume"
+        else:
+            assert now is not first and not first.channel.live and first.channel.fd == -1
+            assert now.channel.pumped > 0, "the Pump serves the new connection"
+        assert first.channel.send_errors == 0 and now.channel.send_errors == 0
