@@ -674,12 +674,16 @@ static void feed_dealloc(Feed *self) {
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-static int get_ll(PyObject *o, PyObject *name, long long *out) {
-    PyObject *v = PyObject_GetAttr(o, name);
+/* *out = the int v (a new reference, taken; NULL: an error already set). 0, or -1. */
+static int take_ll(PyObject *v, long long *out) {
     if (v == NULL) return -1;
     *out = PyLong_AsLongLong(v);
     Py_DECREF(v);
     return *out == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
+static int get_ll(PyObject *o, PyObject *name, long long *out) {
+    return take_ll(PyObject_GetAttr(o, name), out);
 }
 
 static int set_ll(PyObject *o, PyObject *name, long long value) {
@@ -761,11 +765,7 @@ static PyObject *packet_field(PyObject *packet, Py_ssize_t offset, PyObject *nam
 }
 
 static int packet_ll(PyObject *packet, Py_ssize_t offset, PyObject *name, long long *out) {
-    PyObject *v = packet_field(packet, offset, name);
-    if (v == NULL) return -1;
-    *out = PyLong_AsLongLong(v);
-    Py_DECREF(v);
-    return *out == -1 && PyErr_Occurred() ? -1 : 0;
+    return take_ll(packet_field(packet, offset, name), out);
 }
 
 /* The next packet of the lane, with the reader's lock held (TrackReader.take_for_lane's fast

@@ -107,20 +107,6 @@ class VoiceSink(Protocol):
     def send_keepalive(self) -> None: ...
 
 
-class PumpSink(Protocol):
-    """A sink whose audio the native Pump may send (``VoiceConnection.pump_channel``)."""
-
-    def pump_channel(self) -> _packet.Channel | None: ...
-
-
-class PumpSource(Protocol):
-    """A source the native Pump may pop (``FrameBuffer.pump_feed``)."""
-
-    def pump_feed(
-        self, key: object, channel: _packet.Channel, track: int
-    ) -> _packet.Feed | None: ...
-
-
 ARM_RETRY: Final = 10
 """Ticks before a steady stream the Pump could not take is offered to it again: a transcoded
 track never can (this keeps its cost to a check every 200 ms), a passthrough track again once
@@ -340,7 +326,9 @@ class Sender(Generic[K]):
 
     def _offer(self, key: K, stream: _Stream) -> None:
         """After a steady-state frame: hand the stream to the Pump when its connection and its
-        source can go native (the sink's live channel, the source's lane of this track)."""
+        source can go native: the sink's live channel (``VoiceConnection.pump_channel``) and
+        the source's lane of this track (``FrameBuffer.pump_feed``); sinks and sources
+        without those methods stay on the Python path."""
         stream.arm_at = self.ticks + ARM_RETRY
         pump = self._pump
         pump_channel = getattr(stream.sink, "pump_channel", None)
