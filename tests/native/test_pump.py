@@ -322,10 +322,7 @@ async def test_the_listener_opens_every_packet_the_pump_sent(
         t_play = time.monotonic()
         pipeline.play(playable(track_b), 1)
         node.sender.play(GUILD, pipeline.buffer)
-        await until(
-            lambda: any(m["d"]["speaking"] == 0 and t > t_play for t, m in listener.ops_at(5)),
-            within=15,
-        )
+        await rig.until_silent(listener, t_play, within=15)
         ssrc = node.vc.ssrc
         assert ssrc is not None
         opened = [(t, o) for t, o in listener.opened_at(ssrc) if t > t_play]
@@ -406,10 +403,7 @@ async def test_a_voice_fault_mid_track_while_the_pump_serves(
         await proxy.close_live(code, fault)
         if code == 4016:
             await until(lambda: len(node.at(Connected)) == 2)
-        await until(
-            lambda: any(m["d"]["speaking"] == 0 and t > t_play for t, m in listener.ops_at(5)),
-            within=20,
-        )
+        await rig.until_silent(listener, t_play, within=20)
         await asyncio.sleep(0.1)  # the last packets' way to the listener
         got = hearing(listener, node.ssrcs(), NODE, after=t_play)
         assert got.leaks == [], "plain audio reached an E2EE channel"

@@ -136,6 +136,13 @@ async def until(predicate: Callable[[], bool], within: float = 10.0) -> None:
         await asyncio.sleep(0.01)
 
 
+async def until_silent(listener: VoiceMember, since: float, within: float = 10.0) -> None:
+    """Until ``listener`` saw an op 5 speaking off after ``since`` (a play ran out)."""
+    await until(
+        lambda: any(m["d"]["speaking"] == 0 and t > since for t, m in listener.ops_at(5)), within
+    )
+
+
 async def join_listener(
     h: Harness, user: int, channel: int, guild: int, *, heartbeat: bool = False, max_dave: int = 1
 ) -> VoiceMember:

@@ -19,7 +19,7 @@ from audionode.voice.crypto import AES_GCM_MODE, XCHACHA_MODE, Opened
 from audionode.voice.packetizer import SILENCE_FRAME
 from tests.transport import rig
 from tests.transport.opus import OpusDecoder, sine_opus
-from tests.transport.rig import Node, Source, until
+from tests.transport.rig import Node, Source, until, until_silent
 from tests.transport.voiceserver_harness import Harness, VoiceGrant, voice_server
 from tests.voiceserver.member import VoiceMember
 
@@ -73,7 +73,7 @@ async def play_and_hear(
     the listener opened of the node's SSRC since, checked as one RTP stream."""
     t_play = time.monotonic()
     node.sender.play(guild, Source(frames, track=1))
-    await until(lambda: any(m["d"]["speaking"] == 0 and t > t_play for t, m in listener.ops_at(5)))
+    await until_silent(listener, t_play)
     ssrc = node.vc.ssrc
     assert ssrc is not None
     opened = [(t, o) for t, o in listener.opened_at(ssrc) if t > t_play]
