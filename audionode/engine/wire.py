@@ -108,7 +108,7 @@ class EventWriter:
         self._limit = limit
         self._hold = hold
         self._clock = clock
-        self._held: list[tuple[msg.Event, float]] = []
+        self._held: list[tuple[msg.TrackPosition, float]] = []
         self._timer: asyncio.TimerHandle | None = None
         self.writes = 0
         """Writes made (each carries one or more frames)."""
@@ -133,7 +133,6 @@ class EventWriter:
         if self._held:
             now = self._clock()
             for held, since in self._held:
-                assert isinstance(held, msg.TrackPosition)
                 aged = msgspec.structs.replace(held, held_ms=round((now - since) * 1000))
                 self._add(frames, aged)
             self._held.clear()
