@@ -109,6 +109,8 @@ class Lane(_Base):
         mod = native.module()
         if mod is None or not self.open or self.serial != track:
             return None
+        if not isinstance(self.reader, mod.ReaderCore):  # the queue the Pump reads (0022)
+            return None
         feed: _packet.Feed = mod.Feed(key, channel, frames, self, NEVER)
         return feed
 

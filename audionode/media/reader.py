@@ -23,7 +23,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 import av
 import av.container
@@ -82,7 +82,84 @@ class Packet(msgspec.Struct, frozen=True, gc=False):
     """Samples per channel in the packet; 0 when the TOC could not be parsed."""
 
 
-class TrackReader:
+class _ReaderFields:
+    """The reader's counters and packet queue where the C extension is not built; with it, its
+    ``ReaderCore`` holds them in C: the native demuxer pushes packets into the queue and the
+    sender's Pump takes them out without a Python object per packet
+    (docs/decisions/0022-native-reader-queue.md). The same methods either way; each is called
+    with the reader's lock held where the order of calls matters."""
+
+    _buffered: int
+    _low: int
+    _gen: int
+    _resting: bool
+    eof: bool
+    _closed: bool
+
+    def __init__(self) -> None:
+        self._q: deque[Packet] = deque()
+
+    @property
+    def _q_count(self) -> int:
+        return len(self._q)
+
+    def _q_push(self, data: bytes, pos: int, samples: int) -> None:
+        self._q.append(Packet(data=data, pos=pos, samples=samples))
+        self._buffered += samples
+
+    def _q_take(self, samples: int = -1) -> Packet | None:
+        if not self._q or (samples >= 0 and self._q[0].samples != samples):
+            return None
+        packet = self._q.popleft()
+        self._buffered -= packet.samples
+        return packet
+
+    def _q_peek(self) -> Packet | None:
+        return self._q[0] if self._q else None
+
+    def _q_clear(self) -> None:
+        while self._q:
+            self._buffered -= self._q.popleft().samples
+
+    def _lane_take(self, lane: Lane) -> tuple[bytes, int] | Literal[False] | None:
+        """The locked part of :meth:`TrackReader.take_for_lane`: None when nothing was taken
+        (the lane is closed or nothing is queued); False when the next packet is not one
+        20 ms frame or reaches ``lane.stop_at`` (the lane is closed now); else the packet's
+        bytes and position (the lane closes after it once the end of the track is within
+        ``lane.margin``, or at ``lane.stop_at``)."""
+        if not lane.open or not self._q:
+            return None
+        head = self._q[0]
+        pos = head.pos
+        if head.samples != _FRAME or pos >= lane.stop_at:
+            lane.open = False
+            return False
+        self._q.popleft()
+        self._buffered -= _FRAME
+        lane.pos = pos + _FRAME
+        if self._resting and self._buffered <= self._low:
+            self._refill()
+        if (self.eof and self._buffered <= lane.margin) or pos + _FRAME >= lane.stop_at:
+            lane.open = False
+        return head.data, pos
+
+    def _refill(self) -> None:
+        raise NotImplementedError
+
+
+if TYPE_CHECKING:
+    _ReaderBase = _ReaderFields
+else:
+    try:
+        from audionode.native._packet import ReaderCore as _ReaderBase
+        from audionode.native._packet import set_packet_type
+    except ImportError:  # not built: the same fields and queue in Python
+        _ReaderBase = _ReaderFields
+    else:
+        set_packet_type(Packet)
+
+
+class TrackReader(_ReaderBase):
     """Reads one track ahead. Start with :meth:`start`; always finish with :meth:`close`.
 
     ``wake`` is called (from the reader thread) whenever there is news for the consumer:
@@ -103,6 +180,7 @@ class TrackReader:
         ahead: float = 3.0,
         timeout: float = 10.0,
     ) -> None:
+        super().__init__()
         self.playable = playable
         self.serial = serial
         self.info: MediaInfo | None = None
@@ -124,7 +202,6 @@ class TrackReader:
         self.lock = self._lock
         """The consumer side's lock (``media/lane.py`` closes a lane under it)."""
         self._cond = threading.Condition(self._lock)
-        self._packets: deque[Packet] = deque()
         self._pcm: deque[tuple[int, Pcm | av.AudioFrame]] = deque()
         """Decoded blocks: libav's 20 ms frames as the resampler cut them (arrays are made
         only when taken as PCM, :meth:`take_frame` hands them on as they are), or arrays
@@ -181,14 +258,9 @@ class TrackReader:
         """The next opus packet (packets mode), or None if none is ready; with ``samples``,
         only a packet of exactly that many samples (else it stays first in line)."""
         with self._lock:
-            if not self._packets:
-                return None
-            packet = self._packets[0]
-            if samples is not None and packet.samples != samples:
-                return None
-            self._packets.popleft()
-            self._buffered -= packet.samples
-            self._refill()
+            packet = self._q_take(-1 if samples is None else samples)
+            if packet is not None:
+                self._refill()
             return packet
 
     def take_for_lane(self, lane: Lane) -> Frame | None:
@@ -199,38 +271,24 @@ class TrackReader:
         pipeline has that many frames of time to take over (a gapless join, a crossfade).
         One function, not a chain of calls: it runs once per frame per player."""
         with self._lock:
-            if not lane.open:
-                return None
-            packets = self._packets
-            if not packets:
-                return None
-            head = packets[0]
-            pos = head.pos
-            packet: Packet | None = None
-            if head.samples != _FRAME or pos >= lane.stop_at:
-                lane.open = False
-            else:
-                packet = packets.popleft()
-                self._buffered -= _FRAME
-                lane.pos = pos + _FRAME
-                if self._resting and self._buffered <= self._low:
-                    self._refill()
-                if (self.eof and self._buffered <= lane.margin) or pos + _FRAME >= lane.stop_at:
-                    lane.open = False
-        if packet is None:
+            got = self._lane_take(lane)
+        if got is None:
+            return None
+        if got is False:  # not one 20 ms frame, or the stop: the pipeline takes over
             lane.on_turn()
             return None
+        data, pos = got
         if pos >= lane.turn_at:
             lane.crossed = pos  # the frame a position event names; one turn asked for
             lane.turn_at = NEVER
             lane.on_turn()
         elif not lane.open:
             lane.on_turn()
-        return Frame(packet.data, self.serial, pos * 1000 // RATE)
+        return Frame(data, self.serial, pos * 1000 // RATE)
 
     def peek_packet(self) -> Packet | None:
         with self._lock:
-            return self._packets[0] if self._packets else None
+            return self._q_peek()
 
     def take_frame(self) -> tuple[int, av.AudioFrame] | None:
         """The next block (pcm mode) as ``(position, frame)`` if it is a whole 20 ms libav
@@ -278,7 +336,7 @@ class TrackReader:
     @property
     def drained(self) -> bool:
         """True once the end was reached and every sample was taken."""
-        return self.eof and self._buffered <= 0 and not self._packets and not self._pcm
+        return self.eof and self._buffered <= 0 and not self._q_count and not self._pcm
 
     def seek(self, ms: int) -> None:
         """Drop what is buffered and continue from ``ms`` (the reader thread does the I/O)."""
@@ -311,7 +369,7 @@ class TrackReader:
     # -- reader thread ---------------------------------------------------------------------
 
     def _drop_buffers(self) -> None:
-        self._packets.clear()
+        self._q_clear()
         self._pcm.clear()
         self._buffered = 0
         self._resting = False
@@ -450,24 +508,12 @@ class TrackReader:
 
     # Only wake the consumer when the buffer was empty: it may be waiting for this data;
     # otherwise it will find the data on its own and a wake-up per chunk would be waste.
-    def _push_packet(self, gen: int, packet: Packet) -> None:
+    def _push_packet(self, gen: int, data: bytes, pos: int, samples: int) -> None:
         with self._lock:
             if gen != self._gen or self._closed:
                 return
-            was_empty = not self._packets
-            self._packets.append(packet)
-            self._buffered += packet.samples
-        if was_empty:
-            self._wake()
-
-    def _push_packets(self, gen: int, packets: list[Packet], samples: int) -> None:
-        """:meth:`_push_packet` for a batch (the native demuxer's): one lock for all."""
-        with self._lock:
-            if gen != self._gen or self._closed:
-                return
-            was_empty = not self._packets
-            self._packets.extend(packets)
-            self._buffered += samples
+            was_empty = not self._q_count
+            self._q_push(data, pos, samples)
         if was_empty:
             self._wake()
 
@@ -499,6 +545,8 @@ def _native_demux(
     stream, and the bytes are in memory or in a local file (network streams keep PyAV)."""
     mod = native.module()
     demuxer = getattr(mod, "OggOpus", None)  # None: not built, or built before 0019
+    if not hasattr(demuxer, "read_into"):  # built before 0022: no ReaderCore to read into
+        return None
     if demuxer is None or container.format.name != "ogg" or len(container.streams) != 1:
         return None
     if playable.data is not None:
@@ -606,9 +654,11 @@ class _StreamLoop:
         end = self.r._end
         # no further than the read-ahead limit (a page's other packets wait in the demuxer)
         want = min(_BURST, max(1, (self.r._limit - self.r._buffered + _FRAME - 1) // _FRAME))
-        packets = demux.read(want, self.skip_to, -1 if end is None else end)
-        if packets:
-            self.r._push_packets(gen, packets, demux.samples)
+        # straight into the reader's queue; dropped there when a seek or close came meanwhile
+        stop = -1 if end is None else end
+        count, was_empty = demux.read_into(self.r, want, self.skip_to, stop, gen)
+        if count and was_empty:
+            self.r._wake()
         state = demux.state
         if state == 1:  # wants input
             source.feed()
@@ -659,7 +709,7 @@ class _StreamLoop:
             return
         if pos + samples <= self.skip_to:
             return
-        self.r._push_packet(gen, Packet(data=data, pos=max(0, pos), samples=samples))
+        self.r._push_packet(gen, data, max(0, pos), samples)
 
     def _decode(
         self, packet: av.Packet[AudioStream] | None

@@ -30,6 +30,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "_reader.h"
+
 #define OGG_MORE 0    /* call read again (or feed, once `need` is set) */
 #define OGG_NEED 1    /* feed more bytes (or feed(b"") at the end of the input) */
 #define OGG_END 2     /* the stream ended (EOS page, end of input, or `end` reached) */
@@ -37,18 +39,36 @@
 
 #define MAX_PAGE_PACKETS 255
 
-static uint32_t crc_table[256];
+/* Ogg's CRC-32 (polynomial 0x04C11DB7, MSB first, no reflection, initial value 0: RFC 3533
+ * section 6), eight bytes per step ("slicing by 8"): crc_table[k][b] is the CRC of byte b followed
+ * by k zero bytes, so eight independent lookups replace eight dependent ones. Every byte of every
+ * page goes through it; one lookup per byte was 5 % of a worker's CPU at 300 passthrough
+ * streams (docs/PERFORMANCE.md, "Reader packets in native code"). */
+static uint32_t crc_table[8][256];
 
 static void crc_init(void) {
     for (uint32_t i = 0; i < 256; i++) {
         uint32_t r = i << 24;
         for (int j = 0; j < 8; j++) r = (r & 0x80000000u) ? (r << 1) ^ 0x04C11DB7u : r << 1;
-        crc_table[i] = r;
+        crc_table[0][i] = r;
     }
+    for (int k = 1; k < 8; k++)
+        for (int i = 0; i < 256; i++)
+            crc_table[k][i] = (crc_table[k - 1][i] << 8) ^ crc_table[0][crc_table[k - 1][i] >> 24];
+}
+
+static inline uint32_t be32(const unsigned char *p) {
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
 static uint32_t crc_run(uint32_t crc, const unsigned char *p, size_t n) {
-    for (size_t i = 0; i < n; i++) crc = (crc << 8) ^ crc_table[((crc >> 24) & 0xFF) ^ p[i]];
+    for (; n >= 8; p += 8, n -= 8) {
+        uint32_t a = crc ^ be32(p), b = be32(p + 4);
+        crc = crc_table[7][a >> 24] ^ crc_table[6][(a >> 16) & 0xFF] ^ crc_table[5][(a >> 8) & 0xFF] ^
+              crc_table[4][a & 0xFF] ^ crc_table[3][b >> 24] ^ crc_table[2][(b >> 16) & 0xFF] ^
+              crc_table[1][(b >> 8) & 0xFF] ^ crc_table[0][b & 0xFF];
+    }
+    for (; n > 0; p++, n--) crc = (crc << 8) ^ crc_table[0][((crc >> 24) & 0xFF) ^ *p];
     return crc;
 }
 
@@ -111,9 +131,16 @@ typedef struct {
     long long count;    /* audio packets read so far (returned, skipped or waiting) */
     long long samples;  /* samples of the packets the last read returned */
     const char *why;
-    PyObject *pending;  /* the packets of the last page not yet returned, from pending_at */
-    Py_ssize_t pending_at;
-    int pending_samples[MAX_PAGE_PACKETS];
+    int ready;          /* __init__ ran */
+    /* The audio packets of the last page not yet handed out (from pend_at), raw: read() makes
+     * packet objects of them, read_into() copies them into a reader's queue (_reader.h). */
+    unsigned char *pbytes;
+    size_t pbcap, pblen;
+    int pend_count, pend_at;
+    int64_t pend_pos[MAX_PAGE_PACKETS];
+    size_t pend_off[MAX_PAGE_PACKETS];
+    uint32_t pend_len[MAX_PAGE_PACKETS];
+    int pend_samples[MAX_PAGE_PACKETS];
 } OggOpus;
 
 static int ogg_init(OggOpus *self, PyObject *args, PyObject *kw) {
@@ -134,14 +161,15 @@ static int ogg_init(OggOpus *self, PyObject *args, PyObject *kw) {
     self->count = 0;
     self->samples = 0;
     self->why = "";
-    Py_XSETREF(self->pending, PyList_New(0));
-    self->pending_at = 0;
-    return self->pending == NULL ? -1 : 0;
+    self->pblen = 0;
+    self->pend_count = self->pend_at = 0;
+    self->ready = 1;
+    return 0;
 }
 
 static void ogg_dealloc(OggOpus *self) {
     Py_XDECREF(self->packet_type);
-    Py_XDECREF(self->pending);
+    PyMem_Free(self->pbytes);
     PyMem_Free(self->buf);
     PyMem_Free(self->part);
     Py_TYPE(self)->tp_free((PyObject *)self);
@@ -162,7 +190,7 @@ static int grow(unsigned char **p, size_t *cap, size_t need) {
 }
 
 static PyObject *ogg_feed(OggOpus *self, PyObject *arg) {
-    if (self->pending == NULL) {
+    if (!self->ready) {
         PyErr_SetString(PyExc_RuntimeError, "OggOpus.__init__ was not called");
         return NULL;
     }
@@ -194,9 +222,8 @@ static void anomaly(OggOpus *self, const char *why) {
     self->why = why;
 }
 
-/* Emit one audio packet (or stop at `end`); -1 on a Python error. */
-static int emit(OggOpus *self, PyObject *out, const unsigned char *p, size_t n, int d,
-                int64_t skip_to, int64_t end) {
+/* Emit one audio packet into the page's pending packets (or stop at `end`); -1 on an error. */
+static int emit(OggOpus *self, const unsigned char *p, size_t n, int d, int64_t skip_to, int64_t end) {
     int64_t pos = self->cur;
     if (end >= 0 && pos >= end) {
         self->state = OGG_END;
@@ -205,25 +232,24 @@ static int emit(OggOpus *self, PyObject *out, const unsigned char *p, size_t n, 
     self->cur = pos + d;
     self->count++;
     if (pos + d <= skip_to) return 0;
-    PyObject *data = PyBytes_FromStringAndSize((const char *)p, (Py_ssize_t)n);
-    if (data == NULL) return -1;
-    PyObject *argv[3] = {data, PyLong_FromLongLong(pos < 0 ? 0 : pos), PyLong_FromLong(d)};
-    PyObject *packet = NULL;
-    if (argv[1] != NULL && argv[2] != NULL)
-        packet = PyObject_Vectorcall(self->packet_type, argv, 3, NULL);
-    Py_DECREF(argv[0]);
-    Py_XDECREF(argv[1]);
-    Py_XDECREF(argv[2]);
-    if (packet == NULL) return -1;
-    Py_ssize_t i = PyList_GET_SIZE(out);
-    int r = PyList_Append(out, packet);
-    Py_DECREF(packet);
-    if (i < MAX_PAGE_PACKETS) self->pending_samples[i] = d;
-    return r;
+    int i = self->pend_count;
+    if (i >= MAX_PAGE_PACKETS) { /* cannot happen: a page has at most 255 segments */
+        PyErr_SetString(PyExc_RuntimeError, "more packets on a page than segments");
+        return -1;
+    }
+    if (grow(&self->pbytes, &self->pbcap, self->pblen + n) < 0) return -1;
+    memcpy(self->pbytes + self->pblen, p, n);
+    self->pend_pos[i] = pos < 0 ? 0 : pos;
+    self->pend_off[i] = self->pblen;
+    self->pend_len[i] = (uint32_t)n;
+    self->pend_samples[i] = d;
+    self->pblen += n;
+    self->pend_count = i + 1;
+    return 0;
 }
 
 /* Read one page from the input: 1 read, 0 no whole page yet or not going on, -1 error. */
-static int read_page(OggOpus *self, PyObject *out, int64_t skip_to, int64_t end) {
+static int read_page(OggOpus *self, int64_t skip_to, int64_t end) {
     const unsigned char *pg = self->buf + self->off;
     size_t avail = self->len - self->off;
     if (self->eos) {
@@ -334,7 +360,7 @@ static int read_page(OggOpus *self, PyObject *out, int64_t skip_to, int64_t end)
             self->cur = self->lastpts - self->pre_skip;
             self->lastpts_set = 0;
         }
-        if (emit(self, out, p, n, d, skip_to, end) < 0) return -1;
+        if (emit(self, p, n, d, skip_to, end) < 0) return -1;
         if (self->state == OGG_END) return 1;
         if (last_seg[k] && granule != -1) {
             self->lastpts = granule;
@@ -352,57 +378,110 @@ static int read_page(OggOpus *self, PyObject *out, int64_t skip_to, int64_t end)
     return 1;
 }
 
-static PyObject *ogg_read(OggOpus *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "read(max, skip_to, end) takes 3 arguments");
-        return NULL;
-    }
-    if (self->pending == NULL || self->packet_type == NULL) {
+/* The next page's packets once the pending ones are out: 1 a page was read, 0 none (state says
+ * why, or the per-call page budget is spent), -1 error. A page's packets are made at once and
+ * handed out up to `max` per call (the caller's read-ahead limit); a skip (skip_to) over many
+ * pages returns to the caller between pages, so one call never holds the shared thread long. */
+static int next_page(OggOpus *self, int *pages, int64_t skip_to, int64_t end) {
+    if (self->state != OGG_MORE || *pages >= 16) return 0;
+    self->pend_count = self->pend_at = 0;
+    self->pblen = 0;
+    int r = read_page(self, skip_to, end);
+    if (r < 0) return -1;
+    *pages += r;
+    return 1;
+}
+
+static int read_args(OggOpus *self, PyObject *const *args, Py_ssize_t *max, long long *skip_to, long long *end) {
+    if (!self->ready || self->packet_type == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "OggOpus.__init__ was not called");
-        return NULL;
+        return -1;
     }
-    Py_ssize_t max = PyLong_AsSsize_t(args[0]);
-    long long skip_to = PyLong_AsLongLong(args[1]);
-    long long end = PyLong_AsLongLong(args[2]);
-    if (PyErr_Occurred()) return NULL;
+    *max = PyLong_AsSsize_t(args[0]);
+    *skip_to = PyLong_AsLongLong(args[1]);
+    *end = PyLong_AsLongLong(args[2]);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+/* read(max, skip_to, end) -> [packet_type(data, pos, samples), ...] */
+static PyObject *ogg_read(OggOpus *self, PyObject *const *args, Py_ssize_t nargs) {
+    Py_ssize_t max;
+    long long skip_to, end;
+    if (nargs != 3) return PyErr_Format(PyExc_TypeError, "read(max, skip_to, end) takes 3 arguments");
+    if (read_args(self, args, &max, &skip_to, &end) < 0) return NULL;
     PyObject *out = PyList_New(0);
     if (out == NULL) return NULL;
     self->samples = 0;
-    /* A page's packets are made at once and handed out up to `max` per call (the caller's
-     * read-ahead limit); the work per call is bounded: a skip (skip_to) over many pages
-     * returns to the caller between pages, so it never holds the shared thread for long. */
     int pages = 0;
     while (PyList_GET_SIZE(out) < max) {
-        Py_ssize_t have = PyList_GET_SIZE(self->pending);
-        if (self->pending_at < have) {
-            PyObject *p = PyList_GET_ITEM(self->pending, self->pending_at);
-            if (PyList_Append(out, p) < 0) {
+        if (self->pend_at < self->pend_count) {
+            int i = self->pend_at;
+            PyObject *argv[3] = {
+                PyBytes_FromStringAndSize((const char *)self->pbytes + self->pend_off[i], self->pend_len[i]),
+                PyLong_FromLongLong(self->pend_pos[i]),
+                PyLong_FromLong(self->pend_samples[i]),
+            };
+            PyObject *packet = NULL;
+            if (argv[0] != NULL && argv[1] != NULL && argv[2] != NULL)
+                packet = PyObject_Vectorcall(self->packet_type, argv, 3, NULL);
+            for (int k = 0; k < 3; k++) Py_XDECREF(argv[k]);
+            if (packet == NULL || PyList_Append(out, packet) < 0) {
+                Py_XDECREF(packet);
                 Py_DECREF(out);
                 return NULL;
             }
-            self->samples += self->pending_samples[self->pending_at++];
+            Py_DECREF(packet);
+            self->samples += self->pend_samples[i];
+            self->pend_at++;
             continue;
         }
-        if (self->state != OGG_MORE || pages >= 16) break;
-        if (have > 0 && PyList_SetSlice(self->pending, 0, have, NULL) < 0) {
-            Py_DECREF(out);
-            return NULL;
-        }
-        self->pending_at = 0;
-        int r = read_page(self, self->pending, skip_to, end);
+        int r = next_page(self, &pages, skip_to, end);
         if (r < 0) {
             Py_DECREF(out);
             return NULL;
         }
-        pages += r;
+        if (r == 0) break;
     }
     return out;
 }
 
+/* read_into(reader, max, skip_to, end, gen) -> (count, was_empty): read() straight into a
+ * ReaderCore's queue, no packet object made. The packets are dropped (count 0) when the
+ * reader moved on meanwhile (its _gen is not gen: a seek) or was closed; the check and the
+ * pushes are one call under the GIL, so no seek or close falls between them. */
+static PyObject *ogg_read_into(OggOpus *self, PyObject *const *args, Py_ssize_t nargs) {
+    Py_ssize_t max;
+    long long skip_to, end, gen;
+    if (nargs != 5 || !PyObject_TypeCheck(args[0], &ReaderCoreType))
+        return PyErr_Format(PyExc_TypeError, "read_into(reader: ReaderCore, max, skip_to, end, gen)");
+    if (read_args(self, args + 1, &max, &skip_to, &end) < 0) return NULL;
+    if ((gen = PyLong_AsLongLong(args[4])) == -1 && PyErr_Occurred()) return NULL;
+    ReaderCore *rc = (ReaderCore *)args[0];
+    int keep = rc->gen == gen && !rc->closed;
+    int was_empty = rc->qcount == 0;
+    Py_ssize_t n = 0;
+    int pages = 0;
+    self->samples = 0;
+    while (n < max) {
+        if (self->pend_at < self->pend_count) {
+            int i = self->pend_at++;
+            if (keep && rq_push(rc, self->pbytes + self->pend_off[i], self->pend_len[i], self->pend_pos[i],
+                                self->pend_samples[i]) < 0)
+                return NULL;
+            self->samples += self->pend_samples[i];
+            n++;
+            continue;
+        }
+        int r = next_page(self, &pages, skip_to, end);
+        if (r < 0) return NULL;
+        if (r == 0) break;
+    }
+    return Py_BuildValue("(nO)", keep ? n : 0, was_empty ? Py_True : Py_False);
+}
+
 static PyObject *ogg_get_state(OggOpus *self, void *c) {
     /* packets still waiting from the last page come before any news */
-    if (self->pending != NULL && self->pending_at < PyList_GET_SIZE(self->pending))
-        return PyLong_FromLong(OGG_MORE);
+    if (self->pend_at < self->pend_count) return PyLong_FromLong(OGG_MORE);
     return PyLong_FromLong(self->state);
 }
 
@@ -433,6 +512,9 @@ static PyMethodDef ogg_methods[] = {
      "read(max, skip_to, end) -> list of packet_type(data, pos, samples): up to about max "
      "audio packets, those ending at or before skip_to left out, none from end on (end < 0: "
      "no end)"},
+    {"read_into", (PyCFunction)(void (*)(void))ogg_read_into, METH_FASTCALL,
+     "read_into(reader, max, skip_to, end, gen) -> (count, was_empty): read() into a "
+     "ReaderCore's queue; nothing is queued when reader._gen != gen or reader._closed"},
     {NULL},
 };
 

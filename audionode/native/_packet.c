@@ -29,6 +29,7 @@
 #include <openssl/evp.h>
 #include <sodium.h>
 
+#include "_reader.h"
 #include "_uring.h"
 
 #if PY_VERSION_HEX < 0x030D0000 /* public from 3.13 on */
@@ -577,67 +578,34 @@ static PyTypeObject BatchType = {
 };
 
 /* --- Pump: the native tick over the passthrough lanes ------------------------------------ */
+
 /* While a stream is in the steady state (speaking, playing, nothing held, its connection
  * live, its frame buffer empty and its track on the passthrough lane: media/lane.py), the
  * sender hands it to the Pump as a Feed, and Pump.run() serves every such stream in one call:
- * the lane's next packet (the logic of TrackReader.take_for_lane, under the reader's lock),
- * DAVE, the header, staged in the tick's Batch. Anything else (the lane closed or empty, a
- * packet that is not one 20 ms frame, the connection not live, the reader's lock busy, the
- * buffer holding made frames) hands the stream back to the sender's Python path for this
- * very tick, which does exactly what it did before (docs/decisions/0020-native-tick.md). */
+ * the lane's next packet from the reader's queue (TrackReader.take_for_lane's locked part,
+ * rq_lane_take, under the reader's lock), DAVE, the header, staged in the tick's Batch.
+ * Anything else (the lane closed or empty, a packet that is not one 20 ms frame, the
+ * connection not live, the reader's lock busy, the buffer holding made frames) hands the
+ * stream back to the sender's Python path for this very tick, which does exactly what it did
+ * before (docs/decisions/0020-native-tick.md, 0022-native-reader-queue.md). */
 
-#define FRAME_SAMPLES 960
-
-/* The lane's state as C fields (media/lane.py's Lane subclasses it when the extension is
- * built): the Pump reads and writes it without an attribute lookup or an int object per
- * packet, Python through member descriptors as before. */
-typedef struct {
-    PyObject_HEAD
-    long long pos, crossed, margin, stop_at, turn_at;
-    char open;
-} LaneCore;
-
-static PyMemberDef lanecore_members[] = {
-    {"pos", T_LONGLONG, offsetof(LaneCore, pos), 0, "position after the last packet taken"},
-    {"crossed", T_LONGLONG, offsetof(LaneCore, crossed), 0, "position of the packet that reached turn_at, or -1"},
-    {"margin", T_LONGLONG, offsetof(LaneCore, margin), 0, "samples before a stop at which the lane closes"},
-    {"stop_at", T_LONGLONG, offsetof(LaneCore, stop_at), 0, "no packet from this position on"},
-    {"turn_at", T_LONGLONG, offsetof(LaneCore, turn_at), 0, "a packet from here on asks for a turn"},
-    {"open", T_BOOL, offsetof(LaneCore, open), 0, "packets may leave by the lane"},
-    {NULL},
-};
-
-static PyTypeObject LaneCoreType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "audionode.native._packet.LaneCore",
-    .tp_basicsize = sizeof(LaneCore),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
-    .tp_doc = "The passthrough lane's fields in C (base of media.lane.Lane)",
-    .tp_new = PyType_GenericNew,
-    .tp_members = lanecore_members,
-};
-
-static PyObject *s_pos, *s_samples,
-    *s_data, *s_buffered, *s_resting, *s_low, *s_eof, *s_refill, *s_acquire, *s_release,
-    *s_popleft, *s_reader, *s_packets, *s_lock, *s_on_turn;
+static PyObject *s_refill, *s_acquire, *s_release, *s_reader, *s_lock, *s_on_turn;
 
 typedef struct {
     PyObject_HEAD
-    PyObject *key;      /* the sender's key of the stream, handed back */
+    PyObject *key;       /* the sender's key of the stream, handed back */
     Channel *ch;
-    PyObject *frames;   /* the FrameBuffer's deque of made frames: served only while empty */
-    LaneCore *lane;     /* media.lane.Lane */
-    PyObject *reader;   /* lane.reader (TrackReader) */
-    PyObject *packets;  /* reader._packets */
-    PyObject *acquire;  /* reader.lock.acquire, bound once */
-    PyObject *release;  /* reader.lock.release */
-    PyObject *on_turn;  /* lane.on_turn */
-    long long never;    /* media.reader.NEVER */
-    long long low;      /* reader._low: the buffer level that wakes a resting reader (fixed) */
+    PyObject *frames;    /* the FrameBuffer's deque of made frames: served only while empty */
+    LaneCore *lane;      /* media.lane.Lane */
+    ReaderCore *reader;  /* lane.reader (media.reader.TrackReader) */
+    PyObject *acquire;   /* reader.lock.acquire, bound once */
+    PyObject *release;   /* reader.lock.release */
+    PyObject *on_turn;   /* lane.on_turn */
+    long long never;     /* media.reader.NEVER */
     unsigned long long sent; /* frames served since take_sent() */
-    double last;        /* `now` of the last tick that served it */
+    double last;         /* `now` of the last tick that served it */
     int armed, listed;
-    int served;         /* the last run sent its frame (also when it then failed and handed it back) */
+    int served;          /* the last run sent its frame (also when it then failed and handed it back) */
 } Feed;
 
 static PyTypeObject FeedType;
@@ -647,8 +615,7 @@ static int feed_traverse(Feed *self, visitproc visit, void *arg) {
     Py_VISIT(self->key);
     Py_VISIT(self->ch);
     Py_VISIT(self->frames);
-    Py_VISIT(self->reader);
-    Py_VISIT(self->packets);
+    Py_VISIT((PyObject *)self->reader);
     Py_VISIT(self->acquire);
     Py_VISIT(self->release);
     Py_VISIT(self->on_turn);
@@ -661,7 +628,6 @@ static int feed_clear(Feed *self) {
     Py_CLEAR(self->frames);
     Py_CLEAR(self->lane);
     Py_CLEAR(self->reader);
-    Py_CLEAR(self->packets);
     Py_CLEAR(self->acquire);
     Py_CLEAR(self->release);
     Py_CLEAR(self->on_turn);
@@ -674,34 +640,6 @@ static void feed_dealloc(Feed *self) {
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-/* *out = the int v (a new reference, taken; NULL: an error already set). 0, or -1. */
-static int take_ll(PyObject *v, long long *out) {
-    if (v == NULL) return -1;
-    *out = PyLong_AsLongLong(v);
-    Py_DECREF(v);
-    return *out == -1 && PyErr_Occurred() ? -1 : 0;
-}
-
-static int get_ll(PyObject *o, PyObject *name, long long *out) {
-    return take_ll(PyObject_GetAttr(o, name), out);
-}
-
-static int set_ll(PyObject *o, PyObject *name, long long value) {
-    PyObject *v = PyLong_FromLongLong(value);
-    if (v == NULL) return -1;
-    int r = PyObject_SetAttr(o, name, v);
-    Py_DECREF(v);
-    return r;
-}
-
-static int get_truth(PyObject *o, PyObject *name) {
-    PyObject *v = PyObject_GetAttr(o, name);
-    if (v == NULL) return -1;
-    int t = PyObject_IsTrue(v);
-    Py_DECREF(v);
-    return t;
-}
-
 /* Feed(key, channel, frames, lane, never) */
 static int feed_init(Feed *self, PyObject *args, PyObject *kw) {
     PyObject *key, *ch, *frames, *lane;
@@ -710,20 +648,18 @@ static int feed_init(Feed *self, PyObject *args, PyObject *kw) {
         return -1;
     PyObject *reader = PyObject_GetAttr(lane, s_reader);
     if (reader == NULL) return -1;
-    long long low;
-    if (get_ll(reader, s_low, &low) < 0) {
+    if (!PyObject_TypeCheck(reader, &ReaderCoreType)) {
         Py_DECREF(reader);
+        PyErr_SetString(PyExc_TypeError, "a Feed's lane.reader must be a ReaderCore (media.reader.TrackReader)");
         return -1;
     }
-    PyObject *packets = PyObject_GetAttr(reader, s_packets);
-    PyObject *lock = packets != NULL ? PyObject_GetAttr(reader, s_lock) : NULL;
+    PyObject *lock = PyObject_GetAttr(reader, s_lock);
     PyObject *acquire = lock != NULL ? PyObject_GetAttr(lock, s_acquire) : NULL;
     PyObject *release = acquire != NULL ? PyObject_GetAttr(lock, s_release) : NULL;
     PyObject *on_turn = release != NULL ? PyObject_GetAttr(lane, s_on_turn) : NULL;
     Py_XDECREF(lock);
     if (on_turn == NULL) {
         Py_DECREF(reader);
-        Py_XDECREF(packets);
         Py_XDECREF(acquire);
         Py_XDECREF(release);
         return -1;
@@ -733,9 +669,7 @@ static int feed_init(Feed *self, PyObject *args, PyObject *kw) {
     self->ch = (Channel *)Py_NewRef(ch);
     self->frames = Py_NewRef(frames);
     self->lane = (LaneCore *)Py_NewRef(lane);
-    self->low = low;
-    self->reader = reader;
-    self->packets = packets;
+    self->reader = (ReaderCore *)reader;
     self->acquire = acquire;
     self->release = release;
     self->on_turn = on_turn;
@@ -743,103 +677,48 @@ static int feed_init(Feed *self, PyObject *args, PyObject *kw) {
     return 0;
 }
 
-/* The reader's packets are msgspec structs (media.reader.Packet) whose fields are object slots
- * at fixed offsets, found once from the type's member descriptors: read directly they cost a
- * load instead of a descriptor call each. Any other type is read by attribute. */
-static PyTypeObject *packet_type;
-static Py_ssize_t off_pos = -1, off_samples = -1, off_data = -1;
-
-static Py_ssize_t slot_offset(PyTypeObject *type, PyObject *name) {
-    PyObject *d = _PyType_Lookup(type, name); /* borrowed */
-    if (d == NULL || !Py_IS_TYPE(d, &PyMemberDescr_Type)) return -1;
-    PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
-    return m->type == T_OBJECT_EX || m->type == T_OBJECT ? m->offset : -1;
-}
-
-static PyObject *packet_field(PyObject *packet, Py_ssize_t offset, PyObject *name) {
-    if (Py_TYPE(packet) == packet_type && offset >= 0) {
-        PyObject *v = *(PyObject **)((char *)packet + offset);
-        if (v != NULL) return Py_NewRef(v);
-    }
-    return PyObject_GetAttr(packet, name);
-}
-
-static int packet_ll(PyObject *packet, Py_ssize_t offset, PyObject *name, long long *out) {
-    return take_ll(packet_field(packet, offset, name), out);
-}
-
-/* The next packet of the lane, with the reader's lock held (TrackReader.take_for_lane's fast
- * case): 1 with *data (a new reference), *pos and *closed set; 0 when this case does not apply
- * and nothing was changed (the Python path then runs take_for_lane itself); -1 on error. */
-static int take_locked(Feed *f, PyObject **data, long long *pos, int *closed) {
-    LaneCore *lane = f->lane;
-    if (!lane->open) return 0;
-    Py_ssize_t n = PyObject_Length(f->packets);
-    if (n <= 0) return n < 0 ? -1 : 0;
-    PyObject *head = PySequence_GetItem(f->packets, 0);
-    if (head == NULL) return -1;
-    long long samples, buffered;
-    if (Py_TYPE(head) != packet_type) { /* the first packet seen, or another type */
-        PyTypeObject *type = Py_TYPE(head);
-        Py_ssize_t p = slot_offset(type, s_pos), n = slot_offset(type, s_samples), d = slot_offset(type, s_data);
-        if (p >= 0 && n >= 0 && d >= 0) {
-            Py_XSETREF(packet_type, (PyTypeObject *)Py_NewRef(type));
-            off_pos = p;
-            off_samples = n;
-            off_data = d;
-        }
-    }
-    if (packet_ll(head, off_pos, s_pos, pos) < 0 || packet_ll(head, off_samples, s_samples, &samples) < 0) {
-        Py_DECREF(head);
-        return -1;
-    }
-    if (samples != FRAME_SAMPLES || *pos >= lane->stop_at) { /* the lane closes here: Python's part */
-        Py_DECREF(head);
-        return 0;
-    }
-    PyObject *d = packet_field(head, off_data, s_data);
-    Py_DECREF(head);
-    if (d == NULL) return -1;
-    if (!PyBytes_Check(d)) {
-        Py_DECREF(d);
-        PyErr_SetString(PyExc_TypeError, "a lane packet's data must be bytes");
-        return -1;
-    }
-    PyObject *gone = PyObject_CallMethodNoArgs(f->packets, s_popleft);
-    if (gone == NULL) {
-        Py_DECREF(d);
-        return -1;
-    }
-    Py_DECREF(gone);
-    *data = d; /* from here on the packet is taken: errors below still send it */
-    lane->pos = *pos + FRAME_SAMPLES;
-    if (get_ll(f->reader, s_buffered, &buffered) < 0) return -1;
-    buffered -= FRAME_SAMPLES;
-    if (set_ll(f->reader, s_buffered, buffered) < 0) return -1;
-    if (buffered <= f->low) { /* below the low mark a resting reader is woken */
-        int resting = get_truth(f->reader, s_resting);
-        if (resting < 0) return -1;
-        if (resting) {
-            PyObject *r = PyObject_CallMethodNoArgs(f->reader, s_refill);
-            if (r == NULL) return -1;
-            Py_DECREF(r);
-        }
-    }
-    int end = *pos + FRAME_SAMPLES >= lane->stop_at;
-    if (!end && buffered <= lane->margin) {
-        end = get_truth(f->reader, s_eof);
-        if (end < 0) return -1;
-    }
-    if (end) {
-        lane->open = 0;
-        *closed = 1;
-    }
-    return 1;
-}
-
 static PyObject *call_lock(PyObject *method, PyObject *arg) {
     PyObject *args[2] = {NULL, arg};
     return PyObject_Vectorcall(method, args + 1, (arg != NULL ? 1 : 0) | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+}
+
+/* Take the lane's next packet under the reader's lock (never waiting for it): 1 with *data (a
+ * new reference: the bytes are copied while the lock is held, before any other thread may
+ * push into the queue), *pos and *closed set; 0 when the Python path must serve (nothing
+ * changed); -1 on error (*data set when the packet was taken before the error). */
+static int take_packet(Feed *f, PyObject **data, long long *pos, int *closed) {
+    PyObject *r = call_lock(f->acquire, Py_False);
+    if (r == NULL) return -1;
+    int got = r == Py_True;
+    Py_DECREF(r);
+    if (!got) return 0; /* the producer holds it: the Python path waits for it properly */
+    QEntry e;
+    int wake = 0, taken = rq_lane_take(f->reader, f->lane, &e, closed, &wake) == LANE_TAKEN, failed = 0;
+    if (taken) {
+        *pos = e.pos;
+        *data = PyBytes_FromStringAndSize((const char *)rq_bytes(f->reader, &e), e.len);
+        failed = *data == NULL;
+        if (!failed && wake) { /* below the low mark a resting reader is woken (lock held) */
+            r = PyObject_CallMethodNoArgs((PyObject *)f->reader, s_refill);
+            failed = r == NULL;
+            Py_XDECREF(r);
+        }
+    }
+    PyObject *et = NULL, *ev = NULL, *tb = NULL;
+    if (failed) PyErr_Fetch(&et, &ev, &tb); /* (3.11: no PyErr_GetRaisedException) */
+    r = call_lock(f->release, NULL);
+    if (r == NULL) {
+        Py_XDECREF(et);
+        Py_XDECREF(ev);
+        Py_XDECREF(tb);
+        return -1;
+    }
+    Py_DECREF(r);
+    if (failed) {
+        PyErr_Restore(et, ev, tb);
+        return -1;
+    }
+    return taken;
 }
 
 /* Serve one feed this tick: 1 served (staged, or dropped by DAVE and counted), 0 handed back
@@ -847,34 +726,17 @@ static PyObject *call_lock(PyObject *method, PyObject *arg) {
 static int feed_serve(Feed *f, Batch *b, double now) {
     Channel *ch = f->ch;
     f->served = 0;
-    if (!ch->live || ch->fd < 0 || ch->mode == MODE_NONE) return 0;
+    if (!ch->live || ch->fd < 0 || ch->mode == MODE_NONE || !f->lane->open || f->reader->qcount == 0) return 0;
     Py_ssize_t made = PyObject_Length(f->frames);
     if (made != 0) return made < 0 ? -1 : 0;
-    PyObject *r = call_lock(f->acquire, Py_False);
-    if (r == NULL) return -1;
-    int got = r == Py_True;
-    Py_DECREF(r);
-    if (!got) return 0; /* the producer holds it: the Python path waits for it properly */
     PyObject *data = NULL;
     long long pos = 0;
     int closed = 0;
-    int taken = take_locked(f, &data, &pos, &closed);
-    PyObject *et = NULL, *ev = NULL, *tb = NULL;
-    if (taken < 0) PyErr_Fetch(&et, &ev, &tb); /* (3.11: no PyErr_GetRaisedException) */
-    r = call_lock(f->release, NULL);
-    if (r == NULL) {
-        Py_XDECREF(et);
-        Py_XDECREF(ev);
-        Py_XDECREF(tb);
-        Py_XDECREF(data);
-        return -1;
-    }
-    Py_DECREF(r);
-    if (data == NULL) { /* 0, or -1 before anything was taken */
-        if (taken < 0) PyErr_Restore(et, ev, tb);
-        return taken;
-    }
+    int taken = take_packet(f, &data, &pos, &closed);
+    if (data == NULL) return taken; /* 0, or -1 before anything was taken */
     /* Taken: it leaves even when the bookkeeping after the pop failed (its error waits). */
+    PyObject *et = NULL, *ev = NULL, *tb = NULL;
+    if (taken < 0) PyErr_Fetch(&et, &ev, &tb);
     int staged = batch_stage(b, ch, data, ch->fd);
     Py_DECREF(data);
     if (taken < 0) {
@@ -894,7 +756,7 @@ static int feed_serve(Feed *f, Batch *b, double now) {
         closed = 1;
     }
     if (closed) {
-        r = PyObject_CallNoArgs(f->on_turn);
+        PyObject *r = PyObject_CallNoArgs(f->on_turn);
         if (r == NULL) return -1;
         Py_DECREF(r);
     }
@@ -1080,21 +942,19 @@ static PyTypeObject PumpType = {
 
 static int pump_ready(void) {
     struct { PyObject **slot; const char *name; } names[] = {
-        {&s_pos, "pos"}, {&s_samples, "samples"}, {&s_data, "data"},
-        {&s_buffered, "_buffered"}, {&s_resting, "_resting"}, {&s_low, "_low"}, {&s_eof, "eof"},
         {&s_refill, "_refill"}, {&s_acquire, "acquire"}, {&s_release, "release"},
-        {&s_popleft, "popleft"}, {&s_reader, "reader"}, {&s_packets, "_packets"}, {&s_lock, "lock"},
-        {&s_on_turn, "on_turn"},
+        {&s_reader, "reader"}, {&s_lock, "lock"}, {&s_on_turn, "on_turn"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if ((*names[i].slot = PyUnicode_InternFromString(names[i].name)) == NULL) return -1;
-    if (PyType_Ready(&LaneCoreType) < 0 || PyType_Ready(&FeedType) < 0 || PyType_Ready(&PumpType) < 0)
+    if (reader_ready() < 0 || PyType_Ready(&FeedType) < 0 || PyType_Ready(&PumpType) < 0)
         return -1;
     return 0;
 }
 
 extern PyTypeObject OggOpusType; /* _ogg.c */
 int ogg_ready(void);
+PyObject *reader_set_packet_type(PyObject *mod, PyObject *type); /* _reader.c */
 
 /* use_aes_gcm(name) -> the previous one: "sodium" (AES-NI; only where the CPU has it) or
  * "openssl" for channels keyed from now on. The tests run both; the node keeps the default. */
@@ -1115,6 +975,8 @@ static PyObject *use_aes_gcm(PyObject *mod, PyObject *arg) {
 
 static PyMethodDef module_methods[] = {
     {"use_aes_gcm", use_aes_gcm, METH_O, "use_aes_gcm(name) -> previous: 'sodium' or 'openssl'"},
+    {"set_packet_type", reader_set_packet_type, METH_O,
+     "set_packet_type(type): the class ReaderCore makes packets of (media.reader.Packet)"},
     {NULL},
 };
 
@@ -1141,6 +1003,7 @@ PyMODINIT_FUNC PyInit__packet(void) {
         PyModule_AddObjectRef(m, "OggOpus", (PyObject *)&OggOpusType) < 0 ||
         PyModule_AddObjectRef(m, "Feed", (PyObject *)&FeedType) < 0 ||
         PyModule_AddObjectRef(m, "LaneCore", (PyObject *)&LaneCoreType) < 0 ||
+        PyModule_AddObjectRef(m, "ReaderCore", (PyObject *)&ReaderCoreType) < 0 ||
         PyModule_AddObjectRef(m, "Pump", (PyObject *)&PumpType) < 0 ||
         PyModule_AddIntConstant(m, "MODE_AES_GCM", MODE_AES_GCM) < 0 ||
         PyModule_AddIntConstant(m, "MODE_XCHACHA", MODE_XCHACHA) < 0 ||

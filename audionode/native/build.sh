@@ -10,6 +10,6 @@ SUFFIX=$("$PY" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"
 CC=${CC:-cc}
 OUT="_packet$SUFFIX"
 "$CC" -O2 -g -Wall -Wextra -Wno-missing-field-initializers -Wno-unused-parameter -Werror -std=gnu11 -fPIC -shared \
-    -fvisibility=hidden -I"$INC" _packet.c _ogg.c _uring.c -o "$OUT.tmp" -lcrypto -lsodium
+    -fvisibility=hidden -I"$INC" _packet.c _ogg.c _reader.c _uring.c -o "$OUT.tmp" -lcrypto -lsodium
 mv "$OUT.tmp" "$OUT"
 echo "built audionode/native/$OUT"
