@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Iterable
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import davey
 import msgspec
@@ -45,7 +45,16 @@ class DaveError(VoiceError):
     """A DAVE message could not be used (malformed, or rejected by the MLS layer)."""
 
 
-class DaveState:
+if TYPE_CHECKING:
+    _DaveBase = object
+else:
+    try:  # frame_encrypt as a C field the native packet path reads per packet (decision 0022)
+        from audionode.native._packet import EncryptorCore as _DaveBase
+    except ImportError:  # not built: a plain attribute
+        _DaveBase = object
+
+
+class DaveState(_DaveBase):
     """One voice connection's DAVE state (§2.7). Not thread-safe; drive it from one place.
 
     Call order: :meth:`on_session_description` on every op 4; the other ``on_*`` handlers as

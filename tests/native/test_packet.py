@@ -60,6 +60,11 @@ class DirectDave(CountingDave):
         self.frame_encrypt: object = None
 
 
+class CoreDave(_packet.EncryptorCore, CountingDave):
+    """Like ``DaveState`` with the extension: ``frame_encrypt`` is a C field the native path
+    reads per packet (decision 0022); unset, the encryptor is asked through its method."""
+
+
 def frames(n: int) -> Iterator[bytes]:
     """Varied opus-like frames with silence runs between them (as the sender sends)."""
     for i in range(n):
@@ -81,7 +86,7 @@ def pair(
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("dave", ["off", "method", "direct"])
+@pytest.mark.parametrize("dave", ["off", "method", "direct", "core", "core-unset"])
 def test_same_bytes_as_python(mode: str, dave: str, aes_backend: str) -> None:
     # Three streams; the counters of each start just before their wrap points.
     starts = [(0xCAFE, 65530, 2**32 - 960 * 3, 2**32 - 4), (7, 0, 0, 0), (2**32 - 1, 65535, 5, 9)]
@@ -89,8 +94,11 @@ def test_same_bytes_as_python(mode: str, dave: str, aes_backend: str) -> None:
         py, nat = pair(mode, ssrc, seq, ts, nonce)
         if dave != "off":
             ref = CountingDave()
-            mine: CountingDave = CountingDave() if dave == "method" else DirectDave()
-            if isinstance(mine, DirectDave):
+            mine: CountingDave = {
+                "method": CountingDave, "direct": DirectDave, "core": CoreDave,
+                "core-unset": CoreDave,
+            }[dave]()
+            if isinstance(mine, DirectDave | CoreDave) and dave != "core-unset":
                 mine.frame_encrypt = mine.encrypt_opus
             py.set_encryptor(ref)
             nat.set_encryptor(mine)
@@ -100,11 +108,13 @@ def test_same_bytes_as_python(mode: str, dave: str, aes_backend: str) -> None:
         assert nat.nonce == (nonce + 40) % 2**32 and nat.sequence == (seq + 40) % 2**16
 
 
-def test_frame_encrypt_none_means_plain() -> None:
+@pytest.mark.parametrize("kind", [DirectDave, CoreDave])
+def test_frame_encrypt_none_means_plain(kind: type[DirectDave | CoreDave]) -> None:
     """``frame_encrypt = None`` (DaveState before its group is ready): frames go out plain,
     exactly as the Python path with no encryptor."""
     py, nat = pair(AES_GCM_MODE, 1, 1, 1, 0)
-    enc = DirectDave()
+    enc = kind()
+    enc.frame_encrypt = None
     nat.set_encryptor(enc)
     for frame in frames(10):
         assert nat.packet(frame) == py.packet(frame)
