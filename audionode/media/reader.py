@@ -320,6 +320,16 @@ class TrackReader(_ReaderBase):
             self._refill()
             return pos, pcm
 
+    def _try_refill(self) -> None:
+        """:meth:`_refill` for the sender's native Pump, which takes packets without the lock
+        (decision 0022): only if the lock is free; otherwise the next packet taken asks again
+        (the reader is still resting below its low mark), so the tick never waits for it."""
+        if self._lock.acquire(blocking=False):
+            try:
+                self._refill()
+            finally:
+                self._lock.release()
+
     def _refill(self) -> None:
         # Called with the lock held: wake the resting thread once the buffer fell to ``_low``.
         if self._resting and self._buffered <= self._low:

@@ -642,13 +642,13 @@ static PyTypeObject BatchType = {
  * live, its frame buffer empty and its track on the passthrough lane: media/lane.py), the
  * sender hands it to the Pump as a Feed, and Pump.run() serves every such stream in one call:
  * the lane's next packet from the reader's queue (TrackReader.take_for_lane's locked part,
- * rq_lane_take, under the reader's lock), DAVE, the header, staged in the tick's Batch.
- * Anything else (the lane closed or empty, a packet that is not one 20 ms frame, the
- * connection not live, the reader's lock busy, the buffer holding made frames) hands the
+ * rq_lane_take), DAVE, the header, staged in the tick's Batch. Anything else (the lane
+ * closed or empty, a packet that is not one 20 ms frame, the connection not live, the
+ * buffer holding made frames) hands the
  * stream back to the sender's Python path for this very tick, which does exactly what it did
  * before (docs/decisions/0020-native-tick.md, 0022-native-reader-queue.md). */
 
-static PyObject *s_refill, *s_acquire, *s_release, *s_reader, *s_lock, *s_on_turn;
+static PyObject *s_try_refill, *s_reader, *s_on_turn;
 
 typedef struct {
     PyObject_HEAD
@@ -657,8 +657,6 @@ typedef struct {
     PyObject *frames;    /* the FrameBuffer's deque of made frames: served only while empty */
     LaneCore *lane;      /* media.lane.Lane */
     ReaderCore *reader;  /* lane.reader (media.reader.TrackReader) */
-    PyObject *acquire;   /* reader.lock.acquire, bound once */
-    PyObject *release;   /* reader.lock.release */
     PyObject *on_turn;   /* lane.on_turn */
     long long never;     /* media.reader.NEVER */
     unsigned long long sent; /* frames served since take_sent() */
@@ -675,8 +673,6 @@ static int feed_traverse(Feed *self, visitproc visit, void *arg) {
     Py_VISIT(self->ch);
     Py_VISIT(self->frames);
     Py_VISIT((PyObject *)self->reader);
-    Py_VISIT(self->acquire);
-    Py_VISIT(self->release);
     Py_VISIT(self->on_turn);
     return 0;
 }
@@ -687,8 +683,6 @@ static int feed_clear(Feed *self) {
     Py_CLEAR(self->frames);
     Py_CLEAR(self->lane);
     Py_CLEAR(self->reader);
-    Py_CLEAR(self->acquire);
-    Py_CLEAR(self->release);
     Py_CLEAR(self->on_turn);
     return 0;
 }
@@ -712,15 +706,9 @@ static int feed_init(Feed *self, PyObject *args, PyObject *kw) {
         PyErr_SetString(PyExc_TypeError, "a Feed's lane.reader must be a ReaderCore (media.reader.TrackReader)");
         return -1;
     }
-    PyObject *lock = PyObject_GetAttr(reader, s_lock);
-    PyObject *acquire = lock != NULL ? PyObject_GetAttr(lock, s_acquire) : NULL;
-    PyObject *release = acquire != NULL ? PyObject_GetAttr(lock, s_release) : NULL;
-    PyObject *on_turn = release != NULL ? PyObject_GetAttr(lane, s_on_turn) : NULL;
-    Py_XDECREF(lock);
+    PyObject *on_turn = PyObject_GetAttr(lane, s_on_turn);
     if (on_turn == NULL) {
         Py_DECREF(reader);
-        Py_XDECREF(acquire);
-        Py_XDECREF(release);
         return -1;
     }
     feed_clear(self);
@@ -729,55 +717,35 @@ static int feed_init(Feed *self, PyObject *args, PyObject *kw) {
     self->frames = Py_NewRef(frames);
     self->lane = (LaneCore *)Py_NewRef(lane);
     self->reader = (ReaderCore *)reader;
-    self->acquire = acquire;
-    self->release = release;
     self->on_turn = on_turn;
     self->never = never;
     return 0;
 }
 
-static PyObject *call_lock(PyObject *method, PyObject *arg) {
-    PyObject *args[2] = {NULL, arg};
-    return PyObject_Vectorcall(method, args + 1, (arg != NULL ? 1 : 0) | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-}
-
-/* Take the lane's next packet under the reader's lock (never waiting for it): 1 with *data (a
- * new reference: the bytes are copied while the lock is held, before any other thread may
- * push into the queue), *pos and *closed set; 0 when the Python path must serve (nothing
- * changed); -1 on error (*data set when the packet was taken before the error). */
+/* Take the lane's next packet: 1 with *data (a new reference), *pos and *closed set; 0 when
+ * the Python path must serve (nothing changed); -1 on error (*data set when the packet was
+ * taken before the error).
+ *
+ * Without the reader's lock (decision 0022): the take (rq_lane_take) and the copy of the
+ * packet's bytes are C with no Python in between, so under the GIL no other thread runs
+ * between them: not a push that could move the queue's buffer, not a seek or close (which
+ * empty the queue), not a Lane.close() (which closes the lane: no take after it returns).
+ * The lock orders the Python sequences around the queue, which never see the Pump halfway.
+ * Waking a resting reader does need it (a condition's notify): TrackReader._try_refill takes
+ * it if it is free, else the next packet's take asks again. */
 static int take_packet(Feed *f, PyObject **data, long long *pos, int *closed) {
-    PyObject *r = call_lock(f->acquire, Py_False);
-    if (r == NULL) return -1;
-    int got = r == Py_True;
-    Py_DECREF(r);
-    if (!got) return 0; /* the producer holds it: the Python path waits for it properly */
     QEntry e;
-    int wake = 0, taken = rq_lane_take(f->reader, f->lane, &e, closed, &wake) == LANE_TAKEN, failed = 0;
-    if (taken) {
-        *pos = e.pos;
-        *data = PyBytes_FromStringAndSize((const char *)rq_bytes(f->reader, &e), e.len);
-        failed = *data == NULL;
-        if (!failed && wake) { /* below the low mark a resting reader is woken (lock held) */
-            r = PyObject_CallMethodNoArgs((PyObject *)f->reader, s_refill);
-            failed = r == NULL;
-            Py_XDECREF(r);
-        }
+    int wake = 0;
+    if (rq_lane_take(f->reader, f->lane, &e, closed, &wake) != LANE_TAKEN) return 0;
+    *pos = e.pos;
+    *data = PyBytes_FromStringAndSize((const char *)rq_bytes(f->reader, &e), e.len);
+    if (*data == NULL) return -1;
+    if (wake) {
+        PyObject *r = PyObject_CallMethodNoArgs((PyObject *)f->reader, s_try_refill);
+        if (r == NULL) return -1;
+        Py_DECREF(r);
     }
-    PyObject *et = NULL, *ev = NULL, *tb = NULL;
-    if (failed) PyErr_Fetch(&et, &ev, &tb); /* (3.11: no PyErr_GetRaisedException) */
-    r = call_lock(f->release, NULL);
-    if (r == NULL) {
-        Py_XDECREF(et);
-        Py_XDECREF(ev);
-        Py_XDECREF(tb);
-        return -1;
-    }
-    Py_DECREF(r);
-    if (failed) {
-        PyErr_Restore(et, ev, tb);
-        return -1;
-    }
-    return taken;
+    return 1;
 }
 
 /* Serve one feed this tick: 1 served (staged, or dropped by DAVE and counted), 0 handed back
@@ -941,13 +909,11 @@ static inline void pump_prefetch(Pump *self, Py_ssize_t i) {
         if (g->lane != NULL) __builtin_prefetch(g->lane);
         if (g->ch != NULL) __builtin_prefetch(g->ch);
         if (g->frames != NULL) __builtin_prefetch(g->frames);
-        if (g->acquire != NULL) __builtin_prefetch(g->acquire);
     }
     if (i + 2 < n) {
         Feed *g = self->feeds[i + 2];
         ReaderCore *r = g->reader;
         if (r != NULL && r->qcount) __builtin_prefetch(&r->q[r->qhead]);
-        if (g->acquire != NULL && PyCFunction_Check(g->acquire)) __builtin_prefetch(PyCFunction_GET_SELF(g->acquire));
         if (g->ch != NULL && g->ch->encryptor != NULL) __builtin_prefetch(g->ch->encryptor);
     }
     if (i + 1 < n) {
@@ -1037,8 +1003,7 @@ static PyTypeObject PumpType = {
 
 static int pump_ready(void) {
     struct { PyObject **slot; const char *name; } names[] = {
-        {&s_refill, "_refill"}, {&s_acquire, "acquire"}, {&s_release, "release"},
-        {&s_reader, "reader"}, {&s_lock, "lock"}, {&s_on_turn, "on_turn"},
+        {&s_try_refill, "_try_refill"}, {&s_reader, "reader"}, {&s_on_turn, "on_turn"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if ((*names[i].slot = PyUnicode_InternFromString(names[i].name)) == NULL) return -1;

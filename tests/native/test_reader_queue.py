@@ -6,6 +6,10 @@ close."""
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +17,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from audionode.media.lane import _LaneFields
-from audionode.media.reader import NEVER, Packet, _ReaderFields
+from audionode.media.lane import Lane, _LaneFields
+from audionode.media.reader import NEVER, Packet, TrackReader, _ReaderFields
 from audionode.native import _packet
+from audionode.sources.api import Playable
+from audionode.voice.crypto import AES_GCM_MODE, cipher_for
+from audionode.voice.packetizer import NativePacketizer
 from tests.native.test_oggdemux import END, NEED, files, write_opus  # noqa: F401 - fixture
 
 LOW = 2 * 960
@@ -217,3 +224,58 @@ def test_a_lane_take_wakes_a_resting_reader_at_its_low_mark_and_closes_near_the_
     assert reader._lane_take(lane) == (bytes([4]), 4 * 960)
     assert not lane.open and lane.pos == 5 * 960
     assert reader._lane_take(lane) is None
+
+
+def test_the_pump_takes_without_the_readers_lock_and_wakes_it_once_free(
+    files: dict[str, Path],  # noqa: F811
+) -> None:
+    """The Pump serves while another thread holds the reader's lock (it never waits for it),
+    and a reader resting below its low mark is woken by the first take after the lock is
+    free (TrackReader._try_refill); the reader then reads ahead again."""
+    reader = TrackReader(Playable.from_bytes(files["12s"].read_bytes()), 1, wake=lambda: None)
+    reader.start()
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender.connect(receiver.getsockname())
+    try:
+        deadline = time.monotonic() + 10
+        while not reader._resting:  # the read-ahead window filled
+            assert time.monotonic() < deadline, "the reader never filled its window"
+            time.sleep(0.01)
+        lane = Lane(reader, lambda: None, 0, margin=0)
+        packetizer = NativePacketizer(5, cipher_for(AES_GCM_MODE, bytes(32)))
+        channel = packetizer.channel
+        channel.fd, channel.live = sender.fileno(), True
+        feed = lane.feed("k", channel, deque(), reader.serial)
+        assert feed is not None
+        pump, batch = _packet.Pump(), _packet.Batch(backend="sendmmsg")
+        served = 0
+
+        def tick() -> None:
+            nonlocal served
+            pump.arm(feed)
+            assert pump.run(batch, 0.0) == [] and feed.served
+            batch.flush()
+            served += 1
+
+        # The lock is an RLock: held by this thread, the ticks run on another (as the
+        # producer thread holds it while the sender's thread ticks). 100 of the 150 packets
+        # of the window: past the low mark (75), not empty.
+        with reader.lock:
+            worker = threading.Thread(target=lambda: [tick() for _ in range(100)])
+            worker.start()
+            worker.join(10)
+            assert served == 100  # served while the lock was held elsewhere
+            assert reader._resting and reader._buffered <= reader._low  # not woken: no lock
+        low = reader._buffered - 960
+        tick()  # the lock is free: this take wakes the reader (which may refill at once)
+        deadline = time.monotonic() + 10
+        while reader._buffered <= low:
+            assert time.monotonic() < deadline, "the reader did not read ahead again"
+            time.sleep(0.01)
+        assert receiver.recv(2048)  # the packets left
+    finally:
+        reader.close()
+        sender.close()
+        receiver.close()
