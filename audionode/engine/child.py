@@ -28,7 +28,12 @@ log = logging.getLogger(__name__)
 
 
 def worker_main(
-    conn: Connection, config_json: bytes, factory: str, slot: int, beacon: Beacon
+    conn: Connection,
+    config_json: bytes,
+    factory: str,
+    slot: int,
+    beacon: Beacon,
+    slots: int = 1,
 ) -> None:
     """Entry point of a worker process (``spawn``): run one engine until the pipe closes."""
     from audionode.logs import configure_logging, node_label
@@ -40,10 +45,12 @@ def worker_main(
         log_format=config.log_format,
         node=node_label(config.node_name, config.port),
     )
-    run(_serve(conn, config, factory, beacon))
+    run(_serve(conn, config, factory, beacon, slot / max(1, slots)))
 
 
-async def _serve(conn: Connection, config: Config, factory: str, beacon: Beacon) -> None:
+async def _serve(
+    conn: Connection, config: Config, factory: str, beacon: Beacon, phase: float
+) -> None:
     sock = socket.socket(fileno=os.dup(conn.fileno()))
     conn.close()
     reader, writer = await asyncio.open_connection(sock=sock)
@@ -52,6 +59,8 @@ async def _serve(conn: Connection, config: Config, factory: str, beacon: Beacon)
     # Once the control process hung up, the engine's closing events have no reader.
     events = wire.EventWriter(writer.write, writer.is_closing, limits.max_event_bytes)
     engine = load_factory(factory)(config, events.emit)
+    if hasattr(engine, "phase"):  # (a test factory's engine may have no clock)
+        engine.phase = phase
     await engine.start()
     publisher = Publisher(beacon, shared_producer())
     publisher.start(asyncio.get_running_loop())

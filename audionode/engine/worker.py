@@ -149,7 +149,7 @@ class WorkerPool:
         beacon = Beacon(self._ctx)
         process = self._ctx.Process(
             target=worker_main,
-            args=(child, self._config_json, self._factory, slot.index, beacon),
+            args=(child, self._config_json, self._factory, slot.index, beacon, len(self._slots)),
             name=f"audionode-engine-{slot.index}",
             daemon=True,
         )
