@@ -28,12 +28,7 @@ log = logging.getLogger(__name__)
 
 
 def worker_main(
-    conn: Connection,
-    config_json: bytes,
-    factory: str,
-    slot: int,
-    beacon: Beacon,
-    slots: int = 1,
+    conn: Connection, config_json: bytes, factory: str, slot: int, beacon: Beacon
 ) -> None:
     """Entry point of a worker process (``spawn``): run one engine until the pipe closes."""
     from audionode.logs import configure_logging, node_label
@@ -45,12 +40,10 @@ def worker_main(
         log_format=config.log_format,
         node=node_label(config.node_name, config.port),
     )
-    run(_serve(conn, config, factory, beacon, slot / max(1, slots)))
+    run(_serve(conn, config, factory, beacon))
 
 
-async def _serve(
-    conn: Connection, config: Config, factory: str, beacon: Beacon, phase: float
-) -> None:
+async def _serve(conn: Connection, config: Config, factory: str, beacon: Beacon) -> None:
     sock = socket.socket(fileno=os.dup(conn.fileno()))
     conn.close()
     reader, writer = await asyncio.open_connection(sock=sock)
@@ -59,8 +52,6 @@ async def _serve(
     # Once the control process hung up, the engine's closing events have no reader.
     events = wire.EventWriter(writer.write, writer.is_closing, limits.max_event_bytes)
     engine = load_factory(factory)(config, events.emit)
-    if hasattr(engine, "phase"):  # (a test factory's engine may have no clock)
-        engine.phase = phase
     await engine.start()
     publisher = Publisher(beacon, shared_producer())
     publisher.start(asyncio.get_running_loop())

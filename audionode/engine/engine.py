@@ -107,9 +107,6 @@ class Engine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reporter: asyncio.Task[None] | None = None
         self._gc = GcPolicy()
-        self.phase: float | None = None
-        """Where in the 20 ms interval this worker ticks (``Sender.start``), set by its
-        process before :meth:`start`: slot / workers, so a node's workers tick in turn."""
         self._last_report = (time.process_time(), time.monotonic(), 0, 0.0)
         """CPU time, wall time, ticks and tick seconds at the previous report."""
         self.receive: ReceivePath | None = ReceivePath() if config.voice.receive else None
@@ -140,7 +137,7 @@ class Engine:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self.sender.start(self.phase)
+        self.sender.start()
         if self.receive is not None:
             self.receive.start()
         self._reporter = self._loop.create_task(self._report_stats())

@@ -149,7 +149,7 @@ class WorkerPool:
         beacon = Beacon(self._ctx)
         process = self._ctx.Process(
             target=worker_main,
-            args=(child, self._config_json, self._factory, slot.index, beacon, len(self._slots)),
+            args=(child, self._config_json, self._factory, slot.index, beacon),
             name=f"audionode-engine-{slot.index}",
             daemon=True,
         )

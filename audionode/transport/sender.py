@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections import deque
 from collections.abc import Callable, Hashable
@@ -384,23 +383,12 @@ class Sender(Generic[K]):
 
     # --- clock --------------------------------------------------------------------------------
 
-    def start(self, phase: float | None = None) -> None:
-        """Start the 20 ms clock on the running loop (no-op if already started). With
-        ``phase`` (a fraction of the interval in [0, 1)), the ticks fall on the monotonic
-        clock's multiples of the interval plus that fraction: the engine workers of one node
-        tick at evenly spread phases, so their bursts of sends do not compete for the cores
-        at the same moments (docs/PERFORMANCE.md, "Reader packets in native code")."""
+    def start(self) -> None:
+        """Start the 20 ms clock on the running loop (no-op if already started)."""
         if self._handle is not None:
             return
         self._loop = asyncio.get_running_loop()
-        now = self._loop.time()
-        if phase is None:
-            self._deadline = now + self.interval
-        else:
-            # the loop's clock is the system's monotonic clock, the same in every process
-            offset = (phase % 1.0) * self.interval
-            self._deadline = (math.floor((now - offset) / self.interval) + 1) * self.interval
-            self._deadline += offset
+        self._deadline = self._loop.time() + self.interval
         self._handle = self._loop.call_at(self._deadline, self._tick)
 
     def close(self) -> None:

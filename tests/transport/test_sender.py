@@ -309,27 +309,6 @@ async def test_real_clock_uses_absolute_deadlines() -> None:
     assert sum(gaps) / len(gaps) == pytest.approx(T, abs=0.001)
 
 
-@pytest.mark.parametrize("phase", [0.0, 0.25, 0.5, 0.75])
-async def test_a_phase_puts_every_tick_at_that_fraction_of_the_interval(phase: float) -> None:
-    """Engine workers tick at spread phases of the shared monotonic clock (slot / workers)."""
-    loop = asyncio.get_running_loop()
-    sender: Sender[int] = Sender()
-    sink = StampSink(loop)
-    sender.attach(1, sink)
-    sender.play(1, ListSource(frames(1, 1000)))
-    before = loop.time()
-    sender.start(phase)
-    first = sender._deadline
-    assert before < first <= before + T + 1e-9
-    await asyncio.sleep(0.25)
-    sender.close()
-    # every deadline (not the wake-ups: they jitter) sits at the phase of the interval
-    for deadline in (first, sender._deadline):
-        offset = (deadline / T) % 1.0
-        assert min(abs(offset - phase), 1 - abs(offset - phase)) < 1e-6
-    assert len(sink.times) >= 8
-
-
 async def test_falling_behind_resyncs_instead_of_bursting() -> None:
     loop = asyncio.get_running_loop()
     sender: Sender[int] = Sender()
