@@ -43,7 +43,7 @@
  * section 6), eight bytes per step ("slicing by 8"): crc_table[k][b] is the CRC of byte b followed
  * by k zero bytes, so eight independent lookups replace eight dependent ones. Every byte of every
  * page goes through it; one lookup per byte was 5 % of a worker's CPU at 300 passthrough
- * streams (docs/PERFORMANCE.md, "Reader packets in native code"). */
+ * streams (docs/PERFORMANCE.md, "Reader packets in native code, prefetching"). */
 static uint32_t crc_table[8][256];
 
 static void crc_init(void) {
