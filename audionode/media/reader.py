@@ -269,7 +269,8 @@ class TrackReader(_ReaderBase):
         returns None) at a packet that is not one 20 ms frame or reaches ``lane.stop_at``;
         closes it after the packet once the end of the track is within ``lane.margin``, so the
         pipeline has that many frames of time to take over (a gapless join, a crossfade).
-        One function, not a chain of calls: it runs once per frame per player."""
+        The locked part is ``_lane_take``, the same C function the sender's native Pump runs
+        (decision 0022); this Python path serves what the Pump hands back."""
         with self._lock:
             got = self._lane_take(lane)
         if got is None:
