@@ -1,0 +1,95 @@
+"""Two builds of the node measured in alternated runs of ``bench/streams.py``.
+
+    python -m bench.builds --base COMMIT [--rounds N] -- <bench.streams arguments>
+
+Why alternate: on this machine the same build drifts by about ±8 % of CPU within ten minutes
+(docs/PERFORMANCE.md, "Reader packets in native code, prefetching"), more than most single
+changes, so two builds are only comparable run against run, close in time.
+
+The base commit is checked out in a temporary git worktree and its C extension built with this
+virtualenv's Python (``audionode/native/build.sh``); ``python -m bench.streams`` then runs
+from each tree in turn (base first), so the node it starts is that tree's code. One line per
+run, then the range per build. Nothing else should run meanwhile: each run measures the whole
+machine. Example, the rows of the section named above:
+
+    python -m bench.builds --base 5c50b62 --rounds 4 -- --admission off --players 300 \
+        --mode passthrough --dave --seconds 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent.parent
+
+
+def run_streams(tree: Path, args: list[str], out: Path) -> dict[str, Any]:
+    """One ``bench.streams`` run from ``tree``; its JSON result."""
+    subprocess.run(
+        [sys.executable, "-m", "bench.streams", *args, "--json", str(out)],
+        cwd=tree,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    result: dict[str, Any] = json.loads(out.read_text())
+    return result
+
+
+def row(label: str, result: dict[str, Any]) -> dict[str, Any]:
+    r = result["receiver"]
+    return {
+        "build": label,
+        "utc": time.strftime("%H:%M:%S", time.gmtime()),
+        "cores": result["cpu_cores"],
+        "pct_per_stream": result["cpu_pct_per_stream"],
+        "p99_ms": r.get("gap_p99_ms"),
+        "missed_pct": r.get("missed_pct"),
+        "pps_min": r.get("pps_per_stream_min"),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--base", required=True, help="the commit to compare this tree against")
+    p.add_argument("--rounds", type=int, default=3, help="pairs of runs")
+    p.add_argument("--json", help="also write the rows here")
+    p.add_argument("streams", nargs=argparse.REMAINDER, help="-- then bench.streams arguments")
+    args = p.parse_args(argv)
+    streams = [a for a in args.streams if a != "--"]
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-builds-") as tmp:
+        base = Path(tmp) / "base"
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", str(base), args.base], cwd=HERE, check=True
+        )
+        try:
+            subprocess.run(
+                ["sh", "audionode/native/build.sh", sys.executable], cwd=base, check=True
+            )
+            for k in range(args.rounds):
+                for label, tree in ((args.base, base), ("this tree", HERE)):
+                    result = run_streams(tree, streams, Path(tmp) / f"{k}-{tree.name}.json")
+                    rows.append(row(label, result))
+                    print(json.dumps(rows[-1]), flush=True)
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(base)], cwd=HERE)
+    for label in (args.base, "this tree"):
+        pct = [r["pct_per_stream"] for r in rows if r["build"] == label]
+        p99 = [r["p99_ms"] for r in rows if r["build"] == label and r["p99_ms"] is not None]
+        print(
+            f"{label}: % of a core per stream {min(pct):.3f}-{max(pct):.3f}"
+            + (f", gap p99 {min(p99)}-{max(p99)} ms" if p99 else "")
+        )
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
