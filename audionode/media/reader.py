@@ -555,10 +555,11 @@ def _native_demux(
     that can use it: the extension is built and enabled, the container is Ogg with one
     stream, and the bytes are in memory or in a local file (network streams keep PyAV)."""
     mod = native.module()
-    demuxer = getattr(mod, "OggOpus", None)  # None: not built, or built before 0019
-    if not hasattr(demuxer, "read_into"):  # built before 0022: no ReaderCore to read into
+    # None: not built; without read_into: built before 0022 (no ReaderCore to read into)
+    demuxer = getattr(mod, "OggOpus", None)
+    if demuxer is None or not hasattr(demuxer, "read_into"):
         return None
-    if demuxer is None or container.format.name != "ogg" or len(container.streams) != 1:
+    if container.format.name != "ogg" or len(container.streams) != 1:
         return None
     if playable.data is not None:
         return _NativeOgg(demuxer(Packet), memoryview(playable.data), None)

@@ -416,15 +416,8 @@ static PyObject *ogg_read(OggOpus *self, PyObject *const *args, Py_ssize_t nargs
     while (PyList_GET_SIZE(out) < max) {
         if (self->pend_at < self->pend_count) {
             int i = self->pend_at;
-            PyObject *argv[3] = {
-                PyBytes_FromStringAndSize((const char *)self->pbytes + self->pend_off[i], self->pend_len[i]),
-                PyLong_FromLongLong(self->pend_pos[i]),
-                PyLong_FromLong(self->pend_samples[i]),
-            };
-            PyObject *packet = NULL;
-            if (argv[0] != NULL && argv[1] != NULL && argv[2] != NULL)
-                packet = PyObject_Vectorcall(self->packet_type, argv, 3, NULL);
-            for (int k = 0; k < 3; k++) Py_XDECREF(argv[k]);
+            PyObject *packet = new_packet(self->packet_type, self->pbytes + self->pend_off[i],
+                                          self->pend_len[i], self->pend_pos[i], self->pend_samples[i]);
             if (packet == NULL || PyList_Append(out, packet) < 0) {
                 Py_XDECREF(packet);
                 Py_DECREF(out);

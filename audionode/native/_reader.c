@@ -97,20 +97,24 @@ int rq_lane_take(ReaderCore *r, LaneCore *lane, QEntry *e, int *closed, int *wak
 
 /* --- ReaderCore from Python ---------------------------------------------------------------- */
 
+PyObject *new_packet(PyObject *type, const unsigned char *data, size_t n, int64_t pos, int samples) {
+    PyObject *argv[3] = {
+        PyBytes_FromStringAndSize((const char *)data, (Py_ssize_t)n),
+        PyLong_FromLongLong(pos),
+        PyLong_FromLong(samples),
+    };
+    PyObject *p = NULL;
+    if (argv[0] != NULL && argv[1] != NULL && argv[2] != NULL) p = PyObject_Vectorcall(type, argv, 3, NULL);
+    for (int i = 0; i < 3; i++) Py_XDECREF(argv[i]);
+    return p;
+}
+
 static PyObject *make_packet(ReaderCore *r, const QEntry *e) {
     if (packet_type == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "set_packet_type() was not called");
         return NULL;
     }
-    PyObject *argv[3] = {
-        PyBytes_FromStringAndSize((const char *)rq_bytes(r, e), e->len),
-        PyLong_FromLongLong(e->pos),
-        PyLong_FromLong(e->samples),
-    };
-    PyObject *p = NULL;
-    if (argv[0] != NULL && argv[1] != NULL && argv[2] != NULL) p = PyObject_Vectorcall(packet_type, argv, 3, NULL);
-    for (int i = 0; i < 3; i++) Py_XDECREF(argv[i]);
-    return p;
+    return new_packet(packet_type, rq_bytes(r, e), e->len, e->pos, e->samples);
 }
 
 /* _q_push(data, pos, samples) */

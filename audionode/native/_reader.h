@@ -52,6 +52,10 @@ extern PyTypeObject LaneCoreType;
 /* Append a packet (buffered grows by its samples): 0, or -1 with MemoryError set. */
 int rq_push(ReaderCore *r, const unsigned char *data, size_t n, int64_t pos, int samples);
 
+/* type(data, pos, samples): a packet object (media.reader.Packet) for the Python consumers of
+ * the queue and of OggOpus.read(); a new reference, or NULL with an error. */
+PyObject *new_packet(PyObject *type, const unsigned char *data, size_t n, int64_t pos, int samples);
+
 /* Outcome of rq_lane_take. */
 enum { LANE_NONE = 0, LANE_TAKEN = 1, LANE_ODD = 2 };
 
