@@ -88,11 +88,11 @@ ROUTES: tuple[LavalinkRoute, ...] = (
     LavalinkRoute("routePlannerStatus", "GET", "/v4/routeplanner/status",
                   "No route planner is configured: 204.", errors=(401, 403)),
     LavalinkRoute("routePlannerFreeAddress", "POST", "/v4/routeplanner/free/address",
-                  "Always 500, as Lavalink answers without a route planner.",
-                  errors=(401, 403, 500)),
+                  "Always 409: no route planner is configured (Lavalink answers 500).",
+                  errors=(401, 403, 409)),
     LavalinkRoute("routePlannerFreeAll", "POST", "/v4/routeplanner/free/all",
-                  "Always 500, as Lavalink answers without a route planner.",
-                  errors=(401, 403, 500)),
+                  "Always 409: no route planner is configured (Lavalink answers 500).",
+                  errors=(401, 403, 409)),
 )  # fmt: skip
 
 

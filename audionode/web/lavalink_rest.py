@@ -12,7 +12,7 @@ from sanic.exceptions import MethodNotAllowed
 from sanic.response import HTTPResponse, empty, json, text
 
 from audionode.control import commands as c
-from audionode.errors import AudionodeError, BadRequest, InternalError, NotFound
+from audionode.errors import AudionodeError, BadRequest, Conflict, NotFound
 from audionode.protocol import jsonin
 from audionode.protocol import lavalink as ll
 from audionode.protocol import lavalink_map as m
@@ -144,6 +144,12 @@ async def destroy_player(request: Request, session_id: str, guild_id: str) -> HT
 
 
 # --- the route planner: none is configured ------------------------------------------------------
+# Lavalink answers the two "free" routes with 500 when it has no route planner; a 500 means a
+# fault of the server, and this is none, so they answer 409 with Lavalink's message (clients
+# treat any non-2xx as the failure it is: docs/LAVALINK.md).
+
+
+_NO_PLANNER = "Can't access disabled route planner"
 
 
 @bp.get("/v4/routeplanner/status")
@@ -153,12 +159,12 @@ async def route_planner_status(request: Request) -> HTTPResponse:
 
 @bp.post("/v4/routeplanner/free/address")
 async def route_planner_free_address(request: Request) -> HTTPResponse:
-    raise InternalError("Can't access disabled route planner")
+    raise Conflict(_NO_PLANNER)
 
 
 @bp.post("/v4/routeplanner/free/all")
 async def route_planner_free_all(request: Request) -> HTTPResponse:
-    raise InternalError("Can't access disabled route planner")
+    raise Conflict(_NO_PLANNER)
 
 
 # --- everything else: Lavalink's 404 and 405 bodies ----------------------------------------------

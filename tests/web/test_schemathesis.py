@@ -6,8 +6,7 @@ The node is the one of ``test_fuzz_rest.py`` (a bot identified, a voice client w
 tracks queued); the run sends that voice client's headers with every request so player routes
 reach real handlers and real state (header validation is fuzzed by ``test_fuzz_rest.py``).
 Excluded: the websockets (a fuzzer's plain GET is no upgrade; tests/web/test_openapi.py checks
-they are described) and ``POST /v4/routeplanner/free/*``, which answer 500 on purpose, as
-Lavalink does without a route planner. Runs the CLI in a subprocess: its JSON report gives the
+they are described). Runs the CLI in a subprocess: its JSON report gives the
 counts. ``AUDIONODE_SCHEMATHESIS_EXAMPLES`` raises the cases per operation.
 """
 
@@ -23,7 +22,7 @@ from tests.conftest import PASSWORD
 from tests.web.test_fuzz_rest import LiveNode
 
 EXAMPLES = int(os.environ.get("AUDIONODE_SCHEMATHESIS_EXAMPLES", "12"))
-EXCLUDED = r"^/(ws|rpc|v4/websocket|dashboard/ws|v4/routeplanner/free/.*)$"
+EXCLUDED = r"^/(ws|rpc|v4/websocket|dashboard/ws)$"
 
 
 def test_every_operation_matches_its_description(tmp_path: Path) -> None:
@@ -55,5 +54,5 @@ def test_every_operation_matches_its_description(tmp_path: Path) -> None:
     assert result["failures"] == [], out[-6000:]
     assert result["errors"] == [] and cases["errored"] == 0, out[-6000:]
     assert cases["with_failures"] == 0 and cases["generated"] > 20 * ops["tested"]
-    assert ops["tested"] == ops["selected"] == ops["total"] - 6  # 4 websockets, 2 free/*
+    assert ops["tested"] == ops["selected"] == ops["total"] - 4  # the 4 websockets
     assert run.returncode == 0, out[-6000:]
