@@ -97,6 +97,11 @@ class EngineConfig(_Section):
     """Commands kept for a worker being restarted; further ones are refused with an error."""
     max_pending_bytes: Annotated[int, Meta(ge=1 << 20, le=1 << 32)] = 64 << 20
     """Bytes of commands kept for a worker being restarted."""
+    realtime_priority: Annotated[int, Meta(ge=0, le=99)] = 0
+    """``SCHED_FIFO`` priority (1-99) of each worker process's event-loop thread, the one that
+    runs the 20 ms sender clock; 0 = normal scheduling. Needs ``CAP_SYS_NICE`` or a high enough
+    ``RLIMIT_RTPRIO``; without it the worker logs a warning and runs at normal priority
+    (``engine/rtprio.py``, docs/decisions/0023-realtime-loop-thread.md)."""
     share_live: bool = True
     """Players of one worker playing the same live stream with the same volume and filters
     share one decode/filter/encode (``media/fanout.py``, docs/decisions/0018-shared-encode.md)."""

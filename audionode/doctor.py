@@ -41,6 +41,21 @@ def _port(config: Config) -> Check:
     return check
 
 
+def _realtime(config: Config) -> Check:
+    def check() -> str:
+        from audionode.engine import rtprio
+
+        wanted = config.engine.realtime_priority
+        if not wanted:
+            return "engine.realtime_priority is 0: workers run at normal priority"
+        outcome = rtprio.probe(wanted)
+        if outcome.reason:
+            raise RuntimeError(f"SCHED_FIFO {wanted}: {outcome.reason}")
+        return f"workers' event-loop threads may run at SCHED_FIFO {wanted}"
+
+    return check
+
+
 def run_doctor(config: Config) -> int:
     """Run every check, print one row each, return 1 if any failed."""
     checks: list[tuple[str, Check]] = [
@@ -48,6 +63,7 @@ def run_doctor(config: Config) -> int:
         ("DAVE", _davey),
         ("yt-dlp", _ytdlp),
         ("port", _port(config)),
+        ("realtime", _realtime(config)),
     ]
     failed = False
     rows: list[tuple[str, str, str]] = []

@@ -151,6 +151,7 @@ def node_config(args: argparse.Namespace, root: Path, port: int) -> dict[str, An
             # prior, engine.admission.stream_cost, refuses a worker's 284th player until
             # the worker has measured itself).
             "admission": {"enabled": getattr(args, "admission", "on") == "on"},
+            "realtime_priority": getattr(args, "realtime", 0),
         },
         "voice": {"dave": args.dave, "receive": args.receive},
         # allow_private: --stress searches pages of a loopback server (bench/stress.py).
@@ -515,6 +516,9 @@ def add_rig_arguments(p: argparse.ArgumentParser, players: int, workers: int) ->
         "--admission", choices=("on", "off"), default="on", help="engine.admission.enabled"
     )
     p.add_argument("--receive", action="store_true", help="voice.receive on in the node")
+    p.add_argument(
+        "--realtime", type=int, default=0, help="engine.realtime_priority (0 = normal)"
+    )
     p.add_argument("--talk", action="store_true", help="a member speaks to each player (--dave)")
     p.add_argument(
         "--talk-burst",

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from audionode import __version__
+from audionode.engine import rtprio
 
 
 def run_cli(
@@ -129,7 +130,17 @@ def test_doctor_reports_a_table(tmp_path: Path) -> None:
     out = run_cli("doctor", "--config", write(tmp_path, {"password": "x", "port": free_port()}))
     assert out.returncode == 0, out.stdout
     rows = {line.split()[0]: line.split()[1] for line in out.stdout.splitlines()}
-    assert rows == {"opus": "ok", "DAVE": "ok", "yt-dlp": "ok", "port": "ok"}
+    assert rows == {"opus": "ok", "DAVE": "ok", "yt-dlp": "ok", "port": "ok", "realtime": "ok"}
+
+
+def test_doctor_says_whether_the_realtime_priority_can_be_had(tmp_path: Path) -> None:
+    config = {"password": "x", "port": free_port(), "engine": {"realtime_priority": 9}}
+    out = run_cli("doctor", "--config", write(tmp_path, config))
+    (row,) = [line for line in out.stdout.splitlines() if line.startswith("realtime")]
+    if rtprio.probe(9).reason:  # this machine refuses it: the doctor must say so and fail
+        assert "FAIL" in row and "SCHED_FIFO 9" in row and out.returncode == 1
+    else:
+        assert row.split()[1] == "ok" and "SCHED_FIFO 9" in row and out.returncode == 0
 
 
 def test_doctor_fails_on_a_busy_port(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ import msgspec
 
 from audionode.config import Config
 from audionode.engine import messages as msg
-from audionode.engine import wire
+from audionode.engine import rtprio, wire
 from audionode.engine.host import load_factory
 from audionode.engine.watchdog import Beacon, Publisher
 from audionode.media.producer import shared as shared_producer
@@ -48,10 +48,15 @@ async def _serve(conn: Connection, config: Config, factory: str, beacon: Beacon)
     conn.close()
     reader, writer = await asyncio.open_connection(sock=sock)
     limits = config.engine
+    # First, on this (the loop's) thread: threads created from here on start at normal
+    # priority (SCHED_RESET_ON_FORK), those made earlier keep theirs.
+    realtime = rtprio.apply_logged(limits.realtime_priority, "worker")
 
     # Once the control process hung up, the engine's closing events have no reader.
     events = wire.EventWriter(writer.write, writer.is_closing, limits.max_event_bytes)
     engine = load_factory(factory)(config, events.emit)
+    if hasattr(engine, "realtime"):  # a test engine may not report it
+        engine.realtime = realtime
     await engine.start()
     publisher = Publisher(beacon, shared_producer())
     publisher.start(asyncio.get_running_loop())

@@ -107,6 +107,9 @@ class Engine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reporter: asyncio.Task[None] | None = None
         self._gc = GcPolicy()
+        self.realtime = 0
+        """``SCHED_FIFO`` priority of this engine's loop thread, reported in ``/status`` (the
+        worker process sets it: ``engine/rtprio.py``)."""
         self._last_report = (time.process_time(), time.monotonic(), 0, 0.0)
         """CPU time, wall time, ticks and tick seconds at the previous report."""
         self.receive: ReceivePath | None = ReceivePath() if config.voice.receive else None
@@ -191,6 +194,7 @@ class Engine:
                 if ticks > last_ticks
                 else 0.0
             ),
+            realtime=self.realtime,
         )
 
     def _timed(self, late: float, took: float) -> None:

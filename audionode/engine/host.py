@@ -90,6 +90,13 @@ class LocalHost:
         self.book = StatsBook()
         self.placer = Placer(1, config.engine.admission, cpu=False)
         self.engine = load_factory(factory)(config, self._emit)
+        if config.engine.realtime_priority:
+            # This loop also serves the HTTP API and the bots' websockets: raising it would
+            # raise them too (docs/decisions/0023-realtime-loop-thread.md).
+            log.warning(
+                "engine.realtime_priority applies to engine worker processes only; the "
+                "in-process engine (engine.workers = 0) runs at normal priority"
+            )
         # The engine brings its producer thread (the real one does; a test engine may not):
         # this module runs in the control process and never imports media/ itself.
         producer = getattr(self.engine, "producer", None)

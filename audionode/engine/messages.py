@@ -299,6 +299,9 @@ class EngineStats(_Msg):
     shared: dict[str, int] = {}
     """Shared encodes (``media/fanout.py``): pipelines feeding more than one player, and the
     players they feed."""
+    realtime: int = 0
+    """``SCHED_FIFO`` priority of the engine's event-loop thread; 0 = normal scheduling
+    (``engine.realtime_priority``, ``engine/rtprio.py``)."""
 
 
 class LayerStarted(_Msg):

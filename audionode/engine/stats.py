@@ -172,6 +172,7 @@ class StatsBook:
                 "tick_mean_ms": new.tick_mean_ms,
                 "cpu": new.cpu,
                 "shared": new.shared,
+                "realtime": new.realtime,
             }
         return {
             "frames": _counters(totals),
