@@ -14,6 +14,11 @@ machine. Example, the rows of the section named above:
 
     python -m bench.builds --base 5c50b62 --rounds 4 -- --admission off --players 300 \
         --mode passthrough --dave --seconds 20
+
+``--together`` runs the two builds at the same time instead, each round: for loads far below
+the machine's capacity (50 streams are a twentieth of a core), where a change of a few
+percent is smaller than the drift between two runs a minute apart but both runs of one round
+see the same machine (docs/PERFORMANCE.md, "Fewer wake-ups").
 """
 
 from __future__ import annotations
@@ -30,14 +35,18 @@ from typing import Any
 HERE = Path(__file__).resolve().parent.parent
 
 
-def run_streams(tree: Path, args: list[str], out: Path) -> dict[str, Any]:
-    """One ``bench.streams`` run from ``tree``; its JSON result."""
-    subprocess.run(
+def start_streams(tree: Path, args: list[str], out: Path) -> subprocess.Popen[bytes]:
+    """One ``bench.streams`` run from ``tree``, started; its JSON result goes to ``out``."""
+    return subprocess.Popen(
         [sys.executable, "-m", "bench.streams", *args, "--json", str(out)],
         cwd=tree,
-        check=True,
         stdout=subprocess.DEVNULL,
     )
+
+
+def result_of(run: subprocess.Popen[bytes], out: Path) -> dict[str, Any]:
+    if run.wait() != 0:
+        raise SystemExit(f"bench.streams failed ({run.returncode}) in {run.args!r}")
     result: dict[str, Any] = json.loads(out.read_text())
     return result
 
@@ -60,6 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--base", required=True, help="the commit to compare this tree against")
     p.add_argument("--rounds", type=int, default=3, help="pairs of runs")
     p.add_argument("--json", help="also write the rows here")
+    p.add_argument("--together", action="store_true", help="both builds at once each round")
     p.add_argument("streams", nargs=argparse.REMAINDER, help="-- then bench.streams arguments")
     args = p.parse_args(argv)
     streams = [a for a in args.streams if a != "--"]
@@ -73,9 +83,24 @@ def main(argv: list[str] | None = None) -> None:
             subprocess.run(
                 ["sh", "audionode/native/build.sh", sys.executable], cwd=base, check=True
             )
+            builds = ((args.base, base), ("this tree", HERE))
             for k in range(args.rounds):
-                for label, tree in ((args.base, base), ("this tree", HERE)):
-                    result = run_streams(tree, streams, Path(tmp) / f"{k}-{tree.name}.json")
+                if args.together:  # start order swapped every round
+                    order = builds if k % 2 == 0 else builds[::-1]
+                    outs = [Path(tmp) / f"{k}-{tree.name}.json" for _, tree in order]
+                    pairs = list(zip(order, outs, strict=True))
+                    runs = [start_streams(tree, streams, out) for (_, tree), out in pairs]
+                    done = [
+                        (label, result_of(run, out))
+                        for ((label, _), out), run in zip(pairs, runs, strict=True)
+                    ]
+                    done.sort(key=lambda d: d[0] != args.base)
+                else:
+                    done = []
+                    for label, tree in builds:
+                        out = Path(tmp) / f"{k}-{tree.name}.json"
+                        done.append((label, result_of(start_streams(tree, streams, out), out)))
+                for label, result in done:
                     rows.append(row(label, result))
                     print(json.dumps(rows[-1]), flush=True)
         finally:

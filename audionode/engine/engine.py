@@ -107,6 +107,9 @@ class Engine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reporter: asyncio.Task[None] | None = None
         self._gc = GcPolicy()
+        self.on_beat: Callable[[], None] | None = None
+        """Called every sender tick: the worker process's watchdog beat (``engine/child.py``,
+        :meth:`audionode.engine.watchdog.Publisher.beat`)."""
         self.realtime = 0
         """``SCHED_FIFO`` priority of this engine's loop thread, reported in ``/status`` (the
         worker process sets it: ``engine/rtprio.py``)."""
@@ -201,6 +204,8 @@ class Engine:
         """Every tick (the sender calls it): the histograms of ``/metrics``."""
         self._late.observe(msg.LATE_BOUNDS, max(0.0, late))  # a timer may fire a hair early
         self._took.observe(msg.TICK_BOUNDS, took)
+        if self.on_beat is not None:
+            self.on_beat()
 
     async def _report_stats(self) -> None:
         while True:

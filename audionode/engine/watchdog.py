@@ -7,7 +7,8 @@ few shared float64 slots (:class:`Beacon`, created by the pool and inherited at 
 
 - ``published``: when the worker's publisher thread last wrote (every 0.1 s). Stale means
   the whole process stalled: a C call holding the GIL, a stopped or swapped-out process;
-- ``loop``: the worker event loop's last beat (a callback every 0.1 s);
+- ``loop``: the worker event loop's last beat (every sender tick, 20 ms, when the engine
+  has a sender clock; else a callback every 0.1 s);
 - ``producer``: the producer thread's :attr:`~audionode.media.producer.Producer.beat` (its
   last wake-up or turn start; an idle thread wakes at least every 0.5 s);
 - ``busy_since`` / ``owner``: when the running producer turn began and the player it serves
@@ -190,7 +191,14 @@ class Beacon:
 class Publisher:
     """The worker side: beats on the event loop and a thread that copies the vitals into the
     beacon every :data:`PUBLISH_EVERY` seconds. The thread, not the loop, writes, so a
-    stalled loop shows as a stale ``loop`` beat rather than as silence."""
+    stalled loop shows as a stale ``loop`` beat rather than as silence.
+
+    The beats come from the engine's sender clock when it has one (``start(loop,
+    timer=False)``, then :meth:`beat` every tick): the loop wakes every 20 ms for the tick
+    anyway, and a timer of its own cost ten more wake-ups a second, each about as dear as a
+    tick with a few streams on a virtual machine (docs/PERFORMANCE.md, "Fewer wake-ups").
+    A clock that stops (a stuck loop, or a tick that raised) stops the beats, which is the
+    stall the watchdog is for."""
 
     def __init__(self, beacon: Beacon, producer: Producer) -> None:
         self._beacon = beacon
@@ -200,9 +208,17 @@ class Publisher:
         self._handle: asyncio.TimerHandle | None = None
         self._thread = threading.Thread(target=self._run, name="vitals", daemon=True)
 
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._beat(loop)
+    def start(self, loop: asyncio.AbstractEventLoop, timer: bool = True) -> None:
+        """Start publishing; ``timer`` False: the caller calls :meth:`beat` from the loop."""
+        if timer:
+            self._beat(loop)
+        else:
+            self.beat()
         self._thread.start()
+
+    def beat(self) -> None:
+        """The loop is alive (called on the event loop's thread)."""
+        self._loop_beat = time.monotonic()
 
     def close(self) -> None:
         self._stop.set()

@@ -27,13 +27,15 @@ TEXT_LIMIT = 1024
 """Characters kept of an event's text fields (error messages, close reasons) when an event
 is over its byte limit."""
 _CHUNK = 1 << 16
-POSITION_HOLD = 0.05
+POSITION_HOLD = 0.25
 """Seconds a worker holds a position report before writing it. With N players each reporting
 once a second, their reports otherwise reach the control process one at a time, N writes and
-N wake-ups a second on each side; held, they go at most 1/POSITION_HOLD times a second. The
-report says how long it was held (``TrackPosition.held_ms``), so the position's time stays
-exact; only the event reaches the bot up to this much later (it is "about every second",
-docs/API.md)."""
+N wake-ups a second on each side; held, they go at most 1/POSITION_HOLD times a second (and
+any other event takes the held ones along). A wake-up is dear on a virtual machine (about
+50 µs of CPU for the bare kernel round trip here; docs/PERFORMANCE.md, "Fewer wake-ups"):
+0.05 s let 20 a second through on each side. The report says how long it was held
+(``TrackPosition.held_ms``), so the position's time stays exact; only the event reaches the
+bot up to this much later (it is "about every second", docs/API.md)."""
 
 log = logging.getLogger(__name__)
 

@@ -64,6 +64,12 @@ _log = logging.getLogger(__name__)
 MAX_VOLUME = 10.0
 """The largest player gain the engine applies (1000 %, Lavalink's ceiling)."""
 _IDLE_WAIT = 0.5
+_LANE_WAIT = 5.0
+"""The safety net while a lane carries the frames. The lane itself asks for a turn at each
+position report and before the track's end (``turn_at``/``stop_at``), the reader when data
+arrives for an empty queue, a command when posted; a net tighter than the reports (one a
+second) only added turns: 0.5 s made two more turns a second per stream, each a wake-up of
+the producer thread (docs/PERFORMANCE.md, "Fewer wake-ups")."""
 _BUSY_WAIT = FrameBuffer.RECHECK
 
 
@@ -316,7 +322,7 @@ class Pipeline:
         if self._commands:
             return 0.0
         if self._lane is not None:
-            return _IDLE_WAIT  # a safety net: the lane and the reader ask for turns
+            return max(_LANE_WAIT, 2 * self._position_every / 1000)
         idle = (self._mixer.current is None and self._mixer.next is None) or self._paused
         if idle and not self._mixer.layers:
             return _IDLE_WAIT

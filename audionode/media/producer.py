@@ -36,6 +36,9 @@ from typing import Protocol
 
 _log = logging.getLogger(__name__)
 
+BACKGROUND_EVERY = 0.1
+"""Seconds :meth:`Producer.release` may keep read-ahead turns back (see there)."""
+
 
 class Steppable(Protocol):
     background: bool
@@ -57,6 +60,8 @@ class Producer:
         self._order = itertools.count()
         self._holder: int | None = None
         self._held: list[Steppable] = []
+        self._handed = 0.0
+        """``time.monotonic()`` of the last hand-over by :meth:`release`."""
         self._owners: weakref.WeakKeyDictionary[Steppable, int] = weakref.WeakKeyDictionary()
         self.beat = time.monotonic()
         """``time.monotonic()`` of the thread's last wake-up or turn start (at least every
@@ -95,9 +100,24 @@ class Producer:
         self._holder = threading.get_ident()
 
     def release(self) -> None:
-        """Hand over the turns kept back since :meth:`hold`."""
+        """Hand over the turns kept back since :meth:`hold`.
+
+        Read-ahead turns alone (``background``: a reader at its low mark still holds half
+        its window, a second or more) are kept back further, until :data:`BACKGROUND_EVERY`
+        after the last hand-over, so the readers of many streams that come due in
+        successive ticks share one wake-up of this thread instead of one each: a wake-up
+        costs about as much as a refill's work on a virtual machine (docs/PERFORMANCE.md,
+        "Fewer wake-ups"). Any other turn (frame production) goes at once and takes them
+        along."""
         self._holder = None
-        held, self._held = self._held, []
+        held = self._held
+        if not held:
+            return
+        now = time.monotonic()
+        if now - self._handed < BACKGROUND_EVERY and all(item.background for item in held):
+            return
+        self._handed = now
+        self._held = []
         for item in held:
             self._queue.put(item)
 
@@ -137,8 +157,13 @@ class Producer:
         """Items whose turn came (scheduled, or their deadline passed), in order, deduplicated;
         waits for the first one only when ``block``."""
         timeout = 0.5 if block else 0.0
-        if self._timers:
-            timeout = max(0.0, min(timeout, self._timers[0][0] - time.monotonic()))
+        timers, dues = self._timers, self._due
+        # Entries superseded by a later _arm of their item stay in the heap until they come
+        # up; dropped here, they never wake the thread for nothing.
+        while timers and dues.get(timers[0][2]) != timers[0][0]:
+            heapq.heappop(timers)
+        if timers:
+            timeout = max(0.0, min(timeout, timers[0][0] - time.monotonic()))
         ready: dict[Steppable, None] = {}
         with contextlib.suppress(queue.Empty):
             ready[self._queue.get(timeout=timeout)] = None

@@ -131,3 +131,34 @@ def test_fault_injection_is_refused_unless_enabled(monkeypatch: pytest.MonkeyPat
     assert time.monotonic() - began < 1
     (failed,) = events
     assert isinstance(failed, m.CommandFailed) and "fault injection is disabled" in failed.message
+
+
+async def test_an_engine_clock_beats_for_the_loop_instead_of_a_timer() -> None:
+    beacon = Beacon(multiprocessing.get_context("spawn"))
+    publisher = Publisher(beacon, Producer("beacon-clock-test"))
+    publisher.start(asyncio.get_running_loop(), timer=False)
+    try:
+        await asyncio.sleep(0.45)  # the loop runs, but nothing beats: the beat ages
+        assert time.monotonic() - beacon.read().loop > 0.3
+        publisher.beat()  # what the engine's sender does every tick
+        await asyncio.sleep(0.25)  # a publish or two later
+        assert time.monotonic() - beacon.read().loop < 0.3
+    finally:
+        publisher.close()
+
+
+async def test_a_real_worker_beats_every_tick(node_factory: NodeFactory) -> None:
+    async with node_factory(engine={"workers": 1}) as node:
+        seen = 0
+        for _ in range(40):
+            status, body = await node.get("/status")
+            assert status == 200
+            (process,) = body["engine"]["processes"]
+            if process.get("started"):
+                # ticks every 20 ms, a publish every 0.1 s: far from the 1.5 s timeout
+                assert process["alive"] and process["loop_idle_s"] < 0.3, process
+                seen += 1
+                if seen == 5:
+                    return
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"the worker reported {seen} times")

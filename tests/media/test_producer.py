@@ -1,11 +1,15 @@
-"""The shared producer thread: turns on request, frame production before read-ahead, and turns
-kept back while the sender's tick runs."""
+"""The shared producer thread: turns on request, frame production before read-ahead, turns
+kept back while the sender's tick runs (read-ahead alone a little longer), and no wake-up for
+a deadline that was superseded."""
 
 from __future__ import annotations
 
 import threading
 import time
 
+import pytest
+
+from audionode.media import producer as producer_module
 from audionode.media.producer import Producer
 
 WAIT = 5.0
@@ -83,3 +87,72 @@ def test_turns_asked_for_while_held_wait_for_release() -> None:
     producer.release()
     assert held.turned.wait(WAIT)
     assert log == ["other", "held"]
+
+
+def test_read_ahead_alone_waits_for_its_interval_and_production_takes_it_along(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(producer_module, "BACKGROUND_EVERY", 60.0)  # no timing in the test
+    producer = Producer("test-producer")
+    log: list[str] = []
+    first, read, frames = Item("first", log), Item("read", log, background=True), Item("f", log)
+    producer.hold()
+    producer.schedule(first)
+    producer.release()  # a hand-over: production goes at once
+    assert first.turned.wait(WAIT)
+    producer.hold()
+    producer.schedule(read)
+    producer.release()  # read-ahead alone, just after a hand-over: kept back
+    producer.hold()
+    producer.release()  # a tick with nothing asked: still kept
+    time.sleep(0.05)
+    assert not read.turned.is_set()
+    producer.hold()
+    producer.schedule(frames)
+    producer.release()  # production: goes, and takes the read along
+    assert read.turned.wait(WAIT) and frames.turned.is_set()
+    assert log == ["first", "f", "read"]
+
+
+def test_read_ahead_goes_once_its_interval_passed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(producer_module, "BACKGROUND_EVERY", 0.0)
+    producer = Producer("test-producer")
+    read = Item("read", [], background=True)
+    for _ in range(2):  # the second hand-over follows the first at once
+        read.turned.clear()
+        producer.hold()
+        producer.schedule(read)
+        producer.release()
+        assert read.turned.wait(WAIT)
+
+
+class Timed(Item):
+    """An item whose turns return the given sleeps, in order."""
+
+    def __init__(self, sleeps: list[float]) -> None:
+        super().__init__("timed", [])
+        self.sleeps = sleeps
+        self.turns = 0
+
+    def step(self) -> float | None:
+        super().step()
+        self.turns += 1
+        return self.sleeps.pop(0) if self.sleeps else None
+
+
+def test_a_superseded_deadline_does_not_wake_the_thread() -> None:
+    producer = Producer("test-producer")
+    item = Timed([0.3, 5.0])
+    began = time.monotonic()
+    producer.schedule(item)  # its turn asks for another in 0.3 s...
+    assert item.turned.wait(WAIT)
+    item.turned.clear()
+    producer.schedule(item)  # ...but a turn now asks for the next in 5 s: 0.3 is stale
+    assert item.turned.wait(WAIT)
+    if time.monotonic() - began > 0.25:
+        pytest.skip("the machine was too slow to supersede the deadline in time")
+    time.sleep(0.05)  # the thread is back in its wait
+    beat = producer.beat
+    time.sleep(max(0.0, began + 0.45 - time.monotonic()))  # past 0.3, before the idle 0.5
+    assert producer.beat == beat, "woke at the stale deadline"
+    assert item.turns == 2
