@@ -4,9 +4,9 @@ The sender's 20 ms clock runs on the worker's event loop. On a busy machine a ti
 waits behind whatever else the kernel chose to run (another worker, the control process, the
 bot), and that wait is the tail of the packet gaps (docs/PERFORMANCE.md, "Real-time priority").
 ``SCHED_FIFO`` lets the loop thread preempt normal threads the moment its timer fires, as audio
-servers do. Only that thread: ``SCHED_RESET_ON_FORK`` makes every thread it creates later (the
-executor's, libav's) start at normal priority, and threads made before it (the producer, the
-vitals thread) keep theirs; so decoding, reading and extraction never run at real-time
+servers do. Only that thread: ``SCHED_RESET_ON_FORK`` makes every thread it creates afterwards
+(the producer and vitals threads, the executor's, libav's) start at normal priority, and
+threads made before keep theirs; so decoding, reading and extraction never run at real-time
 priority (docs/decisions/0023-realtime-loop-thread.md).
 
 The kernel's real-time throttling (``/proc/sys/kernel/sched_rt_runtime_us``, 95 % by default)
