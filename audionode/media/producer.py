@@ -106,10 +106,9 @@ class Producer:
         its read-ahead, 1.5 s by default and never under 0.25 s) are kept back further,
         until :data:`BACKGROUND_EVERY` after the last hand-over, so the readers of many
         streams that come due in successive ticks share one wake-up of this thread instead
-        of one each: a wake-up
-        costs about as much as a refill's work on a virtual machine (docs/PERFORMANCE.md,
-        "Fewer wake-ups"). Any other turn (frame production) goes at once and takes them
-        along."""
+        of one each: a wake-up costs about as much as a refill's work on a virtual machine
+        (docs/PERFORMANCE.md, "Fewer wake-ups"). Any other turn (frame production) goes at
+        once and takes them along."""
         self._holder = None
         held = self._held
         if not held:
