@@ -420,7 +420,12 @@ class Engine:
                     unit.shared = None  # its tee plays out what is buffered
             elif isinstance(event, media_events.Position):
                 self._emit(
-                    msg.TrackPosition(player=key, serial=tee.serial, position_ms=event.position_ms)
+                    msg.TrackPosition(
+                        player=key,
+                        serial=tee.serial,
+                        position_ms=event.position_ms,
+                        held_ms=event.age_ms,
+                    )
                 )
 
     def _play(self, cmd: msg.Play) -> None:
@@ -554,7 +559,9 @@ class Engine:
         elif isinstance(event, media_events.NextWanted):
             out = msg.NeedNext(player=key, serial=event.track)
         elif isinstance(event, media_events.Position):
-            out = msg.TrackPosition(player=key, serial=event.track, position_ms=event.position_ms)
+            out = msg.TrackPosition(
+                player=key, serial=event.track, position_ms=event.position_ms, held_ms=event.age_ms
+            )
         elif isinstance(event, media_events.FiltersFailed):
             # built off the loop (media/filtergraph.py); the playing set stayed
             out = msg.CommandFailed(player=key, command="SetFilters", message=event.message)

@@ -211,9 +211,10 @@ class TrackEnded(_Msg):
 
 class TrackPosition(_Msg):
     """The playhead of track ``serial`` was at ``position_ms`` ``held_ms`` before this report
-    reached the control process's reader: a worker holds position reports up to
-    ``engine.wire.POSITION_HOLD`` to write many players' reports at once, and says for how long
-    each was held so the control process dates the position where it was taken."""
+    reached the control process's reader: a passthrough lane's report may wait for the
+    producer's next hand-over (``media.events.Position.age_ms``), and a worker holds position
+    reports up to ``engine.wire.POSITION_HOLD`` to write many players' reports at once; both
+    are counted, so the control process dates the position where it was taken."""
 
     serial: int
     position_ms: int

@@ -135,7 +135,8 @@ class EventWriter:
         if self._held:
             now = self._clock()
             for held, since in self._held:
-                aged = msgspec.structs.replace(held, held_ms=round((now - since) * 1000))
+                waited = round((now - since) * 1000)
+                aged = msgspec.structs.replace(held, held_ms=held.held_ms + waited)
                 self._add(frames, aged)
             self._held.clear()
         if event is not None:

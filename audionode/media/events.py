@@ -62,10 +62,12 @@ class NextWanted(msgspec.Struct, frozen=True, tag=True):
 
 
 class Position(msgspec.Struct, frozen=True, tag=True):
-    """Periodic position of the track being produced (about 60 ms ahead of the ear)."""
+    """Periodic position of the track being produced (about 60 ms ahead of the ear), as it
+    was ``age_ms`` before the event (a lane's report waits for the producer's next turn)."""
 
     track: int
     position_ms: int
+    age_ms: int = 0
 
 
 class FiltersFailed(msgspec.Struct, frozen=True, tag=True):

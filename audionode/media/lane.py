@@ -61,7 +61,7 @@ class Lane(_Base):
     reads :attr:`pos` and :attr:`crossed` on its turns and re-arms :attr:`stop_at` and
     :attr:`turn_at`."""
 
-    __slots__ = ("on_turn", "pop", "reader", "serial")
+    __slots__ = ("on_mark", "on_turn", "pop", "reader", "serial")
 
     def __init__(
         self,
@@ -72,11 +72,17 @@ class Lane(_Base):
         margin: int,
         stop_at: int = NEVER,
         turn_at: int = NEVER,
+        on_mark: Callable[[], None] | None = None,
     ) -> None:
         self.reader = reader
         self.serial = reader.serial
         self.on_turn = on_turn
-        """Asks the pipeline for a turn (``Producer.schedule``: never blocks)."""
+        """Asks the pipeline for a turn at once (``Producer.schedule``: never blocks): the
+        lane closed, frames must be made."""
+        self.on_mark = on_turn if on_mark is None else on_mark
+        """Asks for a turn that may wait a little (``Producer.schedule(lazy=True)``): a packet
+        reached :attr:`turn_at`. The lane keeps serving meanwhile, so the turn knows how late
+        it came from how far :attr:`pos` moved past :attr:`crossed` (one frame a tick)."""
         self.pop: Callable[[], Frame | None] = partial(reader.take_for_lane, self)
         """The next packet as a frame, or None (nothing read yet, or the lane closed): what
         ``FrameBuffer.pop`` returns once its own frames are out. A ``partial`` of the reader's

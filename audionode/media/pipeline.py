@@ -335,6 +335,12 @@ class Pipeline:
         if self._producer is not None:
             self._producer.schedule(self)
 
+    def _schedule_lazy(self) -> None:
+        # A lane's packet reached turn_at (a position report or NextWanted is due): the turn
+        # may wait for the producer's next hand-over; the report then says how late it is.
+        if self._producer is not None:
+            self._producer.schedule(self, lazy=True)
+
     def _fill(self) -> bool:
         """Produce until the buffer is full; True when the input ran dry first."""
         # Commands are applied before every frame, so none waits behind a burst of frames.
@@ -359,11 +365,11 @@ class Pipeline:
     def _report_position(self, frame: Frame) -> None:
         self._report_at(frame.track, frame.position_ms)
 
-    def _report_at(self, track: int, position_ms: int) -> None:
+    def _report_at(self, track: int, position_ms: int, age_ms: int = 0) -> None:
         last_track, last = self._last_position
         if last_track != track or position_ms - last >= self._position_every:
             self._last_position = (track, position_ms)
-            self._emit(Position(track, position_ms))
+            self._emit(Position(track, position_ms, age_ms))
 
     # -- the passthrough lane (media/lane.py) ------------------------------------------------
 
@@ -380,7 +386,10 @@ class Pipeline:
             cur.pos = lane.pos
             crossed, lane.crossed = lane.crossed, -1
             if crossed >= 0:
-                self._report_at(lane.serial, crossed * 1000 // RATE)
+                # The lane went on one frame a tick since the packet at ``crossed`` left: that
+                # many ticks ago the playhead was there (a lazy turn, Producer.release).
+                age = max(0, lane.pos - crossed - FRAME_SAMPLES) * 1000 // RATE
+                self._report_at(lane.serial, crossed * 1000 // RATE, age)
         if lane.open:
             return True
         self._lane = None
@@ -409,7 +418,15 @@ class Pipeline:
             return True
         if not cur.lane_start():
             return False
-        lane = Lane(cur.reader, self._schedule, cur.pos, margin=margin, stop_at=stop, turn_at=turn)
+        lane = Lane(
+            cur.reader,
+            self._schedule,
+            cur.pos,
+            margin=margin,
+            stop_at=stop,
+            turn_at=turn,
+            on_mark=self._schedule_lazy,
+        )
         with self._lock:
             if self._commands or self._closed:  # a command came in: it runs first
                 return False

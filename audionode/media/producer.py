@@ -37,7 +37,7 @@ from typing import Protocol
 _log = logging.getLogger(__name__)
 
 BACKGROUND_EVERY = 0.1
-"""Seconds :meth:`Producer.release` may keep read-ahead turns back (see there)."""
+"""Seconds :meth:`Producer.release` may keep read-ahead and lazy turns back (see there)."""
 
 
 class Steppable(Protocol):
@@ -60,6 +60,8 @@ class Producer:
         self._order = itertools.count()
         self._holder: int | None = None
         self._held: list[Steppable] = []
+        self._lazy: list[Steppable] = []
+        """Turns kept back that may wait for the next hand-over (:meth:`release`)."""
         self._handed = 0.0
         """``time.monotonic()`` of the last hand-over by :meth:`release`."""
         self._owners: weakref.WeakKeyDictionary[Steppable, int] = weakref.WeakKeyDictionary()
@@ -71,11 +73,12 @@ class Producer:
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
-    def schedule(self, item: Steppable) -> None:
+    def schedule(self, item: Steppable, lazy: bool = False) -> None:
         """Give ``item`` a turn soon. Never blocks; safe from any thread. Between
-        :meth:`hold` and :meth:`release`, calls from the holding thread are kept back."""
+        :meth:`hold` and :meth:`release`, calls from the holding thread are kept back;
+        ``lazy`` ones (and read-ahead) may be kept a little longer (see :meth:`release`)."""
         if self._holder is not None and self._holder == threading.get_ident():
-            self._held.append(item)
+            (self._lazy if lazy or item.background else self._held).append(item)
         else:
             self._queue.put(item)
 
@@ -102,23 +105,26 @@ class Producer:
     def release(self) -> None:
         """Hand over the turns kept back since :meth:`hold`.
 
-        Read-ahead turns alone (``background``: a reader at its low mark still holds half
-        its read-ahead, 1.5 s by default and never under 0.25 s) are kept back further,
-        until :data:`BACKGROUND_EVERY` after the last hand-over, so the readers of many
-        streams that come due in successive ticks share one wake-up of this thread instead
-        of one each: a wake-up costs about as much as a refill's work on a virtual machine
-        (docs/PERFORMANCE.md, "Fewer wake-ups"). Any other turn (frame production) goes at
+        Read-ahead turns (``background``: a reader at its low mark still holds half its
+        read-ahead, 1.5 s by default and never under 0.25 s) and ``lazy`` ones (a lane's
+        position report, which says how old it is) are kept back further, until
+        :data:`BACKGROUND_EVERY` after the last hand-over, so the streams that come due in
+        successive ticks share one wake-up of this thread instead of one each: a wake-up
+        costs about as much as a refill's work on a virtual machine (docs/PERFORMANCE.md,
+        "Fewer wake-ups"). Any other turn (frame production, a lane that closed) goes at
         once and takes them along."""
         self._holder = None
-        held = self._held
-        if not held:
+        held, lazy = self._held, self._lazy
+        if not held and not lazy:
             return
         now = time.monotonic()
-        if now - self._handed < BACKGROUND_EVERY and all(item.background for item in held):
+        if not held and now - self._handed < BACKGROUND_EVERY:
             return
         self._handed = now
-        self._held = []
+        self._held, self._lazy = [], []
         for item in held:
+            self._queue.put(item)
+        for item in lazy:
             self._queue.put(item)
 
     def _run(self) -> None:

@@ -279,12 +279,14 @@ class TrackReader(_ReaderBase):
             lane.on_turn()
             return None
         data, pos = got
-        if pos >= lane.turn_at:
+        if not lane.open:  # closed after this packet: frames must be made, at once
+            if pos >= lane.turn_at:
+                lane.crossed, lane.turn_at = pos, NEVER
+            lane.on_turn()
+        elif pos >= lane.turn_at:
             lane.crossed = pos  # the frame a position event names; one turn asked for
             lane.turn_at = NEVER
-            lane.on_turn()
-        elif not lane.open:
-            lane.on_turn()
+            lane.on_mark()
         return Frame(data, self.serial, pos * 1000 // RATE)
 
     def peek_packet(self) -> Packet | None:

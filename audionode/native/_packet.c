@@ -648,7 +648,7 @@ static PyTypeObject BatchType = {
  * stream back to the sender's Python path for this very tick, which does exactly what it did
  * before (docs/decisions/0020-native-tick.md, 0022-native-reader-queue.md). */
 
-static PyObject *s_try_refill, *s_reader, *s_on_turn;
+static PyObject *s_try_refill, *s_reader, *s_on_turn, *s_on_mark;
 
 typedef struct {
     PyObject_HEAD
@@ -657,7 +657,8 @@ typedef struct {
     PyObject *frames;    /* the FrameBuffer's deque of made frames: served only while empty */
     LaneCore *lane;      /* media.lane.Lane */
     ReaderCore *reader;  /* lane.reader (media.reader.TrackReader) */
-    PyObject *on_turn;   /* lane.on_turn */
+    PyObject *on_turn;   /* lane.on_turn: the lane closed, a turn at once */
+    PyObject *on_mark;   /* lane.on_mark: a packet reached turn_at, a turn that may wait */
     long long never;     /* media.reader.NEVER */
     unsigned long long sent; /* frames served since take_sent() */
     double last;         /* `now` of the last tick that served it */
@@ -674,6 +675,7 @@ static int feed_traverse(Feed *self, visitproc visit, void *arg) {
     Py_VISIT(self->frames);
     Py_VISIT((PyObject *)self->reader);
     Py_VISIT(self->on_turn);
+    Py_VISIT(self->on_mark);
     return 0;
 }
 
@@ -684,6 +686,7 @@ static int feed_clear(Feed *self) {
     Py_CLEAR(self->lane);
     Py_CLEAR(self->reader);
     Py_CLEAR(self->on_turn);
+    Py_CLEAR(self->on_mark);
     return 0;
 }
 
@@ -711,6 +714,12 @@ static int feed_init(Feed *self, PyObject *args, PyObject *kw) {
         Py_DECREF(reader);
         return -1;
     }
+    PyObject *on_mark = PyObject_GetAttr(lane, s_on_mark);
+    if (on_mark == NULL) {
+        Py_DECREF(reader);
+        Py_DECREF(on_turn);
+        return -1;
+    }
     feed_clear(self);
     self->key = Py_NewRef(key);
     self->ch = (Channel *)Py_NewRef(ch);
@@ -718,6 +727,7 @@ static int feed_init(Feed *self, PyObject *args, PyObject *kw) {
     self->lane = (LaneCore *)Py_NewRef(lane);
     self->reader = (ReaderCore *)reader;
     self->on_turn = on_turn;
+    self->on_mark = on_mark;
     self->never = never;
     return 0;
 }
@@ -777,13 +787,16 @@ static int feed_serve(Feed *f, Batch *b, double now) {
     f->last = now;
     f->served = 1;
     if (taken < 0) return -1;
+    int marked = 0;
     if (pos >= f->lane->turn_at) { /* the frame a position event names; one turn asked for */
         f->lane->crossed = pos;
         f->lane->turn_at = f->never;
-        closed = 1;
+        marked = 1;
     }
-    if (closed) {
-        PyObject *r = PyObject_CallNoArgs(f->on_turn);
+    /* A closed lane needs its turn at once (frames must be made); a mark's turn may wait
+     * (media/lane.py, Lane.on_mark). One call either way, as TrackReader.take_for_lane. */
+    if (closed || marked) {
+        PyObject *r = PyObject_CallNoArgs(closed ? f->on_turn : f->on_mark);
         if (r == NULL) return -1;
         Py_DECREF(r);
     }
@@ -1003,7 +1016,7 @@ static PyTypeObject PumpType = {
 
 static int pump_ready(void) {
     struct { PyObject **slot; const char *name; } names[] = {
-        {&s_try_refill, "_try_refill"}, {&s_reader, "reader"}, {&s_on_turn, "on_turn"},
+        {&s_try_refill, "_try_refill"}, {&s_reader, "reader"}, {&s_on_turn, "on_turn"}, {&s_on_mark, "on_mark"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if ((*names[i].slot = PyUnicode_InternFromString(names[i].name)) == NULL) return -1;

@@ -96,6 +96,16 @@ async def test_position_reports_are_held_and_written_together_with_their_age() -
     assert len(pipe.writes) == 1 and out.writes == 1
 
 
+async def test_the_hold_adds_to_an_age_the_report_already_had() -> None:
+    # a passthrough lane's report that waited for a producer turn comes with its age
+    pipe, now = Pipe(), [100.0]
+    out = wire.EventWriter(pipe.writes.append, lambda: pipe.closing, 4096, 10.0, lambda: now[0])
+    out.emit(m.TrackPosition(player=1, serial=1, position_ms=1000, held_ms=60))
+    now[0] += 0.2
+    out.flush()
+    assert pipe.events(0) == [m.TrackPosition(player=1, serial=1, position_ms=1000, held_ms=260)]
+
+
 async def test_any_other_event_goes_at_once_after_the_reports_held_before_it() -> None:
     pipe = Pipe()
     out = wire.EventWriter(pipe.writes.append, lambda: pipe.closing, 4096, 10.0)

@@ -147,7 +147,10 @@ def test_position_events_and_next_wanted_keep_their_timing(
     rec.run_until(lambda _e: len(rec.frames) >= 10, timeout=5, pace=0.003)
     open_lane(pipeline)
     frames = rec.until_ended(1, pace=0.003)
-    positions = [e.position_ms for e in rec.seen if isinstance(e, Position) and e.track == 1]
+    reports = [e for e in rec.seen if isinstance(e, Position) and e.track == 1]
+    positions = [e.position_ms for e in reports]
+    # a report that waited for its turn says how long, in the lane's frames (20 ms each)
+    assert all(e.age_ms % 20 == 0 and 0 <= e.age_ms < 1000 for e in reports), reports
     # the frames the normal path names: the first, then each that is a second past the last
     expected = [frames[0].position_ms]
     for f in frames:

@@ -96,22 +96,30 @@ def test_read_ahead_alone_waits_for_its_interval_and_production_takes_it_along(
     producer = Producer("test-producer")
     log: list[str] = []
     first, read, frames = Item("first", log), Item("read", log, background=True), Item("f", log)
+    mark = Item("mark", log)  # a pipeline's turn asked for lazily (a lane's position report)
     producer.hold()
     producer.schedule(first)
     producer.release()  # a hand-over: production goes at once
     assert first.turned.wait(WAIT)
     producer.hold()
     producer.schedule(read)
-    producer.release()  # read-ahead alone, just after a hand-over: kept back
+    producer.schedule(mark, lazy=True)
+    producer.release()  # read-ahead and a lazy turn, just after a hand-over: kept back
     producer.hold()
     producer.release()  # a tick with nothing asked: still kept
     time.sleep(0.05)
-    assert not read.turned.is_set()
+    assert not read.turned.is_set() and not mark.turned.is_set()
     producer.hold()
     producer.schedule(frames)
-    producer.release()  # production: goes, and takes the read along
-    assert read.turned.wait(WAIT) and frames.turned.is_set()
-    assert log == ["first", "f", "read"]
+    producer.release()  # production: goes, and takes the others along
+    assert read.turned.wait(WAIT) and mark.turned.wait(WAIT) and frames.turned.is_set()
+    assert log == ["first", "f", "mark", "read"]
+
+
+def test_a_lazy_turn_asked_for_outside_a_hold_goes_at_once() -> None:
+    item = Item("lazy", [])
+    Producer("test-producer").schedule(item, lazy=True)  # another thread, or no tick running
+    assert item.turned.wait(WAIT)
 
 
 def test_read_ahead_goes_once_its_interval_passed(monkeypatch: pytest.MonkeyPatch) -> None:

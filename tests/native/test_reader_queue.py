@@ -279,3 +279,61 @@ def test_the_pump_takes_without_the_readers_lock_and_wakes_it_once_free(
         reader.close()
         sender.close()
         receiver.close()
+
+
+@pytest.mark.parametrize("path", ["python", "pump"])
+def test_a_mark_asks_for_a_turn_that_may_wait_a_close_for_one_at_once(
+    files: dict[str, Path],  # noqa: F811
+    path: str,
+) -> None:
+    """A packet reaching ``turn_at`` (a position report is due) calls ``lane.on_mark``, the
+    lazy request; the packet after which the lane closes calls ``lane.on_turn``: frames must
+    be made at once. The same from ``take_for_lane`` and from the native Pump."""
+    reader = TrackReader(Playable.from_bytes(files["12s"].read_bytes()), 1, wake=lambda: None)
+    reader.start()
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender.connect(receiver.getsockname())
+    try:
+        deadline = time.monotonic() + 10
+        while reader._buffered < 10 * 960:
+            assert time.monotonic() < deadline, "the reader read nothing"
+            time.sleep(0.01)
+        calls: list[str] = []
+        lane = Lane(
+            reader,
+            lambda: calls.append("turn"),
+            0,
+            margin=0,
+            on_mark=lambda: calls.append("mark"),
+        )
+        if path == "python":
+            take = lambda: reader.take_for_lane(lane)  # noqa: E731
+        else:
+            channel = NativePacketizer(5, cipher_for(AES_GCM_MODE, bytes(32))).channel
+            channel.fd, channel.live = sender.fileno(), True
+            feed = lane.feed("k", channel, deque(), reader.serial)
+            assert feed is not None
+            pump, batch = _packet.Pump(), _packet.Batch(backend="sendmmsg")
+
+            def take() -> None:
+                pump.arm(feed)
+                assert pump.run(batch, 0.0) == [] and feed.served
+                batch.flush()
+
+        take()
+        take()  # past the first packets (their positions depend on the opus pre-skip)
+        third = lane.pos  # where the next packet begins
+        lane.turn_at = third  # its take asks for a turn that may wait
+        lane.stop_at = third + 3 * 960  # and the lane closes after the fifth packet
+        take()
+        assert calls == ["mark"] and lane.crossed == third and lane.turn_at == NEVER
+        take()
+        assert calls == ["mark"] and lane.open
+        take()
+        assert calls == ["mark", "turn"] and not lane.open and lane.pos == third + 3 * 960
+    finally:
+        reader.close()
+        sender.close()
+        receiver.close()
