@@ -6,10 +6,12 @@ close."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -226,12 +228,11 @@ def test_a_lane_take_wakes_a_resting_reader_at_its_low_mark_and_closes_near_the_
     assert reader._lane_take(lane) is None
 
 
-def test_the_pump_takes_without_the_readers_lock_and_wakes_it_once_free(
+@contextlib.contextmanager
+def reading(
     files: dict[str, Path],  # noqa: F811
-) -> None:
-    """The Pump serves while another thread holds the reader's lock (it never waits for it),
-    and a reader resting below its low mark is woken by the first take after the lock is
-    free (TrackReader._try_refill); the reader then reads ahead again."""
+) -> Iterator[tuple[TrackReader, socket.socket, socket.socket]]:
+    """A started reader of the 12 s file, and a connected UDP pair for a Pump's packets."""
     reader = TrackReader(Playable.from_bytes(files["12s"].read_bytes()), 1, wake=lambda: None)
     reader.start()
     receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -239,6 +240,20 @@ def test_the_pump_takes_without_the_readers_lock_and_wakes_it_once_free(
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sender.connect(receiver.getsockname())
     try:
+        yield reader, sender, receiver
+    finally:
+        reader.close()
+        sender.close()
+        receiver.close()
+
+
+def test_the_pump_takes_without_the_readers_lock_and_wakes_it_once_free(
+    files: dict[str, Path],  # noqa: F811
+) -> None:
+    """The Pump serves while another thread holds the reader's lock (it never waits for it),
+    and a reader resting below its low mark is woken by the first take after the lock is
+    free (TrackReader._try_refill); the reader then reads ahead again."""
+    with reading(files) as (reader, sender, receiver):
         deadline = time.monotonic() + 10
         while not reader._resting:  # the read-ahead window filled
             assert time.monotonic() < deadline, "the reader never filled its window"
@@ -275,10 +290,6 @@ def test_the_pump_takes_without_the_readers_lock_and_wakes_it_once_free(
             assert time.monotonic() < deadline, "the reader did not read ahead again"
             time.sleep(0.01)
         assert receiver.recv(2048)  # the packets left
-    finally:
-        reader.close()
-        sender.close()
-        receiver.close()
 
 
 @pytest.mark.parametrize("path", ["python", "pump"])
@@ -289,13 +300,7 @@ def test_a_mark_asks_for_a_turn_that_may_wait_a_close_for_one_at_once(
     """A packet reaching ``turn_at`` (a position report is due) calls ``lane.on_mark``, the
     lazy request; the packet after which the lane closes calls ``lane.on_turn``: frames must
     be made at once. The same from ``take_for_lane`` and from the native Pump."""
-    reader = TrackReader(Playable.from_bytes(files["12s"].read_bytes()), 1, wake=lambda: None)
-    reader.start()
-    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    receiver.bind(("127.0.0.1", 0))
-    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sender.connect(receiver.getsockname())
-    try:
+    with reading(files) as (reader, sender, _):
         deadline = time.monotonic() + 10
         while reader._buffered < 10 * 960:
             assert time.monotonic() < deadline, "the reader read nothing"
@@ -333,7 +338,3 @@ def test_a_mark_asks_for_a_turn_that_may_wait_a_close_for_one_at_once(
         assert calls == ["mark"] and lane.open
         take()
         assert calls == ["mark", "turn"] and not lane.open and lane.pos == third + 3 * 960
-    finally:
-        reader.close()
-        sender.close()
-        receiver.close()
