@@ -38,21 +38,23 @@ turns = []
 lane = Lane(reader, lambda: turns.append(1), 0, margin=0)
 got = []
 deadline = time.monotonic() + 20
-while len(got) < 100:  # the first 100 packets by the lane, the rest by take_packet
-    assert time.monotonic() < deadline, "the lane starved"
-    frame = lane.pop()
-    if frame is None:
-        time.sleep(0.005)
-    else:
-        got.append(frame.opus.hex())
+
+
+def poll(take, data_of, more, what):
+    # take with take() while more(), keeping each item's bytes (hex)
+    while more():
+        assert time.monotonic() < deadline, what + " starved"
+        item = take()
+        if item is None:
+            time.sleep(0.005)
+        else:
+            got.append(data_of(item).hex())
+
+
+# the first 100 packets by the lane, the rest by take_packet
+poll(lane.pop, lambda f: f.opus, lambda: len(got) < 100, "the lane")
 lane.close()
-while not reader.drained:
-    assert time.monotonic() < deadline, "the reader starved"
-    packet = reader.take_packet()
-    if packet is None:
-        time.sleep(0.005)
-    else:
-        got.append(packet.data.hex())
+poll(reader.take_packet, lambda p: p.data, lambda: not reader.drained, "the reader")
 reader.close()
 print(json.dumps(got))
 """
