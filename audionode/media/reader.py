@@ -279,13 +279,13 @@ class TrackReader(_ReaderBase):
             lane.on_turn()
             return None
         data, pos = got
-        if not lane.open:  # closed after this packet: frames must be made, at once
-            if pos >= lane.turn_at:
-                lane.crossed, lane.turn_at = pos, NEVER
-            lane.on_turn()
-        elif pos >= lane.turn_at:
+        marked = pos >= lane.turn_at
+        if marked:
             lane.crossed = pos  # the frame a position event names; one turn asked for
             lane.turn_at = NEVER
+        if not lane.open:  # closed after this packet: frames must be made, at once
+            lane.on_turn()
+        elif marked:  # a turn that may wait (Lane.on_mark)
             lane.on_mark()
         return Frame(data, self.serial, pos * 1000 // RATE)
 
