@@ -2,7 +2,7 @@
 
     python -m bench.streams --players N --mode passthrough|transcode [--dave] [--seconds S]
                             [--workers W] [--peer discordpy] [--stress] [--json out.json]
-                            [--receive] [--talk] [--ab K]
+                            [--receive] [--talk] [--ab K] [--churn R]
 
 Setup, all on loopback: the built-in voice server (voice gateway, LVSP, DAVE delivery) runs in
 this process; its advertised UDP port is a counting sink (``bench/sink.py``, its own process:
@@ -25,6 +25,9 @@ Receive (issue 15): ``--receive`` turns the node's ``voice.receive`` on; ``--tal
 ``--dave``) makes each channel's second member speak to the node (``bench/talk.py``), so every
 player also receives one stream; ``--ab K`` runs K pairs, receive off then on, in one
 invocation and prints the send path's gaps side by side.
+
+Churn: ``--churn R`` (with ``--dave``) replaces R channel members a second during the window,
+so the node commits DAVE group changes while it plays (``bench/churn.py``).
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from audionode.demo.bot import Bot
 from audionode.voiceserver.app import VoiceServer
 from audionode.voiceserver.lvsp_client import LvspClient
 from bench import media
+from bench.churn import Churn
 from bench.sink import Sink
 from bench.stress import Pages, Stress
 from bench.talk import talk_streams
@@ -230,7 +234,9 @@ async def dave_member(
     """A second member per channel, joined first: a lone member forms no DAVE group (the
     built-in voice server, like Discord, needs a committer and someone to add), so with
     ``--dave`` every stream is end-to-end encrypted to this member. It reads nothing but its
-    websocket (the node's packets go to the sink)."""
+    websocket (the node's packets go to the sink). It heartbeats: one that did not would time
+    out 27.5 s after joining (two Hello intervals) and leave the group, and the node would then
+    commit hundreds of removals inside the window of a large run (before 2026-12-07 it did)."""
     grant = await lvsp.grant(LISTENER, channel, guild)
     member = Listener(
         f"ws://127.0.0.1:{vs.port}",
@@ -239,7 +245,7 @@ async def dave_member(
         channel,
         grant.session_id,
         grant.token,
-        heartbeat=args.talk,  # it must outlive the set-up to speak (--talk)
+        heartbeat=True,
     )
     await member.connect(http)
     args.members.append(member)
@@ -280,21 +286,20 @@ async def measure(
     args: argparse.Namespace, tree: Tree, sink: Sink, during: Any = None, snap: Any = None
 ) -> dict[str, Any]:
     """The window: sink gaps, CPU of the tree, RSS at the end; ``snap()`` (async) is called
-    at both ends and its results kept as ``snaps``."""
+    at both ends and its results kept as ``snaps``; ``during()`` starts loads for the window,
+    a dict of name -> load whose ``await stop()`` result goes into the receiver's row."""
     await asyncio.sleep(args.warmup)
     snaps = [await snap()] if snap is not None else []
     cpu0, t0 = tree.cpu(), time.monotonic()
     sink.start()
-    stress = None
-    if during is not None:
-        stress = during()
+    loads = during() if during is not None else {}
     await asyncio.sleep(args.seconds)
     cpu1, t1 = tree.cpu(), time.monotonic()
     if snap is not None:
         snaps.append(await snap())
     gaps = sink.stop()
-    if stress is not None:
-        gaps["stress"] = await stress.stop()
+    for name, load in loads.items():
+        gaps[name] = await load.stop()
     span = t1 - t0
     per_pid = {pid: cpu1[pid] - cpu0.get(pid, 0.0) for pid in cpu1}
     cpu_total = sum(per_pid.values())
@@ -335,13 +340,18 @@ async def run_node(
             talk_s = args.warmup + args.seconds + 10
             sink.talk(await talk_streams(vs, args.members, BOT, talk_s), not args.talk_burst)
         pages = await Pages.start() if args.stress else None
-        stress_fn = (
-            (lambda: Stress.start(http, url, bot, GUILD0, args.players, pages.url))
-            if pages is not None
-            else None
-        )
+        lvsp = await LvspClient.open(http, vs.lvsp_url, LVSP_TOKEN) if args.churn else None
+
+        def during() -> dict[str, Any]:
+            loads: dict[str, Any] = {}
+            if pages is not None:
+                loads["stress"] = Stress.start(http, url, bot, GUILD0, args.players, pages.url)
+            if lvsp is not None:
+                loads["churn"] = Churn.start(http, lvsp, args.members, args.churn)
+            return loads
+
         try:
-            result = await measure(args, tree, sink, stress_fn, lambda: status(http, url))
+            result = await measure(args, tree, sink, during, lambda: status(http, url))
         finally:
             if pages is not None:
                 await pages.close()
@@ -449,6 +459,7 @@ def describe(args: argparse.Namespace, result: dict[str, Any]) -> None:
         "cost_vs_bare_libopus",
         "cost_vs_bare_libopus_other_core_busy",
         "stress",
+        "churn",
     ):
         if key in result or key in r:
             print(f"{key}: {json.dumps(result.get(key, r.get(key)))}")
@@ -499,9 +510,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="200 REST requests/s and continuous searches during the window",
     )
+    p.add_argument(
+        "--churn",
+        type=float,
+        default=0.0,
+        help="(--dave) members leaving and joining per second during the window (bench/churn.py)",
+    )
     p.add_argument("--json", help="also write the result here")
     p.add_argument("--ab", type=int, default=0, help="K pairs of runs, receive off then on")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.churn and (not args.dave or args.talk or args.peer != "node"):
+        p.error("--churn needs --dave, the node as the peer, and no --talk")
+    return args
 
 
 def add_rig_arguments(p: argparse.ArgumentParser, players: int, workers: int) -> None:
