@@ -53,14 +53,18 @@ def result_of(run: subprocess.Popen[bytes], out: Path) -> dict[str, Any]:
 
 def row(label: str, result: dict[str, Any]) -> dict[str, Any]:
     r = result["receiver"]
+    engines = result.get("engine", {}).get("engines", {}).values()
     return {
         "build": label,
         "utc": time.strftime("%H:%M:%S", time.gmtime()),
         "cores": result["cpu_cores"],
         "pct_per_stream": result["cpu_pct_per_stream"],
         "p99_ms": r.get("gap_p99_ms"),
+        "p999_ms": r.get("gap_p999_ms"),
+        "max_ms": r.get("gap_max_ms"),
         "missed_pct": r.get("missed_pct"),
         "pps_min": r.get("pps_per_stream_min"),
+        "late_max_ms": max((e.get("late_max_ms", 0.0) for e in engines), default=None),
     }
 
 

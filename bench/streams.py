@@ -335,12 +335,14 @@ async def run_node(
         tree = Tree(pid)
         await asyncio.sleep(1.0)
         baseline = tree.rss()
+        # opened before the set-up, while this process is idle (after it, at 1,000 players,
+        # the LVSP handshake can time out behind the members' traffic)
+        lvsp = await LvspClient.open(http, vs.lvsp_url, LVSP_TOKEN) if args.churn else None
         bot = await start_players(args, http, url, vs, query)
         if args.talk:
             talk_s = args.warmup + args.seconds + 10
             sink.talk(await talk_streams(vs, args.members, BOT, talk_s), not args.talk_burst)
         pages = await Pages.start() if args.stress else None
-        lvsp = await LvspClient.open(http, vs.lvsp_url, LVSP_TOKEN) if args.churn else None
 
         def during() -> dict[str, Any]:
             loads: dict[str, Any] = {}
