@@ -25,7 +25,7 @@ from audionode.client.errors import (
     ProtocolError,
 )
 from audionode.client.load import NodeStats, penalty
-from audionode.client.socket import TAKEN_OVER, NodeSocket
+from audionode.client.socket import TAKEN_OVER, NodeSocket, cancel_and_wait
 
 if TYPE_CHECKING:
     from audionode.client.player import Player
@@ -110,11 +110,7 @@ class Node:
 
     async def close(self) -> None:
         self._closing = True
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._tasks)
         if self.socket is not None:
             await self.socket.close()
 

@@ -31,6 +31,21 @@ TAKEN_OVER = 4004
 """Close code: another connection identified as this session (``docs/API.md``)."""
 
 
+async def cancel_and_wait(*tasks: asyncio.Future[Any]) -> None:
+    """Cancel ``tasks`` and wait until each has ended; a task ending cancelled is fine, a
+    cancellation of the caller while it waits is raised, never absorbed (``Task.cancelling``).
+    The node has the same helper (``audionode/tasks.py``); this library imports nothing of it."""
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        try:
+            await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
+
+
 class NodeSocket:
     """A connected, authenticated ``/ws``; build it with :meth:`open`."""
 
@@ -87,11 +102,7 @@ class NodeSocket:
 
     async def close(self) -> None:
         await self.ws.close()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._tasks)
 
     # --- sending ------------------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ from typing import Any
 import aiohttp
 
 from audionode.errors import AudionodeError
+from audionode.tasks import cancel_and_wait
 from audionode.voiceserver.lvsp_client import LvspClient, VoiceGrant
 
 Match = Callable[[dict[str, Any]], bool]
@@ -132,9 +133,7 @@ class EventLog:
         return self.done
 
     async def stop(self) -> None:
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await cancel_and_wait(self._task)
 
     def _find(self, op: str, match: Match | None, guild: int | None) -> Any:
         if guild is not None and (match is None or not self.keep):

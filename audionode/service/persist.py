@@ -15,7 +15,6 @@ from connecting before its bot had its say.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -31,6 +30,7 @@ from audionode.session import Session
 from audionode.sources.api import Track
 from audionode.store import Store
 from audionode.store import records as r
+from audionode.tasks import cancel_and_wait
 from audionode.types import ChannelId
 
 DIRTY_DELAY = 0.05
@@ -226,10 +226,7 @@ class Keeper:
         self.store = None
         if self._timer is not None:
             self._timer.cancel()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         await asyncio.to_thread(store.close)
 
     def status(self) -> dict[str, Any]:

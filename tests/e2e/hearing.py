@@ -10,13 +10,13 @@ after a restart.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from dataclasses import dataclass, field
 
 import av
 import numpy as np
 
+from audionode.tasks import cancel_and_wait
 from audionode.voice import rtp
 from audionode.voice.packetizer import SILENCE_FRAME
 from tests.transport.listener import Listener
@@ -59,9 +59,7 @@ class Ear:
             await asyncio.sleep(FRAME)
 
     async def close(self) -> None:
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await cancel_and_wait(self._task)
         self.poll()
 
     def poll(self) -> None:

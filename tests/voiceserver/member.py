@@ -12,7 +12,6 @@ checks; :meth:`VoiceMember.leaks` flags audio that reached it without DAVE.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import struct
 import time
@@ -22,6 +21,7 @@ from typing import Any, ClassVar
 import aiohttp
 import davey
 
+from audionode.tasks import wait_ended
 from audionode.voice import rtp
 from audionode.voice.crypto import Opened, TransportCipher, choose_mode, cipher_for
 from audionode.voice.packetizer import SILENCE_FRAME, Packetizer, silence_frames
@@ -173,9 +173,7 @@ class VoiceMember:
             self._beats.cancel()
         if self._ws is not None:
             await self._ws.close()
-        if self._reader is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+        await wait_ended(self._reader)
         if self._udp is not None:
             self._udp.close()
 
