@@ -65,6 +65,7 @@ def row(label: str, result: dict[str, Any]) -> dict[str, Any]:
         "missed_pct": r.get("missed_pct"),
         "pps_min": r.get("pps_per_stream_min"),
         "late_max_ms": max((e.get("late_max_ms", 0.0) for e in engines), default=None),
+        **({"churn_cycles": r["churn"]["cycles"]} if "churn" in r else {}),
     }
 
 

@@ -34,6 +34,7 @@ class Churn:
         self.failures = 0
         self.late = 0
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     @classmethod
     def start(
@@ -49,6 +50,8 @@ class Churn:
         next_at = time.monotonic()
         user = FIRST_USER
         for i in range(1 << 62):
+            if self._stopping:
+                return
             slot = i % len(self.members)
             user += 1
             try:
@@ -80,6 +83,10 @@ class Churn:
 
     async def stop(self) -> dict[str, Any]:
         assert self._task is not None
+        # The flag as well as the cancel: Python 3.11's wait_for (in the members' connect)
+        # swallows a cancellation that arrives as its inner future completes, and the loop
+        # then went on for ever (two runs of eight hung so).
+        self._stopping = True
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
         return {"rate": self.rate, "cycles": self.cycles, "failures": self.failures,
