@@ -36,6 +36,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Final, Generic, Protocol, TypeVar
 
+from audionode.transport.cpugate import Gate, gate_of
 from audionode.voice.packetizer import SILENCE_FRAME, SILENCE_FRAME_COUNT
 
 if TYPE_CHECKING:
@@ -228,6 +229,8 @@ class Sender(Generic[K]):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._handle: asyncio.TimerHandle | None = None
         self._deadline = 0.0
+        self._gate: Gate | None = None
+        """The loop's CPU gate, told of every tick (heavy control steps start after one)."""
 
     # --- control (queued, applied at the start of the next tick) ------------------------------
 
@@ -390,12 +393,24 @@ class Sender(Generic[K]):
         self._loop = asyncio.get_running_loop()
         self._deadline = self._loop.time() + self.interval
         self._handle = self._loop.call_at(self._deadline, self._tick)
+        self._gate = gate_of(self._loop)
+        self._gate.attach(self)
 
     def close(self) -> None:
         """Stop the clock; queued commands are kept but not applied."""
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
+        if self._gate is not None:
+            self._gate.detach(self)
+            self._gate = None
+
+    def until_next(self) -> float | None:
+        """Seconds until the next tick is due (negative: overdue), None while stopped (the
+        CPU gate's :class:`~audionode.transport.cpugate.Clock`)."""
+        if self._handle is None or self._loop is None:
+            return None
+        return self._deadline - self._loop.time()
 
     @property
     def running(self) -> bool:
@@ -446,6 +461,8 @@ class Sender(Generic[K]):
             self._on_tick(late, took)
         self._deadline += self.interval
         self._handle = self._loop.call_at(self._deadline, self._tick)
+        if self._gate is not None:
+            self._gate.tick_done()
 
     def step(self, now: float) -> None:
         """One tick's work at time ``now`` (seconds): apply commands, one frame per stream,
