@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-from audionode.transport.cpugate import MAX_WAIT, gate_for_loop, gate_of
+from audionode.transport.cpugate import MAX_WAIT, Gate, gate_for_loop, gate_of
 from audionode.transport.sender import Sender
 
 
@@ -66,16 +68,25 @@ class FakeClock:
         return self.left
 
 
+@contextmanager
+def clocked(left: float) -> Iterator[tuple[Gate, FakeClock]]:
+    """The running loop's gate with a :class:`FakeClock` attached for the block."""
+    gate = gate_of(asyncio.get_running_loop())
+    clock = FakeClock(left)
+    gate.attach(clock)
+    try:
+        yield gate, clock
+    finally:
+        gate.detach(clock)
+
+
 async def settle() -> None:
     for _ in range(5):
         await asyncio.sleep(0)
 
 
 async def test_a_step_waits_for_the_tick_when_the_gap_left_is_too_short() -> None:
-    gate = gate_of(asyncio.get_running_loop())
-    clock = FakeClock(left=0.002)  # less than the first estimate (5 ms) + margin
-    gate.attach(clock)
-    try:
+    with clocked(0.002) as (gate, clock):  # less than the first estimate (5 ms) + margin
         ran: list[str] = []
 
         async def step() -> None:
@@ -90,8 +101,6 @@ async def test_a_step_waits_for_the_tick_when_the_gap_left_is_too_short() -> Non
         await task
         assert ran == ["step"]
         assert gate.grants["tick"] == 1
-    finally:
-        gate.detach(clock)
 
 
 async def test_a_step_starts_at_once_when_the_gap_holds_it_or_no_clock_runs() -> None:
@@ -99,21 +108,14 @@ async def test_a_step_starts_at_once_when_the_gap_holds_it_or_no_clock_runs() ->
     async with gate_for_loop():
         pass
     assert gate.grants["free"] == 1
-    clock = FakeClock(left=0.015)
-    gate.attach(clock)
-    try:
+    with clocked(0.015):
         async with gate_for_loop():
             pass
         assert gate.grants["room"] == 1
-    finally:
-        gate.detach(clock)
 
 
 async def test_steps_after_a_tick_fill_the_gap_only_as_far_as_it_holds_them() -> None:
-    gate = gate_of(asyncio.get_running_loop())
-    clock = FakeClock(left=0.0)
-    gate.attach(clock)
-    try:
+    with clocked(0.0) as (gate, clock):
         ran: list[int] = []
 
         async def step(i: int) -> None:
@@ -137,27 +139,20 @@ async def test_steps_after_a_tick_fill_the_gap_only_as_far_as_it_holds_them() ->
         assert ran == [0, 1, 2, 3]
         assert gate.grants["tick"] == 2 and gate.grants["room"] == 2
         await asyncio.gather(*tasks)
-    finally:
-        gate.detach(clock)
 
 
 async def test_a_step_never_waits_longer_than_max_wait_for_a_tick() -> None:
-    gate = gate_of(asyncio.get_running_loop())
-    clock = FakeClock(left=0.001)  # a clock that never ticks and never stops
-    gate.attach(clock)
-    try:
+    with clocked(0.001) as (gate, _):  # a clock that never ticks and never stops
         began = time.monotonic()
         async with gate_for_loop():
             waited = time.monotonic() - began
         assert gate.grants["overdue"] == 1
         assert MAX_WAIT * 0.9 <= waited < 1.0
-    finally:
-        gate.detach(clock)
 
 
 async def test_a_clock_that_stops_lets_its_waiters_go() -> None:
     gate = gate_of(asyncio.get_running_loop())
-    clock = FakeClock(left=0.001)
+    clock = FakeClock(0.001)
     gate.attach(clock)
     task = asyncio.create_task(_one_step())
     await settle()
@@ -168,10 +163,7 @@ async def test_a_clock_that_stops_lets_its_waiters_go() -> None:
 
 
 async def test_a_cancelled_waiter_does_not_hold_up_the_next() -> None:
-    gate = gate_of(asyncio.get_running_loop())
-    clock = FakeClock(left=0.001)
-    gate.attach(clock)
-    try:
+    with clocked(0.001) as (gate, clock):
         first = asyncio.create_task(_one_step())
         second = asyncio.create_task(_one_step())
         await settle()
@@ -180,8 +172,6 @@ async def test_a_cancelled_waiter_does_not_hold_up_the_next() -> None:
         gate.tick_done()
         await asyncio.wait_for(second, 0.05)
         assert first.cancelled()
-    finally:
-        gate.detach(clock)
 
 
 async def _one_step() -> None:
