@@ -46,9 +46,10 @@ class AdmissionConfig(_Section):
     """False: place by load but never refuse."""
     max_cpu: Annotated[float, Meta(gt=0, le=4)] = 0.85
     """Cores one worker process may use (its last report, plus the new player's share)."""
-    max_tick_ms: Annotated[float, Meta(gt=0, le=20)] = 10.0
+    max_tick_ms: Annotated[float, Meta(gt=0, le=20)] = 7.0
     """Mean time of one sender tick (every stream of the worker) out of the 20 ms budget;
-    the producer thread needs the rest of the GIL."""
+    the producer thread needs the rest of the GIL, and a longer tick spreads the streams'
+    gaps (10 ms ticks: p99 25.5-27.2 ms; 7 ms: 23.7-24.6 ms, docs/PERFORMANCE.md, "Overload")."""
     max_missed: Annotated[float, Meta(ge=0, le=1)] = 0.01
     """Fraction of a worker's frame slots skipped by its clock (deficit) over the last minute,
     judged once the worker sent at least 10,000 frames in that minute."""

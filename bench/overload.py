@@ -191,6 +191,8 @@ def overload_config(args: argparse.Namespace, root: Path, admission: bool) -> di
         limits["max_players_per_worker"] = args.budget
     else:
         limits["max_cpu"] = args.max_cpu
+    if args.max_tick_ms is not None:
+        limits["max_tick_ms"] = args.max_tick_ms
     config["engine"]["admission"] = limits
     return config
 
@@ -250,6 +252,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--limit", choices=("players", "cpu"), default="players")
     p.add_argument("--budget", type=int, default=100, help="players per worker (--limit players)")
     p.add_argument("--max-cpu", type=float, default=0.2, help="cores per worker (--limit cpu)")
+    p.add_argument(
+        "--max-tick-ms", type=float, help="engine.admission.max_tick_ms (default: the node's)"
+    )
     p.add_argument(
         "--ask", type=int, default=0, help="guilds asking (default 2 x budget x workers)"
     )

@@ -8,6 +8,7 @@ import pytest
 from audionode.config import AdmissionConfig, ConfigError
 from audionode.engine.admission import (
     MIN_FRAMES,
+    TICK_SHARE_FROM,
     Admit,
     Placer,
     Refuse,
@@ -64,10 +65,25 @@ def test_an_unmeasured_worker_is_charged_the_configured_stream_cost() -> None:
 
 
 def test_tick_time_over_its_budget_refuses() -> None:
-    loads = [WorkerLoad(slot=0, placed=9, measured=9, cpu=0.1, tick_ms=9.5)]
-    refusal = decide(loads, LIMITS)  # 10 / 9 x 9.5 = 10.6 ms > 10
-    assert isinstance(refusal, Refuse) and "10.6 ms ticks" in refusal.reason
-    assert isinstance(decide(loads, AdmissionConfig(max_tick_ms=11)), Admit)
+    loads = [WorkerLoad(slot=0, placed=9, measured=9, cpu=0.1, tick_ms=6.6)]
+    refusal = decide(loads, LIMITS)  # 10 / 9 x 6.6 = 7.3 ms > 7 (the default)
+    assert isinstance(refusal, Refuse) and "7.3 ms ticks" in refusal.reason
+    assert isinstance(decide(loads, AdmissionConfig(max_tick_ms=7.5)), Admit)
+
+
+def test_a_burst_is_charged_the_tick_of_the_players_not_measured_yet() -> None:
+    # 500 measured at 5 ms ticks (0.01 ms each); 200 more placed since the report: with one
+    # more, 5 + 201 x 0.01 = 7.01 ms > 7. Charging the new player alone (5.01 ms) let a burst
+    # of joins take the worker's tick 19 % past its limit.
+    limits = AdmissionConfig(stream_cost=0.001)  # the CPU charge (0.50 cores) has room
+    burst = [WorkerLoad(slot=0, placed=700, measured=500, cpu=0.30, tick_ms=5.0)]
+    refusal = decide(burst, limits)
+    assert isinstance(refusal, Refuse) and "7.0 ms ticks" in refusal.reason
+    calm = [WorkerLoad(slot=0, placed=600, measured=500, cpu=0.30, tick_ms=5.0)]
+    assert isinstance(decide(calm, limits), Admit)  # 5 + 101 x 0.01 = 6.01 ms
+    # below TICK_SHARE_FROM measured streams the share is the tick's fixed cost: not extrapolated
+    few = [WorkerLoad(slot=0, placed=600, measured=TICK_SHARE_FROM - 1, cpu=0.01, tick_ms=1.0)]
+    assert isinstance(decide(few, limits), Admit)
 
 
 def test_missed_frame_slots_refuse_once_enough_frames_were_sent() -> None:
