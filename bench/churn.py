@@ -83,9 +83,10 @@ class Churn:
 
     async def stop(self) -> dict[str, Any]:
         assert self._task is not None
-        # The flag as well as the cancel: Python 3.11's wait_for (in the members' connect)
-        # swallows a cancellation that arrives as its inner future completes, and the loop
-        # then went on for ever (two runs of eight hung so).
+        # The flag as well as the cancel: after the members' close() stopped swallowing it
+        # (audionode/tasks.py), a cancel was still lost once somewhere in a member's connect
+        # (not pinned; Python 3.11's wait_for drops one that lands as its inner future
+        # completes) and the loop went on for ever. The flag ends it at the next cycle.
         self._stopping = True
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
